@@ -1,0 +1,37 @@
+"""HILBERT: document-level audio-text representations and classification of long recordings.
+
+Importing this package registers HILBERT with the transformers Auto classes, so that
+`AutoConfig`, `AutoModel` and `AutoModelForSequenceClassification` resolve `model_type="hilbert"` locally, and
+marks the classes for `register_for_auto_class`, so that `save_pretrained` / `push_to_hub` write the code files
+and the `auto_map` that let anyone load a checkpoint with `trust_remote_code=True` without this package.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+from .configuration_hilbert import HilbertConfig
+from .modeling_hilbert import (
+    HilbertForSequenceClassification,
+    HilbertModel,
+    HilbertModelOutput,
+    HilbertPreTrainedModel,
+    HilbertSequenceClassifierOutput,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(HilbertConfig.model_type, HilbertConfig, exist_ok=True)
+AutoModel.register(HilbertConfig, HilbertModel, exist_ok=True)
+AutoModelForSequenceClassification.register(HilbertConfig, HilbertForSequenceClassification, exist_ok=True)
+HilbertConfig.register_for_auto_class()
+HilbertModel.register_for_auto_class("AutoModel")
+HilbertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = [
+    "HilbertConfig",
+    "HilbertModel",
+    "HilbertForSequenceClassification",
+    "HilbertPreTrainedModel",
+    "HilbertModelOutput",
+    "HilbertSequenceClassifierOutput",
+    "__version__",
+]

@@ -1,0 +1,112 @@
+"""Cross-modal attention: audio segments attend to text segments and text segments attend to audio segments.
+
+Ships to the Hub with the model: imports only `torch`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class MaskedMultiHeadAttention(nn.Module):
+    """Multi-head attention of queries over keys/values with a key padding mask.
+
+    A query whose document has no real key at all (e.g. a recording without any transcript text) gets a zero output
+    instead of the NaN that a softmax over nothing would give; the residual connection then carries its input.
+
+    Args:
+        hidden_size: d (queries and keys share it).
+        num_heads: h; d must be divisible by h.
+        dropout: dropout on the attention probabilities (training only).
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.output = nn.Linear(hidden_size, hidden_size)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        return x.view(batch, length, self.num_heads, width // self.num_heads).transpose(1, 2)  # (B, h, L, d/h)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Args:
+            queries: `(B, Sq, d)`.
+            keys: `(B, Sk, d)` (also the values).
+            key_mask: `(B, Sk)` bool, True for real keys; None means all real.
+
+        Returns:
+            `(B, Sq, d)`.
+        """
+        q, k, v = self._split_heads(self.query(queries)), self._split_heads(self.key(keys)), self._split_heads(self.value(keys))
+        attn_mask, has_key = None, None
+        if key_mask is not None:
+            key_mask = key_mask.bool()
+            has_key = key_mask.any(dim=-1)  # (B,)
+            # Rows without any real key would be NaN: let them attend everywhere, then zero their output below.
+            safe_mask = key_mask | ~has_key.unsqueeze(-1)
+            attn_mask = safe_mask[:, None, None, :]  # (B, 1, 1, Sk), broadcast over heads and queries
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        out = out.transpose(1, 2).flatten(2)  # (B, Sq, d)
+        out = self.output(out)
+        if has_key is not None:
+            out = out * has_key[:, None, None].to(out.dtype)
+        return out
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-LayerNorm residual block: x <- x + Attn(LN(x), LN(context)); x <- x + FFN(LN(x))."""
+
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, attention_dropout: float):
+        super().__init__()
+        self.query_norm = nn.LayerNorm(hidden_size)
+        self.context_norm = nn.LayerNorm(hidden_size)
+        self.attention = MaskedMultiHeadAttention(hidden_size, num_heads, attention_dropout)
+        self.ffn_norm = nn.LayerNorm(hidden_size)
+        self.ffn = nn.Sequential(
+            nn.Linear(hidden_size, intermediate_size),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(intermediate_size, hidden_size),
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
+        """x `(B, Sq, d)` attends to context `(B, Sk, d)` masked by context_mask `(B, Sk)`; returns `(B, Sq, d)`."""
+        x = x + self.dropout(self.attention(self.query_norm(x), self.context_norm(context), context_mask))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+class CrossModalAttentionLayer(nn.Module):
+    """One layer of bidirectional cross-modal attention.
+
+    Both directions read the *input* states of the layer (not each other's updated states), so the layer is
+    symmetric in the two modalities:
+
+        audio' = Block_a<-t(audio, text)      audio segments query the transcript
+        text'  = Block_t<-a(text, audio)      transcript segments query the audio
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, attention_dropout: float):
+        super().__init__()
+        self.audio_from_text = CrossAttentionBlock(hidden_size, num_heads, intermediate_size, dropout, attention_dropout)
+        self.text_from_audio = CrossAttentionBlock(hidden_size, num_heads, intermediate_size, dropout, attention_dropout)
+
+    def forward(
+        self,
+        audio: torch.Tensor,
+        text: torch.Tensor,
+        audio_mask: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio `(B, Sa, d)`, text `(B, St, d)` with masks `(B, Sa)`, `(B, St)` -> updated audio and text."""
+        return self.audio_from_text(audio, text, text_mask), self.text_from_audio(text, audio, audio_mask)

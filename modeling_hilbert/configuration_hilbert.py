@@ -1,0 +1,304 @@
+"""HILBERT configuration.
+
+`HilbertConfig` is a composite config in the transformers 5.x dataclass style: two sub-configs for the frozen
+encoders (`audio_config`: any audio `AutoConfig` such as whisper, hubert or wav2vec2; `text_config`: any text
+`AutoConfig` such as bert, roberta or t5), the head's sizes, the loss weights, the Mixture-of-Experts settings,
+the label spaces of one or more tasks, and the ablation switches used as baselines.
+
+This file ships to the Hub with the model (`trust_remote_code`): it imports only `transformers` and the standard
+library.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+TASK_TYPES = ("multiclass", "binary", "multilabel")
+CONTRASTIVE_TARGETS = ("joint", "audio_text")
+MODALITIES = ("both", "audio", "text")
+FUSIONS = ("cross_attention", "concat")
+CLASSIFIERS = ("moe", "mlp")
+JOINT_SEQUENCES = ("per_segment", "concat_sequence")
+
+# Keyword arguments that `PreTrainedConfig.__post_init__` itself consumes or that transformers writes into every
+# config.json. Anything else that is not a field of `HilbertConfig` is a typo or a stale key: we reject it rather
+# than silently storing it as an attribute (the base class's default behaviour).
+_BASE_KWARGS = {
+    "num_labels",
+    "torch_dtype",
+    "name_or_path",
+    "_name_or_path",
+    "_commit_hash",
+    "output_attentions",
+    "attn_implementation",
+    "experts_implementation",
+    "_attn_implementation_internal",
+    "_experts_implementation_internal",
+    "per_layer_config",
+    "auto_map",
+    "model_type",
+    "use_cache",
+    "tie_word_embeddings",
+}
+
+
+_AUTO_MAP = {
+    "AutoConfig": "configuration_hilbert.HilbertConfig",
+    "AutoModel": "modeling_hilbert.HilbertModel",
+    "AutoModelForSequenceClassification": "modeling_hilbert.HilbertForSequenceClassification",
+}
+
+
+def normalize_task(task: dict[str, Any], index: int) -> dict[str, Any]:
+    """Validate one task definition and return it in canonical form.
+
+    Accepted input: `{"name": str, "type": "multiclass"|"binary"|"multilabel", "id2label": {id: name}}` (or
+    `"labels": [name, ...]` instead of `id2label`), with optional `"class_weights": [float] * num_labels` (multiclass:
+    cross-entropy weights; binary/multilabel: BCE `pos_weight`, one value per output) and `"focal_gamma": float`.
+    Canonical form: `id2label` with int keys 0..C-1, every optional key present (None when unset).
+    """
+    if not isinstance(task, dict):
+        raise ValueError(f"HilbertConfig.tasks[{index}] must be a dict, got {type(task).__name__}.")
+    unknown = set(task) - {"name", "type", "id2label", "labels", "class_weights", "focal_gamma"}
+    if unknown:
+        raise ValueError(
+            f"HilbertConfig.tasks[{index}] has unknown keys {sorted(unknown)}; allowed: name, type, id2label "
+            "(or labels), class_weights, focal_gamma."
+        )
+    name = task.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise ValueError(
+            f"HilbertConfig.tasks[{index}] needs a 'name' of letters, digits, '_' or '-' (it names a module), got {name!r}."
+        )
+    task_type = task.get("type", "multiclass")
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"Task {name!r}: type must be one of {TASK_TYPES}, got {task_type!r}.")
+    if "labels" in task and "id2label" in task:
+        raise ValueError(f"Task {name!r}: give either 'labels' or 'id2label', not both.")
+    if "labels" in task:
+        id2label = dict(enumerate(task["labels"]))
+    else:
+        id2label = {int(k): v for k, v in (task.get("id2label") or {}).items()}
+    if sorted(id2label) != list(range(len(id2label))):
+        raise ValueError(f"Task {name!r}: id2label keys must be 0..C-1, got {sorted(id2label)}.")
+    min_labels = 2 if task_type != "multilabel" else 1
+    if len(id2label) < min_labels:
+        raise ValueError(f"Task {name!r} ({task_type}) needs at least {min_labels} labels, got {len(id2label)}.")
+    if task_type == "binary" and len(id2label) != 2:
+        raise ValueError(f"Task {name!r} is binary and needs exactly 2 labels, got {len(id2label)}.")
+    num_outputs = 1 if task_type == "binary" else len(id2label)
+    weights = task.get("class_weights")
+    if weights is not None:
+        weights = [float(w) for w in weights]
+        if len(weights) != num_outputs or any(not math.isfinite(w) or w < 0 for w in weights):
+            raise ValueError(
+                f"Task {name!r}: class_weights must be {num_outputs} finite non-negative numbers "
+                f"({'one pos_weight' if task_type == 'binary' else 'one per label'}), got {task['class_weights']!r}."
+            )
+    gamma = task.get("focal_gamma")
+    if gamma is not None and (not isinstance(gamma, (int, float)) or gamma < 0):
+        raise ValueError(f"Task {name!r}: focal_gamma must be a number >= 0, got {gamma!r}.")
+    return {
+        "name": name,
+        "type": task_type,
+        "id2label": {i: str(id2label[i]) for i in range(len(id2label))},
+        "class_weights": weights,
+        "focal_gamma": None if gamma is None else float(gamma),
+    }
+
+
+class HilbertConfig(PreTrainedConfig):
+    r"""Configuration of a HILBERT model.
+
+    Args:
+        audio_config (`PreTrainedConfig` or `dict`): config of the frozen speech encoder (whisper, hubert, wav2vec2, ...).
+        text_config (`PreTrainedConfig` or `dict`): config of the frozen text encoder (bert, roberta, t5, ...).
+        hidden_size (`int`): width d of the head (segment projections, cross-attention, pooled embeddings).
+        num_attention_heads (`int`): heads of the cross-modal attention.
+        num_cross_attention_layers (`int`): L, layers of bidirectional cross-modal attention.
+        intermediate_size (`int`): width of the feed-forward block after each cross-attention.
+        dropout (`float`): dropout of projections, feed-forward blocks and classifier.
+        attention_dropout (`float`): dropout on attention probabilities.
+        max_time_period (`float`): longest period (seconds) of the sinusoidal segment-time embedding.
+        use_time_embedding (`bool`): add an embedding of each segment's start time and duration.
+        pooling_heads (`int`): r, heads of the self-attentive pooling (Lin et al. 2017).
+        pooling_hidden_size (`int`): d_a, hidden width of the pooling scorer.
+        projection_dim (`int`): width of the contrastive space p(.).
+        temperature_init (`float`): initial InfoNCE temperature tau (learnable, stored as a log logit-scale).
+        temperature_min (`float`): lower clamp of tau (an upper clamp of the logit scale).
+        dual_contrastive_weight, cka_weight, mi_weight, moe_balance_weight (`float`): lambda of each loss term.
+        num_experts (`int`): E, experts of the MoE classifier.
+        expert_hidden_size (`int`): width of each expert MLP's output.
+        moe_top_k (`int`, *optional*): keep only the k largest gate weights (renormalised); None = dense gate.
+        tasks (`list[dict]`, *optional*): label spaces, each `{"name", "type", "id2label", "class_weights"?,
+            "focal_gamma"?}` with type `multiclass`, `binary` or `multilabel`. When omitted, one multiclass task
+            named `"label"` is made from `id2label` / `num_labels` (as in any transformers classifier).
+        focal_gamma (`float`): default focal-loss gamma for tasks that do not set one (0 = plain cross-entropy).
+        contrastive_target (`str`): `"joint"` (HILBERT: audio->joint and text->joint) or `"audio_text"` (baseline:
+            direct audio<->text contrast).
+        modalities (`str`): `"both"`, `"audio"` or `"text"` (unimodal baselines).
+        fusion (`str`): `"cross_attention"` (HILBERT) or `"concat"` (no cross-modal attention: the joint sequence is
+            fused from the projected segments directly).
+        joint_sequence (`str`): how the joint sequence is formed: `"per_segment"` (joint_s = W[a_s; t_s], needs
+            aligned segments) or `"concat_sequence"` (the two streams concatenated along the segment axis).
+        classifier (`str`): `"moe"` (HILBERT) or `"mlp"` (one MLP per task, baseline).
+        encoder_batch_size (`int`): segments per call of a frozen encoder in the raw-input path (bounds memory).
+        initializer_range (`float`): std of the normal init of the head's linear layers.
+        encoder_sources (`dict`, *optional*): provenance of the encoders (`{"audio": {...}, "text": {...}}` with
+            name_or_path, revision, sha256 of the weights), filled by `from_encoders_pretrained`.
+    """
+
+    model_type = "hilbert"
+    sub_configs_defaults = {
+        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper"),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert"),
+    }
+
+    audio_config: PreTrainedConfig | dict | None = None
+    text_config: PreTrainedConfig | dict | None = None
+    hidden_size: int = 256
+    num_attention_heads: int = 4
+    num_cross_attention_layers: int = 2
+    intermediate_size: int = 512
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    max_time_period: float = 10000.0
+    use_time_embedding: bool = True
+    pooling_heads: int = 4
+    pooling_hidden_size: int = 128
+    projection_dim: int = 128
+    temperature_init: float = 0.07
+    temperature_min: float = 0.01
+    dual_contrastive_weight: float = 1.0
+    cka_weight: float = 0.5
+    mi_weight: float = 0.1
+    moe_balance_weight: float = 0.01
+    num_experts: int = 4
+    expert_hidden_size: int = 256
+    moe_top_k: int | None = None
+    tasks: list | None = None
+    focal_gamma: float = 0.0
+    contrastive_target: str = "joint"
+    modalities: str = "both"
+    fusion: str = "cross_attention"
+    joint_sequence: str = "per_segment"
+    classifier: str = "moe"
+    encoder_batch_size: int = 32
+    initializer_range: float = 0.02
+    encoder_sources: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        unknown = sorted(k for k in kwargs if k not in _BASE_KWARGS)
+        if unknown:
+            known = sorted(HilbertConfig.__annotations__)
+            raise ValueError(
+                f"HilbertConfig got unknown keys {unknown}. Check their spelling; known keys: {', '.join(known)}."
+            )
+        super().__post_init__(**kwargs)
+        # Every checkpoint can be loaded by all three Auto classes, whichever class saved it.
+        auto_map = dict(getattr(self, "auto_map", None) or {})
+        for auto_class, target in _AUTO_MAP.items():
+            auto_map.setdefault(auto_class, target)
+        self.auto_map = auto_map
+        self._normalize_tasks()
+        self._validate()
+
+    # ------------------------------------------------------------------ tasks
+    def _normalize_tasks(self) -> None:
+        if self.tasks is None:
+            # Single-task convenience: the usual `num_labels` / `id2label` of a transformers classifier.
+            multilabel = self.problem_type == "multi_label_classification"
+            self.tasks = [{"name": "label", "type": "multilabel" if multilabel else "multiclass", "id2label": self.id2label}]
+        self.tasks = [normalize_task(task, i) for i, task in enumerate(self.tasks)]
+        names = [t["name"] for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"HilbertConfig.tasks has duplicate names: {names}.")
+        if not self.tasks:
+            raise ValueError("HilbertConfig.tasks is empty: give at least one task (or num_labels / id2label).")
+        # Keep the standard `id2label` / `label2id` in sync with the first task, which pipelines and the Hub use.
+        self.id2label = dict(self.tasks[0]["id2label"])
+        self.label2id = {v: k for k, v in self.id2label.items()}
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t["name"] for t in self.tasks]
+
+    def task(self, name: str) -> dict[str, Any]:
+        for t in self.tasks:
+            if t["name"] == name:
+                return t
+        raise KeyError(f"No task named {name!r}; tasks are {self.task_names}.")
+
+    @staticmethod
+    def task_num_outputs(task: dict[str, Any]) -> int:
+        """Logits per document for a task: 1 for binary (sigmoid), C for multiclass (softmax) and multilabel."""
+        return 1 if task["type"] == "binary" else len(task["id2label"])
+
+    # ------------------------------------------------------------- validation
+    def _validate(self) -> None:
+        choices = {
+            "contrastive_target": CONTRASTIVE_TARGETS,
+            "modalities": MODALITIES,
+            "fusion": FUSIONS,
+            "classifier": CLASSIFIERS,
+            "joint_sequence": JOINT_SEQUENCES,
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"HilbertConfig.{key} must be one of {allowed}, got {getattr(self, key)!r}.")
+        positive = (
+            "hidden_size",
+            "num_attention_heads",
+            "intermediate_size",
+            "pooling_heads",
+            "pooling_hidden_size",
+            "projection_dim",
+            "num_experts",
+            "expert_hidden_size",
+            "encoder_batch_size",
+        )
+        for key in positive:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"HilbertConfig.{key} must be a positive integer, got {value!r}.")
+        if self.num_cross_attention_layers < 0:
+            raise ValueError(f"num_cross_attention_layers must be >= 0, got {self.num_cross_attention_layers}.")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
+            )
+        for key in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"HilbertConfig.{key} must be in [0, 1), got {getattr(self, key)}.")
+        for key in ("dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"HilbertConfig.{key} must be a finite number >= 0, got {value!r}.")
+        if not 0 < self.temperature_min <= self.temperature_init:
+            raise ValueError(
+                f"Need 0 < temperature_min <= temperature_init, got {self.temperature_min} and {self.temperature_init}."
+            )
+        if self.moe_top_k is not None and not 1 <= self.moe_top_k <= self.num_experts:
+            raise ValueError(f"moe_top_k must be None or in [1, num_experts={self.num_experts}], got {self.moe_top_k}.")
+        if self.max_time_period <= 1:
+            raise ValueError(f"max_time_period must be > 1 second, got {self.max_time_period}.")
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.modalities in ("both", "audio")
+
+    @property
+    def uses_text(self) -> bool:
+        return self.modalities in ("both", "text")
+
+    @property
+    def is_multimodal(self) -> bool:
+        return self.modalities == "both"
+
+
+__all__ = ["HilbertConfig"]

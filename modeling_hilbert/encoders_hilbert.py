@@ -1,0 +1,164 @@
+"""Frozen encoders: build them from their configs and turn each segment into one vector.
+
+A segment's vector is the masked mean of the encoder's last hidden state over its real frames (audio) or real
+tokens (text). Whisper needs care: it is trained on inputs padded to 30 s and its `forward` refuses anything else.
+
+* exact mode — the input is the full 3000 mel frames (30 s); the encoder runs as trained and only the output
+  frames that cover real audio are pooled.
+* fast mode — the input holds only the real mel frames (fewer than 3000). The encoder's own modules are run on
+  them (conv1 -> GELU -> conv2 -> GELU -> + positions[:T] -> layers -> layer_norm), which is what whisper.cpp
+  calls a reduced audio context. Segments of different lengths share a batch: padded mel frames are zeroed before
+  each convolution (exactly what the convolution's own zero padding does at a segment's end) and masked out of
+  self-attention, so a segment's features do not depend on what it is batched with.
+
+Ships to the Hub with the model: imports only `torch`, `transformers` and sibling files.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
+
+from .pooling_hilbert import masked_mean
+
+
+def is_whisper(config: PreTrainedConfig) -> bool:
+    return config.model_type == "whisper"
+
+
+def whisper_full_length(config: PreTrainedConfig) -> int:
+    """Mel frames Whisper's encoder is trained on (3000 = 30 s at 10 ms hops): 2 * max_source_positions."""
+    return 2 * config.max_source_positions
+
+
+def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
+    """Build the encoder-only part of a model from its config (random weights; `from_pretrained` fills them).
+
+    Encoder-decoder models (Whisper, T5) keep only their encoder: the decoder is never used.
+    """
+    if is_whisper(config):
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoder(config)
+    if getattr(config, "is_encoder_decoder", False):
+        return AutoModel.from_config(config).get_encoder()
+    return AutoModel.from_config(config)
+
+
+def load_pretrained_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
+    """Load a pretrained model and keep only its encoder (see `build_encoder`)."""
+    model = AutoModel.from_pretrained(name_or_path, **kwargs)
+    if getattr(model.config, "is_encoder_decoder", False):
+        encoder = model.get_encoder()
+        encoder.config = model.config  # the encoder module of some models holds a trimmed copy
+        return encoder
+    return model
+
+
+def encoder_hidden_size(config: PreTrainedConfig) -> int:
+    """Width of an encoder's last hidden state (d_model for Whisper and T5, hidden_size elsewhere)."""
+    for key in ("hidden_size", "d_model"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    raise ValueError(f"Cannot tell the hidden size of a {config.model_type!r} encoder: no hidden_size or d_model.")
+
+
+# ------------------------------------------------------------------------------------------------ audio
+def whisper_reduced_context(encoder: nn.Module, input_features: torch.Tensor, mel_mask: torch.Tensor) -> torch.Tensor:
+    """Run Whisper's encoder on fewer than 3000 mel frames (fast mode).
+
+    Args:
+        encoder: a `WhisperEncoder`.
+        input_features: `(N, n_mels, T)` log-mel features, T <= 3000.
+        mel_mask: `(N, T)`, 1 for real mel frames.
+
+    Returns:
+        last hidden state `(N, ceil(T / 2), d_model)`.
+    """
+    mel_mask = mel_mask.to(input_features.dtype).unsqueeze(1)  # (N, 1, T)
+    hidden = F.gelu(encoder.conv1(input_features * mel_mask)) * mel_mask  # (N, d, T)
+    hidden = F.gelu(encoder.conv2(hidden))  # (N, d, ceil(T/2))
+    hidden = hidden.transpose(1, 2)  # (N, T', d)
+    length = hidden.shape[1]
+    hidden = hidden + encoder.embed_positions.weight[:length]
+    frame_mask = mel_mask[:, 0, ::2].bool()  # (N, T')
+    # Additive key mask (N, 1, 1, T'): padded frames are never attended to.
+    attention_mask = torch.zeros(frame_mask.shape, dtype=hidden.dtype, device=hidden.device)
+    attention_mask = attention_mask.masked_fill(~frame_mask, torch.finfo(hidden.dtype).min)[:, None, None, :]
+    for layer in encoder.layers:
+        hidden = layer(hidden, attention_mask)
+        if isinstance(hidden, tuple):  # older layer signatures return (hidden, attn)
+            hidden = hidden[0]
+    return encoder.layer_norm(hidden)
+
+
+def audio_frame_mask(encoder: nn.Module, sample_or_mel_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Map an input-level mask (mel frames for Whisper, samples for wav2vec2/HuBERT) to output frames `(N, T_out)`."""
+    if is_whisper(encoder.config):
+        return sample_or_mel_mask[:, ::2][:, :num_frames].bool()
+    if hasattr(encoder, "_get_feature_vector_attention_mask"):
+        return encoder._get_feature_vector_attention_mask(num_frames, sample_or_mel_mask.long()).bool()
+    lengths = encoder._get_feat_extract_output_lengths(sample_or_mel_mask.sum(-1))
+    return torch.arange(num_frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def encode_audio_batch(
+    encoder: nn.Module,
+    input_features: torch.Tensor | None,
+    input_values: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """One encoder call on a batch of segments -> pooled features `(N, D_audio)` (float32).
+
+    Whisper (`input_features` `(N, n_mels, T)`): T == 3000 runs the exact mode, T < 3000 the fast mode.
+    wav2vec2 / HuBERT / others (`input_values` `(N, L)` waveforms): the mask is passed to the encoder and mapped
+    to output frames for pooling.
+    """
+    dtype = next(encoder.parameters()).dtype
+    if is_whisper(encoder.config):
+        if input_features is None:
+            raise ValueError("A Whisper audio encoder takes log-mel `input_features`, not `input_values`.")
+        features = input_features.to(dtype)
+        full = whisper_full_length(encoder.config)
+        if features.shape[-1] > full:
+            raise ValueError(f"Whisper segments hold at most {full} mel frames (30 s), got {features.shape[-1]}.")
+        if attention_mask is None:
+            attention_mask = torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=features.device)
+        if features.shape[-1] == full:  # exact mode
+            hidden = encoder(input_features=features).last_hidden_state
+        else:  # fast mode
+            hidden = whisper_reduced_context(encoder, features, attention_mask)
+    else:
+        inputs = input_values if input_values is not None else input_features
+        if inputs is None:
+            raise ValueError("The audio encoder needs `input_values` (waveforms) or `input_features`.")
+        key = "input_values" if input_values is not None else "input_features"
+        hidden = encoder(**{key: inputs.to(dtype)}, attention_mask=attention_mask).last_hidden_state
+    frame_mask = None if attention_mask is None else audio_frame_mask(encoder, attention_mask, hidden.shape[1])
+    return masked_mean(hidden.float(), frame_mask)
+
+
+def encode_text_batch(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """One encoder call on a batch of segments' tokens `(N, L)` -> masked mean of the last hidden state `(N, D_text)`."""
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return masked_mean(hidden.float(), attention_mask)
+
+
+def real_lengths(mask: torch.Tensor | None, full_length: int, count: int, device) -> torch.Tensor:
+    """Real length of each segment `(N,)` from its mask (all of `full_length` when there is no mask)."""
+    if mask is None:
+        return torch.full((count,), full_length, device=device, dtype=torch.long)
+    return mask.long().sum(-1)
+
+
+def length_bucketed_batches(lengths: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Split segment indices into batches of similar real length (sorted, then chunked), longest first.
+
+    Batching segments of similar length means little padding per batch, which is what lets the fast mode crop
+    each batch to its own longest segment.
+    """
+    order = torch.argsort(lengths, descending=True, stable=True)
+    return list(order.split(batch_size))

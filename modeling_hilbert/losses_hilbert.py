@@ -1,0 +1,238 @@
+"""HILBERT's losses, one function per term, each with its formula.
+
+Notation: B = batch of documents (the *global* batch when several processes train: see `gather_with_grad`);
+z_a, z_t, z_j the audio, text and joint document embeddings; p(.) the projection to the contrastive space,
+L2-normalised; s = exp(log_scale) = 1/tau the learnable logit scale.
+
+Ships to the Hub with the model: imports only `torch` and the standard library.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+
+# ---------------------------------------------------------------------------------------------- distributed
+def distributed_world_size() -> int:
+    """Number of processes in the default group, 1 when torch.distributed is not in use."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` `(B_r, ...)` from every process along dim 0, keeping the autograd graph.
+
+    Why not `accelerator.gather`: it is not differentiable, so the other ranks' rows would be constants and each
+    rank would only receive the gradient of its own rows' *direct* contribution. With
+    `torch.distributed.nn.functional.all_gather`, the backward pass sums the gradient of every rank's copy of the
+    loss into the rows each rank owns. Every rank computes the same global loss L, so that sum is
+    world_size * dL/dx; DDP then averages gradients over ranks (divides by world_size), which leaves exactly the
+    gradient of one process on the concatenated batch.
+
+    Local batches of different sizes (the last batch of an epoch) are padded to the largest, gathered, and the
+    padding is cut off again, so the result has sum_r B_r rows in rank order. Without distributed training this is
+    the identity.
+    """
+    world = distributed_world_size()
+    if world == 1:
+        return x
+    size = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    torch.distributed.all_gather(sizes, size)
+    sizes = [int(s.item()) for s in sizes]
+    longest = max(sizes)
+    if x.shape[0] < longest:
+        x = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))])
+    parts = torch.distributed.nn.functional.all_gather(x)
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over processes without gradient (used for loss normalisers, which are counts)."""
+    if distributed_world_size() == 1:
+        return x
+    x = x.detach().clone()
+    torch.distributed.all_reduce(x)
+    return x
+
+
+# --------------------------------------------------------------------------------------------- contrastive
+def info_nce(query: torch.Tensor, key: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    r"""One-directional InfoNCE (van den Oord et al. 2018) with in-batch negatives.
+
+        InfoNCE(q, k) = -1/B sum_i log( exp(s q_i.k_i) / sum_j exp(s q_i.k_j) ) = CE(s q k^T, I)
+
+    Args:
+        query, key: `(B, P)` L2-normalised rows; row i of each is a positive pair.
+        logit_scale: scalar s = 1/tau.
+    """
+    logits = logit_scale * query @ key.T  # (B, B)
+    targets = torch.arange(query.shape[0], device=query.device)
+    return F.cross_entropy(logits, targets)
+
+
+def symmetric_info_nce(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    r"""InfoNCE_sym(x, y) = 1/2 [ CE(s x y^T, I) + CE(s y x^T, I) ] (CLIP's loss)."""
+    return 0.5 * (info_nce(x, y, logit_scale) + info_nce(y, x, logit_scale))
+
+
+def reciprocal_dual_contrastive_loss(
+    audio: torch.Tensor, text: torch.Tensor, joint: torch.Tensor, logit_scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""HILBERT's joint-centric contrastive loss: each modality is aligned to the joint embedding, not to the other.
+
+        L_dual = 1/2 [ InfoNCE_sym(p(z_a), p(z_j)) + InfoNCE_sym(p(z_t), p(z_j)) ]
+
+    Args:
+        audio, text, joint: `(B, P)` projected, L2-normalised embeddings.
+        logit_scale: scalar s = 1/tau.
+
+    Returns:
+        (L_dual, InfoNCE_sym(audio, joint), InfoNCE_sym(text, joint)); the two terms feed the MI estimates.
+    """
+    audio_joint = symmetric_info_nce(audio, joint, logit_scale)
+    text_joint = symmetric_info_nce(text, joint, logit_scale)
+    return 0.5 * (audio_joint + text_joint), audio_joint, text_joint
+
+
+def direct_contrastive_loss(audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    r"""Baseline (CLIP/CLAP-style) alignment of the two modalities directly: L = InfoNCE_sym(p(z_a), p(z_t))."""
+    return symmetric_info_nce(audio, text, logit_scale)
+
+
+# ------------------------------------------------------------------------------------------------- CKA
+def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    r"""Linear centred kernel alignment (Kornblith et al. 2019) between two representations of the same B items.
+
+        CKA(X, Y) = ||Y~^T X~||_F^2 / ( ||X~^T X~||_F ||Y~^T Y~||_F ),   X~, Y~ column-centred over the batch.
+
+    Computed in the equivalent Gram form <K_x, K_y>_F / (||K_x||_F ||K_y||_F) with K = X~ X~^T `(B, B)`, which is
+    cheaper when B < width and makes clear that X `(B, d1)` and Y `(B, d2)` may have different widths. CKA is
+    invariant to orthogonal transforms and isotropic scaling of either argument; it lies in [0, 1].
+    """
+    x = x - x.mean(dim=0, keepdim=True)
+    y = y - y.mean(dim=0, keepdim=True)
+    gram_x, gram_y = x @ x.T, y @ y.T
+    return (gram_x * gram_y).sum() / (gram_x.norm() * gram_y.norm() + eps)
+
+
+def cka_loss(audio: torch.Tensor, text: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+    r"""Structure preservation: the joint space keeps each modality's batch geometry.
+
+        L_cka = (1 - CKA(z_a, z_j)) + (1 - CKA(z_t, z_j))
+
+    Args:
+        audio `(B, d_a)`, text `(B, d_t)`, joint `(B, d_j)`: document embeddings (widths may differ).
+
+    With B < 2 there is no batch geometry to compare (centred embeddings are all zero): the loss is 0.
+    """
+    if audio.shape[0] < 2:
+        return (audio.sum() + text.sum() + joint.sum()) * 0.0  # keep the graph, contribute nothing
+    return (1.0 - linear_cka(audio, joint)) + (1.0 - linear_cka(text, joint))
+
+
+# -------------------------------------------------------------------------------------- MI balancing
+def info_nce_mutual_information(info_nce_value: torch.Tensor, batch_size: int) -> torch.Tensor:
+    r"""InfoNCE lower bound on mutual information (Poole et al. 2019): I(x; y) >= log B - InfoNCE(x, y)."""
+    return math.log(batch_size) - info_nce_value
+
+
+def mi_balance_loss(
+    audio_joint_info_nce: torch.Tensor, text_joint_info_nce: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Keep either modality from dominating the joint embedding.
+
+        I_a = log B - InfoNCE_sym(z_a, z_j),  I_t = log B - InfoNCE_sym(z_t, z_j),  L_mi = (I_a - I_t)^2
+
+    Returns:
+        (L_mi, I_a, I_t).
+    """
+    mi_audio = info_nce_mutual_information(audio_joint_info_nce, batch_size)
+    mi_text = info_nce_mutual_information(text_joint_info_nce, batch_size)
+    return (mi_audio - mi_text) ** 2, mi_audio, mi_text
+
+
+# ---------------------------------------------------------------------------------------------- MoE
+def moe_load_balance_loss(gate_probs: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
+    r"""Switch-Transformer load balancing (Fedus et al. 2021) for one gate.
+
+        L_moe = E * sum_e f_e P_e
+
+    f_e: fraction of routing assignments that go to expert e (top-k experts per item, top-1 for a dense gate; no
+    gradient); P_e: mean gate probability of e over the batch. Equals 1 when routing is uniform, E at collapse.
+
+    Args:
+        gate_probs: `(B, E)` softmax gate probabilities (before top-k).
+        top_k: experts used per item (None = dense gate: counted as top-1).
+    """
+    num_experts = gate_probs.shape[-1]
+    k = 1 if top_k is None else top_k
+    chosen = gate_probs.topk(k, dim=-1).indices  # (B, k)
+    counts = torch.zeros_like(gate_probs).scatter(-1, chosen, 1.0).sum(dim=0)  # (E,)
+    fraction = counts / (gate_probs.shape[0] * k)
+    mean_prob = gate_probs.mean(dim=0)
+    return num_experts * (fraction.detach() * mean_prob).sum()
+
+
+# ------------------------------------------------------------------------------------ classification
+def classification_loss_terms(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    task_type: str,
+    class_weights: torch.Tensor | None = None,
+    focal_gamma: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Sum of per-item losses and the normaliser that turns it into the loss's mean.
+
+    multiclass (logits `(B, C)`, labels `(B,)` int, -100 = no label):
+        l_i = -w_{y_i} (1 - p_i)^gamma log p_i,  p_i = softmax(logits_i)[y_i];  normaliser = sum_i w_{y_i}
+        (with gamma = 0 this is `F.cross_entropy(weight=w)`, focal loss of Lin et al. 2017 otherwise)
+    binary (logits `(B, 1)` or `(B,)`, labels `(B,)` in {0, 1}, -100 = no label; class_weights = [pos_weight]):
+        l_i = -(1 - p_t)^gamma [ w y log sigma(x) + (1 - y) log(1 - sigma(x)) ];  normaliser = number of labelled items
+    multilabel (logits `(B, C)`, labels `(B, C)` in {0, 1}, rows with any negative label ignored; class_weights =
+    per-class pos_weight): as binary, element-wise; normaliser = number of labelled elements.
+
+    Returning the sum and the normaliser separately lets the model normalise by the *global* count when several
+    processes train on batches of different content (see `HilbertForSequenceClassification`).
+    """
+    if task_type == "multiclass":
+        valid = labels != -100
+        safe_labels = labels.clamp(min=0)
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        target_log_prob = log_probs.gather(-1, safe_labels.unsqueeze(-1)).squeeze(-1)  # (B,)
+        weight = class_weights[safe_labels] if class_weights is not None else torch.ones_like(target_log_prob)
+        weight = weight * valid
+        focal = (1.0 - target_log_prob.exp()).clamp(min=0.0) ** focal_gamma if focal_gamma else 1.0
+        return -(weight * focal * target_log_prob).sum(), weight.sum()
+    if task_type in ("binary", "multilabel"):
+        if task_type == "binary":
+            logits = logits.reshape(-1)
+            labels = labels.reshape(-1)
+            valid = labels >= 0
+        else:
+            valid = (labels >= 0).all(dim=-1, keepdim=True).expand_as(labels)
+        targets = labels.clamp(min=0).to(logits.dtype)
+        per_item = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=class_weights, reduction="none")
+        if focal_gamma:
+            prob = torch.sigmoid(logits.float())
+            p_true = prob * targets + (1 - prob) * (1 - targets)
+            per_item = per_item * (1.0 - p_true) ** focal_gamma
+        valid = valid.to(per_item.dtype)
+        return (per_item * valid).sum(), valid.sum()
+    raise ValueError(f"Unknown task type {task_type!r}: expected multiclass, binary or multilabel.")
+
+
+def classification_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    task_type: str,
+    class_weights: torch.Tensor | None = None,
+    focal_gamma: float = 0.0,
+) -> torch.Tensor:
+    """Mean classification loss of one task (see `classification_loss_terms`); 0 when no item is labelled."""
+    total, normaliser = classification_loss_terms(logits, labels, task_type, class_weights, focal_gamma)
+    return total / normaliser.clamp(min=torch.finfo(total.dtype).tiny)

@@ -1,0 +1,699 @@
+"""HILBERT: cross-attentive audio-text document representations and a Mixture-of-Experts classifier.
+
+Data flow for a batch of B documents of S segments (shapes in comments use these letters; d = hidden_size):
+
+    segments --frozen encoders, masked mean--> audio (B, S, D_a), text (B, S, D_t)
+             --projection + time embedding--> (B, S, d) each
+             --L x bidirectional cross-modal attention--> audio', text' (B, S, d)
+             --joint fusion--> joint (B, S, d)             [or (B, 2S, d) with joint_sequence="concat_sequence"]
+             --self-attentive pooling--> z_a, z_t, z_j (B, d), plus the pooling weights (B, r, S)
+             --MoE over [z_a; z_t; z_j]--> logits per task
+
+Losses (see losses_hilbert.py): L = L_cls + l_dual L_dual + l_cka L_cka + l_mi L_mi + l_moe L_moe, the
+batch-level terms on the global batch gathered across processes.
+
+Ships to the Hub with the model: imports only `torch`, `transformers` and sibling files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, logging
+
+from .attention_hilbert import CrossModalAttentionLayer
+from .configuration_hilbert import HilbertConfig
+from .encoders_hilbert import (
+    build_encoder,
+    encode_audio_batch,
+    encode_text_batch,
+    encoder_hidden_size,
+    is_whisper,
+    length_bucketed_batches,
+    load_pretrained_encoder,
+    real_lengths,
+    whisper_full_length,
+)
+from .losses_hilbert import (
+    all_reduce_sum,
+    classification_loss_terms,
+    cka_loss,
+    direct_contrastive_loss,
+    distributed_world_size,
+    gather_with_grad,
+    mi_balance_loss,
+    moe_load_balance_loss,
+    reciprocal_dual_contrastive_loss,
+)
+from .moe_hilbert import MixtureOfExpertsClassifier, MLPClassifier
+from .pooling_hilbert import SelfAttentivePooling
+
+logger = logging.get_logger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+@dataclass
+class HilbertModelOutput(ModelOutput):
+    """Output of `HilbertModel`.
+
+    Args:
+        loss: `()` representation loss l_dual L_dual + l_cka L_cka + l_mi L_mi (when `return_loss=True`).
+        audio_embeds, text_embeds, joint_embeds: `(B, d)` document embeddings z_a, z_t, z_j (None for a modality
+            the config does not use; joint is None in unimodal configs).
+        contrastive_loss: `()` L_dual (or the direct audio<->text InfoNCE when contrastive_target="audio_text").
+        cka_loss: `()` L_cka.  mi_loss: `()` L_mi.
+        mi_audio_joint, mi_text_joint: `()` InfoNCE estimates of I(z_a; z_j) and I(z_t; z_j).
+        temperature: `()` current tau.
+        audio_pooling_weights, text_pooling_weights: `(B, r, S)` self-attentive pooling weights over segments.
+        joint_pooling_weights: `(B, r, S)` (or `(B, r, 2S)`, audio segments first, with "concat_sequence").
+        audio_segment_mask, text_segment_mask: `(B, S)` bool, which segments were real for each modality.
+    """
+
+    loss: torch.FloatTensor | None = None
+    audio_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    joint_embeds: torch.FloatTensor | None = None
+    contrastive_loss: torch.FloatTensor | None = None
+    cka_loss: torch.FloatTensor | None = None
+    mi_loss: torch.FloatTensor | None = None
+    mi_audio_joint: torch.FloatTensor | None = None
+    mi_text_joint: torch.FloatTensor | None = None
+    temperature: torch.FloatTensor | None = None
+    audio_pooling_weights: torch.FloatTensor | None = None
+    text_pooling_weights: torch.FloatTensor | None = None
+    joint_pooling_weights: torch.FloatTensor | None = None
+    audio_segment_mask: torch.BoolTensor | None = None
+    text_segment_mask: torch.BoolTensor | None = None
+
+
+@dataclass
+class HilbertSequenceClassifierOutput(ModelOutput):
+    """Output of `HilbertForSequenceClassification`.
+
+    Args:
+        loss: `()` total L = L_cls + l_dual L_dual + l_cka L_cka + l_mi L_mi + l_moe L_moe (when labels are given).
+        logits: `{task: (B, C_t)}` (binary tasks: `(B, 1)`, a sigmoid logit).
+        classification_loss: `()` L_cls, summed over tasks.  task_losses: `{task: ()}`.
+        contrastive_loss, cka_loss, mi_loss, mi_audio_joint, mi_text_joint, temperature: see `HilbertModelOutput`.
+        moe_balance_loss: `()` L_moe, averaged over the task gates.
+        audio_embeds, text_embeds, joint_embeds: `(B, d)`.
+        gate_weights: `{task: (B, E)}` routing weights of the experts (MoE classifier only).
+        audio_pooling_weights, text_pooling_weights, joint_pooling_weights: see `HilbertModelOutput`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: dict[str, torch.FloatTensor] | None = None
+    classification_loss: torch.FloatTensor | None = None
+    task_losses: dict[str, torch.FloatTensor] | None = None
+    contrastive_loss: torch.FloatTensor | None = None
+    cka_loss: torch.FloatTensor | None = None
+    mi_loss: torch.FloatTensor | None = None
+    moe_balance_loss: torch.FloatTensor | None = None
+    mi_audio_joint: torch.FloatTensor | None = None
+    mi_text_joint: torch.FloatTensor | None = None
+    temperature: torch.FloatTensor | None = None
+    audio_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    joint_embeds: torch.FloatTensor | None = None
+    gate_weights: dict[str, torch.FloatTensor] | None = None
+    audio_pooling_weights: torch.FloatTensor | None = None
+    text_pooling_weights: torch.FloatTensor | None = None
+    joint_pooling_weights: torch.FloatTensor | None = None
+
+
+# ----------------------------------------------------------------------------------------- small blocks
+class SegmentProjection(nn.Module):
+    """Per-modality projection of segment features to the head width: Linear -> LayerNorm -> Dropout."""
+
+    def __init__(self, input_size: int, hidden_size: int, dropout: float):
+        super().__init__()
+        self.linear = nn.Linear(input_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """`(B, S, D_in)` -> `(B, S, d)`."""
+        return self.dropout(self.norm(self.linear(features)))
+
+
+class SegmentTimeEmbedding(nn.Module):
+    r"""Embedding of each segment's start time and duration (seconds).
+
+    Sinusoids at geometric frequencies w_k = max_period^(-k/n), k < n = d/4 (as in Transformer position encodings,
+    but on seconds instead of positions, so that a pause between turns is visible), then a linear map to d:
+
+        e(t0, dt) = W [sin(w t0); cos(w t0); sin(w dt); cos(w dt)]
+    """
+
+    def __init__(self, hidden_size: int, max_period: float):
+        super().__init__()
+        self.num_frequencies = max(hidden_size // 4, 1)
+        self.max_period = max_period
+        self.linear = nn.Linear(4 * self.num_frequencies, hidden_size)
+
+    def forward(self, times: torch.Tensor) -> torch.Tensor:
+        """times `(B, S, 2)` = (start, end) in seconds -> `(B, S, d)`."""
+        steps = torch.arange(self.num_frequencies, device=times.device, dtype=torch.float32)
+        frequencies = torch.exp(-math.log(self.max_period) * steps / self.num_frequencies)  # (n,)
+        start = times[..., 0].float().unsqueeze(-1) * frequencies
+        duration = (times[..., 1] - times[..., 0]).clamp(min=0).float().unsqueeze(-1) * frequencies
+        features = torch.cat([start.sin(), start.cos(), duration.sin(), duration.cos()], dim=-1)
+        return self.linear(features.to(self.linear.weight.dtype))
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """Content hash of a module's parameters and buffers (names, shapes, dtypes and bytes), for provenance."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- base class
+class HilbertPreTrainedModel(PreTrainedModel):
+    config_class = HilbertConfig
+    config: HilbertConfig
+    base_model_prefix = "hilbert"
+    main_input_name = "input_ids"
+    input_modalities = ("audio", "text")
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+    # `forward` takes **kwargs-free explicit arguments, but Trainer must still divide the loss by the
+    # gradient-accumulation steps itself: the model never sees `num_items_in_batch`.
+    accepts_loss_kwargs = False
+
+    ENCODER_NAMES = ("audio_encoder", "text_encoder")
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise the head (the frozen encoders are sub-models with their own init and are skipped here)."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, HilbertModel) and hasattr(module, "logit_scale"):
+            init.constant_(module.logit_scale, math.log(1.0 / self.config.temperature_init))
+
+    # -- frozen encoders -------------------------------------------------------------------------------
+    def frozen_encoders(self) -> list[nn.Module]:
+        """The frozen audio and text encoders held anywhere in this model."""
+        return [m for name, m in self.named_modules() if name.rsplit(".", 1)[-1] in self.ENCODER_NAMES]
+
+    def freeze_encoders(self) -> None:
+        """Stop gradients into the encoders and keep them in eval mode (no dropout, no LayerDrop)."""
+        for encoder in self.frozen_encoders():
+            encoder.requires_grad_(False)
+            encoder.eval()
+
+    def train(self, mode: bool = True):
+        """Like `nn.Module.train`, but the frozen encoders stay in eval mode (Trainer calls `model.train()`)."""
+        super().train(mode)
+        for encoder in self.frozen_encoders():
+            encoder.eval()
+        return self
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then re-freeze the encoders (loading re-creates trainable parameters)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.freeze_encoders()
+        return loaded
+
+    @classmethod
+    def from_encoders_pretrained(
+        cls,
+        audio_name_or_path: str | None,
+        text_name_or_path: str | None,
+        *,
+        audio_kwargs: dict | None = None,
+        text_kwargs: dict | None = None,
+        **head_kwargs,
+    ):
+        """Build a HILBERT model around two pretrained encoders; the head is newly initialised.
+
+        Args:
+            audio_name_or_path: Hub id or folder of a speech model (Whisper, HuBERT, wav2vec2, ...). May be None
+                when `head_kwargs` set `modalities="text"`.
+            text_name_or_path: Hub id or folder of a text model (BERT, RoBERTa, T5, ...). May be None with
+                `modalities="audio"`.
+            audio_kwargs, text_kwargs: extra arguments of each encoder's `from_pretrained` (e.g. `revision`).
+            head_kwargs: `HilbertConfig` fields: `num_labels` / `id2label` for one task, or `tasks=[...]`, sizes,
+                loss weights, ablation switches.
+
+        The config records where each encoder came from and a sha256 of its weights (`config.encoder_sources`), so
+        cached features and checkpoints can be matched to the exact encoders.
+        """
+        modalities = head_kwargs.get("modalities", "both")
+        encoders, sources, configs = {}, {}, {}
+        for key, path, kwargs, needed in (
+            ("audio", audio_name_or_path, audio_kwargs or {}, modalities in ("both", "audio")),
+            ("text", text_name_or_path, text_kwargs or {}, modalities in ("both", "text")),
+        ):
+            if path is None:
+                if needed:
+                    raise ValueError(f"modalities={modalities!r} needs a {key} encoder: pass {key}_name_or_path.")
+                continue
+            encoder = load_pretrained_encoder(path, **kwargs)
+            encoders[key], configs[f"{key}_config"] = encoder, encoder.config
+            sources[key] = {
+                "name_or_path": str(path),
+                "model_type": encoder.config.model_type,
+                "revision": kwargs.get("revision"),
+                "sha256": weights_sha256(encoder),
+            }
+        config = HilbertConfig(**configs, encoder_sources=sources, **head_kwargs)
+        model = cls(config, audio_encoder=encoders.get("audio"), text_encoder=encoders.get("text"))
+        logger.info(
+            "Loaded frozen encoders %s; every other weight of %s is newly initialised: train the head before use.",
+            {k: v["name_or_path"] for k, v in sources.items()},
+            cls.__name__,
+        )
+        return model
+
+    # -- convenience for embedding use -----------------------------------------------------------------
+    def _embeddings(self, **inputs) -> HilbertModelOutput:
+        base = self if isinstance(self, HilbertModel) else self.hilbert
+        return base(**inputs, return_loss=False)
+
+    def get_audio_features(self, **inputs) -> torch.Tensor:
+        """Audio document embeddings z_a `(B, d)` from raw inputs or segment features (see `HilbertModel.forward`)."""
+        return self._embeddings(**inputs).audio_embeds
+
+    def get_text_features(self, **inputs) -> torch.Tensor:
+        """Text document embeddings z_t `(B, d)`."""
+        return self._embeddings(**inputs).text_embeds
+
+    def get_joint_features(self, **inputs) -> torch.Tensor:
+        """Joint document embeddings z_j `(B, d)` (multimodal configs only)."""
+        out = self._embeddings(**inputs)
+        if out.joint_embeds is None:
+            raise ValueError(f"This model is unimodal (modalities={self.config.modalities!r}): it has no joint embedding.")
+        return out.joint_embeds
+
+
+# ------------------------------------------------------------------------------------------- base model
+class HilbertModel(HilbertPreTrainedModel):
+    """Frozen encoders + cross-modal head -> audio, text and joint document embeddings (no classifier)."""
+
+    def __init__(self, config: HilbertConfig, audio_encoder: PreTrainedModel | None = None, text_encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        d = config.hidden_size
+        if config.uses_audio:
+            self.audio_encoder = audio_encoder if audio_encoder is not None else build_encoder(config.audio_config)
+            self.audio_projection = SegmentProjection(encoder_hidden_size(config.audio_config), d, config.dropout)
+            self.audio_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads)
+        if config.uses_text:
+            self.text_encoder = text_encoder if text_encoder is not None else build_encoder(config.text_config)
+            self.text_projection = SegmentProjection(encoder_hidden_size(config.text_config), d, config.dropout)
+            self.text_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads)
+        self.time_embedding = SegmentTimeEmbedding(d, config.max_time_period) if config.use_time_embedding else None
+        if config.is_multimodal:
+            num_layers = config.num_cross_attention_layers if config.fusion == "cross_attention" else 0
+            self.cross_attention = nn.ModuleList(
+                CrossModalAttentionLayer(d, config.num_attention_heads, config.intermediate_size, config.dropout, config.attention_dropout)
+                for _ in range(num_layers)
+            )
+            if config.joint_sequence == "per_segment":
+                self.joint_fusion = nn.Sequential(nn.Linear(2 * d, d), nn.LayerNorm(d))
+            else:
+                self.modality_embedding = nn.Embedding(2, d)  # tells the pooling which stream a position came from
+            self.joint_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads)
+            # p(.): projections to the contrastive space, one per embedding (as CLIP's visual/text projections).
+            self.audio_contrastive_projection = nn.Linear(d, config.projection_dim, bias=False)
+            self.text_contrastive_projection = nn.Linear(d, config.projection_dim, bias=False)
+            self.joint_contrastive_projection = nn.Linear(d, config.projection_dim, bias=False)
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.temperature_init)))
+        self.post_init()
+        self.freeze_encoders()
+
+    # -- segment features from raw inputs --------------------------------------------------------------
+    @torch.no_grad()
+    def get_audio_segment_features(
+        self,
+        input_features: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        audio_segment_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the frozen audio encoder over every real segment of a batch of documents.
+
+        Args:
+            input_features: `(B, S, n_mels, T)` Whisper log-mel (T = 3000: exact mode; T < 3000: fast mode), or
+            input_values: `(B, S, L)` waveforms (wav2vec2, HuBERT).
+            audio_attention_mask: `(B, S, T)` or `(B, S, L)`, 1 for real mel frames / samples.
+            audio_segment_mask: `(B, S)`; default: a segment is real when it has at least one real frame.
+
+        Returns:
+            segment features `(B, S, D_audio)` (zeros for padded segments) and the segment mask `(B, S)` bool.
+        """
+        raw = input_features if input_features is not None else input_values
+        if raw is None:
+            raise ValueError("Audio inputs missing: give input_features (Whisper) or input_values (wav2vec2/HuBERT).")
+        batch, segments = raw.shape[:2]
+        flat = raw.flatten(0, 1)
+        flat_mask = None if audio_attention_mask is None else audio_attention_mask.flatten(0, 1)
+        whisper = is_whisper(self.config.audio_config)
+        exact = whisper and flat.shape[-1] == whisper_full_length(self.config.audio_config)
+
+        def run(rows, mask_rows):
+            # Crop each batch to its longest real input: models that honour the mask give the same result, and
+            # Whisper's fast mode needs the real frames only. Whisper's exact mode always sees all 3000 frames.
+            if mask_rows is not None and not exact:
+                longest = max(int(mask_rows.long().sum(-1).max()), 1)
+                rows, mask_rows = rows[..., :longest], mask_rows[..., :longest]
+            if input_features is not None:
+                return encode_audio_batch(self.audio_encoder, rows, None, mask_rows)
+            return encode_audio_batch(self.audio_encoder, None, rows, mask_rows)
+
+        return self._encode_segments(flat, flat_mask, audio_segment_mask, batch, segments, self.config.audio_config, run)
+
+    @torch.no_grad()
+    def get_text_segment_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        text_segment_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the frozen text encoder over every real segment.
+
+        Args:
+            input_ids: `(B, S, L)` token ids per segment.
+            attention_mask: `(B, S, L)`, 1 for real tokens.
+            text_segment_mask: `(B, S)`; default: a segment is real when it has at least one real token.
+
+        Returns:
+            segment features `(B, S, D_text)` and the segment mask `(B, S)` bool.
+        """
+        batch, segments = input_ids.shape[:2]
+        flat_ids = input_ids.flatten(0, 1)
+        flat_mask = None if attention_mask is None else attention_mask.flatten(0, 1)
+
+        def run(rows, mask_rows):
+            if mask_rows is not None:
+                longest = max(int(mask_rows.long().sum(-1).max()), 1)
+                rows, mask_rows = rows[:, :longest], mask_rows[:, :longest]
+            return encode_text_batch(self.text_encoder, rows, mask_rows)
+
+        return self._encode_segments(flat_ids, flat_mask, text_segment_mask, batch, segments, self.config.text_config, run)
+
+    def _encode_segments(self, flat, flat_mask, segment_mask, batch, segments, encoder_config, run):
+        """Encode the real rows of `flat` `(B*S, ...)` in length-bucketed batches; scatter back to `(B, S, D)`."""
+        if segment_mask is None:
+            segment_mask = flat_mask.bool().any(-1).view(batch, segments) if flat_mask is not None else torch.ones(batch, segments, dtype=torch.bool, device=flat.device)
+        segment_mask = segment_mask.bool()
+        real = segment_mask.flatten().nonzero().squeeze(-1)  # indices of real segments
+        out = torch.zeros(batch * segments, encoder_hidden_size(encoder_config), device=flat.device)
+        if real.numel():
+            mask_real = None if flat_mask is None else flat_mask[real]
+            lengths = real_lengths(mask_real, flat.shape[-1], real.numel(), flat.device)
+            for chunk in length_bucketed_batches(lengths, self.config.encoder_batch_size):
+                rows = real[chunk]
+                out[rows] = run(flat[rows], None if flat_mask is None else flat_mask[rows]).to(out.dtype)
+        return out.view(batch, segments, -1), segment_mask
+
+    # -- head ------------------------------------------------------------------------------------------
+    def _project(self, features, mask, times, projection) -> torch.Tensor:
+        """Segment features `(B, S, D)` -> `(B, S, d)`, exactly zero at padded segments.
+
+        Padded segments may hold anything (garbage, NaN, infinite times): zeroing them before and after keeps it
+        out of the attention, where a NaN key or value would poison every query even with zero weight.
+        """
+        mask = mask.unsqueeze(-1)
+        features = features.to(projection.linear.weight.dtype).masked_fill(~mask, 0.0)
+        hidden = projection(features)
+        if self.time_embedding is not None:
+            hidden = hidden + self.time_embedding(times.masked_fill(~mask, 0.0))
+        return hidden.masked_fill(~mask, 0.0)
+
+    def forward(
+        self,
+        input_features: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        audio_segment_embeds: torch.Tensor | None = None,
+        text_segment_embeds: torch.Tensor | None = None,
+        audio_segment_mask: torch.Tensor | None = None,
+        text_segment_mask: torch.Tensor | None = None,
+        segment_times: torch.Tensor | None = None,
+        return_loss: bool = False,
+        return_dict: bool | None = None,
+    ) -> HilbertModelOutput | tuple:
+        """Document embeddings from raw segment inputs or from precomputed segment features.
+
+        Audio, one of:
+            input_features `(B, S, n_mels, T)` (Whisper) or input_values `(B, S, L)` (wav2vec2/HuBERT), with
+            audio_attention_mask `(B, S, T | L)`;
+            audio_segment_embeds `(B, S, D_audio)` (precomputed, e.g. by `get_audio_segment_features` or the
+            features dataset).
+        Text, one of:
+            input_ids `(B, S, L)` with attention_mask `(B, S, L)`;
+            text_segment_embeds `(B, S, D_text)`.
+        audio_segment_mask, text_segment_mask: `(B, S)`, True for real segments. With precomputed features,
+            omitted means every segment is real; with raw inputs, a segment is real if it has a real frame/token.
+        segment_times: `(B, S, 2)` (start, end) seconds; omitted: segment i spans [i, i+1).
+        return_loss: also compute the representation losses (contrastive, CKA, MI) on the global batch.
+        """
+        config = self.config
+        audio = text = None
+        if config.uses_audio:
+            if audio_segment_embeds is None:
+                if input_features is None and input_values is None:
+                    raise ValueError("No audio given: pass input_features / input_values or audio_segment_embeds.")
+                audio_segment_embeds, audio_segment_mask = self.get_audio_segment_features(
+                    input_features, input_values, audio_attention_mask, audio_segment_mask
+                )
+            audio = self._check_features("audio", audio_segment_embeds, encoder_hidden_size(config.audio_config))
+        if config.uses_text:
+            if text_segment_embeds is None:
+                if input_ids is None:
+                    raise ValueError("No text given: pass input_ids (with attention_mask) or text_segment_embeds.")
+                text_segment_embeds, text_segment_mask = self.get_text_segment_features(input_ids, attention_mask, text_segment_mask)
+            text = self._check_features("text", text_segment_embeds, encoder_hidden_size(config.text_config))
+        reference = audio if audio is not None else text
+        batch, segments = reference.shape[:2]
+        device = reference.device
+
+        def full_mask(mask):
+            return torch.ones(batch, segments, dtype=torch.bool, device=device) if mask is None else mask.bool()
+
+        if segment_times is None:
+            start = torch.arange(segments, device=device, dtype=torch.float32).expand(batch, segments)
+            segment_times = torch.stack([start, start + 1.0], dim=-1)
+        audio_mask = full_mask(audio_segment_mask) if audio is not None else None
+        text_mask = full_mask(text_segment_mask) if text is not None else None
+
+        out = HilbertModelOutput(audio_segment_mask=audio_mask, text_segment_mask=text_mask)
+        if audio is not None:
+            audio = self._project(audio, audio_mask, segment_times, self.audio_projection)  # (B, S, d)
+        if text is not None:
+            text = self._project(text, text_mask, segment_times, self.text_projection)  # (B, S, d)
+
+        if config.is_multimodal:
+            for layer in self.cross_attention:
+                audio, text = layer(audio, text, audio_mask, text_mask)
+            joint, joint_mask = self._fuse(audio, text, audio_mask, text_mask)
+            out.joint_embeds, out.joint_pooling_weights = self.joint_pooling(joint, joint_mask)
+        if audio is not None:
+            out.audio_embeds, out.audio_pooling_weights = self.audio_pooling(audio, audio_mask)
+        if text is not None:
+            out.text_embeds, out.text_pooling_weights = self.text_pooling(text, text_mask)
+
+        if return_loss and config.is_multimodal:
+            self._representation_losses(out)
+        if return_dict is False:
+            return out.to_tuple()
+        return out
+
+    @staticmethod
+    def _check_features(name: str, features: torch.Tensor, width: int) -> torch.Tensor:
+        if features.dim() != 3 or features.shape[-1] != width:
+            raise ValueError(
+                f"{name}_segment_embeds must be (batch, segments, {width}) for this model's {name} encoder, got "
+                f"{tuple(features.shape)}. Were the features extracted with a different encoder?"
+            )
+        return features
+
+    def _fuse(self, audio, text, audio_mask, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """The joint sequence and its mask from the two (cross-attended) streams."""
+        if self.config.joint_sequence == "per_segment":
+            # A segment missing one modality contributes zeros for it; it is real if either modality is.
+            both = torch.cat([audio * audio_mask.unsqueeze(-1), text * text_mask.unsqueeze(-1)], dim=-1)  # (B, S, 2d)
+            return self.joint_fusion(both), audio_mask | text_mask
+        joint = torch.cat([audio + self.modality_embedding.weight[0], text + self.modality_embedding.weight[1]], dim=1)
+        return joint, torch.cat([audio_mask, text_mask], dim=1)  # (B, 2S, d), (B, 2S)
+
+    def _representation_losses(self, out: HilbertModelOutput) -> None:
+        """Fill the contrastive, CKA and MI terms of `out` (and their weighted sum in `out.loss`).
+
+        Every term is computed on the global batch: embeddings are gathered from all processes with gradients,
+        and each process computes the same loss (see `gather_with_grad` for why this gives exact gradients).
+        """
+        config = self.config
+        audio, text, joint = (gather_with_grad(x) for x in (out.audio_embeds, out.text_embeds, out.joint_embeds))
+        batch = audio.shape[0]
+        scale = self.logit_scale.clamp(max=math.log(1.0 / config.temperature_min)).exp()
+        p_audio = F.normalize(self.audio_contrastive_projection(audio), dim=-1)
+        p_text = F.normalize(self.text_contrastive_projection(text), dim=-1)
+        p_joint = F.normalize(self.joint_contrastive_projection(joint), dim=-1)
+        dual, audio_joint_nce, text_joint_nce = reciprocal_dual_contrastive_loss(p_audio, p_text, p_joint, scale)
+        out.contrastive_loss = dual if config.contrastive_target == "joint" else direct_contrastive_loss(p_audio, p_text, scale)
+        out.cka_loss = cka_loss(audio, text, joint)
+        out.mi_loss, out.mi_audio_joint, out.mi_text_joint = mi_balance_loss(audio_joint_nce, text_joint_nce, batch)
+        out.temperature = (1.0 / scale).detach()
+        # Terms with weight 0 are still reported (to compare ablations) but add nothing and get no gradient.
+        total = out.contrastive_loss.new_zeros(())
+        for weight, term in (
+            (config.dual_contrastive_weight, out.contrastive_loss),
+            (config.cka_weight, out.cka_loss),
+            (config.mi_weight, out.mi_loss),
+        ):
+            if weight > 0:
+                total = total + weight * term
+        out.loss = total
+
+
+# --------------------------------------------------------------------------------------------- classifier
+class HilbertForSequenceClassification(HilbertPreTrainedModel):
+    """HILBERT with a (multi-gate) Mixture-of-Experts classifier over [z_a; z_t; z_j] and the composite loss."""
+
+    def __init__(self, config: HilbertConfig, audio_encoder: PreTrainedModel | None = None, text_encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.hilbert = HilbertModel(config, audio_encoder=audio_encoder, text_encoder=text_encoder)
+        input_size = config.hidden_size * (3 if config.is_multimodal else 1)
+        outputs = {task["name"]: config.task_num_outputs(task) for task in config.tasks}
+        if config.classifier == "moe":
+            self.classifier = MixtureOfExpertsClassifier(
+                input_size, config.expert_hidden_size, config.num_experts, outputs, config.moe_top_k, config.dropout
+            )
+        else:
+            self.classifier = MLPClassifier(input_size, config.expert_hidden_size, outputs, config.dropout)
+        self.post_init()
+        self.freeze_encoders()
+
+    def forward(
+        self,
+        input_features: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        audio_segment_embeds: torch.Tensor | None = None,
+        text_segment_embeds: torch.Tensor | None = None,
+        audio_segment_mask: torch.Tensor | None = None,
+        text_segment_mask: torch.Tensor | None = None,
+        segment_times: torch.Tensor | None = None,
+        labels: torch.Tensor | dict[str, torch.Tensor] | None = None,
+        return_loss: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> HilbertSequenceClassifierOutput | tuple:
+        """Classify documents. Inputs as in `HilbertModel.forward`, plus:
+
+        labels: for a single task, a tensor: `(B,)` class ids (multiclass, binary; -100 = unlabelled) or `(B, C)`
+            0/1 (multilabel; a row with a negative entry is unlabelled); for several tasks, `{task_name: tensor}`
+            (tasks may be left out).
+        return_loss: compute the loss terms (default: when labels are given).
+        """
+        config = self.config
+        if return_loss is None:
+            return_loss = labels is not None
+        base = self.hilbert(
+            input_features=input_features,
+            input_values=input_values,
+            audio_attention_mask=audio_attention_mask,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            audio_segment_embeds=audio_segment_embeds,
+            text_segment_embeds=text_segment_embeds,
+            audio_segment_mask=audio_segment_mask,
+            text_segment_mask=text_segment_mask,
+            segment_times=segment_times,
+            return_loss=return_loss,
+        )
+        embeddings = [e for e in (base.audio_embeds, base.text_embeds, base.joint_embeds) if e is not None]
+        logits, gate_probs, gate_weights = self.classifier(torch.cat(embeddings, dim=-1))
+        out = HilbertSequenceClassifierOutput(
+            logits=logits,
+            contrastive_loss=base.contrastive_loss,
+            cka_loss=base.cka_loss,
+            mi_loss=base.mi_loss,
+            mi_audio_joint=base.mi_audio_joint,
+            mi_text_joint=base.mi_text_joint,
+            temperature=base.temperature,
+            audio_embeds=base.audio_embeds,
+            text_embeds=base.text_embeds,
+            joint_embeds=base.joint_embeds,
+            gate_weights=gate_weights or None,
+            audio_pooling_weights=base.audio_pooling_weights,
+            text_pooling_weights=base.text_pooling_weights,
+            joint_pooling_weights=base.joint_pooling_weights,
+        )
+        if return_loss:
+            total = base.loss if base.loss is not None else logits[config.tasks[0]["name"]].new_zeros(())
+            if gate_probs:
+                balance = [moe_load_balance_loss(gather_with_grad(p), config.moe_top_k) for p in gate_probs.values()]
+                out.moe_balance_loss = torch.stack(balance).mean()
+                if config.moe_balance_weight > 0:
+                    total = total + config.moe_balance_weight * out.moe_balance_loss
+            if labels is not None:
+                out.task_losses = self._classification_losses(logits, labels)
+                out.classification_loss = torch.stack(list(out.task_losses.values())).sum()
+                total = total + out.classification_loss
+            out.loss = total
+        if return_dict is False:
+            return out.to_tuple()
+        return out
+
+    def _classification_losses(self, logits: dict[str, torch.Tensor], labels) -> dict[str, torch.Tensor]:
+        """Per-task classification losses, normalised by the global number (or weight) of labelled items.
+
+        With P processes each rank returns sum_local / normaliser_global * P; DDP averages gradients over ranks
+        (and Trainer averages the logged loss), which gives sum_global / normaliser_global: the loss of one
+        process on the whole batch, even when ranks hold different numbers of labelled items.
+        """
+        config = self.config
+        if not isinstance(labels, dict):
+            if len(config.tasks) > 1:
+                raise ValueError(f"This model has {len(config.tasks)} tasks {config.task_names}: pass labels as a dict.")
+            labels = {config.tasks[0]["name"]: labels}
+        unknown = set(labels) - set(config.task_names)
+        if unknown:
+            raise ValueError(f"labels for unknown tasks {sorted(unknown)}; this model's tasks are {config.task_names}.")
+        world = distributed_world_size()
+        losses = {}
+        for task in config.tasks:
+            name = task["name"]
+            if name not in labels or labels[name] is None:
+                continue
+            weights = task["class_weights"]
+            weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=logits[name].device)
+            gamma = task["focal_gamma"] if task["focal_gamma"] is not None else config.focal_gamma
+            total, normaliser = classification_loss_terms(logits[name], labels[name].to(logits[name].device), task["type"], weights, gamma)
+            normaliser = all_reduce_sum(normaliser)
+            losses[name] = total * world / normaliser.clamp(min=torch.finfo(total.dtype).tiny)
+        return losses
+
+
+__all__ = [
+    "HilbertPreTrainedModel",
+    "HilbertModel",
+    "HilbertForSequenceClassification",
+    "HilbertModelOutput",
+    "HilbertSequenceClassifierOutput",
+]

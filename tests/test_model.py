@@ -1,0 +1,407 @@
+"""HilbertModel / HilbertForSequenceClassification: paths, masks, frozen encoders, ablations, composite loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from modeling_hilbert import HilbertForSequenceClassification, HilbertModel
+from modeling_hilbert.losses_hilbert import cka_loss, symmetric_info_nce
+from tiny_models import AUDIO_CONFIGS, N_MELS, TEXT_CONFIGS, WHISPER_FULL, feature_inputs, hilbert_config, raw_inputs
+
+
+def build(config, cls=HilbertForSequenceClassification, seed=0):
+    torch.manual_seed(seed)
+    return cls(config).eval()
+
+
+def assert_close(a, b, atol=1e-5):
+    assert torch.allclose(a, b, atol=atol, rtol=0), (a - b).abs().max()
+
+
+# ------------------------------------------------------------------------------------ raw vs precomputed
+@pytest.mark.parametrize("audio", list(AUDIO_CONFIGS))
+@pytest.mark.parametrize("text", list(TEXT_CONFIGS))
+def test_raw_path_equals_precomputed_features_path(audio, text):
+    config = hilbert_config(audio, text)
+    model = build(config)
+    inputs = raw_inputs(config)
+    with torch.no_grad():
+        raw_out = model(**inputs)
+        audio_feats, audio_mask = model.hilbert.get_audio_segment_features(
+            inputs.get("input_features"), inputs.get("input_values"), inputs["audio_attention_mask"]
+        )
+        text_feats, text_mask = model.hilbert.get_text_segment_features(inputs["input_ids"], inputs["attention_mask"])
+        feat_out = model(
+            audio_segment_embeds=audio_feats, audio_segment_mask=audio_mask, text_segment_embeds=text_feats,
+            text_segment_mask=text_mask, segment_times=inputs["segment_times"],
+        )
+    # the padded segment (document 1, last) is detected from its all-zero frame/token mask
+    assert not audio_mask[1, -1] and not text_mask[1, -1] and audio_mask.sum() == audio_mask.numel() - 1
+    assert_close(raw_out.logits["label"], feat_out.logits["label"], atol=0)
+    for key in ("audio_embeds", "text_embeds", "joint_embeds"):
+        assert_close(raw_out[key], feat_out[key], atol=0)
+
+
+def test_segment_features_are_masked_means_of_the_encoder_output():
+    """Independent check of the pooling of frames/tokens: run the encoders by hand, average the real positions."""
+    config = hilbert_config("hubert", "bert")
+    model = build(config, HilbertModel)
+    inputs = raw_inputs(config, batch=2, segments=2)
+    feats, _ = model.get_audio_segment_features(None, inputs["input_values"], inputs["audio_attention_mask"])
+    text_feats, _ = model.get_text_segment_features(inputs["input_ids"], inputs["attention_mask"])
+    with torch.no_grad():
+        # segment 1 has 400 real samples of 800: run it alone, unpadded
+        alone = model.audio_encoder(input_values=inputs["input_values"][0, 1:2, :400]).last_hidden_state
+        ids, mask = inputs["input_ids"][0, 0], inputs["attention_mask"][0, 0]
+        hidden = model.text_encoder(input_ids=ids[None], attention_mask=mask[None]).last_hidden_state[0]
+    assert_close(feats[0, 1], alone[0].mean(0), atol=1e-5)
+    assert_close(text_feats[0, 0], hidden[mask.bool()].mean(0), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- masks
+def test_padded_segments_never_change_the_output_raw_path():
+    config = hilbert_config()
+    model = build(config)
+    inputs = raw_inputs(config, batch=2, segments=3)
+    inputs["audio_attention_mask"][1, -1] = 1  # make every segment real
+    inputs["attention_mask"][1, -1] = 1
+    with torch.no_grad():
+        reference = model(**inputs)
+        padded = {k: v.clone() for k, v in inputs.items()}
+        # append two padded segments full of garbage: their frame/token masks are zero
+        for key, extra in (("input_features", torch.randn(2, 2, N_MELS, WHISPER_FULL) * 1e3),
+                           ("input_ids", torch.randint(3, 100, (2, 2, 7))),
+                           ("segment_times", torch.rand(2, 2, 2) * 1e4)):
+            padded[key] = torch.cat([inputs[key], extra], dim=1)
+        for key, shape in (("audio_attention_mask", (2, 2, WHISPER_FULL)), ("attention_mask", (2, 2, 7))):
+            padded[key] = torch.cat([inputs[key], torch.zeros(shape, dtype=torch.long)], dim=1)
+        out = model(**padded)
+    assert_close(out.logits["label"], reference.logits["label"])
+    assert_close(out.joint_embeds, reference.joint_embeds)
+    assert torch.all(out.joint_pooling_weights[:, :, -2:] == 0)
+
+
+def test_padded_segments_never_change_the_output_feature_path_even_nan():
+    config = hilbert_config()
+    model = build(config)
+    feats = feature_inputs(config, batch=3, segments=4)
+    for key in ("audio_segment_mask", "text_segment_mask"):
+        feats[key] = torch.ones(3, 4, dtype=torch.bool)
+    with torch.no_grad():
+        reference = model(**feats)
+        padded = dict(feats)
+        padded["audio_segment_embeds"] = torch.cat([feats["audio_segment_embeds"], torch.full((3, 3, 32), float("nan"))], 1)
+        padded["text_segment_embeds"] = torch.cat([feats["text_segment_embeds"], torch.full((3, 3, 24), 1e30)], 1)
+        padded["segment_times"] = torch.cat([feats["segment_times"], torch.full((3, 3, 2), float("inf"))], 1)
+        for key in ("audio_segment_mask", "text_segment_mask"):
+            padded[key] = torch.cat([feats[key], torch.zeros(3, 3, dtype=torch.bool)], 1)
+        out = model(**padded)
+    assert torch.isfinite(out.logits["label"]).all()
+    assert_close(out.logits["label"], reference.logits["label"])
+
+
+def test_omitted_masks_mean_every_segment_is_real():
+    config = hilbert_config()
+    model = build(config)
+    feats = feature_inputs(config)
+    with torch.no_grad():
+        implicit = model(audio_segment_embeds=feats["audio_segment_embeds"], text_segment_embeds=feats["text_segment_embeds"])
+        explicit = model(
+            audio_segment_embeds=feats["audio_segment_embeds"], text_segment_embeds=feats["text_segment_embeds"],
+            audio_segment_mask=torch.ones(4, 5, dtype=torch.bool), text_segment_mask=torch.ones(4, 5, dtype=torch.bool),
+            segment_times=torch.stack([torch.arange(5.0), torch.arange(5.0) + 1], -1).expand(4, 5, 2),
+        )
+    assert_close(implicit.logits["label"], explicit.logits["label"], atol=0)
+
+
+def test_whisper_fast_mode_features_do_not_depend_on_batch_companions():
+    """Fast mode crops to real frames; a short segment batched with a long one equals the short one alone."""
+    config = hilbert_config()
+    model = build(config, HilbertModel)
+    g = torch.Generator().manual_seed(1)
+    short, long = torch.randn(N_MELS, 37, generator=g), torch.randn(N_MELS, 80, generator=g)
+    batch = torch.zeros(1, 2, N_MELS, 80)
+    batch[0, 0, :, :37], batch[0, 1] = short, long
+    mask = torch.zeros(1, 2, 80, dtype=torch.long)
+    mask[0, 0, :37], mask[0, 1] = 1, 1
+    batch[0, 0, :, 37:] = 5.0  # padding content must not matter
+    together, _ = model.get_audio_segment_features(batch, None, mask)
+    alone, _ = model.get_audio_segment_features(short[None, None], None, torch.ones(1, 1, 37, dtype=torch.long))
+    assert_close(together[0, 0], alone[0, 0], atol=1e-5)
+
+
+def test_whisper_exact_mode_pools_only_frames_covering_real_audio():
+    config = hilbert_config()
+    model = build(config, HilbertModel)
+    features = torch.randn(1, 1, N_MELS, WHISPER_FULL)
+    mask = torch.zeros(1, 1, WHISPER_FULL, dtype=torch.long)
+    mask[..., :41] = 1  # 41 mel frames -> ceil(41 / 2) = 21 output frames
+    pooled, _ = model.get_audio_segment_features(features, None, mask)
+    with torch.no_grad():
+        hidden = model.audio_encoder(input_features=features[0]).last_hidden_state[0]
+    assert_close(pooled[0, 0], hidden[:21].mean(0), atol=1e-6)
+
+
+def test_text_token_padding_does_not_change_segment_features():
+    config = hilbert_config("whisper", "roberta")
+    model = build(config, HilbertModel)
+    ids = torch.randint(3, 100, (1, 1, 5))
+    padded_ids = torch.cat([ids, torch.ones(1, 1, 6, dtype=torch.long)], -1)
+    mask = torch.cat([torch.ones(1, 1, 5), torch.zeros(1, 1, 6)], -1).long()
+    a, _ = model.get_text_segment_features(ids, torch.ones(1, 1, 5, dtype=torch.long))
+    b, _ = model.get_text_segment_features(padded_ids, mask)
+    assert_close(a, b, atol=1e-6)
+
+
+def test_document_without_any_text_gives_finite_output():
+    config = hilbert_config()
+    model = build(config)
+    feats = feature_inputs(config, batch=2, segments=3)
+    feats["text_segment_mask"] = torch.tensor([[True, True, True], [False, False, False]])
+    with torch.no_grad():
+        out = model(**feats)
+    assert torch.isfinite(out.logits["label"]).all() and torch.isfinite(out.joint_embeds).all()
+    assert torch.all(out.text_pooling_weights[1] == 0)
+
+
+# ------------------------------------------------------------------------------------ frozen encoders
+def test_gradients_reach_only_the_head():
+    config = hilbert_config()
+    model = build(config).train()
+    out = model(**raw_inputs(config), labels=torch.tensor([0, 1, 2]))
+    out.loss.backward()
+    for name, param in model.named_parameters():
+        if "_encoder." in name:
+            assert not param.requires_grad and param.grad is None, name
+        else:
+            assert param.requires_grad and param.grad is not None, name
+    head = [p for n, p in model.named_parameters() if "_encoder." not in n]
+    assert sum(bool(p.grad.abs().sum() > 0) for p in head) >= 0.9 * len(head)
+
+
+def test_encoders_stay_in_eval_mode_when_trained_and_frozen_after_reload(tmp_path):
+    config = hilbert_config()
+    model = build(config)
+    model.train()
+    assert model.classifier.training and model.hilbert.audio_projection.training
+    assert not model.hilbert.audio_encoder.training and not model.hilbert.text_encoder.training
+    model.save_pretrained(tmp_path)
+    reloaded = HilbertForSequenceClassification.from_pretrained(tmp_path)
+    assert all(not p.requires_grad for p in reloaded.hilbert.audio_encoder.parameters())
+    assert all(not p.requires_grad for p in reloaded.hilbert.text_encoder.parameters())
+    assert all(p.requires_grad for n, p in reloaded.named_parameters() if "_encoder." not in n)
+    reloaded.train()
+    assert not reloaded.hilbert.audio_encoder.training
+
+
+def test_weights_are_saved_as_safetensors_only(tmp_path):
+    build(hilbert_config()).save_pretrained(tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "model.safetensors" in names
+    assert not any(n.endswith((".bin", ".pt", ".pth", ".pkl")) for n in names)
+
+
+# ---------------------------------------------------------------------------------------- composite loss
+def test_total_loss_is_the_weighted_sum_of_its_terms_and_terms_match_formulas():
+    config = hilbert_config(dual_contrastive_weight=0.7, cka_weight=0.3, mi_weight=0.2, moe_balance_weight=0.05)
+    model = build(config)
+    feats = feature_inputs(config)
+    labels = torch.tensor([0, 1, 2, 1])
+    out = model(**feats, labels=labels)
+    expected = out.classification_loss + 0.7 * out.contrastive_loss + 0.3 * out.cka_loss + 0.2 * out.mi_loss + 0.05 * out.moe_balance_loss
+    assert_close(out.loss, expected, atol=1e-6)
+    # classification: plain cross-entropy (no class weights in this config)
+    assert_close(out.classification_loss, F.cross_entropy(out.logits["label"], labels), atol=1e-6)
+    # contrastive terms recomputed from the returned embeddings and the model's projection heads
+    base = model.hilbert
+    scale = base.logit_scale.exp()
+    pa, pt, pj = (F.normalize(proj(z), dim=-1) for proj, z in (
+        (base.audio_contrastive_projection, out.audio_embeds), (base.text_contrastive_projection, out.text_embeds),
+        (base.joint_contrastive_projection, out.joint_embeds)))
+    aj, tj = symmetric_info_nce(pa, pj, scale), symmetric_info_nce(pt, pj, scale)
+    assert_close(out.contrastive_loss, 0.5 * (aj + tj), atol=1e-6)
+    assert_close(out.mi_loss, ((math.log(4) - aj) - (math.log(4) - tj)) ** 2, atol=1e-6)
+    assert_close(out.cka_loss, cka_loss(out.audio_embeds, out.text_embeds, out.joint_embeds), atol=1e-6)
+    assert_close(out.temperature, torch.tensor(config.temperature_init), atol=1e-6)
+
+
+def test_class_weights_and_focal_gamma_from_the_config_are_used():
+    config = hilbert_config(tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b", "c"], "class_weights": [1.0, 2.0, 5.0]}])
+    model = build(config)
+    feats, labels = feature_inputs(config), torch.tensor([0, 1, 2, 2])
+    out = model(**feats, labels=labels)
+    assert_close(out.classification_loss, F.cross_entropy(out.logits["label"], labels, weight=torch.tensor([1.0, 2.0, 5.0])), atol=1e-6)
+    focal = build(hilbert_config(focal_gamma=2.0))(**feats, labels=labels)
+    logp = F.log_softmax(focal.logits["label"], -1)[torch.arange(4), labels]
+    assert_close(focal.classification_loss, -((1 - logp.exp()) ** 2 * logp).mean(), atol=1e-6)
+
+
+def test_temperature_is_clamped_at_its_minimum():
+    config = hilbert_config(temperature_min=0.05)
+    model = build(config)
+    with torch.no_grad():
+        model.hilbert.logit_scale.fill_(math.log(1 / 0.001))
+    out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
+    assert_close(out.temperature, torch.tensor(0.05), atol=1e-6)
+
+
+def test_multi_task_heterogeneous_label_regimes():
+    tasks = [
+        {"name": "diagnosis", "type": "multiclass", "labels": ["none", "mild", "severe"]},
+        {"name": "risk", "type": "binary", "labels": ["low", "high"], "class_weights": [3.0]},
+        {"name": "symptoms", "type": "multilabel", "labels": ["sleep", "mood"]},
+    ]
+    config = hilbert_config(tasks=tasks)
+    model = build(config)
+    labels = {
+        "diagnosis": torch.tensor([0, 2, 1, -100]),
+        "risk": torch.tensor([1, 0, 0, 1]),
+        "symptoms": torch.tensor([[1, 0], [0, 0], [1, 1], [0, 1]]),
+    }
+    out = model(**feature_inputs(config), labels=labels)
+    assert {k: tuple(v.shape) for k, v in out.logits.items()} == {"diagnosis": (4, 3), "risk": (4, 1), "symptoms": (4, 2)}
+    assert set(out.gate_weights) == set(labels)
+    expected = (
+        F.cross_entropy(out.logits["diagnosis"][:3], labels["diagnosis"][:3])
+        + F.binary_cross_entropy_with_logits(out.logits["risk"][:, 0], labels["risk"].float(), pos_weight=torch.tensor(3.0))
+        + F.binary_cross_entropy_with_logits(out.logits["symptoms"], labels["symptoms"].float())
+    )
+    assert_close(out.classification_loss, expected, atol=1e-6)
+    # tasks may be left out of the labels
+    partial = model(**feature_inputs(config), labels={"risk": labels["risk"]})
+    assert set(partial.task_losses) == {"risk"}
+    with pytest.raises(ValueError, match="unknown tasks"):
+        model(**feature_inputs(config), labels={"typo": labels["risk"]})
+    with pytest.raises(ValueError, match="pass labels as a dict"):
+        model(**feature_inputs(config), labels=labels["risk"])
+
+
+# ---------------------------------------------------------------------------------------------- ablations
+def test_contrastive_target_audio_text_aligns_modalities_directly():
+    config = hilbert_config(contrastive_target="audio_text")
+    model = build(config)
+    out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
+    base = model.hilbert
+    pa = F.normalize(base.audio_contrastive_projection(out.audio_embeds), dim=-1)
+    pt = F.normalize(base.text_contrastive_projection(out.text_embeds), dim=-1)
+    assert_close(out.contrastive_loss, symmetric_info_nce(pa, pt, base.logit_scale.exp()), atol=1e-6)
+
+
+@pytest.mark.parametrize("weight", ["dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight"])
+def test_zero_loss_weight_removes_the_term_and_its_gradient(weight):
+    config = hilbert_config(**{weight: 0.0})
+    model = build(config)
+    out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
+    terms = {"dual_contrastive_weight": out.contrastive_loss, "cka_weight": out.cka_loss, "mi_weight": out.mi_loss, "moe_balance_weight": out.moe_balance_loss}
+    expected = out.classification_loss + sum(getattr(config, k) * v for k, v in terms.items() if k != weight)
+    assert_close(out.loss, expected, atol=1e-6)
+    assert terms[weight] is not None  # still reported, for ablation tables
+
+
+def test_zero_contrastive_weight_leaves_the_temperature_untrained():
+    config = hilbert_config(dual_contrastive_weight=0.0, mi_weight=0.0)
+    model = build(config)
+    model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1])).loss.backward()
+    assert model.hilbert.logit_scale.grad is None or model.hilbert.logit_scale.grad == 0
+
+
+@pytest.mark.parametrize("modality", ["audio", "text"])
+def test_unimodal_baselines(modality):
+    config = hilbert_config(modalities=modality)
+    model = build(config)
+    other = "text" if modality == "audio" else "audio"
+    assert not hasattr(model.hilbert, f"{other}_encoder") and not hasattr(model.hilbert, "joint_pooling")
+    out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
+    assert getattr(out, f"{modality}_embeds") is not None and getattr(out, f"{other}_embeds") is None
+    assert out.joint_embeds is None
+    assert out.contrastive_loss is None and out.cka_loss is None
+    assert_close(out.loss, out.classification_loss + config.moe_balance_weight * out.moe_balance_loss, atol=1e-6)
+    with pytest.raises(ValueError, match="unimodal"):
+        model.get_joint_features(**feature_inputs(config))
+    # a unimodal model ignores the other modality's inputs entirely
+    feats = feature_inputs(config)
+    feats[f"{other}_segment_embeds"] = torch.full_like(feats[f"{other}_segment_embeds"], float("nan"))
+    assert torch.isfinite(model(**feats).logits["label"]).all()
+
+
+def test_concat_fusion_has_no_cross_attention_and_differs():
+    concat = build(hilbert_config(fusion="concat"))
+    assert len(concat.hilbert.cross_attention) == 0
+    full = build(hilbert_config())
+    assert len(full.hilbert.cross_attention) == 2
+    feats = feature_inputs(concat.config)
+    with torch.no_grad():
+        # the audio stream of the concat model is the projection alone: its pooled embedding ignores the text
+        a = concat(**feats).audio_embeds
+        feats2 = dict(feats, text_segment_embeds=torch.randn_like(feats["text_segment_embeds"]))
+        assert_close(concat(**feats2).audio_embeds, a, atol=0)
+        assert not torch.allclose(full(**feats2).audio_embeds, full(**feats).audio_embeds)
+
+
+def test_mlp_classifier_has_no_gates():
+    config = hilbert_config(classifier="mlp")
+    out = build(config)(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
+    assert out.gate_weights is None and out.moe_balance_loss is None
+    assert out.logits["label"].shape == (4, 3)
+
+
+def test_concat_sequence_joint_pools_over_both_streams():
+    config = hilbert_config(joint_sequence="concat_sequence")
+    out = build(config)(**feature_inputs(config, segments=5))
+    assert out.joint_pooling_weights.shape == (4, 2, 10)
+    # each head's weights sum to one over the real positions of both streams
+    assert_close(out.joint_pooling_weights.sum(-1), torch.ones(4, 2), atol=1e-6)
+
+
+def test_moe_top_k_routes_to_k_experts():
+    config = hilbert_config(moe_top_k=1)
+    out = build(config)(**feature_inputs(config))
+    assert torch.all((out.gate_weights["label"] > 0).sum(-1) == 1)
+
+
+# ------------------------------------------------------------------------------------- embeddings & errors
+def test_embedding_helpers_match_forward():
+    config = hilbert_config()
+    model = build(config)
+    feats = feature_inputs(config)
+    with torch.no_grad():
+        out = model(**feats)
+        assert_close(model.get_audio_features(**feats), out.audio_embeds, atol=0)
+        assert_close(model.get_text_features(**feats), out.text_embeds, atol=0)
+        assert_close(model.get_joint_features(**feats), out.joint_embeds, atol=0)
+        assert_close(model.hilbert.get_joint_features(**feats), out.joint_embeds, atol=0)
+
+
+def test_base_model_representation_loss():
+    config = hilbert_config()
+    model = build(config, HilbertModel)
+    out = model(**feature_inputs(config), return_loss=True)
+    assert_close(out.loss, out.contrastive_loss + 0.5 * out.cka_loss + 0.1 * out.mi_loss, atol=1e-6)
+    assert model(**feature_inputs(config)).loss is None
+
+
+def test_clear_errors_for_wrong_inputs():
+    config = hilbert_config()
+    model = build(config)
+    feats = feature_inputs(config)
+    with pytest.raises(ValueError, match=r"audio_segment_embeds must be \(batch, segments, 32\).*different encoder"):
+        model(**dict(feats, audio_segment_embeds=torch.randn(4, 5, 31)))
+    with pytest.raises(ValueError, match="No audio given"):
+        model(text_segment_embeds=feats["text_segment_embeds"])
+    with pytest.raises(ValueError, match="No text given"):
+        model(audio_segment_embeds=feats["audio_segment_embeds"])
+    with pytest.raises(ValueError, match="at most 100 mel frames"):
+        model.hilbert.get_audio_segment_features(torch.randn(1, 1, N_MELS, 120), None, torch.ones(1, 1, 120))
+
+
+def test_batch_of_one_document_trains_without_nan():
+    config = hilbert_config()
+    model = build(config).train()
+    out = model(**feature_inputs(config, batch=1), labels=torch.tensor([2]))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.cka_loss == 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
