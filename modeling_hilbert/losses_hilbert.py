@@ -15,6 +15,11 @@ import torch
 from torch.nn import functional as F
 
 
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits to float32 for a stable log-softmax; float32/float64 are kept as they are."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 # ---------------------------------------------------------------------------------------------- distributed
 def distributed_world_size() -> int:
     """Number of processes in the default group, 1 when torch.distributed is not in use."""
@@ -202,7 +207,7 @@ def classification_loss_terms(
     if task_type == "multiclass":
         valid = labels != -100
         safe_labels = labels.clamp(min=0)
-        log_probs = F.log_softmax(logits.float(), dim=-1)
+        log_probs = F.log_softmax(upcast(logits), dim=-1)
         target_log_prob = log_probs.gather(-1, safe_labels.unsqueeze(-1)).squeeze(-1)  # (B,)
         weight = class_weights[safe_labels] if class_weights is not None else torch.ones_like(target_log_prob)
         weight = weight * valid
@@ -216,9 +221,10 @@ def classification_loss_terms(
         else:
             valid = (labels >= 0).all(dim=-1, keepdim=True).expand_as(labels)
         targets = labels.clamp(min=0).to(logits.dtype)
-        per_item = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=class_weights, reduction="none")
+        logits = upcast(logits)
+        per_item = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), pos_weight=class_weights, reduction="none")
         if focal_gamma:
-            prob = torch.sigmoid(logits.float())
+            prob = torch.sigmoid(logits)
             p_true = prob * targets + (1 - prob) * (1 - targets)
             per_item = per_item * (1.0 - p_true) ** focal_gamma
         valid = valid.to(per_item.dtype)

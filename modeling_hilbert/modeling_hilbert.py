@@ -160,10 +160,13 @@ class SegmentTimeEmbedding(nn.Module):
 
     def forward(self, times: torch.Tensor) -> torch.Tensor:
         """times `(B, S, 2)` = (start, end) in seconds -> `(B, S, d)`."""
-        steps = torch.arange(self.num_frequencies, device=times.device, dtype=torch.float32)
+        # Angles in at least float32: an hour is 3600 s, where half precision cannot resolve a second.
+        dtype = torch.promote_types(self.linear.weight.dtype, torch.float32)
+        times = times.to(dtype)
+        steps = torch.arange(self.num_frequencies, device=times.device, dtype=dtype)
         frequencies = torch.exp(-math.log(self.max_period) * steps / self.num_frequencies)  # (n,)
-        start = times[..., 0].float().unsqueeze(-1) * frequencies
-        duration = (times[..., 1] - times[..., 0]).clamp(min=0).float().unsqueeze(-1) * frequencies
+        start = times[..., 0].unsqueeze(-1) * frequencies
+        duration = (times[..., 1] - times[..., 0]).clamp(min=0).unsqueeze(-1) * frequencies
         features = torch.cat([start.sin(), start.cos(), duration.sin(), duration.cos()], dim=-1)
         return self.linear(features.to(self.linear.weight.dtype))
 
@@ -682,7 +685,7 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             if name not in labels or labels[name] is None:
                 continue
             weights = task["class_weights"]
-            weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=logits[name].device)
+            weights = None if weights is None else torch.tensor(weights, dtype=torch.promote_types(logits[name].dtype, torch.float32), device=logits[name].device)
             gamma = task["focal_gamma"] if task["focal_gamma"] is not None else config.focal_gamma
             total, normaliser = classification_loss_terms(logits[name], labels[name].to(logits[name].device), task["type"], weights, gamma)
             normaliser = all_reduce_sum(normaliser)
