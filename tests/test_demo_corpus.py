@@ -1,0 +1,153 @@
+"""Tests for dataset_scripts/build_demo_corpus.py: format, exact timestamps, determinism,
+resuming, and that the label really is era (in the words) x register (in the sound)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+from dataset_scripts import build_demo_corpus as bdc  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+# Tiny documents: an opening, one passage, a closing (about 20 s each).
+TINY = dict(num_documents=6, duration_range=(1.0, 2.0), seed=3, progress=False)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def median_f0(wave: np.ndarray, sr: int = bdc.SAMPLE_RATE) -> float:
+    """Median autocorrelation pitch (50-300 Hz) over loud 40 ms frames: an independent check
+    that the register is audible, not just written in factors.csv."""
+    frame, estimates = int(0.04 * sr), []
+    for i in range(0, len(wave) - frame, frame):
+        x = wave[i : i + frame] - wave[i : i + frame].mean()
+        if np.sqrt(np.mean(x**2)) < 0.02:
+            continue
+        ac = np.correlate(x, x, "full")[frame - 1 :]
+        lo, hi = sr // 300, sr // 50
+        estimates.append(sr / (lo + int(np.argmax(ac[lo:hi]))))
+    return float(np.median(estimates))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    # Two workers here, one in the determinism test: the bytes must not depend on it.
+    return bdc.build_demo_corpus(tmp_path_factory.mktemp("corpus"), workers=2, **TINY)
+
+
+def test_metadata_columns_and_labels(corpus):
+    rows = read_csv(corpus / "metadata.csv")
+    assert list(rows[0]) == ["file_name", "transcript", "label", "group"]
+    assert len(rows) == 6
+    assert {r["label"] for r in rows} <= set(bdc.CLASS_NAMES)
+    assert Counter(r["label"] for r in rows) == bdc.class_counts(6)
+    for row in rows:
+        assert (corpus / row["file_name"]).is_file() and (corpus / row["transcript"]).is_file()
+    card = (corpus / "README.md").read_text()
+    assert "factors.csv" in card and "public domain" in card and "espeak-ng" in card
+
+
+def test_class_counts_are_imbalanced_and_exact():
+    for n in (6, 56, 200, 600):
+        counts = bdc.class_counts(n)
+        assert sum(counts.values()) == n
+    counts = bdc.class_counts(bdc.SIZES["small"].num_documents)
+    assert max(counts.values()) >= 3 * min(counts.values()) > 0
+
+
+def test_audio_matches_transcript(corpus):
+    for row in read_csv(corpus / "metadata.csv"):
+        info = sf.info(str(corpus / row["file_name"]))
+        assert (info.samplerate, info.channels, info.subtype) == (16_000, 1, "PCM_16")
+        duration = info.frames / info.samplerate
+        segments = json.loads((corpus / row["transcript"]).read_text())
+        assert segments[-1]["end"] <= duration and duration - segments[-1]["end"] < 0.5
+        previous_end = 0.0
+        for seg in segments:
+            assert set(seg) == {"start", "end", "text", "speaker"}
+            assert previous_end <= seg["start"] < seg["end"]
+            assert seg["text"].strip()
+            previous_end = seg["end"]
+        speakers = [seg["speaker"] for seg in segments]
+        assert speakers[0] == "interviewer" and "participant" in speakers
+        assert all(a != b for a, b in zip(speakers, speakers[1:])), "turns alternate"
+
+
+def test_label_is_text_factor_times_audio_factor(corpus):
+    meta = {r["file_name"]: r for r in read_csv(corpus / "metadata.csv")}
+    factors = read_csv(corpus / "factors.csv")
+    f0 = {"low": [], "high": []}
+    for row in factors:
+        assert row["label"] == bdc.combine_factors(row["era"], row["register"])
+        assert row["label"] == meta[row["file_name"]]["label"]
+        assert row["group"] == meta[row["file_name"]]["group"]
+        # The text factor is the era of the address the participant reads...
+        assert row["era"] == bdc.era_of_year(int(row["year"]))
+        sentences = bdc.address_sentences(row["source_fileid"])
+        source = " ".join(sentences + sentences)  # passages may wrap around
+        segments = json.loads((corpus / meta[row["file_name"]]["transcript"]).read_text())
+        wave, sr = sf.read(str(corpus / row["file_name"]), dtype="float32")
+        spoken = []
+        for seg in segments:
+            if seg["speaker"] == "participant":
+                assert seg["text"] in source
+                spoken.append(wave[round(seg["start"] * sr) : round(seg["end"] * sr)])
+            else:  # ...and the interviewer's words carry nothing about the label.
+                assert seg["text"] in {bdc.OPENING, bdc.CLOSING, *bdc.PROMPTS}
+        # The audio factor is the participant's pitch register, and it is audible.
+        assert row["register"] == bdc.register_of_pitch(float(row["participant_pitch"]))
+        f0[row["register"]].append(median_f0(np.concatenate(spoken)))
+    assert f0["low"] and f0["high"], "the tiny build should hold both registers"
+    assert max(f0["low"]) < 100 < min(f0["high"])
+
+
+def test_deterministic_across_builds_and_workers(corpus, tmp_path):
+    again = bdc.build_demo_corpus(tmp_path / "again", workers=1, **TINY)
+    for name in ("metadata.csv", "factors.csv", "README.md"):
+        assert (again / name).read_bytes() == (corpus / name).read_bytes(), name
+    for row in read_csv(corpus / "metadata.csv"):
+        for column in ("file_name", "transcript"):
+            assert (again / row[column]).read_bytes() == (corpus / row[column]).read_bytes()
+
+
+def test_resume_rebuilds_only_missing_documents(corpus, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(corpus, partial)
+    (partial / "metadata.csv").unlink()
+    (partial / "audio" / "doc_002.wav").unlink()
+    (partial / "transcripts" / "doc_002.json").unlink()
+    (partial / "audio" / ".doc_004.wav.tmp").write_bytes(b"half-written")  # a crash leftover
+    kept = (partial / "audio" / "doc_000.wav").stat().st_mtime_ns
+    assert bdc.main(["--output", str(partial), "--seed", "3", "--num-documents", "6",
+                     "--duration", "1", "2", "--workers", "1", "--no-progress"]) == 0
+    assert (partial / "audio" / "doc_000.wav").stat().st_mtime_ns == kept, "finished docs skipped"
+    assert not list((partial / "audio").glob(".*.tmp"))
+    for path in ("metadata.csv", "audio/doc_002.wav", "transcripts/doc_002.json"):
+        assert (partial / path).read_bytes() == (corpus / path).read_bytes()
+
+
+def test_resume_refuses_another_configuration(corpus, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(corpus, other)
+    assert bdc.main(["--output", str(other), "--seed", "4", "--num-documents", "6",
+                     "--duration", "1", "2", "--no-progress"]) == 1
+    assert "was built with" in capsys.readouterr().err
+
+
+def test_missing_espeak_gives_install_hint(monkeypatch, tmp_path):
+    monkeypatch.setattr(bdc.shutil, "which", lambda name: None)
+    with pytest.raises(bdc.EspeakNotFoundError, match="apt-get install espeak-ng"):
+        bdc.build_demo_corpus(tmp_path, **TINY)
