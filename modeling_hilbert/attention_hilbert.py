@@ -47,14 +47,16 @@ class MaskedMultiHeadAttention(nn.Module):
         Returns:
             `(B, Sq, d)`.
         """
-        q, k, v = self._split_heads(self.query(queries)), self._split_heads(self.key(keys)), self._split_heads(self.value(keys))
         attn_mask, has_key = None, None
         if key_mask is not None:
             key_mask = key_mask.bool()
+            # The mask only adds -inf to the scores: NaN or huge padded keys would still poison them. Zero them.
+            keys = keys.masked_fill(~key_mask.unsqueeze(-1), 0.0)
             has_key = key_mask.any(dim=-1)  # (B,)
             # Rows without any real key would be NaN: let them attend everywhere, then zero their output below.
             safe_mask = key_mask | ~has_key.unsqueeze(-1)
             attn_mask = safe_mask[:, None, None, :]  # (B, 1, 1, Sk), broadcast over heads and queries
+        q, k, v = self._split_heads(self.query(queries)), self._split_heads(self.key(keys)), self._split_heads(self.value(keys))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
         out = out.transpose(1, 2).flatten(2)  # (B, Sq, d)
         out = self.output(out)

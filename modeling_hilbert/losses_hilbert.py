@@ -110,7 +110,7 @@ def direct_contrastive_loss(audio: torch.Tensor, text: torch.Tensor, logit_scale
 
 
 # ------------------------------------------------------------------------------------------------- CKA
-def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     r"""Linear centred kernel alignment (Kornblith et al. 2019) between two representations of the same B items.
 
         CKA(X, Y) = ||Y~^T X~||_F^2 / ( ||X~^T X~||_F ||Y~^T Y~||_F ),   X~, Y~ column-centred over the batch.
@@ -122,7 +122,10 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Te
     x = x - x.mean(dim=0, keepdim=True)
     y = y - y.mean(dim=0, keepdim=True)
     gram_x, gram_y = x @ x.T, y @ y.T
-    return (gram_x * gram_y).sum() / (gram_x.norm() * gram_y.norm() + eps)
+    # Normalise each Gram matrix on its own: an eps added to the product of norms (which scales as the 4th power
+    # of the embeddings' scale) would break the scale invariance for small embeddings. A zero Gram gives CKA 0.
+    tiny = torch.finfo(gram_x.dtype).tiny
+    return ((gram_x / gram_x.norm().clamp(min=tiny)) * (gram_y / gram_y.norm().clamp(min=tiny))).sum()
 
 
 def cka_loss(audio: torch.Tensor, text: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
@@ -168,7 +171,8 @@ def moe_load_balance_loss(gate_probs: torch.Tensor, top_k: int | None = None) ->
         L_moe = E * sum_e f_e P_e
 
     f_e: fraction of routing assignments that go to expert e (top-k experts per item, top-1 for a dense gate; no
-    gradient); P_e: mean gate probability of e over the batch. Equals 1 when routing is uniform, E at collapse.
+    gradient); P_e: mean gate probability of e over the batch. Equals 1 when routing is uniform and E when a
+    top-1 (or dense) gate collapses onto one expert (E/k for a top-k gate, whose f splits over its k choices).
 
     Args:
         gate_probs: `(B, E)` softmax gate probabilities (before top-k).
@@ -180,7 +184,7 @@ def moe_load_balance_loss(gate_probs: torch.Tensor, top_k: int | None = None) ->
     counts = torch.zeros_like(gate_probs).scatter(-1, chosen, 1.0).sum(dim=0)  # (E,)
     fraction = counts / (gate_probs.shape[0] * k)
     mean_prob = gate_probs.mean(dim=0)
-    return num_experts * (fraction.detach() * mean_prob).sum()
+    return num_experts * (fraction * mean_prob).sum()  # f is built from indices: it carries no gradient
 
 
 # ------------------------------------------------------------------------------------ classification

@@ -71,5 +71,7 @@ class SelfAttentivePooling(nn.Module):
         weights = torch.softmax(scores, dim=-1)
         if mask is not None:
             weights = weights * mask  # documents without any real segment: uniform -> 0
+            # 0 * NaN = NaN: padded states must be zeroed, a zero weight alone does not keep them out.
+            hidden_states = hidden_states.masked_fill(~mask.transpose(1, 2), 0.0)
         pooled = torch.bmm(weights, hidden_states)  # (B, r, d)
         return self.output(pooled.flatten(1)), weights

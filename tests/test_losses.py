@@ -1,0 +1,512 @@
+"""Numbers of modeling_hilbert/losses_hilbert.py, each checked against an independent computation (numpy loops,
+hand-computed values, or torch's own reference losses)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root (no installed package yet)
+
+from modeling_hilbert.losses_hilbert import (  # noqa: E402
+    all_reduce_sum,
+    cka_loss,
+    classification_loss,
+    classification_loss_terms,
+    direct_contrastive_loss,
+    distributed_world_size,
+    gather_with_grad,
+    info_nce,
+    info_nce_mutual_information,
+    linear_cka,
+    mi_balance_loss,
+    moe_load_balance_loss,
+    reciprocal_dual_contrastive_loss,
+    symmetric_info_nce,
+)
+
+TIGHT = 1e-10  # float64 comparisons
+# classification_loss_terms computes in float32 (`logits.float()`), whatever the input dtype: compare at float32 level.
+F32 = dict(rtol=2e-6, atol=1e-7)
+
+
+def t64(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+def normalised_rows(rng, b, p):
+    x = rng.standard_normal((b, p))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# ------------------------------------------------------------------------------------------ references
+def np_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Feature-space form: ||Y~^T X~||_F^2 / (||X~^T X~||_F ||Y~^T Y~||_F), columns centred over the batch."""
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    return np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+
+
+def np_info_nce(q: np.ndarray, k: np.ndarray, s: float) -> float:
+    """-1/B sum_i log softmax_j(s q_i.k_j)[i], written as explicit loops with a max-shifted log-sum-exp."""
+    b = q.shape[0]
+    total = 0.0
+    for i in range(b):
+        logits = [s * float(np.dot(q[i], k[j])) for j in range(b)]
+        m = max(logits)
+        lse = m + math.log(sum(math.exp(l - m) for l in logits))
+        total += -(logits[i] - lse)
+    return total / b
+
+
+def np_sym_info_nce(x, y, s):
+    return 0.5 * (np_info_nce(x, y, s) + np_info_nce(y, x, s))
+
+
+# ------------------------------------------------------------------------------------------------- CKA
+def test_linear_cka_matches_feature_space_formula_with_different_widths():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((7, 5)), rng.standard_normal((7, 11))
+    y[:, :5] += 0.8 * x  # related but not identical geometry: a value well inside (0, 1)
+    expected = np_linear_cka(x, y)
+    got = linear_cka(t64(x), t64(y))
+    assert got.dtype == torch.float64
+    assert 0.05 < expected < 0.95
+    assert abs(got.item() - expected) < TIGHT
+    # symmetric
+    assert abs(linear_cka(t64(y), t64(x)).item() - expected) < TIGHT
+
+
+def test_linear_cka_invariances_and_range():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((7, 5)), rng.standard_normal((7, 11))
+    q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    assert np.allclose(q.T @ q, np.eye(5))
+    assert abs(linear_cka(t64(x), t64(x @ q)).item() - 1.0) < TIGHT
+    assert abs(linear_cka(t64(x), t64(3.7 * x)).item() - 1.0) < TIGHT
+    assert abs(linear_cka(t64(x), t64(x)).item() - 1.0) < TIGHT
+    # translation of either argument (columns are centred)
+    assert abs(linear_cka(t64(x + 5.0), t64(y)).item() - np_linear_cka(x, y)) < TIGHT
+    # orthogonal transform of one argument against a different second argument leaves the value unchanged
+    assert abs(linear_cka(t64(x @ q), t64(y)).item() - linear_cka(t64(x), t64(y)).item()) < TIGHT
+    for seed in range(20):
+        r = np.random.default_rng(100 + seed)
+        v = linear_cka(t64(r.standard_normal((6, 3))), t64(r.standard_normal((6, 9)))).item()
+        assert 0.0 <= v <= 1.0 + 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batch=st.integers(3, 12),
+    width_x=st.integers(1, 8),
+    width_y=st.integers(1, 8),
+    scale=st.floats(0.05, 20.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_linear_cka_orthogonal_and_scale_invariance_property(batch, width_x, width_y, scale, seed):
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((batch, width_x)), rng.standard_normal((batch, width_y))
+    qx, _ = np.linalg.qr(rng.standard_normal((width_x, width_x)))
+    qy, _ = np.linalg.qr(rng.standard_normal((width_y, width_y)))
+    # linear_cka guards its denominator with an absolute eps = 1e-12: keep to inputs whose Gram norms make it negligible
+    # (tiny inputs are covered by test_linear_cka_scale_invariance_small_embeddings).
+    def gram_norm(a):
+        a = a - a.mean(axis=0)
+        return np.linalg.norm(a @ a.T)
+
+    assume(min(gram_norm(x), gram_norm(y), scale**2 * gram_norm(x)) > 1e-1)
+    base = np_linear_cka(x, y)
+    assert abs(linear_cka(t64(x), t64(y)).item() - base) < 1e-9
+    assert abs(linear_cka(t64(scale * x @ qx), t64(y @ qy)).item() - base) < 1e-9
+    assert abs(linear_cka(t64(x), t64(scale * x @ qx)).item() - 1.0) < 1e-9
+
+
+@pytest.mark.parametrize("scale", [1e-2, 1e-3, 1e-4])
+def test_linear_cka_scale_invariance_small_embeddings(scale):
+    """CKA is scale invariant (docstring): embeddings with entries ~1e-3 are still the same geometry, CKA(X, X) = 1.
+
+    Fails when the denominator's guard is an absolute eps added to ||K_x|| ||K_y||, which scales as scale^4."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((8, 16))
+    y = rng.standard_normal((8, 5))
+    assert abs(linear_cka(t64(scale * x), t64(scale * x)).item() - 1.0) < 1e-6
+    assert abs(linear_cka(t64(scale * x), t64(scale * y)).item() - np_linear_cka(x, y)) < 1e-6
+
+
+def test_cka_loss_matches_numpy():
+    rng = np.random.default_rng(2)
+    a, t, j = rng.standard_normal((9, 6)), rng.standard_normal((9, 4)), rng.standard_normal((9, 8))
+    j[:, :4] += t  # make the two terms differ clearly
+    expected = (1 - np_linear_cka(a, j)) + (1 - np_linear_cka(t, j))
+    assert abs(cka_loss(t64(a), t64(t), t64(j)).item() - expected) < TIGHT
+    # a joint space equal to a rotated audio space: the audio term vanishes
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    only_text = 1 - np_linear_cka(t, a @ q)
+    assert abs(cka_loss(t64(a), t64(t), t64(a @ q)).item() - only_text) < TIGHT
+
+
+def test_cka_loss_batch_of_one_is_zero_and_backpropagates():
+    a = torch.randn(1, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(1, 4, dtype=torch.float64, requires_grad=True)
+    j = torch.randn(1, 8, dtype=torch.float64, requires_grad=True)
+    loss = cka_loss(a, t, j)
+    assert loss.item() == 0.0
+    loss.backward()
+    for p in (a, t, j):
+        assert p.grad is not None and torch.isfinite(p.grad).all() and (p.grad == 0).all()
+
+
+def test_cka_loss_gradients_finite_for_batch_of_two():
+    a = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    j = torch.randn(2, 8, dtype=torch.float64, requires_grad=True)
+    cka_loss(a, t, j).backward()
+    for p in (a, t, j):
+        assert torch.isfinite(p.grad).all()
+
+
+# ---------------------------------------------------------------------------------------- contrastive
+def test_info_nce_matches_numpy_loops():
+    rng = np.random.default_rng(3)
+    q, k = normalised_rows(rng, 6, 4), normalised_rows(rng, 6, 4)
+    s = 7.3
+    expected = np_info_nce(q, k, s)
+    got = info_nce(t64(q), t64(k), torch.tensor(s, dtype=torch.float64))
+    assert abs(got.item() - expected) < TIGHT
+    # the direction matters (otherwise the symmetric test below could not tell the directions apart)
+    assert abs(np_info_nce(k, q, s) - expected) > 1e-3
+
+
+def test_symmetric_info_nce_is_mean_of_both_directions():
+    rng = np.random.default_rng(4)
+    x, y = normalised_rows(rng, 5, 3), normalised_rows(rng, 5, 3)
+    s = torch.tensor(4.2, dtype=torch.float64)
+    expected = 0.5 * (np_info_nce(x, y, 4.2) + np_info_nce(y, x, 4.2))
+    assert abs(symmetric_info_nce(t64(x), t64(y), s).item() - expected) < TIGHT
+
+
+def test_reciprocal_dual_and_direct_contrastive_losses():
+    rng = np.random.default_rng(5)
+    a, t, j = (normalised_rows(rng, 8, 6) for _ in range(3))
+    s = 11.0
+    st_ = torch.tensor(s, dtype=torch.float64)
+    aj, tj, at = np_sym_info_nce(a, j, s), np_sym_info_nce(t, j, s), np_sym_info_nce(a, t, s)
+    total, got_aj, got_tj = reciprocal_dual_contrastive_loss(t64(a), t64(t), t64(j), st_)
+    assert abs(got_aj.item() - aj) < TIGHT
+    assert abs(got_tj.item() - tj) < TIGHT
+    assert abs(total.item() - 0.5 * (aj + tj)) < TIGHT
+    assert abs(aj - tj) > 1e-3  # the two terms are not interchangeable here
+    assert abs(direct_contrastive_loss(t64(a), t64(t), st_).item() - at) < TIGHT
+
+
+def test_info_nce_extremes():
+    b = 6
+    eye = torch.eye(b, dtype=torch.float64)  # perfectly aligned, orthogonal (well separated) pairs
+    big = torch.tensor(100.0, dtype=torch.float64)
+    assert symmetric_info_nce(eye, eye, big).item() < 1e-12
+    assert info_nce(eye, eye, big).item() < 1e-12
+    # uniform logits: scale 0, or every row the same vector
+    rng = np.random.default_rng(6)
+    q, k = t64(normalised_rows(rng, b, 4)), t64(normalised_rows(rng, b, 4))
+    assert abs(info_nce(q, k, torch.tensor(0.0, dtype=torch.float64)).item() - math.log(b)) < 1e-12
+    same = t64(np.tile(normalised_rows(rng, 1, 4), (b, 1)))
+    assert abs(symmetric_info_nce(same, same, torch.tensor(9.0, dtype=torch.float64)).item() - math.log(b)) < 1e-12
+
+
+def test_info_nce_gradient_reaches_logit_scale():
+    rng = np.random.default_rng(7)
+    q, k = t64(normalised_rows(rng, 5, 3)), t64(normalised_rows(rng, 5, 3))
+    s = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    info_nce(q, k, s).backward()
+    h = 1e-6
+    numeric = (np_info_nce(q.numpy(), k.numpy(), 3.0 + h) - np_info_nce(q.numpy(), k.numpy(), 3.0 - h)) / (2 * h)
+    assert abs(s.grad.item() - numeric) < 1e-7
+
+
+# --------------------------------------------------------------------------------------------- MI
+def test_info_nce_mutual_information():
+    nce = torch.tensor(0.7, dtype=torch.float64)
+    assert abs(info_nce_mutual_information(nce, 8).item() - (math.log(8) - 0.7)) < TIGHT
+
+
+def test_mi_balance_loss_and_estimates():
+    a_nce = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    t_nce = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    b = 16
+    loss, mi_a, mi_t = mi_balance_loss(a_nce, t_nce, b)
+    ia, it = math.log(b) - 1.3, math.log(b) - 0.4
+    assert abs(mi_a.item() - ia) < TIGHT
+    assert abs(mi_t.item() - it) < TIGHT
+    assert abs(loss.item() - (ia - it) ** 2) < TIGHT
+    loss.backward()
+    # dL/dnce_a = -2 (I_a - I_t), dL/dnce_t = +2 (I_a - I_t)
+    assert abs(a_nce.grad.item() - (-2 * (ia - it))) < TIGHT
+    assert abs(t_nce.grad.item() - (2 * (ia - it))) < TIGHT
+
+
+def test_mi_balance_loss_zero_when_balanced():
+    v = torch.tensor(0.9, dtype=torch.float64)
+    loss, mi_a, mi_t = mi_balance_loss(v, v.clone(), 10)
+    assert loss.item() == 0.0 and mi_a.item() == mi_t.item()
+
+
+# -------------------------------------------------------------------------------------- MoE balance
+HAND_PROBS = np.array(
+    [
+        [0.7, 0.2, 0.1],
+        [0.1, 0.6, 0.3],
+        [0.5, 0.1, 0.4],
+        [0.2, 0.3, 0.5],
+    ]
+)
+
+
+def np_load_balance(probs: np.ndarray, k: int) -> tuple[float, np.ndarray]:
+    b, e = probs.shape
+    counts = np.zeros(e)
+    for row in probs:
+        for idx in np.argsort(-row)[:k]:
+            counts[idx] += 1
+    f = counts / (b * k)
+    return e * float((f * probs.mean(axis=0)).sum()), f
+
+
+def test_moe_load_balance_uniform_and_collapsed():
+    for e in (2, 3, 5):
+        uniform = torch.full((8, e), 1.0 / e, dtype=torch.float64)
+        assert abs(moe_load_balance_loss(uniform).item() - 1.0) < 1e-12
+        assert abs(moe_load_balance_loss(uniform, top_k=2).item() - 1.0) < 1e-12
+        collapsed = torch.zeros(8, e, dtype=torch.float64)
+        collapsed[:, 1] = 1.0
+        assert abs(moe_load_balance_loss(collapsed).item() - e) < 1e-12
+
+
+@pytest.mark.parametrize("top_k, hand_value", [(None, 1.03125), (1, 1.03125), (2, 0.984375)])
+def test_moe_load_balance_hand_example(top_k, hand_value):
+    # top-1: argmax = [0, 1, 0, 2] -> f = [1/2, 1/4, 1/4]; P = [0.375, 0.3, 0.325] -> 3 * 0.34375
+    # top-2: {0,1} {1,2} {0,2} {1,2} -> f = [2, 3, 3] / 8 -> 3 * 0.328125
+    expected, f = np_load_balance(HAND_PROBS, 1 if top_k is None else top_k)
+    assert abs(expected - hand_value) < 1e-12
+    probs = t64(HAND_PROBS).requires_grad_(True)
+    loss = moe_load_balance_loss(probs, top_k=top_k)
+    assert abs(loss.item() - hand_value) < TIGHT
+    loss.backward()
+    # f carries no gradient: dL/dp[b, e] = E * f_e / B
+    b, e = HAND_PROBS.shape
+    analytic = np.tile(e * f / b, (b, 1))
+    assert np.abs(probs.grad.numpy() - analytic).max() < TIGHT
+
+
+def test_moe_load_balance_gradient_through_softmax_gate():
+    rng = np.random.default_rng(8)
+    logits = t64(rng.standard_normal((6, 4))).requires_grad_(True)
+    probs = torch.softmax(logits, dim=-1)
+    moe_load_balance_loss(probs, top_k=2).backward()
+    p = probs.detach().numpy()
+    _, f = np_load_balance(p, 2)
+    upstream = 4 * f / 6  # dL/dp, the same for every row
+    expected = p * (upstream - (p * upstream).sum(axis=1, keepdims=True))  # softmax Jacobian
+    assert np.abs(logits.grad.numpy() - expected).max() < TIGHT
+
+
+# ---------------------------------------------------------------------------------- classification
+def np_log_softmax(x):
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def np_log_sigmoid(x):
+    return -np.logaddexp(0.0, -x)
+
+
+def np_multiclass(logits, labels, weights=None, gamma=0.0):
+    logp = np_log_softmax(logits)
+    num = den = 0.0
+    for row, y in zip(logp, labels):
+        if y == -100:
+            continue
+        w = 1.0 if weights is None else weights[y]
+        p = math.exp(row[y])
+        num += -w * (1 - p) ** gamma * row[y]
+        den += w
+    return num, den
+
+
+def np_binary_terms(x, y, pos_weight=1.0, gamma=0.0):
+    """Element-wise -(1 - p_t)^gamma [w y log s(x) + (1 - y) log(1 - s(x))]."""
+    p = 1.0 / (1.0 + np.exp(-x))
+    p_t = np.where(y == 1, p, 1 - p)
+    base = -(pos_weight * y * np_log_sigmoid(x) + (1 - y) * np_log_sigmoid(-x))
+    return (1 - p_t) ** gamma * base
+
+
+@pytest.fixture
+def multiclass_batch():
+    rng = np.random.default_rng(9)
+    logits = rng.standard_normal((10, 4)) * 2
+    labels = np.array([0, 3, 1, 1, 2, 0, 3, 3, 2, 1])
+    weights = np.array([0.5, 2.0, 1.3, 0.7])
+    return logits, labels, weights
+
+
+def test_multiclass_weighted_cross_entropy(multiclass_batch):
+    logits, labels, weights = multiclass_batch
+    got = classification_loss(t64(logits), torch.as_tensor(labels), "multiclass", t64(weights))
+    ref_torch = F.cross_entropy(t64(logits), torch.as_tensor(labels), weight=t64(weights))
+    num, den = np_multiclass(logits, labels, weights)
+    assert np.isclose(got.item(), ref_torch.item(), **F32)
+    assert np.isclose(got.item(), num / den, **F32)
+    # weights matter (the unweighted mean is clearly different)
+    unweighted = classification_loss(t64(logits), torch.as_tensor(labels), "multiclass")
+    assert np.isclose(unweighted.item(), F.cross_entropy(t64(logits), torch.as_tensor(labels)).item(), **F32)
+    assert abs(unweighted.item() - got.item()) > 1e-3
+
+
+def test_multiclass_ignore_index(multiclass_batch):
+    logits, labels, weights = multiclass_batch
+    labels = labels.copy()
+    labels[[2, 7]] = -100
+    got = classification_loss(t64(logits), torch.as_tensor(labels), "multiclass", t64(weights))
+    ref = F.cross_entropy(t64(logits), torch.as_tensor(labels), weight=t64(weights), ignore_index=-100)
+    num, den = np_multiclass(logits, labels, weights)
+    assert np.isclose(got.item(), ref.item(), **F32)
+    assert np.isclose(got.item(), num / den, **F32)
+    # the ignored rows' logits have no influence at all
+    other = logits.copy()
+    other[[2, 7]] = np.array([50.0, -50.0, 3.0, 1e4])
+    assert classification_loss(t64(other), torch.as_tensor(labels), "multiclass", t64(weights)).item() == got.item()
+    total, normaliser = classification_loss_terms(t64(logits), torch.as_tensor(labels), "multiclass", t64(weights))
+    assert np.isclose(total.item(), num, **F32)
+    assert np.isclose(normaliser.item(), den, **F32)
+    assert np.isclose(normaliser.item(), weights[labels[labels != -100]].sum(), **F32)
+
+
+def test_multiclass_focal(multiclass_batch):
+    logits, labels, weights = multiclass_batch
+    labels = labels.copy()
+    labels[4] = -100
+    num, den = np_multiclass(logits, labels, weights, gamma=2.0)
+    got = classification_loss(t64(logits), torch.as_tensor(labels), "multiclass", t64(weights), focal_gamma=2.0)
+    assert np.isclose(got.item(), num / den, **F32)
+    plain, _ = np_multiclass(logits, labels, weights)
+    assert num < plain - 1e-3  # focal down-weights: the check can tell focal from plain CE
+    total, normaliser = classification_loss_terms(t64(logits), torch.as_tensor(labels), "multiclass", t64(weights), 2.0)
+    assert np.isclose(total.item(), num, **F32) and np.isclose(normaliser.item(), den, **F32)
+
+
+@pytest.mark.parametrize("shape", ["column", "flat"])
+def test_binary_pos_weight(shape):
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(9) * 2
+    y = np.array([1, 0, 0, 1, 1, 0, 1, 0, 0], dtype=np.float64)
+    pw = 3.5
+    logits = t64(x).unsqueeze(-1) if shape == "column" else t64(x)
+    got = classification_loss(logits, torch.as_tensor(y, dtype=torch.long), "binary", t64([pw]))
+    ref = F.binary_cross_entropy_with_logits(t64(x), t64(y), pos_weight=t64([pw]))
+    assert np.isclose(got.item(), ref.item(), **F32)
+    assert np.isclose(got.item(), np_binary_terms(x, y, pw).mean(), **F32)
+    # with unlabelled items
+    labels = y.astype(np.int64)
+    labels[[1, 3]] = -100
+    keep = labels >= 0
+    got = classification_loss(logits, torch.as_tensor(labels), "binary", t64([pw]))
+    ref = F.binary_cross_entropy_with_logits(t64(x[keep]), t64(y[keep]), pos_weight=t64([pw]))
+    assert np.isclose(got.item(), ref.item(), **F32)
+    total, normaliser = classification_loss_terms(logits, torch.as_tensor(labels), "binary", t64([pw]))
+    assert normaliser.item() == keep.sum()
+    assert np.isclose(total.item(), np_binary_terms(x[keep], y[keep], pw).sum(), **F32)
+
+
+def test_binary_focal():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(8) * 2
+    labels = np.array([1, 0, -100, 1, 0, 0, 1, 1])
+    keep = labels >= 0
+    y = np.clip(labels, 0, None).astype(np.float64)
+    pw = 2.0
+    expected = np_binary_terms(x[keep], y[keep], pw, gamma=2.0).mean()
+    got = classification_loss(t64(x).unsqueeze(-1), torch.as_tensor(labels), "binary", t64([pw]), focal_gamma=2.0)
+    assert np.isclose(got.item(), expected, **F32)
+    assert abs(expected - np_binary_terms(x[keep], y[keep], pw).mean()) > 1e-3
+
+
+def test_multilabel_pos_weight_and_ignored_rows():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((7, 3)) * 2
+    y = (rng.random((7, 3)) < 0.4).astype(np.int64)
+    pw = np.array([0.5, 2.0, 4.0])
+    got = classification_loss(t64(x), torch.as_tensor(y), "multilabel", t64(pw))
+    ref = F.binary_cross_entropy_with_logits(t64(x), t64(y), pos_weight=t64(pw))
+    assert np.isclose(got.item(), ref.item(), **F32)
+    assert np.isclose(got.item(), np_binary_terms(x, y.astype(float), pw).mean(), **F32)
+    # a row with any -100 is ignored as a whole
+    labels = y.copy()
+    labels[2, 1] = -100
+    labels[5] = -100
+    keep = np.array([i not in (2, 5) for i in range(7)])
+    got = classification_loss(t64(x), torch.as_tensor(labels), "multilabel", t64(pw))
+    ref = F.binary_cross_entropy_with_logits(t64(x[keep]), t64(y[keep]), pos_weight=t64(pw))
+    assert np.isclose(got.item(), ref.item(), **F32)
+    total, normaliser = classification_loss_terms(t64(x), torch.as_tensor(labels), "multilabel", t64(pw))
+    assert normaliser.item() == keep.sum() * 3
+    # focal variant, element-wise
+    got = classification_loss(t64(x), torch.as_tensor(labels), "multilabel", t64(pw), focal_gamma=1.5)
+    expected = np_binary_terms(x[keep], y[keep].astype(float), pw, gamma=1.5).mean()
+    assert np.isclose(got.item(), expected, **F32)
+
+
+@pytest.mark.parametrize(
+    "task, logits, labels",
+    [
+        ("multiclass", torch.randn(4, 3), torch.full((4,), -100)),
+        ("binary", torch.randn(4, 1), torch.full((4,), -100)),
+        ("multilabel", torch.randn(4, 3), torch.tensor([[0, 1, -100]] * 4)),
+    ],
+)
+def test_no_labelled_item_gives_zero(task, logits, labels):
+    logits = logits.clone().requires_grad_(True)
+    loss = classification_loss(logits, labels, task)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad == 0).all()
+
+
+def test_terms_divide_to_the_mean():
+    rng = np.random.default_rng(13)
+    cases = [
+        ("multiclass", t64(rng.standard_normal((6, 4))), torch.tensor([0, 1, -100, 3, 2, 2]), t64([1.0, 2.0, 0.5, 1.5])),
+        ("binary", t64(rng.standard_normal((6, 1))), torch.tensor([0, 1, -100, 1, 1, 0]), t64([2.0])),
+        ("multilabel", t64(rng.standard_normal((6, 2))), torch.tensor([[0, 1], [1, 1], [-100, 0], [0, 0], [1, 0], [0, 1]]), None),
+    ]
+    for task, logits, labels, weights in cases:
+        total, normaliser = classification_loss_terms(logits, labels, task, weights, focal_gamma=1.0)
+        mean = classification_loss(logits, labels, task, weights, focal_gamma=1.0)
+        assert normaliser.item() > 0
+        assert abs(mean.item() - total.item() / normaliser.item()) < 1e-6
+
+
+def test_unknown_task_type_raises():
+    with pytest.raises(ValueError):
+        classification_loss(torch.randn(3, 2), torch.tensor([0, 1, 0]), "regression")
+    with pytest.raises(ValueError):
+        classification_loss_terms(torch.randn(3, 2), torch.tensor([0, 1, 0]), "multi-class")
+
+
+# ------------------------------------------------------------------------------------------ distributed
+def test_distributed_helpers_without_process_group():
+    assert not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    assert distributed_world_size() == 1
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    gathered = gather_with_grad(x)
+    assert gathered.shape == x.shape and torch.equal(gathered, x)
+    (gathered * torch.arange(3.0, dtype=torch.float64)).sum().backward()
+    assert torch.equal(x.grad, torch.arange(3.0, dtype=torch.float64).expand(5, 3))
+    count = torch.tensor([7.0])
+    assert torch.equal(all_reduce_sum(count), count)
