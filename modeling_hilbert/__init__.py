@@ -7,6 +7,7 @@ and the `auto_map` that let anyone load a checkpoint with `trust_remote_code=Tru
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import AutoProcessor
 
 from .configuration_hilbert import HilbertConfig
 from .modeling_hilbert import (
@@ -16,6 +17,7 @@ from .modeling_hilbert import (
     HilbertPreTrainedModel,
     HilbertSequenceClassifierOutput,
 )
+from .processing_hilbert import HilbertProcessor
 
 __version__ = "0.1.0"
 
@@ -25,6 +27,8 @@ AutoModelForSequenceClassification.register(HilbertConfig, HilbertForSequenceCla
 HilbertConfig.register_for_auto_class()
 HilbertModel.register_for_auto_class("AutoModel")
 HilbertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+AutoProcessor.register(HilbertConfig, HilbertProcessor, exist_ok=True)
+HilbertProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "HilbertConfig",
@@ -33,5 +37,6 @@ __all__ = [
     "HilbertPreTrainedModel",
     "HilbertModelOutput",
     "HilbertSequenceClassifierOutput",
+    "HilbertProcessor",
     "__version__",
 ]

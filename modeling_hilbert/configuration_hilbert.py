@@ -149,6 +149,9 @@ class HilbertConfig(PreTrainedConfig):
         classifier (`str`): `"moe"` (HILBERT) or `"mlp"` (one MLP per task, baseline).
         encoder_batch_size (`int`): segments per call of a frozen encoder in the raw-input path (bounds memory).
         initializer_range (`float`): std of the normal init of the head's linear layers.
+        with_encoders (`bool`): build the frozen encoders. False gives a head-only model that takes precomputed
+            segment features (training on cached features: small, fast checkpoints); the full model is assembled
+            afterwards with `attach_encoders`.
         encoder_sources (`dict`, *optional*): provenance of the encoders (`{"audio": {...}, "text": {...}}` with
             name_or_path, revision, sha256 of the weights), filled by `from_encoders_pretrained`.
     """
@@ -190,6 +193,7 @@ class HilbertConfig(PreTrainedConfig):
     classifier: str = "moe"
     encoder_batch_size: int = 32
     initializer_range: float = 0.02
+    with_encoders: bool = True
     encoder_sources: dict | None = None
 
     def __post_init__(self, **kwargs):

@@ -288,6 +288,37 @@ class HilbertPreTrainedModel(PreTrainedModel):
         )
         return model
 
+    def attach_encoders(self, audio_encoder: PreTrainedModel | None = None, text_encoder: PreTrainedModel | None = None):
+        """A full model (encoders + this head) from a head-only one (`with_encoders=False`), e.g. after training
+        on cached features. The encoders must match the configs the head was built for; the head's weights are
+        copied unchanged.
+
+        Returns:
+            a new model of the same class with `config.with_encoders=True`.
+        """
+        config = self.config.__class__.from_dict(self.config.to_dict())
+        config.with_encoders = True
+        for key, encoder in (("audio", audio_encoder), ("text", text_encoder)):
+            needed = config.uses_audio if key == "audio" else config.uses_text
+            if needed and encoder is None:
+                raise ValueError(f"This model uses the {key} modality: pass {key}_encoder.")
+            if encoder is not None:
+                expected = getattr(config, f"{key}_config")
+                got = (encoder.config.model_type, encoder_hidden_size(encoder.config))
+                if got != (expected.model_type, encoder_hidden_size(expected)):
+                    raise ValueError(
+                        f"The {key} encoder ({got[0]}, width {got[1]}) does not match the {key}_config this head was "
+                        f"trained for ({expected.model_type}, width {encoder_hidden_size(expected)})."
+                    )
+                setattr(config, f"{key}_config", encoder.config)
+        full = self.__class__(config, audio_encoder=audio_encoder, text_encoder=text_encoder)
+        missing, unexpected = full.load_state_dict(self.state_dict(), strict=False)
+        not_encoder = [k for k in missing if not any(f"{name}." in k for name in self.ENCODER_NAMES)]
+        if not_encoder or unexpected:
+            raise RuntimeError(f"Head weights do not fit: missing {not_encoder}, unexpected {unexpected}.")
+        full.freeze_encoders()
+        return full.to(next(self.parameters()).device)
+
     # -- convenience for embedding use -----------------------------------------------------------------
     def _embeddings(self, **inputs) -> HilbertModelOutput:
         base = self if isinstance(self, HilbertModel) else self.hilbert
@@ -317,11 +348,13 @@ class HilbertModel(HilbertPreTrainedModel):
         super().__init__(config)
         d = config.hidden_size
         if config.uses_audio:
-            self.audio_encoder = audio_encoder if audio_encoder is not None else build_encoder(config.audio_config)
+            if config.with_encoders:
+                self.audio_encoder = audio_encoder if audio_encoder is not None else build_encoder(config.audio_config)
             self.audio_projection = SegmentProjection(encoder_hidden_size(config.audio_config), d, config.dropout)
             self.audio_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads)
         if config.uses_text:
-            self.text_encoder = text_encoder if text_encoder is not None else build_encoder(config.text_config)
+            if config.with_encoders:
+                self.text_encoder = text_encoder if text_encoder is not None else build_encoder(config.text_config)
             self.text_projection = SegmentProjection(encoder_hidden_size(config.text_config), d, config.dropout)
             self.text_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads)
         self.time_embedding = SegmentTimeEmbedding(d, config.max_time_period) if config.use_time_embedding else None
@@ -364,6 +397,7 @@ class HilbertModel(HilbertPreTrainedModel):
         Returns:
             segment features `(B, S, D_audio)` (zeros for padded segments) and the segment mask `(B, S)` bool.
         """
+        self._require_encoder("audio")
         raw = input_features if input_features is not None else input_values
         if raw is None:
             raise ValueError("Audio inputs missing: give input_features (Whisper) or input_values (wav2vec2/HuBERT).")
@@ -402,6 +436,7 @@ class HilbertModel(HilbertPreTrainedModel):
         Returns:
             segment features `(B, S, D_text)` and the segment mask `(B, S)` bool.
         """
+        self._require_encoder("text")
         batch, segments = input_ids.shape[:2]
         flat_ids = input_ids.flatten(0, 1)
         flat_mask = None if attention_mask is None else attention_mask.flatten(0, 1)
@@ -413,6 +448,13 @@ class HilbertModel(HilbertPreTrainedModel):
             return encode_text_batch(self.text_encoder, rows, mask_rows)
 
         return self._encode_segments(flat_ids, flat_mask, text_segment_mask, batch, segments, self.config.text_config, run)
+
+    def _require_encoder(self, modality: str) -> None:
+        if not hasattr(self, f"{modality}_encoder"):
+            raise ValueError(
+                f"This model has no {modality} encoder (with_encoders=False: a head trained on cached features). Pass "
+                f"precomputed {modality}_segment_embeds, or load the full checkpoint saved after training."
+            )
 
     def _encode_segments(self, flat, flat_mask, segment_mask, batch, segments, encoder_config, run):
         """Encode the real rows of `flat` `(B*S, ...)` in length-bucketed batches; scatter back to `(B, S, D)`."""

@@ -405,3 +405,25 @@ def test_batch_of_one_document_trains_without_nan():
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.cka_loss == 0
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# ------------------------------------------------------------------------------------- head-only models
+def test_head_only_model_trains_on_features_and_attaches_encoders(tmp_path):
+    config = hilbert_config(with_encoders=False)
+    head = build(config)
+    assert not hasattr(head.hilbert, "audio_encoder") and not hasattr(head.hilbert, "text_encoder")
+    feats = feature_inputs(config)
+    with pytest.raises(ValueError, match="no audio encoder"):
+        head(**raw_inputs(config, batch=4))
+    full_template = build(hilbert_config(), seed=1)  # provides encoders of the right shape
+    full = head.attach_encoders(full_template.hilbert.audio_encoder, full_template.hilbert.text_encoder)
+    assert full.config.with_encoders and not head.config.with_encoders
+    with torch.no_grad():
+        assert_close(full(**feats).logits["label"], head(**feats).logits["label"], atol=0)
+    assert all(not p.requires_grad for p in full.hilbert.audio_encoder.parameters())
+    # a head-only checkpoint is small and loads without encoders
+    head.save_pretrained(tmp_path)
+    reloaded = HilbertForSequenceClassification.from_pretrained(tmp_path)
+    assert not hasattr(reloaded.hilbert, "audio_encoder")
+    with pytest.raises(ValueError, match="does not match"):
+        head.attach_encoders(full_template.hilbert.text_encoder, full_template.hilbert.text_encoder)
