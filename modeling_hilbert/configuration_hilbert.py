@@ -24,6 +24,7 @@ MODALITIES = ("both", "audio", "text")
 FUSIONS = ("cross_attention", "concat")
 CLASSIFIERS = ("moe", "mlp")
 JOINT_SEQUENCES = ("per_segment", "concat_sequence")
+AUDIO_MODES = ("exact", "fast")
 
 # Keyword arguments that `PreTrainedConfig.__post_init__` itself consumes or that transformers writes into every
 # config.json. Anything else that is not a field of `HilbertConfig` is a typo or a stale key: we reject it rather
@@ -147,6 +148,10 @@ class HilbertConfig(PreTrainedConfig):
         joint_sequence (`str`): how the joint sequence is formed: `"per_segment"` (joint_s = W[a_s; t_s], needs
             aligned segments) or `"concat_sequence"` (the two streams concatenated along the segment axis).
         classifier (`str`): `"moe"` (HILBERT) or `"mlp"` (one MLP per task, baseline).
+        audio_mode (`str`): how a Whisper encoder sees a segment: `"exact"` (padded to its 30 s window as trained,
+            pooling only the frames of real audio) or `"fast"` (only the real frames, Whisper's reduced audio
+            context). It must match the processor's `audio_mode` and the features' fingerprint. Ignored by other
+            audio encoders.
         encoder_batch_size (`int`): segments per call of a frozen encoder in the raw-input path (bounds memory).
         initializer_range (`float`): std of the normal init of the head's linear layers.
         with_encoders (`bool`): build the frozen encoders. False gives a head-only model that takes precomputed
@@ -191,6 +196,7 @@ class HilbertConfig(PreTrainedConfig):
     fusion: str = "cross_attention"
     joint_sequence: str = "per_segment"
     classifier: str = "moe"
+    audio_mode: str = "exact"
     encoder_batch_size: int = 32
     initializer_range: float = 0.02
     with_encoders: bool = True
@@ -251,6 +257,7 @@ class HilbertConfig(PreTrainedConfig):
             "fusion": FUSIONS,
             "classifier": CLASSIFIERS,
             "joint_sequence": JOINT_SEQUENCES,
+            "audio_mode": AUDIO_MODES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

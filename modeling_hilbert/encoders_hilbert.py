@@ -5,8 +5,8 @@ tokens (text). Whisper needs care: it is trained on inputs padded to 30 s and it
 
 * exact mode — the input is the full 3000 mel frames (30 s); the encoder runs as trained and only the output
   frames that cover real audio are pooled.
-* fast mode — the input holds only the real mel frames (fewer than 3000). The encoder's own modules are run on
-  them (conv1 -> GELU -> conv2 -> GELU -> + positions[:T] -> layers -> layer_norm), which is what whisper.cpp
+* fast mode — only the real mel frames are encoded (each batch is cropped to its longest real segment, so the
+  processor's exact-mode output works too). The encoder's own modules are run on them (conv1 -> GELU -> conv2 -> GELU -> + positions[:T] -> layers -> layer_norm), which is what whisper.cpp
   calls a reduced audio context. Segments of different lengths share a batch: padded mel frames are zeroed before
   each convolution (exactly what the convolution's own zero padding does at a segment's end) and masked out of
   self-attention, so a segment's features do not depend on what it is batched with.
@@ -110,10 +110,13 @@ def encode_audio_batch(
     input_features: torch.Tensor | None,
     input_values: torch.Tensor | None,
     attention_mask: torch.Tensor | None,
+    whisper_mode: str = "exact",
 ) -> torch.Tensor:
     """One encoder call on a batch of segments -> pooled features `(N, D_audio)` (float32).
 
-    Whisper (`input_features` `(N, n_mels, T)`): T == 3000 runs the exact mode, T < 3000 the fast mode.
+    Whisper (`input_features` `(N, n_mels, T)`): `whisper_mode="exact"` needs T == 3000 (the 30 s window);
+    `"fast"` takes any T <= 3000 and encodes the first T frames with the reduced context. The mode is explicit
+    because the tensor alone cannot tell a fast batch whose longest segment fills the window from an exact one.
     wav2vec2 / HuBERT / others (`input_values` `(N, L)` waveforms): the mask is passed to the encoder and mapped
     to output frames for pooling.
     """
@@ -127,9 +130,14 @@ def encode_audio_batch(
             raise ValueError(f"Whisper segments hold at most {full} mel frames (30 s), got {features.shape[-1]}.")
         if attention_mask is None:
             attention_mask = torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=features.device)
-        if features.shape[-1] == full:  # exact mode
+        if whisper_mode == "exact":
+            if features.shape[-1] != full:
+                raise ValueError(
+                    f"Whisper's exact mode takes segments padded to {full} mel frames (30 s), got {features.shape[-1]}. "
+                    "Use the processor with audio_mode='exact', or set the model's config.audio_mode='fast'."
+                )
             hidden = encoder(input_features=features).last_hidden_state
-        else:  # fast mode
+        else:
             hidden = whisper_reduced_context(encoder, features, attention_mask)
     else:
         inputs = input_values if input_values is not None else input_features

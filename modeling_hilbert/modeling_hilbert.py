@@ -39,7 +39,6 @@ from .encoders_hilbert import (
     length_bucketed_batches,
     load_pretrained_encoder,
     real_lengths,
-    whisper_full_length,
 )
 from .losses_hilbert import (
     all_reduce_sum,
@@ -389,7 +388,8 @@ class HilbertModel(HilbertPreTrainedModel):
         """Run the frozen audio encoder over every real segment of a batch of documents.
 
         Args:
-            input_features: `(B, S, n_mels, T)` Whisper log-mel (T = 3000: exact mode; T < 3000: fast mode), or
+            input_features: `(B, S, n_mels, T)` Whisper log-mel (T = 3000 for `config.audio_mode="exact"`; any
+                T <= 3000 in "fast" mode, which encodes only each batch's real frames), or
             input_values: `(B, S, L)` waveforms (wav2vec2, HuBERT).
             audio_attention_mask: `(B, S, T)` or `(B, S, L)`, 1 for real mel frames / samples.
             audio_segment_mask: `(B, S)`; default: a segment is real when it has at least one real frame.
@@ -404,8 +404,7 @@ class HilbertModel(HilbertPreTrainedModel):
         batch, segments = raw.shape[:2]
         flat = raw.flatten(0, 1)
         flat_mask = None if audio_attention_mask is None else audio_attention_mask.flatten(0, 1)
-        whisper = is_whisper(self.config.audio_config)
-        exact = whisper and flat.shape[-1] == whisper_full_length(self.config.audio_config)
+        exact = is_whisper(self.config.audio_config) and self.config.audio_mode == "exact"
 
         def run(rows, mask_rows):
             # Crop each batch to its longest real input: models that honour the mask give the same result, and
@@ -414,8 +413,8 @@ class HilbertModel(HilbertPreTrainedModel):
                 longest = max(int(mask_rows.long().sum(-1).max()), 1)
                 rows, mask_rows = rows[..., :longest], mask_rows[..., :longest]
             if input_features is not None:
-                return encode_audio_batch(self.audio_encoder, rows, None, mask_rows)
-            return encode_audio_batch(self.audio_encoder, None, rows, mask_rows)
+                return encode_audio_batch(self.audio_encoder, rows, None, mask_rows, self.config.audio_mode)
+            return encode_audio_batch(self.audio_encoder, None, rows, mask_rows, self.config.audio_mode)
 
         return self._encode_segments(flat, flat_mask, audio_segment_mask, batch, segments, self.config.audio_config, run)
 

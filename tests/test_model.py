@@ -120,7 +120,7 @@ def test_omitted_masks_mean_every_segment_is_real():
 
 def test_whisper_fast_mode_features_do_not_depend_on_batch_companions():
     """Fast mode crops to real frames; a short segment batched with a long one equals the short one alone."""
-    config = hilbert_config()
+    config = hilbert_config(audio_mode="fast")
     model = build(config, HilbertModel)
     g = torch.Generator().manual_seed(1)
     short, long = torch.randn(N_MELS, 37, generator=g), torch.randn(N_MELS, 80, generator=g)
@@ -132,6 +132,24 @@ def test_whisper_fast_mode_features_do_not_depend_on_batch_companions():
     together, _ = model.get_audio_segment_features(batch, None, mask)
     alone, _ = model.get_audio_segment_features(short[None, None], None, torch.ones(1, 1, 37, dtype=torch.long))
     assert_close(together[0, 0], alone[0, 0], atol=1e-5)
+
+
+def test_whisper_fast_mode_is_explicit_even_when_a_segment_fills_the_window():
+    """Regression: the mode used to be guessed from T == 3000, so a fast batch whose longest segment filled the
+    window ran exact mode and its short segments' features changed with their batch mates."""
+    model = build(hilbert_config(audio_mode="fast"), HilbertModel)
+    g = torch.Generator().manual_seed(2)
+    short, full = torch.randn(N_MELS, 30, generator=g), torch.randn(N_MELS, WHISPER_FULL, generator=g)
+    batch = torch.zeros(1, 2, N_MELS, WHISPER_FULL)
+    batch[0, 0, :, :30], batch[0, 1] = short, full
+    mask = torch.zeros(1, 2, WHISPER_FULL, dtype=torch.long)
+    mask[0, 0, :30], mask[0, 1] = 1, 1
+    together, _ = model.get_audio_segment_features(batch, None, mask)
+    alone, _ = model.get_audio_segment_features(short[None, None], None, torch.ones(1, 1, 30, dtype=torch.long))
+    assert_close(together[0, 0], alone[0, 0], atol=1e-5)
+    # the exact mode refuses cropped inputs instead of guessing
+    with pytest.raises(ValueError, match="exact mode takes segments padded to 100"):
+        build(hilbert_config(), HilbertModel).get_audio_segment_features(short[None, None], None, torch.ones(1, 1, 30))
 
 
 def test_whisper_exact_mode_pools_only_frames_covering_real_audio():

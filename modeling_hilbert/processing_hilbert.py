@@ -1,0 +1,580 @@
+"""HilbertProcessor: raw recordings + timestamped transcripts -> the inputs of `HilbertModel.forward`.
+
+A document is one recording and its segments (transcript turns):
+
+    {"audio": waveform, "sampling_rate": int, "segments": [{"start", "end", "text", "speaker"?}, ...]}
+
+The processor cuts the waveform into segments, applies the policies below (each a constructor option, saved in
+`processor_config.json`), and returns, for B documents of at most S segments:
+
+    Whisper           input_features (B, S, n_mels, T) float32, audio_attention_mask (B, S, T)  [mel frames]
+    wav2vec2/HuBERT   input_values (B, S, L) float32,           audio_attention_mask (B, S, L)  [samples]
+    text              input_ids (B, S, L_tok), attention_mask (B, S, L_tok)
+    segments          audio_segment_mask (B, S) bool, text_segment_mask (B, S) bool, segment_times (B, S, 2) float32
+
+Policies, applied in this order to each document (`return_report=True` says what each one did):
+
+1. `speakers`: keep only the segments of these speakers (None: all).
+2. `max_segment_seconds`: a longer segment is split into n = ceil(duration / max) consecutive pieces of equal
+   length; word k of W goes to the piece holding the middle of its share, floor((k + 1/2) n / W), so words keep
+   their order and none is lost (a piece may get no words: it then has no text).
+3. Audio: each piece's samples are [round(start * sr), round(end * sr)) of the (resampled, mono) waveform. A
+   piece reaching past the end is clipped to the audio (reported); one with no samples at all (zero length, or
+   wholly past the end) follows `missing_audio`: "keep" (audio mask False), "drop" or "error".
+4. Text: an empty or whitespace-only text follows `missing_text`: "keep" (text mask False) or "drop".
+5. `max_segments`: keep the first N remaining segments (None: no cap); the rest are dropped and reported.
+6. `max_text_tokens`: texts are truncated by the tokenizer to this many tokens (special tokens included); the
+   report counts the tokens cut.
+
+`segment_times` are the transcript's times (a split piece's own times), clipped segments included. Segments are
+kept in the given order, overlaps included (`transcripts_hilbert.validate_segments` lists such problems). A batch
+always has S >= 1: a document left with no segments gets fully masked ones.
+
+Whisper log-mel, exact vs fast (`audio_mode`). Whisper's log-mel is clamped from below at (max - 8) where the max
+is taken over the whole feature window the extractor is given. In both modes each segment is its own window
+(padded with zeros, whose log-mel sits at the floor -10 and never sets the max), so the clamp depends on the
+segment only -- never on its neighbours in the recording or in the batch. Computing the log-mel of the whole
+recording and slicing it instead would clamp a quiet segment at the loudest part of the recording (differences of
+~0.9 in log-mel units measured). Fast mode also pads each segment with zeros (n_fft + hop samples past the
+longest segment's T frames), so the last frames' STFT windows see the same zeros as in the 30-s exact window rather than
+torch.stft's reflect padding of the segment's own end (which changes the last 1-2 frames by up to ~1e-2) and
+the partial last hop is kept as a frame (ceil(samples / hop) real frames, Whisper's own mask convention). Result:
+fast-mode features are exact-mode features cut to T frames (equal to float rounding; the tests check 1e-5).
+Exact mode is computed the same way and the silent rest of each 30-s window is filled with its constant log-mel
+value (the floor), which the tests check against the extractor's own 30-s output; with `dither` > 0 the silence is
+not constant, and exact mode then transforms the full 30 s per segment.
+
+Ships to the Hub with the model: imports only `torch`, `transformers`, the standard library and sibling files
+(`soundfile` and `torchaudio` are imported lazily, only when a file is read or audio must be resampled).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoFeatureExtractor, AutoTokenizer, BatchFeature, WhisperFeatureExtractor
+from transformers.processing_utils import ProcessorMixin
+from transformers.utils import logging
+
+from .transcripts_hilbert import load_transcript
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["HilbertProcessor"]
+
+MISSING_TEXT_POLICIES = ("keep", "drop")
+MISSING_AUDIO_POLICIES = ("keep", "drop", "error")
+AUDIO_MODES = ("exact", "fast")
+DROP_REASONS = ("speaker", "missing_text", "missing_audio", "max_segments")
+DEFAULT_MAX_SEGMENT_SECONDS = 30.0  # encoders without a fixed window (wav2vec2, HuBERT)
+FEATURE_CHUNK = 64  # segments per feature-extractor call: bounds the STFT's memory (~7 MB per 30-s segment)
+
+
+def _where(doc: int, seg: int | None = None) -> str:
+    return f"document {doc}" + ("" if seg is None else f", segment {seg}")
+
+
+class HilbertProcessor(ProcessorMixin):
+    r"""Turns documents (recording + timestamped segments) into `HilbertModel` inputs.
+
+    Args:
+        feature_extractor: the audio encoder's feature extractor: `WhisperFeatureExtractor` (log-mel
+            `input_features`) or a waveform extractor such as `Wav2Vec2FeatureExtractor` (`input_values`; wav2vec2,
+            HuBERT, WavLM).
+        tokenizer: the text encoder's tokenizer.
+        max_segment_seconds: longer segments are split into equal consecutive pieces of at most this length.
+            Default: the Whisper extractor's window (`chunk_length`, 30 s); 30 s for waveform extractors. For
+            Whisper it cannot exceed the window.
+        max_segments: keep at most the first N segments of a document (after the other policies). None: no cap.
+        speakers: keep only segments whose `speaker` is in this list. None: keep all.
+        missing_text: "keep" (segment kept, text mask False) or "drop", for empty/whitespace text.
+        missing_audio: "keep" (audio mask False), "drop" or "error", for segments with no samples.
+        max_text_tokens: tokens per segment text, special tokens included (truncated beyond, and counted).
+        audio_mode: Whisper only. "exact": each segment padded to the 30-s window, T = 3000 frames, as Whisper was
+            trained. "fast": T = the longest real segment of the batch; the model then runs a reduced context.
+    """
+
+    def __init__(
+        self,
+        feature_extractor,
+        tokenizer,
+        max_segment_seconds: float | None = None,
+        max_segments: int | None = None,
+        speakers: list[str] | None = None,
+        missing_text: str = "keep",
+        missing_audio: str = "keep",
+        max_text_tokens: int = 256,
+        audio_mode: str = "exact",
+    ):
+        super().__init__(feature_extractor, tokenizer)
+        self._whisper = isinstance(feature_extractor, WhisperFeatureExtractor)
+        input_names = list(getattr(feature_extractor, "model_input_names", []))
+        if not self._whisper and input_names[:1] != ["input_values"]:
+            raise ValueError(
+                f"Unsupported feature extractor {type(feature_extractor).__name__} (model inputs {input_names}): "
+                "HilbertProcessor takes a WhisperFeatureExtractor or a waveform extractor whose model input is "
+                "`input_values` (Wav2Vec2FeatureExtractor for wav2vec2/HuBERT/WavLM)."
+            )
+        window = feature_extractor.n_samples / feature_extractor.sampling_rate if self._whisper else None
+
+        if missing_text not in MISSING_TEXT_POLICIES:
+            raise ValueError(f"missing_text={missing_text!r} is not one of {MISSING_TEXT_POLICIES}.")
+        if missing_audio not in MISSING_AUDIO_POLICIES:
+            raise ValueError(f"missing_audio={missing_audio!r} is not one of {MISSING_AUDIO_POLICIES}.")
+        if audio_mode not in AUDIO_MODES:
+            raise ValueError(f"audio_mode={audio_mode!r} is not one of {AUDIO_MODES}.")
+        if audio_mode == "fast" and not self._whisper:
+            raise ValueError(
+                f"audio_mode='fast' is for Whisper only (it shortens Whisper's 30-s window); "
+                f"{type(feature_extractor).__name__} already encodes each segment at its own length: use 'exact'."
+            )
+        if max_segment_seconds is None:
+            max_segment_seconds = window if window is not None else DEFAULT_MAX_SEGMENT_SECONDS
+        if isinstance(max_segment_seconds, bool) or not isinstance(max_segment_seconds, numbers.Real) or not (
+            math.isfinite(max_segment_seconds) and max_segment_seconds > 0
+        ):
+            raise ValueError(f"max_segment_seconds={max_segment_seconds!r} must be a positive number of seconds.")
+        if window is not None and max_segment_seconds > window + 1e-9:
+            raise ValueError(
+                f"max_segment_seconds={max_segment_seconds} exceeds the Whisper feature extractor's window "
+                f"({window:g} s): Whisper cannot encode longer segments. Use at most {window:g}."
+            )
+        if max_segments is not None and (isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1):
+            raise ValueError(f"max_segments={max_segments!r} must be None (no cap) or a positive integer.")
+        if speakers is not None:
+            if isinstance(speakers, str) or not isinstance(speakers, Sequence) or not all(isinstance(s, str) for s in speakers):
+                raise ValueError(f"speakers={speakers!r} must be None (keep all) or a list of speaker names (str).")
+            speakers = list(speakers)
+        specials = tokenizer.num_special_tokens_to_add(pair=False)
+        if isinstance(max_text_tokens, bool) or not isinstance(max_text_tokens, int) or max_text_tokens <= specials:
+            raise ValueError(
+                f"max_text_tokens={max_text_tokens!r} must be an integer above the tokenizer's {specials} special tokens."
+            )
+        model_max = getattr(tokenizer, "model_max_length", None)
+        if isinstance(model_max, int) and max_text_tokens > model_max:
+            raise ValueError(f"max_text_tokens={max_text_tokens} exceeds the tokenizer's model_max_length ({model_max}).")
+
+        # Attribute names equal the __init__ arguments: ProcessorMixin.to_dict saves them in processor_config.json.
+        self.max_segment_seconds = float(max_segment_seconds)
+        self.max_segments = max_segments
+        self.speakers = speakers
+        self.missing_text = missing_text
+        self.missing_audio = missing_audio
+        self.max_text_tokens = max_text_tokens
+        self.audio_mode = audio_mode
+
+    @property
+    def model_input_names(self) -> list[str]:
+        audio = ["input_features"] if self._whisper else ["input_values"]
+        return audio + ["audio_attention_mask", "input_ids", "attention_mask", "audio_segment_mask",
+                        "text_segment_mask", "segment_times"]
+
+    # ---------------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_encoders_pretrained(
+        cls,
+        audio_name_or_path: str,
+        text_name_or_path: str,
+        *,
+        feature_extractor_kwargs: dict | None = None,
+        tokenizer_kwargs: dict | None = None,
+        **options,
+    ) -> "HilbertProcessor":
+        """Build from the two encoders' folders/repos: `AutoFeatureExtractor` + `AutoTokenizer`, then `options`."""
+        feature_extractor = AutoFeatureExtractor.from_pretrained(audio_name_or_path, **(feature_extractor_kwargs or {}))
+        tokenizer = AutoTokenizer.from_pretrained(text_name_or_path, **(tokenizer_kwargs or {}))
+        return cls(feature_extractor, tokenizer, **options)
+
+    def load_document(self, audio_path: str | Path, transcript: str | Path | list[dict]) -> dict:
+        """Read an audio file (soundfile) and a .srt/.vtt/.json transcript (or take segments) -> a document dict.
+
+        The waveform is returned as `(channels, samples)` float32 at the file's sampling rate; `__call__` mixes it
+        to mono and resamples.
+        """
+        waveform, sampling_rate = _read_audio(audio_path)
+        segments = load_transcript(transcript) if isinstance(transcript, (str, Path)) else list(transcript)
+        return {"audio": waveform, "sampling_rate": sampling_rate, "segments": segments}
+
+    # ---------------------------------------------------------------------------------------------- call
+    def __call__(
+        self,
+        documents: Mapping | Sequence[Mapping] | None = None,
+        *,
+        audio=None,
+        segments: list[dict] | None = None,
+        sampling_rate: int | None = None,
+        return_report: bool = False,
+        return_tensors: str = "pt",
+    ) -> BatchFeature | tuple[BatchFeature, list[dict]]:
+        """Process one document or a list of documents.
+
+        Args:
+            documents: a document dict `{"audio", "sampling_rate", "segments"}` or a list of them. `audio`: a 1-D
+                or `(channels, samples)` float tensor/array/list (channels averaged), or a decoded
+                `{"array", "sampling_rate"}` / undecoded `{"bytes"}` dict as `datasets.Audio` gives.
+            audio, segments, sampling_rate: keyword form for a single document (instead of `documents`).
+            return_report: also return the per-document report of what the policies did.
+            return_tensors: "pt" (the only format: the outputs are torch tensors).
+
+        Returns:
+            `BatchFeature` with exactly the keys `HilbertModel.forward` takes; with `return_report=True`, the tuple
+            `(batch, report)`, report being one dict per document:
+            `segments_in, segments_out, split_segments, split_pieces, dropped {reason: count},
+            dropped_seconds {reason: seconds}, kept_without_audio, kept_without_text, clipped_segments,
+            clipped_seconds, truncated_segments, truncated_tokens, audio_seconds, audio_seconds_covered,
+            resampled_from, segment_sources` (the input segment index of each output segment).
+        """
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"return_tensors={return_tensors!r}: HilbertProcessor returns torch tensors ('pt') only.")
+        docs = self._documents(documents, audio, segments, sampling_rate)
+        target_rate = self.feature_extractor.sampling_rate
+        plans, reports = [], []
+        for i, doc in enumerate(docs):
+            waveform, rate = _waveform(doc, i)
+            report = _new_report(len(doc["segments"]), waveform.shape[-1] / rate)
+            if rate != target_rate:
+                waveform = _resample(waveform, rate, target_rate)
+                report["resampled_from"] = rate
+            plans.append((waveform, self._plan(i, doc["segments"], waveform.shape[-1], target_rate, report)))
+            reports.append(report)
+
+        batch, slots = len(plans), max([1] + [len(pieces) for _, pieces in plans])
+        data = self._audio_inputs(plans, batch, slots)
+        data.update(self._text_inputs(plans, reports, batch, slots))
+        times = torch.zeros(batch, slots, 2, dtype=torch.float32)
+        for b, (_, pieces) in enumerate(plans):
+            if pieces:
+                times[b, : len(pieces)] = torch.tensor([[p["start"], p["end"]] for p in pieces], dtype=torch.float32)
+        data["segment_times"] = times
+        for b, report in enumerate(reports):
+            report["segments_out"] = len(plans[b][1])
+            report["segment_sources"] = [p["source"] for p in plans[b][1]]
+            report["audio_seconds_covered"] = sum(p["audio_end"] - p["audio_start"] for p in plans[b][1]) / target_rate
+        out = BatchFeature(data, tensor_type=return_tensors)
+        if return_report:
+            return out, reports
+        self._warn_losses(reports)
+        return out
+
+    # ---------------------------------------------------------------------------------------------- inputs
+    def _documents(self, documents, audio, segments, sampling_rate) -> list[Mapping]:
+        keyword = audio is not None or segments is not None or sampling_rate is not None
+        if documents is not None and keyword:
+            raise ValueError("Give either `documents` or the keyword form (audio=..., segments=..., sampling_rate=...), not both.")
+        if documents is None:
+            if audio is None:
+                raise ValueError("No input: pass a document dict, a list of them, or audio=..., segments=..., sampling_rate=....")
+            documents = {"audio": audio, "segments": segments, "sampling_rate": sampling_rate}
+        if isinstance(documents, Mapping):
+            column = documents.get("segments")
+            if isinstance(column, list) and column and all(isinstance(s, list) for s in column):
+                # A batch in columns, as `datasets.Dataset.map(batched=True)` gives: {"audio": [...], "segments": [[...], ...]}
+                n = len(column)
+                documents = [
+                    {k: v[i] if isinstance(v, (list, tuple)) and len(v) == n else v for k, v in documents.items()}
+                    for i in range(n)
+                ]
+            else:
+                documents = [documents]
+        if not isinstance(documents, Sequence) or isinstance(documents, (str, bytes)) or not documents:
+            raise ValueError("`documents` must be a document dict or a non-empty list of document dicts.")
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, Mapping):
+                raise ValueError(f"{_where(i)} is a {type(doc).__name__}, not a dict with keys audio, sampling_rate, segments.")
+            if "audio" not in doc or doc["audio"] is None:
+                raise ValueError(f"{_where(i)} has no 'audio': give its waveform.")
+            segs = doc.get("segments")
+            if not isinstance(segs, (list, tuple)) or not all(isinstance(s, Mapping) for s in segs):
+                hint = " (a dict of lists? give one dict per segment)" if isinstance(segs, Mapping) else ""
+                raise ValueError(
+                    f"{_where(i)}: 'segments' must be a list of dicts {{start, end, text, speaker?}}, got "
+                    f"{type(segs).__name__}{hint}."
+                )
+        return list(documents)
+
+    def _plan(self, doc: int, segments, num_samples: int, rate: int, report: dict) -> list[dict]:
+        """Apply the policies to one document's segments -> the output segments (pieces) with their sample ranges."""
+        pieces = []
+        for index, seg in enumerate(segments):
+            start, end = _segment_times(seg, doc, index)
+            if self.speakers is not None and seg.get("speaker") not in self.speakers:
+                _drop(report, "speaker", end - start)
+                continue
+            text = seg.get("text")
+            text = "" if text is None else str(text)
+            count = max(1, math.ceil((end - start) / self.max_segment_seconds - 1e-9))
+            if count > 1:
+                report["split_segments"] += 1
+                report["split_pieces"] += count
+            for k, (p_start, p_end, p_text) in enumerate(_split(start, end, text, count)):
+                where = f"{_where(doc, index)}" + (f" (piece {k} of {count})" if count > 1 else "")
+                first = min(round(p_start * rate), num_samples)
+                wanted = round(p_end * rate)
+                last = min(wanted, num_samples)
+                if self._whisper:  # rounding may add a sample to a full-window piece
+                    last = min(last, first + self.feature_extractor.n_samples)
+                has_audio = last > first
+                if not has_audio:
+                    if self.missing_audio == "error":
+                        raise ValueError(
+                            f"{where} has no audio: {p_start:.3f}-{p_end:.3f} s, the recording lasts "
+                            f"{num_samples / rate:.3f} s. Fix its times, or set missing_audio='keep' or 'drop'."
+                        )
+                    if self.missing_audio == "drop":
+                        _drop(report, "missing_audio", p_end - p_start)
+                        continue
+                has_text = bool(p_text.strip())
+                if not has_text and self.missing_text == "drop":
+                    _drop(report, "missing_text", p_end - p_start)
+                    continue
+                pieces.append(dict(start=p_start, end=p_end, text=p_text, source=index, has_audio=has_audio,
+                                   has_text=has_text, audio_start=first if has_audio else 0, audio_end=last if has_audio else 0,
+                                   clipped=max(0, wanted - num_samples) / rate if has_audio else 0.0))
+        if self.max_segments is not None and len(pieces) > self.max_segments:
+            for p in pieces[self.max_segments :]:
+                _drop(report, "max_segments", p["end"] - p["start"])
+            pieces = pieces[: self.max_segments]
+        # Tallied on the kept segments only: a dropped segment is reported once, under its drop reason.
+        report["kept_without_audio"] = sum(not p["has_audio"] for p in pieces)
+        report["kept_without_text"] = sum(not p["has_text"] for p in pieces)
+        report["clipped_segments"] = sum(p["clipped"] > 0 for p in pieces)
+        report["clipped_seconds"] = sum(p["clipped"] for p in pieces)
+        return pieces
+
+    def _audio_inputs(self, plans, batch: int, slots: int) -> dict[str, torch.Tensor]:
+        """Batched feature extraction over every real audio segment of the batch, scattered to (B, S, ...)."""
+        fe = self.feature_extractor
+        rows, clips = [], []
+        for b, (waveform, pieces) in enumerate(plans):
+            for s, p in enumerate(pieces):
+                if p["has_audio"]:
+                    rows.append((b, s))
+                    clips.append(waveform[p["audio_start"] : p["audio_end"]])
+        index = tuple(torch.tensor(x, dtype=torch.long) for x in zip(*rows)) if rows else None
+        lengths = torch.tensor([c.shape[0] for c in clips], dtype=torch.long)
+        audio_segment_mask = torch.zeros(batch, slots, dtype=torch.bool)
+        if index is not None:
+            audio_segment_mask[index] = True
+
+        if self._whisper:
+            frames = torch.clamp((lengths + fe.hop_length - 1) // fe.hop_length, max=fe.nb_max_frames)  # ceil
+            longest = max(1, int(frames.max()) if len(clips) else 1)
+            if self.audio_mode == "fast":
+                width = computed = longest
+            elif fe.dither == 0.0:
+                # Exact mode: the STFT runs on the frames whose windows reach real samples (the real frames and up
+                # to n_fft / (2 hop) after them); the silent rest of the 30-s window is filled in (see
+                # `_whisper_window_floor`): ~4x cheaper than transforming 30 s per segment.
+                width = fe.nb_max_frames
+                computed = min(longest + math.ceil(fe.n_fft / fe.hop_length), width)
+            else:  # dither makes the silence random: transform the whole window
+                width = computed = fe.nb_max_frames
+            # Zeros past every segment's end for the frames' n_fft windows: the frames touching a segment's end
+            # are computed as in the 30-s window (see the module docstring).
+            samples = min((computed + 1) * fe.hop_length + fe.n_fft, fe.n_samples)
+            features = torch.zeros(batch, slots, fe.feature_size, width, dtype=torch.float32)
+            for lo in range(0, len(clips), FEATURE_CHUNK):
+                chunk = [c.numpy() for c in clips[lo : lo + FEATURE_CHUNK]]
+                out = fe(chunk, sampling_rate=fe.sampling_rate, padding="max_length", max_length=samples,
+                         truncation=True, return_attention_mask=False, return_tensors="pt")["input_features"]
+                out = out[..., :computed].to(torch.float32)
+                if computed < width:
+                    out = torch.cat([out, _whisper_window_floor(out, width - computed)], dim=-1)
+                sel = tuple(i[lo : lo + FEATURE_CHUNK] for i in index)
+                features[sel] = out
+            mask = torch.zeros(batch, slots, width, dtype=torch.long)
+            if index is not None:
+                mask[index] = (torch.arange(width)[None, :] < frames[:, None]).long()
+            return {"input_features": features, "audio_attention_mask": mask, "audio_segment_mask": audio_segment_mask}
+
+        width = max(1, int(lengths.max()) if len(clips) else 1)
+        values = torch.zeros(batch, slots, width, dtype=torch.float32)
+        for lo in range(0, len(clips), FEATURE_CHUNK):
+            chunk = [c.numpy() for c in clips[lo : lo + FEATURE_CHUNK]]
+            out = fe(chunk, sampling_rate=fe.sampling_rate, padding="max_length", max_length=width,
+                     return_attention_mask=True, return_tensors="pt")["input_values"]
+            sel = tuple(i[lo : lo + FEATURE_CHUNK] for i in index)
+            values[sel] = out.to(torch.float32)
+        mask = torch.zeros(batch, slots, width, dtype=torch.long)
+        if index is not None:
+            mask[index] = (torch.arange(width)[None, :] < lengths[:, None]).long()
+        return {"input_values": values, "audio_attention_mask": mask, "audio_segment_mask": audio_segment_mask}
+
+    def _text_inputs(self, plans, reports, batch: int, slots: int) -> dict[str, torch.Tensor]:
+        """One tokenizer call over every real text of the batch (truncated, counted), scattered to (B, S, L)."""
+        rows, texts = [], []
+        for b, (_, pieces) in enumerate(plans):
+            for s, p in enumerate(pieces):
+                if p["has_text"]:
+                    rows.append((b, s))
+                    texts.append(p["text"])
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        text_segment_mask = torch.zeros(batch, slots, dtype=torch.bool)
+        if not texts:
+            return {"input_ids": torch.full((batch, slots, 1), pad_id, dtype=torch.long),
+                    "attention_mask": torch.zeros(batch, slots, 1, dtype=torch.long), "text_segment_mask": text_segment_mask}
+        full = self.tokenizer(texts, truncation=False, return_attention_mask=False, verbose=False)["input_ids"]
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_text_tokens, padding="longest", return_tensors="pt")
+        ids, att = enc["input_ids"], enc["attention_mask"]
+        kept = att.sum(-1).tolist()
+        for (b, _), n_full, n_kept in zip(rows, full, kept):
+            if len(n_full) > n_kept:
+                reports[b]["truncated_segments"] += 1
+                reports[b]["truncated_tokens"] += len(n_full) - n_kept
+        index = tuple(torch.tensor(x, dtype=torch.long) for x in zip(*rows))
+        input_ids = torch.full((batch, slots, ids.shape[-1]), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros(batch, slots, ids.shape[-1], dtype=torch.long)
+        input_ids[index] = ids.long()
+        attention_mask[index] = att.long()
+        text_segment_mask[index] = True
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "text_segment_mask": text_segment_mask}
+
+    @staticmethod
+    def _warn_losses(reports: list[dict]) -> None:
+        """Capacity limits cut content the caller did not ask to remove: say so even without `return_report`."""
+        for i, r in enumerate(reports):
+            lost = []
+            if r["dropped"]["max_segments"]:
+                lost.append(f"{r['dropped']['max_segments']} segments ({r['dropped_seconds']['max_segments']:.1f} s) past max_segments")
+            if r["truncated_tokens"]:
+                lost.append(f"{r['truncated_tokens']} tokens past max_text_tokens in {r['truncated_segments']} segments")
+            if r["clipped_segments"]:
+                lost.append(f"{r['clipped_seconds']:.2f} s of {r['clipped_segments']} segments past the end of the audio")
+            if lost:
+                logger.warning(f"HilbertProcessor, {_where(i)}: dropped {'; '.join(lost)}. Pass return_report=True for details.")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _new_report(segments_in: int, audio_seconds: float) -> dict[str, Any]:
+    return {
+        "segments_in": segments_in,
+        "segments_out": 0,
+        "split_segments": 0,
+        "split_pieces": 0,
+        "dropped": {reason: 0 for reason in DROP_REASONS},
+        "dropped_seconds": {reason: 0.0 for reason in DROP_REASONS},
+        "kept_without_audio": 0,
+        "kept_without_text": 0,
+        "clipped_segments": 0,
+        "clipped_seconds": 0.0,
+        "truncated_segments": 0,
+        "truncated_tokens": 0,
+        "audio_seconds": audio_seconds,
+        "audio_seconds_covered": 0.0,
+        "resampled_from": None,
+        "segment_sources": [],
+    }
+
+
+def _drop(report: dict, reason: str, seconds: float) -> None:
+    report["dropped"][reason] += 1
+    report["dropped_seconds"][reason] += seconds
+
+
+def _whisper_window_floor(features: torch.Tensor, frames: int) -> torch.Tensor:
+    """The log-mel of the silent rest of a segment's 30-s window, `(N, n_mels, frames)`.
+
+    Whisper's extractor computes log10(max(power, 1e-10)) = -10 on silence, clamps at (max - 8) and maps x to
+    (x + 4) / 4; the max is its frames' max, which the computed frames already hold (every frame touching real
+    samples is computed). So a silent frame is max(-10, m - 8) -> max(-1.5, max(features) - 2).
+    """
+    floor = (features.amax(dim=(1, 2)) - 2.0).clamp(min=-1.5)  # (N,)
+    return floor[:, None, None].expand(features.shape[0], features.shape[1], frames)
+
+
+def _segment_times(seg: Mapping, doc: int, index: int) -> tuple[float, float]:
+    try:
+        start, end = float(seg["start"]), float(seg["end"])
+    except KeyError as err:
+        raise ValueError(f"{_where(doc, index)} has no {err.args[0]!r}: every segment needs 'start' and 'end' (seconds).") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"{_where(doc, index)}: start/end must be numbers of seconds, got {seg['start']!r}, {seg['end']!r}.") from None
+    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
+        raise ValueError(
+            f"{_where(doc, index)}: invalid times {start!r} -> {end!r}; times are finite seconds from the start of "
+            "the recording with 0 <= start <= end (transcripts_hilbert.validate_segments lists all such problems)."
+        )
+    return start, end
+
+
+def _split(start: float, end: float, text: str, count: int) -> list[tuple[float, float, str]]:
+    """Split [start, end) into `count` equal pieces; word k of W goes to piece floor((k + 1/2) * count / W)."""
+    if count == 1:
+        return [(start, end, text)]
+    words = text.split()
+    buckets: list[list[str]] = [[] for _ in range(count)]
+    for k, word in enumerate(words):
+        buckets[min(count - 1, int((k + 0.5) * count / len(words)))].append(word)
+    step = (end - start) / count
+    bounds = [start + j * step for j in range(count)] + [end]
+    return [(bounds[j], bounds[j + 1], " ".join(buckets[j])) for j in range(count)]
+
+
+def _waveform(doc: Mapping, i: int) -> tuple[torch.Tensor, int]:
+    """A document's audio -> (mono float32 waveform (samples,), sampling rate)."""
+    audio, rate = doc["audio"], doc.get("sampling_rate")
+    if isinstance(audio, Mapping):
+        if "array" in audio:  # datasets.Audio, decoded
+            rate = audio.get("sampling_rate", rate)
+            audio = audio["array"]
+        elif audio.get("bytes") is not None:  # datasets.Audio(decode=False)
+            audio, file_rate = _read_audio(io.BytesIO(audio["bytes"]))
+            if rate is not None and int(rate) != file_rate:
+                raise ValueError(f"{_where(i)}: sampling_rate={rate} but the audio bytes are at {file_rate} Hz; drop one.")
+            rate = file_rate
+        else:
+            raise ValueError(f"{_where(i)}: an audio dict needs 'array' (+ 'sampling_rate') or 'bytes'; got keys {sorted(audio)}.")
+    if rate is None:
+        raise ValueError(f"{_where(i)} has no sampling_rate: give the waveform's rate in Hz (e.g. 'sampling_rate': 16000).")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or rate <= 0 or int(rate) != rate:
+        raise ValueError(f"{_where(i)}: sampling_rate={rate!r} must be a positive whole number of Hz.")
+    try:
+        wave = torch.as_tensor(audio)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{_where(i)}: audio cannot be read as an array of samples ({err}).") from None
+    if not wave.is_floating_point():
+        raise ValueError(
+            f"{_where(i)}: audio has dtype {wave.dtype}; give float samples in [-1, 1] (integer PCM: divide by 32768)."
+        )
+    if wave.dim() == 2:
+        if wave.shape[0] > wave.shape[1]:
+            raise ValueError(
+                f"{_where(i)}: audio of shape {tuple(wave.shape)} looks like (samples, channels); give "
+                "(channels, samples), e.g. audio.T."
+            )
+        wave = wave.mean(0)  # stereo/multichannel -> mono
+    elif wave.dim() != 1:
+        raise ValueError(f"{_where(i)}: audio must be 1-D (samples,) or 2-D (channels, samples), got shape {tuple(wave.shape)}.")
+    if wave.numel() == 0:
+        raise ValueError(f"{_where(i)}: the waveform is empty (0 samples); check the audio file.")
+    if not bool(torch.isfinite(wave).all()):
+        bad = int((~torch.isfinite(wave)).sum())
+        raise ValueError(f"{_where(i)}: the waveform holds {bad} NaN/inf samples; repair or re-decode the audio.")
+    return wave.to(torch.float32).contiguous(), int(rate)
+
+
+def _resample(waveform: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+    try:
+        from torchaudio.functional import resample
+    except ImportError as err:
+        raise ImportError(
+            f"Audio at {rate} Hz must be resampled to {target} Hz, which needs torchaudio "
+            f"(`pip install torchaudio`), or resample it yourself ({err})."
+        ) from None
+    return resample(waveform, rate, target).contiguous()
+
+
+def _read_audio(source) -> tuple[torch.Tensor, int]:
+    """soundfile -> (`(channels, samples)` float32 tensor, sampling rate)."""
+    try:
+        import soundfile
+    except ImportError:
+        raise ImportError("Reading audio files needs soundfile: `pip install soundfile`.") from None
+    data, rate = soundfile.read(source, dtype="float32", always_2d=True)  # (samples, channels)
+    return torch.from_numpy(data.T.copy()), int(rate)
