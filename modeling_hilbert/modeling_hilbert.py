@@ -375,6 +375,22 @@ class HilbertModel(HilbertPreTrainedModel):
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.temperature_init)))
         self.post_init()
         self.freeze_encoders()
+        self._restore_encoder_attention()
+
+    def _restore_encoder_attention(self) -> None:
+        """Give pretrained encoders back an attention implementation.
+
+        transformers 5 propagates a composite config's `_attn_implementation` into its sub-configs: building
+        `HilbertConfig(audio_config=encoder.config, ...)` sets the loaded encoders' to None, and BERT then ignores
+        the padding mask (a segment's features changed with the segments it was padded with: 8e-3 on a tiny BERT).
+        """
+        for name in self.ENCODER_NAMES:
+            encoder = getattr(self, name, None)
+            if encoder is not None and getattr(encoder.config, "_attn_implementation", "set") is None:
+                try:
+                    encoder.set_attn_implementation("sdpa")
+                except (ValueError, ImportError):
+                    encoder.set_attn_implementation("eager")
 
     # -- segment features from raw inputs --------------------------------------------------------------
     @torch.no_grad()

@@ -445,3 +445,19 @@ def test_head_only_model_trains_on_features_and_attaches_encoders(tmp_path):
     assert not hasattr(reloaded.hilbert, "audio_encoder")
     with pytest.raises(ValueError, match="does not match"):
         head.attach_encoders(full_template.hilbert.text_encoder, full_template.hilbert.text_encoder)
+
+
+def test_pretrained_encoders_keep_honouring_padding_masks(tmp_path):
+    """Regression: building HilbertConfig from loaded encoders' configs reset their attention implementation to
+    None, and BERT then ignored the padding mask (padded segments' features changed by ~1e-2)."""
+    from synthetic import save_tiny_encoders
+
+    audio_dir, text_dir = save_tiny_encoders(tmp_path)
+    model = HilbertModel.from_encoders_pretrained(str(audio_dir), str(text_dir)).eval()
+    assert model.text_encoder.config._attn_implementation is not None
+    ids = torch.randint(3, 1000, (1, 2, 9))
+    mask = torch.ones(1, 2, 9, dtype=torch.long)
+    mask[0, 1, 4:] = 0
+    padded, _ = model.get_text_segment_features(ids, mask)
+    alone, _ = model.get_text_segment_features(ids[:, 1:, :4], mask[:, 1:, :4])
+    assert_close(padded[0, 1], alone[0, 0], atol=1e-5)
