@@ -30,6 +30,18 @@ OFFLINE_ENCODERS = {
 }
 
 
+# The Hub repositories these PyPI packages copy (for model cards' `base_model`).
+HUB_EQUIVALENTS = {
+    "whisper-tiny.en": "openai/whisper-tiny.en",
+    "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+}
+
+
+def hub_equivalent(name: str) -> str | None:
+    """`offline:whisper-tiny.en` -> `openai/whisper-tiny.en` (None for unknown names)."""
+    return HUB_EQUIVALENTS.get(name[len(PREFIX):] if is_offline_name(name) else name)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("HILBERT_CACHE", Path.home() / ".cache" / "hilbert")) / "encoders"
 
