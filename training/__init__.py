@@ -1,0 +1,1 @@
+"""Training utilities for HILBERT: whole-set evaluation metrics (`training.metrics`) and report plots (`training.plots`)."""

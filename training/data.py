@@ -1,0 +1,172 @@
+"""Data for training on cached segment features: tasks from label columns, batches, folds, class weights.
+
+A features dataset (see `dataset_scripts/extract_features.py`) holds one row per recording: `audio_features`
+`[S, D_audio]`, `text_features` `[S, D_text]`, `audio_segment_mask`, `text_segment_mask` `[S]`, `segment_times`
+`[S, 2]`, label columns (`label` and `label_<task>`, `ClassLabel`s), `group` and `fold`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+FEATURE_COLUMNS = ("audio_features", "text_features", "audio_segment_mask", "text_segment_mask", "segment_times")
+
+
+def label_columns(dataset) -> dict[str, str]:
+    """`{column: task name}` for the label columns of a dataset: `label` -> `label`, `label_<task>` -> `<task>`."""
+    columns = {}
+    for column in dataset.column_names:
+        if column == "label":
+            columns[column] = "label"
+        elif column.startswith("label_"):
+            columns[column] = column[len("label_"):]
+    if not columns:
+        raise ValueError(f"No label column in the dataset (expected 'label' or 'label_<task>'); columns: {dataset.column_names}.")
+    return columns
+
+
+def tasks_from_dataset(dataset, task_types: dict[str, str] | None = None) -> list[dict]:
+    """HilbertConfig task definitions from the dataset's `ClassLabel` columns (multiclass unless told otherwise)."""
+    task_types = task_types or {}
+    tasks = []
+    for column, name in label_columns(dataset).items():
+        feature = dataset.features[column]
+        names = getattr(feature, "names", None)
+        if names is None:
+            raise ValueError(f"Label column {column!r} is not a ClassLabel ({feature}); build the dataset with build_dataset.py.")
+        tasks.append({"name": name, "type": task_types.get(name, "multiclass"), "labels": list(names)})
+    unknown = set(task_types) - {t["name"] for t in tasks}
+    if unknown:
+        raise ValueError(f"--task-types names unknown tasks {sorted(unknown)}; tasks are {[t['name'] for t in tasks]}.")
+    return tasks
+
+
+def class_weights(labels: np.ndarray, num_classes: int, task_type: str = "multiclass") -> list[float]:
+    """Class weights from the TRAINING split only.
+
+    multiclass: inverse frequency w_c = N / (C * n_c), normalised to mean 1 over the classes present (a class
+    absent from the training split gets weight 1: it cannot be learnt, but must not divide by zero).
+    binary: one `pos_weight` = n_negative / n_positive (BCE convention).
+    """
+    labels = np.asarray(labels)
+    labels = labels[labels >= 0]
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    if task_type == "binary":
+        positives, negatives = counts[1], counts[0]
+        return [float(negatives / positives) if positives > 0 else 1.0]
+    present = counts > 0
+    weights = np.ones(num_classes)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    weights[present] /= weights[present].mean()
+    return weights.tolist()
+
+
+@dataclass
+class FeaturesCollator:
+    """Pads a list of feature rows to the longest document of the batch.
+
+    Output keys are exactly `HilbertForSequenceClassification.forward`'s: `audio_segment_embeds` `(B, S, D_a)`,
+    `text_segment_embeds` `(B, S, D_t)` (float32), the two segment masks `(B, S)` bool, `segment_times` `(B, S, 2)`,
+    and `labels`: a `(B,)` tensor for one task, `{task: (B,)}` for several.
+    """
+
+    label_columns: dict[str, str]
+
+    def __call__(self, rows: list[dict]) -> dict:
+        longest = max(len(row["audio_segment_mask"]) for row in rows)
+        batch = {
+            "audio_segment_embeds": self._pad([row["audio_features"] for row in rows], longest, torch.float32),
+            "text_segment_embeds": self._pad([row["text_features"] for row in rows], longest, torch.float32),
+            "audio_segment_mask": self._pad([row["audio_segment_mask"] for row in rows], longest, torch.bool),
+            "text_segment_mask": self._pad([row["text_segment_mask"] for row in rows], longest, torch.bool),
+            "segment_times": self._pad([row["segment_times"] for row in rows], longest, torch.float32),
+        }
+        labels = {task: torch.tensor([int(row[column]) for row in rows]) for column, task in self.label_columns.items()}
+        batch["labels"] = next(iter(labels.values())) if len(labels) == 1 else labels
+        return batch
+
+    @staticmethod
+    def _pad(values: list, length: int, dtype: torch.dtype) -> torch.Tensor:
+        tensors = [torch.as_tensor(np.asarray(v)) for v in values]
+        out = torch.zeros((len(tensors), length, *tensors[0].shape[1:]), dtype=dtype)
+        for i, tensor in enumerate(tensors):
+            out[i, : tensor.shape[0]] = tensor.to(dtype)
+        return out
+
+
+@dataclass
+class RawDocumentsCollator:
+    """For `--end-to-end` training: rows of a raw dataset (build_dataset.py) -> the processor's model inputs.
+
+    Audio is decoded and processed on the fly every time a batch is drawn, and the frozen encoders run inside
+    the model's forward: slow, but nothing is cached (use it to check that cached features lose nothing).
+
+    Args:
+        processor: a `HilbertProcessor`.
+        label_columns: `{column: task}` as for `FeaturesCollator`.
+        decode_audio: `(audio_struct, document_id) -> (waveform, sampling_rate)`.
+    """
+
+    processor: object
+    label_columns: dict[str, str]
+    decode_audio: Callable
+
+    def __call__(self, rows: list[dict]) -> dict:
+        documents = []
+        for row in rows:
+            waveform, rate = self.decode_audio(row["audio"], row["id"])
+            documents.append({"audio": waveform, "sampling_rate": rate, "segments": row["segments"]})
+        batch = dict(self.processor(documents, return_tensors="pt"))
+        labels = {task: torch.tensor([int(row[column]) for row in rows]) for column, task in self.label_columns.items()}
+        batch["labels"] = next(iter(labels.values())) if len(labels) == 1 else labels
+        return batch
+
+
+def fold_splits(dataset, num_folds: int, seed: int = 0, fold_column: str = "fold") -> list[tuple[np.ndarray, np.ndarray]]:
+    """`[(train_indices, test_indices)]` for grouped, stratified K-fold cross-validation.
+
+    Uses the dataset's own `fold` column when it has exactly `num_folds` folds (so every tool sees the same
+    splits); otherwise assigns folds with `StratifiedGroupKFold` on the `label` column and the `group` column.
+    Either way it checks that no group appears in two folds and raises if one does (leakage).
+    """
+    groups = np.asarray(dataset["group"])
+    if fold_column in dataset.column_names and len(set(dataset[fold_column])) == num_folds:
+        folds = np.asarray(dataset[fold_column])
+    else:
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        primary = next(iter(label_columns(dataset)))
+        labels = np.asarray(dataset[primary])
+        splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
+        folds = np.empty(len(labels), dtype=int)
+        for fold, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
+            folds[test] = fold
+    check_no_group_leakage(groups, folds)
+    return [(np.where(folds != k)[0], np.where(folds == k)[0]) for k in sorted(set(folds.tolist()))]
+
+
+def check_no_group_leakage(groups: np.ndarray, folds: np.ndarray) -> None:
+    """Raise if any group (participant) has recordings in more than one fold."""
+    leaked = {}
+    for group in np.unique(groups):
+        in_folds = sorted(set(folds[groups == group].tolist()))
+        if len(in_folds) > 1:
+            leaked[str(group)] = in_folds
+    if leaked:
+        sample = dict(list(leaked.items())[:5])
+        raise ValueError(
+            f"{len(leaked)} group(s) appear in several folds (e.g. {sample}): test folds would leak participants. "
+            "Rebuild the folds with build_dataset.py (grouped) or pass --cv with a fold count that the dataset does not have."
+        )
+
+
+def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-item sampling weights 1 / n_class, so every class is drawn equally often in expectation."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels[labels >= 0])
+    weights = np.where(labels >= 0, 1.0 / counts[np.clip(labels, 0, None)], 0.0)
+    return weights / weights.sum()

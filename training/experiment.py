@@ -1,0 +1,232 @@
+"""Cross-validated experiments: variants x folds x seeds, each one `HilbertTrainer` run, summarised honestly.
+
+One *run* trains a model on the training folds and predicts the held-out fold once, at the end: no early
+stopping and no checkpoint selection on the held-out fold (its per-epoch loss is logged for the curves only).
+Class weights come from the run's training folds only. Every run writes `run_result.json` in its folder, so an
+interrupted experiment restarted with the same command skips finished runs and resumes the interrupted one from
+its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from transformers import PrinterCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
+from training.data import FeaturesCollator, class_weights, label_columns
+from training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
+from training.trainer import HilbertTrainer
+
+# The baseline and ablation table: each variant is a set of HilbertConfig switches over the user's head settings.
+VARIANTS: dict[str, dict] = {
+    "audio-only": {"modalities": "audio"},
+    "text-only": {"modalities": "text"},
+    "concat + MLP": {"fusion": "concat", "classifier": "mlp", "dual_contrastive_weight": 0.0, "cka_weight": 0.0, "mi_weight": 0.0},
+    "direct audio-text contrast": {"contrastive_target": "audio_text"},
+    "HILBERT w/o CKA": {"cka_weight": 0.0},
+    "HILBERT w/o MI": {"mi_weight": 0.0},
+    "HILBERT w/o MoE": {"classifier": "mlp"},
+    "HILBERT": {},
+}
+MAIN_VARIANT = "HILBERT"
+
+
+@dataclass
+class RunSettings:
+    """What every run of an experiment shares (the Trainer's knobs that matter here)."""
+
+    num_train_epochs: float = 30.0
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: float = 0.05
+    lr_scheduler_type: str = "linear"
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    logging_steps: int = 5
+    class_weighting: bool = True
+    balanced_sampling: bool = False
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    disable_tqdm: bool = True
+
+    def training_arguments(self, output_dir: Path, seed: int, evaluate: bool) -> TrainingArguments:
+        return TrainingArguments(
+            output_dir=str(output_dir),
+            num_train_epochs=self.num_train_epochs,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            lr_scheduler_type=self.lr_scheduler_type,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            per_device_eval_batch_size=self.per_device_eval_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            logging_steps=self.logging_steps,
+            eval_strategy="epoch" if evaluate else "no",
+            save_strategy="epoch",
+            save_total_limit=1,
+            save_only_model=False,  # optimizer, scheduler and RNG states too: resuming continues exactly
+            seed=seed,
+            data_seed=seed,
+            report_to=self.report_to,
+            remove_unused_columns=False,  # custom inputs: the collator picks the columns
+            average_tokens_across_devices=False,  # no token counts here; with it the logged loss doubled on 2 processes
+            use_cpu=not torch.cuda.is_available(),  # also what makes `--multi_gpu` form a gloo group without a GPU
+            dataloader_num_workers=0,
+            disable_tqdm=self.disable_tqdm,
+        )
+
+
+@dataclass
+class ExperimentData:
+    """The features split, its tasks and the encoder configs the heads are built for."""
+
+    dataset: object  # datasets.Dataset
+    tasks: list[dict]
+    audio_config: object
+    text_config: object
+    encoder_sources: dict | None = None
+    audio_mode: str = "exact"
+    # End-to-end training only: the frozen encoders (shared by every run: they never change) and the collator
+    # that turns raw rows into encoder inputs. None: a head-only model on cached features.
+    encoders: dict | None = None
+    collator: object = None
+
+    @property
+    def label_columns(self) -> dict[str, str]:
+        return label_columns(self.dataset)
+
+    def labels(self, task: str) -> np.ndarray:
+        column = next(c for c, t in self.label_columns.items() if t == task)
+        return np.asarray(self.dataset[column])
+
+
+def build_head_config(data: ExperimentData, head: dict, switches: dict, train_indices: np.ndarray, settings: RunSettings) -> HilbertConfig:
+    """A head-only HilbertConfig for one run, with class weights from the run's training documents."""
+    tasks = []
+    for task in data.tasks:
+        task = dict(task)
+        if settings.class_weighting and task["type"] in ("multiclass", "binary"):
+            task["class_weights"] = class_weights(data.labels(task["name"])[train_indices], len(task["labels"]), task["type"])
+        tasks.append(task)
+    return HilbertConfig(
+        audio_config=data.audio_config, text_config=data.text_config, encoder_sources=data.encoder_sources,
+        with_encoders=data.encoders is not None, audio_mode=data.audio_mode, tasks=tasks, **{**head, **switches},
+    )
+
+
+def train_run(
+    data: ExperimentData,
+    head: dict,
+    switches: dict,
+    train_indices: np.ndarray,
+    test_indices: np.ndarray | None,
+    seed: int,
+    run_dir: Path,
+    settings: RunSettings,
+    is_main_process: Callable[[], bool] = lambda: True,
+    callbacks: list | None = None,
+) -> tuple[HilbertTrainer, dict | None]:
+    """Train one model; predict the held-out documents once at the end. Returns the trainer and the result."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = build_head_config(data, head, switches, train_indices, settings)
+    set_seed(seed)
+    encoders = data.encoders or {}
+    model = HilbertForSequenceClassification(config, audio_encoder=encoders.get("audio"), text_encoder=encoders.get("text"))
+    train_set = data.dataset.select(train_indices)
+    test_set = data.dataset.select(test_indices) if test_indices is not None else None
+    primary = data.labels(data.tasks[0]["name"])[train_indices]
+    trainer = HilbertTrainer(
+        model=model,
+        args=settings.training_arguments(run_dir, seed, evaluate=test_set is not None),
+        train_dataset=train_set,
+        eval_dataset=test_set,
+        data_collator=data.collator or FeaturesCollator(data.label_columns),
+        compute_metrics=compute_metrics_fn(config.tasks),
+        balanced_sampling_labels=primary if settings.balanced_sampling else None,
+        callbacks=callbacks,
+    )
+    # The experiment prints one line per run; Trainer's printer would add a dict per logging step.
+    trainer.remove_callback(PrinterCallback)
+    checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.exists() else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if test_set is None:
+        return trainer, None
+    prediction = trainer.predict(test_set, metric_key_prefix="test")
+    logits = prediction.predictions
+    labels = prediction.label_ids
+    if not isinstance(labels, dict):
+        labels = {config.tasks[0]["name"]: labels}
+    result = {"tasks": {}, "predictions": {}, "log_history": trainer.state.log_history, "seed": seed}
+    for task in config.tasks:
+        probs = probabilities(logits[task["name"]], task["type"])
+        result["tasks"][task["name"]] = task_metrics(labels[task["name"]], probs, task)
+        result["predictions"][task["name"]] = {
+            "index": [int(i) for i in test_indices],
+            "labels": np.asarray(labels[task["name"]]).tolist(),
+            "probabilities": np.asarray(probs).round(6).tolist(),
+        }
+    if is_main_process():
+        atomic_write_json(run_dir / "run_result.json", result)
+        # The run is complete: its checkpoints are no longer needed for resuming.
+        for checkpoint_dir in run_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return trainer, result
+
+
+def run_variant(
+    data: ExperimentData,
+    head: dict,
+    switches: dict,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    seeds: list[int],
+    variant_dir: Path,
+    settings: RunSettings,
+    is_main_process: Callable[[], bool] = lambda: True,
+    wait_for_everyone: Callable[[], None] = lambda: None,
+    progress: Callable[[str], None] = print,
+) -> dict:
+    """Every fold x seed of one variant. Returns `{"summary": {task: {metric: {mean, std, folds, n}}}, "runs": [...]}`."""
+    runs = []
+    for seed in seeds:
+        for fold, (train_indices, test_indices) in enumerate(splits):
+            run_dir = variant_dir / f"fold{fold}-seed{seed}"
+            finished = run_dir / "run_result.json"
+            if finished.exists():
+                result = json.loads(finished.read_text())
+                progress(f"  fold {fold} seed {seed}: done earlier (skipped)")
+            else:
+                _, result = train_run(data, head, switches, train_indices, test_indices, seed, run_dir, settings, is_main_process)
+                wait_for_everyone()
+                scores = "  ".join(f"{t}/macro_auc {m['macro_auc']:.3f}" for t, m in result["tasks"].items())
+                progress(f"  fold {fold} seed {seed}: {scores}")
+            result.update(fold=fold, seed=seed)
+            runs.append(result)
+    summary = summarize_runs([{task: metrics for task, metrics in run["tasks"].items()} for run in runs])
+    return {"summary": summary, "runs": runs}
+
+
+def atomic_write_json(path: Path, value) -> None:
+    """Write JSON to a temporary file and rename it: a crash never leaves a truncated file behind."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=_json_default, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

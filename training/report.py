@@ -1,0 +1,95 @@
+"""The report of an experiment: metrics.json, baselines.json, a Markdown summary and PNG plots.
+
+Numbers are means and standard deviations over every fold x seed run; the per-class tables and the ROC /
+confusion plots use the out-of-fold predictions of the first seed (every document predicted exactly once, by a
+model that never saw it).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from training.experiment import MAIN_VARIANT, atomic_write_json
+from training.metrics import task_metrics
+from training.plots import plot_confusion_matrix, plot_loss_curves, plot_results_table, plot_roc_curves
+
+SCALARS = ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc", "accuracy")
+
+
+def out_of_fold(runs: list[dict], task: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels `(N,)` and probabilities `(N, C)` of every document, from the runs of one seed, in document order."""
+    parts = [run["predictions"][task] for run in runs if run["seed"] == seed]
+    index = np.concatenate([p["index"] for p in parts])
+    labels = np.concatenate([np.asarray(p["labels"]) for p in parts])
+    probs = np.concatenate([np.asarray(p["probabilities"]) for p in parts])
+    order = np.argsort(index, kind="stable")
+    return labels[order], probs[order]
+
+
+def fmt(stat: dict | None) -> str:
+    if not stat or stat.get("mean") is None or (isinstance(stat["mean"], float) and math.isnan(stat["mean"])):
+        return "n/a"
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def write_report(output_dir: Path, results: dict[str, dict], tasks: list[dict], context: dict) -> dict[str, Path]:
+    """Write metrics.json (main variant), baselines.json (all variants, when more than one), report.md and plots.
+
+    Args:
+        results: `{variant: {"summary": ..., "runs": [...]}}` from `run_variant`.
+        tasks: the task definitions (names, types, labels).
+        context: what the Markdown states about the data and the protocol (free-form `{str: str}`).
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plots_dir = output_dir / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    main = MAIN_VARIANT if MAIN_VARIANT in results else next(iter(results))
+    written = {"metrics": output_dir / "metrics.json"}
+    atomic_write_json(written["metrics"], results[main]["summary"])
+    table = {variant: result["summary"] for variant, result in results.items()}
+    if len(results) > 1:
+        written["baselines"] = output_dir / "baselines.json"
+        atomic_write_json(written["baselines"], table)
+        for task in tasks:
+            path = plots_dir / f"variants_{task['name']}_macro_auc.png"
+            plot_results_table({v: {task["name"]: s[task["name"]]} for v, s in table.items()}, "macro_auc", path)
+            written[f"variants_{task['name']}"] = path
+
+    runs = results[main]["runs"]
+    first_seed = runs[0]["seed"]
+    lines = ["# HILBERT training report", ""]
+    lines += [f"- **{key}**: {value}" for key, value in context.items()]
+    lines += ["", "## Results", "", f"Mean ± standard deviation over {len(runs)} runs (folds × seeds) per variant; never the best run.", ""]
+    for task in tasks:
+        name = task["name"]
+        lines += [f"### Task `{name}` ({task['type']}, {len(task['labels'])} classes)", ""]
+        lines += ["| variant | " + " | ".join(SCALARS) + " |", "|---" * (len(SCALARS) + 1) + "|"]
+        for variant, summary in table.items():
+            row = summary.get(name, {})
+            marker = "**" if variant == main else ""
+            lines.append(f"| {marker}{variant}{marker} | " + " | ".join(fmt(row.get(m)) for m in SCALARS) + " |")
+        labels, probs = out_of_fold(runs, name, first_seed)
+        oof = task_metrics(labels, probs, task)
+        lines += ["", f"Per class ({main}, out-of-fold predictions of seed {first_seed}):", "",
+                  "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+        for cls in oof["precision"]:
+            lines.append(f"| {cls} | {oof['precision'][cls]:.3f} | {oof['recall'][cls]:.3f} | {oof['f1'][cls]:.3f} | {oof['support'][cls]} |")
+        for warning in oof.get("warnings", []):
+            lines.append(f"\n> note: {warning}")
+        roc = plot_roc_curves(labels, probs, task, plots_dir / f"roc_{name}.png")
+        confusion = plot_confusion_matrix(labels, probs, task, plots_dir / f"confusion_{name}.png")
+        lines += ["", f"![ROC curves]({roc.relative_to(output_dir)}) ![Confusion matrix]({confusion.relative_to(output_dir)})", ""]
+        written[f"roc_{name}"], written[f"confusion_{name}"] = roc, confusion
+    losses = plot_loss_curves(runs[0]["log_history"], plots_dir / "loss_curves.png")
+    written["loss_curves"] = losses
+    lines += ["## Training curves", "", f"Every loss term of {main}, fold {runs[0]['fold']} seed {first_seed}, train and held-out:", "",
+              f"![Loss curves]({losses.relative_to(output_dir)})", "",
+              "TensorBoard logs of every run: `tensorboard --logdir " + str(output_dir / "runs") + "`.", ""]
+    written["report"] = output_dir / "report.md"
+    tmp = written["report"].with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(written["report"])
+    return written

@@ -1,0 +1,116 @@
+"""`HilbertTrainer`: a thin `transformers.Trainer` for HILBERT's composite loss.
+
+The model computes the loss (`HilbertForSequenceClassification.forward` with labels); the trainer only
+
+* logs every loss term next to the total, in training (averaged over the micro-batches since the last log and
+  over processes) and in evaluation (weighted by batch size, like `eval_loss`);
+* returns the per-task logits dictionary from `prediction_step`, so that `compute_metrics` sees the whole
+  evaluation set (`{task: (N, C)}`) gathered across processes;
+* draws class-balanced batches when asked.
+
+Gradient accumulation: the model sets `accepts_loss_kwargs = False`, so `Trainer.training_step` divides each
+micro-batch's mean loss by the accumulation steps (tested: accumulating 2 x 4 documents gives the gradients of one
+batch of 8 when only batch-independent terms are on). With several processes, the batch-level terms are computed on
+the gathered global batch inside the model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import WeightedRandomSampler
+from transformers import Trainer
+from transformers.trainer_pt_utils import find_batch_size
+
+# Output fields of HilbertSequenceClassifierOutput that are logged as loss terms.
+LOSS_TERMS = ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature", "mi_audio_joint", "mi_text_joint")
+
+
+class TermAccumulator:
+    """Running sums of the loss terms (weighted) and of the weights, per term (a term may be absent)."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+
+    def add(self, outputs, weight: float) -> None:
+        for name in LOSS_TERMS:
+            value = getattr(outputs, name, None)
+            if value is not None:
+                self.sums[name] = self.sums.get(name, 0.0) + float(value.detach()) * weight
+                self.weights[name] = self.weights.get(name, 0.0) + weight
+
+    def means(self, accelerator) -> dict[str, float]:
+        """Weighted means, reduced over processes (every process must call this: it is a collective)."""
+        names = sorted(self.sums)
+        if accelerator is not None and accelerator.num_processes > 1:
+            # Processes may not have seen the same terms; reduce a fixed vector over the full list.
+            names = list(LOSS_TERMS)
+            values = torch.tensor([[self.sums.get(n, 0.0), self.weights.get(n, 0.0)] for n in names], dtype=torch.float64, device=accelerator.device)
+            values = accelerator.reduce(values, reduction="sum")
+            return {n: float(s / w) for n, (s, w) in zip(names, values.tolist()) if w > 0}
+        return {n: self.sums[n] / self.weights[n] for n in names if self.weights[n] > 0}
+
+    def reset(self) -> None:
+        self.sums.clear()
+        self.weights.clear()
+
+
+class HilbertTrainer(Trainer):
+    """Trainer for `HilbertForSequenceClassification` on cached features or raw inputs.
+
+    Args (beyond `Trainer`'s):
+        balanced_sampling_labels: per-item labels of the training set; when given, training batches are drawn
+            with replacement so that every class is equally likely (a seeded `WeightedRandomSampler`).
+    """
+
+    def __init__(self, *args, balanced_sampling_labels=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.balanced_sampling_labels = balanced_sampling_labels
+        self._train_terms = TermAccumulator()
+        self._eval_terms = TermAccumulator()
+
+    # -- training ---------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if outputs.loss is None:
+            raise ValueError("The model returned no loss: the training batches carry no labels.")
+        if model.training:
+            self._train_terms.add(outputs, weight=1.0)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and not any(key.startswith("eval_") for key in logs):
+            logs.update({name: round(value, 6) for name, value in self._train_terms.means(self.accelerator).items()})
+            self._train_terms.reset()
+        super().log(logs, start_time)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.balanced_sampling_labels is None:
+            return super()._get_train_sampler(train_dataset)
+        from training.data import balanced_sample_weights
+
+        weights = torch.as_tensor(balanced_sample_weights(self.balanced_sampling_labels), dtype=torch.float64)
+        generator = torch.Generator().manual_seed(self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+        return WeightedRandomSampler(weights, num_samples=len(weights), replacement=True, generator=generator)
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        with torch.no_grad():
+            outputs = model(**inputs)
+        if outputs.loss is not None:
+            self._eval_terms.add(outputs, weight=float(find_batch_size(inputs) or 1))
+        loss = outputs.loss.detach() if outputs.loss is not None else None
+        if prediction_loss_only:
+            return loss, None, None
+        logits = {task: value.detach() for task, value in outputs.logits.items()}
+        return loss, logits, labels
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        self._eval_terms.reset()
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        for name, value in self._eval_terms.means(self.accelerator).items():
+            output.metrics[f"{metric_key_prefix}_{name}"] = value
+        self._eval_terms.reset()
+        return output
