@@ -377,54 +377,36 @@ def test_model_checkpoint_supplies_encoders_and_processor(exact, encoders, datas
 
 
 # ------------------------------------------------------------------------------------------- Hub
-HUB_SERVER = Path(__file__).resolve().parents[2] / "shared" / "tools" / "hub_server.py"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not HUB_SERVER.is_file(), reason="needs ../shared/tools/hub_server.py (a local Hub API)")
-def test_push_to_hub_then_load_features_from_the_repo(encoders, dataset_dir, tmp_path):
+def test_push_to_hub_then_load_features_from_the_repo(encoders, dataset_dir, tmp_path, hub_env):
     """`--push-to-hub` uploads the dataset, hilbert_features.json and the card; `load_features(repo)` reads them back."""
     import subprocess
     import sys
     import textwrap
-    import time
 
-    port_file = tmp_path / "port"
-    server = subprocess.Popen([sys.executable, str(HUB_SERVER), "--host", "127.0.0.1", "--port", "0", "--port-file",
-                               str(port_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 15
-        while not port_file.exists() or not port_file.read_text().strip():
-            assert server.poll() is None and time.monotonic() < deadline, "hub_server did not start"
-            time.sleep(0.05)
-        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-        env.update(HF_ENDPOINT=f"http://127.0.0.1:{port_file.read_text().strip()}", HF_TOKEN="hf_dummy",
-                   HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_PROGRESS_BARS="1")
-        script = textwrap.dedent(f"""
-            import json, sys
-            sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-            from dataset_scripts.extract_features import main
-            from dataset_scripts.features import load_features, FeatureFingerprintError
-            from huggingface_hub import HfApi
-            assert main(["--dataset", {str(dataset_dir)!r}, "--output", {str(tmp_path / "out")!r}, "--audio-encoder",
-                         {encoders["audio"]!r}, "--text-encoder", {encoders["text"]!r}, "--no-progress",
-                         "--push-to-hub", "tester/features"]) == 0
-            info = HfApi().dataset_info("tester/features")
-            files = sorted(s.rfilename for s in info.siblings)
-            dataset, metadata = load_features("tester/features")
-            local = json.load(open({str(tmp_path / "out" / "hilbert_features.json")!r}))
-            card = open(__import__("huggingface_hub").hf_hub_download("tester/features", "README.md", repo_type="dataset")).read()
-            print(json.dumps({{"private": info.private, "files": files, "same_metadata": metadata == local,
-                              "rows": dataset["train"].num_rows, "width": list(dataset["train"][0]["audio_features"].shape),
-                              "dtype": str(dataset["train"].features["audio_features"].dtype),
-                              "card": "HILBERT segment features" in card and "dataset_info" in card}}))
-        """)
-        child = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
-        assert child.returncode == 0, child.stderr[-3000:]
-        result = json.loads(child.stdout.strip().splitlines()[-1])
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    env = dict(hub_env, HF_HOME=str(tmp_path / "hf_home"))
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from dataset_scripts.extract_features import main
+        from dataset_scripts.features import load_features, FeatureFingerprintError
+        from huggingface_hub import HfApi
+        assert main(["--dataset", {str(dataset_dir)!r}, "--output", {str(tmp_path / "out")!r}, "--audio-encoder",
+                     {encoders["audio"]!r}, "--text-encoder", {encoders["text"]!r}, "--no-progress",
+                     "--push-to-hub", "tester/features"]) == 0
+        info = HfApi().dataset_info("tester/features")
+        files = sorted(s.rfilename for s in info.siblings)
+        dataset, metadata = load_features("tester/features")
+        local = json.load(open({str(tmp_path / "out" / "hilbert_features.json")!r}))
+        card = open(__import__("huggingface_hub").hf_hub_download("tester/features", "README.md", repo_type="dataset")).read()
+        print(json.dumps({{"private": info.private, "files": files, "same_metadata": metadata == local,
+                          "rows": dataset["train"].num_rows, "width": list(dataset["train"][0]["audio_features"].shape),
+                          "dtype": str(dataset["train"].features["audio_features"].dtype),
+                          "card": "HILBERT segment features" in card and "dataset_info" in card}}))
+    """)
+    child = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
+    assert child.returncode == 0, child.stderr[-3000:]
+    result = json.loads(child.stdout.strip().splitlines()[-1])
     assert result["private"] is True
     assert "hilbert_features.json" in result["files"] and "README.md" in result["files"]
     assert result["same_metadata"] and result["rows"] == len(DOCUMENTS) and result["card"]

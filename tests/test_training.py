@@ -203,8 +203,9 @@ def test_model_card_metadata_carries_encoders_tags_and_cross_validated_results()
 
 
 # ------------------------------------------------------------------------------------------- train.py
-def run_train(args, env_extra=None, launcher=None, timeout=900):
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **(env_extra or {}))
+def run_train(args, env=None, launcher=None, timeout=900):
+    """Run train.py in a child process; `env` replaces this process's environment (e.g. a Hub server's)."""
+    env = dict(env if env is not None else os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     command = (launcher or [sys.executable]) + [str(REPO / "train.py")] + args
     return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
@@ -278,3 +279,27 @@ def test_train_py_end_to_end_from_raw_audio_and_transcripts(encoders, tmp_path):
     with torch.no_grad():
         logits = model(**processor([document], return_tensors="pt")).logits["label"]
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
+
+
+@pytest.mark.slow
+def test_train_py_pushes_model_processor_and_card_privately(features, tmp_path, hub_env):
+    out = tmp_path / "out"
+    run = run_train(["--features", str(features), "--output-dir", str(out), *TRAIN_ARGS, "--cv", "3",
+                     "--num-train-epochs", "1", "--push-to-hub", "tester/hilbert-tiny"], env=dict(hub_env, HF_HOME=str(tmp_path / "hf")))
+    assert run.returncode == 0, run.stderr[-4000:]
+    script = (
+        "import json\nfrom huggingface_hub import HfApi, hf_hub_download\n"
+        "info = HfApi().model_info('tester/hilbert-tiny')\n"
+        "card = open(hf_hub_download('tester/hilbert-tiny', 'README.md')).read()\n"
+        "print(json.dumps({'private': info.private, 'files': sorted(s.rfilename for s in info.siblings), 'card': card}))\n"
+    )
+    child = subprocess.run([sys.executable, "-c", script], env=dict(hub_env, HF_HOME=str(tmp_path / "hf2")), capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-3000:]
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    assert result["private"] is True
+    files = set(result["files"])
+    assert {"config.json", "model.safetensors", "processor_config.json", "modeling_hilbert.py", "processing_hilbert.py", "README.md"} <= files
+    assert not any(f.startswith("runs/") for f in files)  # per-run folders (predictions, checkpoints) stay local
+    meta = card_metadata(result["card"])
+    summary = json.loads((out / "metrics.json").read_text())
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == round(summary["label"]["macro_auc"]["mean"], 4)
