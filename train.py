@@ -20,7 +20,6 @@ Outputs in OUTPUT_DIR:
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -267,8 +266,7 @@ def save_processor(metadata: dict, sources: dict, output_dir: Path) -> None:
     from modeling_hilbert.processing_hilbert import HilbertProcessor
 
     # The fingerprint also describes the feature extractor and tokenizer; keep the processor's own options.
-    accepted = set(inspect.signature(HilbertProcessor.__init__).parameters) - {"self", "feature_extractor", "tokenizer"}
-    options = {k: v for k, v in (metadata.get("processor") or {}).items() if k in accepted}
+    options = {k: v for k, v in (metadata.get("processor") or {}).items() if k in HilbertProcessor.option_names()}
     processor = HilbertProcessor.from_encoders_pretrained(
         resolve_encoder(sources["audio"]["name_or_path"]), resolve_encoder(sources["text"]["name_or_path"]), **options
     )

@@ -129,7 +129,7 @@ class Extractor:
     def processor_options(self) -> dict:
         """The processor's policies, exactly its `__init__` options: `HilbertProcessor.from_encoders_pretrained(audio,
         text, **options)` rebuilds the processor that made the features."""
-        return json.loads(json.dumps({name: getattr(self.processor, name) for name in _processor_option_names()}))
+        return json.loads(json.dumps({name: getattr(self.processor, name) for name in HilbertProcessor.option_names()}))
 
     def processor_components(self) -> dict:
         """What the processor's feature extractor and tokenizer are (their settings decide the inputs too)."""
@@ -155,10 +155,6 @@ class Extractor:
         text, text_mask = self.model.get_text_segment_features(
             inputs["input_ids"], inputs.get("attention_mask"), inputs.get("text_segment_mask"))
         return audio.float().cpu(), text.float().cpu(), audio_mask.cpu(), text_mask.cpu()
-
-
-def _processor_option_names() -> list[str]:
-    return [p for p in inspect.signature(HilbertProcessor.__init__).parameters if p not in ("self", "feature_extractor", "tokenizer")]
 
 
 def load_extractor(
@@ -220,7 +216,7 @@ def load_extractor(
         except (OSError, ValueError, TypeError) as error:
             raise ExtractionError(f"--model {model} holds no usable HilbertProcessor ({error}); save the processor with "
                                   "the checkpoint, or pass --audio-encoder and --text-encoder.") from error
-        kept = {name: getattr(saved, name) for name in _processor_option_names() if hasattr(saved, name)}
+        kept = {name: getattr(saved, name) for name in HilbertProcessor.option_names() if hasattr(saved, name)}
         processor = HilbertProcessor(saved.feature_extractor, saved.tokenizer, **{**kept, **options})
         recorded = dict(hilbert.config.encoder_sources or {})
         sources = {}

@@ -50,6 +50,7 @@ Ships to the Hub with the model: imports only `torch`, `transformers`, the stand
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import numbers
@@ -176,6 +177,11 @@ class HilbertProcessor(ProcessorMixin):
                         "text_segment_mask", "segment_times"]
 
     # ---------------------------------------------------------------------------------------------- loading
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The processor's policy options (everything its constructor takes besides the two components)."""
+        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "feature_extractor", "tokenizer")]
+
     @classmethod
     def from_encoders_pretrained(
         cls,

@@ -67,35 +67,21 @@ def class_weights(labels: np.ndarray, num_classes: int, task_type: str = "multic
 
 @dataclass
 class FeaturesCollator:
-    """Pads a list of feature rows to the longest document of the batch.
+    """Pads a list of feature rows to the longest document of the batch (see `collate_features`).
 
     Output keys are exactly `HilbertForSequenceClassification.forward`'s: `audio_segment_embeds` `(B, S, D_a)`,
     `text_segment_embeds` `(B, S, D_t)` (float32), the two segment masks `(B, S)` bool, `segment_times` `(B, S, 2)`,
     and `labels`: a `(B,)` tensor for one task, `{task: (B,)}` for several.
     """
 
-    label_columns: dict[str, str]
+    label_columns: dict[str, str]  # {column: task}
 
     def __call__(self, rows: list[dict]) -> dict:
-        longest = max(len(row["audio_segment_mask"]) for row in rows)
-        batch = {
-            "audio_segment_embeds": self._pad([row["audio_features"] for row in rows], longest, torch.float32),
-            "text_segment_embeds": self._pad([row["text_features"] for row in rows], longest, torch.float32),
-            "audio_segment_mask": self._pad([row["audio_segment_mask"] for row in rows], longest, torch.bool),
-            "text_segment_mask": self._pad([row["text_segment_mask"] for row in rows], longest, torch.bool),
-            "segment_times": self._pad([row["segment_times"] for row in rows], longest, torch.float32),
-        }
-        labels = {task: torch.tensor([int(row[column]) for row in rows]) for column, task in self.label_columns.items()}
-        batch["labels"] = next(iter(labels.values())) if len(labels) == 1 else labels
-        return batch
+        from dataset_scripts.features import collate_features
 
-    @staticmethod
-    def _pad(values: list, length: int, dtype: torch.dtype) -> torch.Tensor:
-        tensors = [torch.as_tensor(np.asarray(v)) for v in values]
-        out = torch.zeros((len(tensors), length, *tensors[0].shape[1:]), dtype=dtype)
-        for i, tensor in enumerate(tensors):
-            out[i, : tensor.shape[0]] = tensor.to(dtype)
-        return out
+        if len(self.label_columns) == 1:
+            return collate_features(rows, labels=next(iter(self.label_columns)))
+        return collate_features(rows, labels={task: column for column, task in self.label_columns.items()})
 
 
 @dataclass
