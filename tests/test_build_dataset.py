@@ -297,3 +297,39 @@ def test_dataset_card_renders(corpus, tmp_path):
     assert "| `label` | fold 0 | fold 1 | total |" in card.text and "| calm |" in card.text
     assert "`missing` (metadata line 10)" in card.text and "build_dataset(" in card.text
     assert "## Privacy" in card.text
+
+
+@pytest.mark.slow
+def test_push_to_hub_is_private_with_a_card_and_loads_back(corpus, tmp_path, hub_env):
+    """`--push-to-hub` against the local Hub API: private repo, the rendered card (what was skipped, the label
+    distribution), and `datasets.load_dataset(repo)` gives the same rows back."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    rows = make_corpus(corpus)
+    add_bad_rows(corpus, rows)
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from dataset_scripts.build_dataset import main
+        from huggingface_hub import HfApi, hf_hub_download
+        import datasets
+        code = main(["--input", {str(corpus)!r}, "--output", {str(tmp_path / "out")!r}, "--skip-invalid", "--folds", "2",
+                     "--no-progress", "--push-to-hub", "tester/interviews"])
+        info = HfApi().dataset_info("tester/interviews")
+        card = open(hf_hub_download("tester/interviews", "README.md", repo_type="dataset")).read()
+        loaded = datasets.load_dataset("tester/interviews")
+        print(json.dumps({{"code": code, "private": info.private, "card": card, "ids": sorted(loaded["train"]["id"]),
+                          "labels": loaded["train"].features["label"].names}}))
+    """)
+    child = subprocess.run([sys.executable, "-c", script], env=dict(hub_env, HF_HOME=str(tmp_path / "hf")),
+                           capture_output=True, text=True, timeout=240)
+    assert child.returncode == 0, child.stderr[-3000:]
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0 and result["private"] is True
+    # the invalid rows were left out (rec1 too: a bad row reuses its id, and both rows with a duplicate id are flagged)...
+    assert result["ids"] == sorted(r[0] for r in RECORDINGS if r[0] != "rec1")
+    assert "skipped" in result["card"].lower() and "audio/text.wav" in result["card"]  # ...and the card says which
+    assert result["labels"] == ["angry", "calm"]
