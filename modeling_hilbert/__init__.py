@@ -8,6 +8,7 @@ and the `auto_map` that let anyone load a checkpoint with `trust_remote_code=Tru
 
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 from transformers import AutoProcessor
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_hilbert import HilbertConfig
 from .modeling_hilbert import (
@@ -17,6 +18,7 @@ from .modeling_hilbert import (
     HilbertPreTrainedModel,
     HilbertSequenceClassifierOutput,
 )
+from .pipeline_hilbert import PIPELINE_TASK, HilbertDocumentClassificationPipeline, default_repo_name
 from .processing_hilbert import HilbertProcessor
 
 __version__ = "0.1.0"
@@ -29,6 +31,12 @@ HilbertModel.register_for_auto_class("AutoModel")
 HilbertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 AutoProcessor.register(HilbertConfig, HilbertProcessor, exist_ok=True)
 HilbertProcessor.register_for_auto_class("AutoProcessor")
+# `pipeline("hilbert-document-classification", model=...)`; checkpoints name it in config.custom_pipelines and ship
+# pipeline_hilbert.py, so that `trust_remote_code=True` finds it without this package.
+PIPELINE_REGISTRY.register_pipeline(
+    PIPELINE_TASK, pipeline_class=HilbertDocumentClassificationPipeline, pt_model=AutoModelForSequenceClassification,
+    type="multimodal",
+)
 
 __all__ = [
     "HilbertConfig",
@@ -38,5 +46,7 @@ __all__ = [
     "HilbertModelOutput",
     "HilbertSequenceClassifierOutput",
     "HilbertProcessor",
+    "HilbertDocumentClassificationPipeline",
+    "default_repo_name",
     "__version__",
 ]

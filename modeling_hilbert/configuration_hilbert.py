@@ -42,6 +42,7 @@ _BASE_KWARGS = {
     "_experts_implementation_internal",
     "per_layer_config",
     "auto_map",
+    "custom_pipelines",
     "model_type",
     "use_cache",
     "tie_word_embeddings",
@@ -52,6 +53,16 @@ _AUTO_MAP = {
     "AutoConfig": "configuration_hilbert.HilbertConfig",
     "AutoModel": "modeling_hilbert.HilbertModel",
     "AutoModelForSequenceClassification": "modeling_hilbert.HilbertForSequenceClassification",
+}
+
+# The pipeline shipped with every checkpoint (pipeline_hilbert.py): `pipeline(task, model=repo, trust_remote_code=True)`
+# reads it from config.json, as `Pipeline.save_pretrained` would write it.
+_CUSTOM_PIPELINES = {
+    "hilbert-document-classification": {
+        "impl": "pipeline_hilbert.HilbertDocumentClassificationPipeline",
+        "pt": ["AutoModelForSequenceClassification"],
+        "type": "multimodal",
+    },
 }
 
 
@@ -215,6 +226,10 @@ class HilbertConfig(PreTrainedConfig):
         for auto_class, target in _AUTO_MAP.items():
             auto_map.setdefault(auto_class, target)
         self.auto_map = auto_map
+        custom_pipelines = dict(getattr(self, "custom_pipelines", None) or {})
+        for task, info in _CUSTOM_PIPELINES.items():
+            custom_pipelines.setdefault(task, dict(info, pt=list(info["pt"])))
+        self.custom_pipelines = custom_pipelines
         self._normalize_tasks()
         self._validate()
 

@@ -52,6 +52,7 @@ from .losses_hilbert import (
     reciprocal_dual_contrastive_loss,
 )
 from .moe_hilbert import MixtureOfExpertsClassifier, MLPClassifier
+from .pipeline_hilbert import HilbertDocumentClassificationPipeline  # noqa: F401  (ships the pipeline with the model)
 from .pooling_hilbert import SelfAttentivePooling
 
 logger = logging.get_logger(__name__)
