@@ -158,19 +158,15 @@ def end_to_end_experiment(data_args: DataArguments, task_types) -> tuple[Experim
     return data, {"encoders": sources, "processor": options}
 
 
-def load_encoders(encoder_sources: dict) -> dict:
-    """Load the encoders named in the features' fingerprint and check their weights are those the features came from."""
-    encoders = {}
-    for key, source in encoder_sources.items():
+def load_encoders(metadata: dict) -> dict:
+    """Load the encoders named in the features' fingerprint; refuse them (FeatureFingerprintError) if their weights
+    are not the ones the features were extracted with (e.g. a Hub id that has moved on since)."""
+    encoders, actual = {}, {}
+    for key, source in metadata["encoders"].items():
         name = source["name_or_path"]
-        encoder = load_pretrained_encoder(resolve_encoder(name))
-        digest = weights_sha256(encoder)
-        if source.get("sha256") and digest != source["sha256"]:
-            raise SystemExit(
-                f"The {key} encoder {name} now has weights {digest[:12]}..., but the features were extracted with "
-                f"{source['sha256'][:12]}...: re-run dataset_scripts/extract_features.py with the encoder you want to ship."
-            )
-        encoders[key] = encoder
+        encoders[key] = load_pretrained_encoder(resolve_encoder(name))
+        actual[key] = {"name_or_path": name, "revision": source.get("revision"), "sha256": weights_sha256(encoders[key])}
+    check_fingerprint(metadata, actual)
     return encoders
 
 
@@ -240,7 +236,7 @@ def main(argv=None) -> int:
         if state.is_main_process:
             model = trainer.accelerator.unwrap_model(trainer.model)
             if not model.config.with_encoders:  # a head trained on cached features: add the encoders it was made for
-                encoders = load_encoders(sources)
+                encoders = load_encoders(metadata)
                 model = model.attach_encoders(encoders.get("audio"), encoders.get("text"))
             model.save_pretrained(output_dir)
             save_processor(metadata, sources, output_dir)

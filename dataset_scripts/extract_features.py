@@ -37,7 +37,6 @@ MASTER_ADDR): process r takes the shards i with i % world == r; the main process
 from __future__ import annotations
 
 import argparse
-import inspect
 import io
 import json
 import logging

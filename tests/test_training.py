@@ -303,3 +303,18 @@ def test_train_py_pushes_model_processor_and_card_privately(features, tmp_path, 
     meta = card_metadata(result["card"])
     summary = json.loads((out / "metrics.json").read_text())
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == round(summary["label"]["macro_auc"]["mean"], 4)
+
+
+def test_final_model_refuses_encoders_whose_weights_differ_from_the_features(features, tmp_path):
+    """The final model is assembled with the encoders the features name; if their weights changed since the
+    extraction (a moved Hub revision, a re-saved folder), train.py refuses instead of shipping a mismatched head."""
+    import json as _json
+
+    from dataset_scripts.features import FeatureFingerprintError
+    from train import load_encoders
+
+    metadata = _json.loads((features / "hilbert_features.json").read_text())
+    assert set(load_encoders(metadata)) == {"audio", "text"}
+    metadata["encoders"]["text"]["sha256"] = "0" * 64
+    with pytest.raises(FeatureFingerprintError, match="text"):
+        load_encoders(metadata)
