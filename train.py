@@ -153,7 +153,7 @@ def end_to_end_experiment(data_args: DataArguments, task_types) -> tuple[Experim
     data = ExperimentData(
         dataset=split, tasks=tasks_from_dataset(split, task_types), audio_config=encoders["audio"].config,
         text_config=encoders["text"].config, encoder_sources=sources, audio_mode=data_args.audio_mode, encoders=encoders,
-        collator=RawDocumentsCollator(processor, label_columns(split), lambda audio, doc_id: decode_audio(audio, doc_id)),
+        collator=RawDocumentsCollator(processor, label_columns(split), decode_audio),
     )
     return data, {"encoders": sources, "processor": options}
 
