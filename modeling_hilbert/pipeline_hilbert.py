@@ -1,0 +1,312 @@
+"""`HilbertDocumentClassificationPipeline`: a recording + its transcript in, per-task label scores and the
+segments that weighed most out.
+
+Ships to the Hub with every checkpoint (`config.custom_pipelines` names it), so that anywhere, without this package:
+
+    from transformers import pipeline
+    pipe = pipeline("hilbert-document-classification", model="org/hilbert-whisper-tiny.en-all-minilm-l6-v2",
+                    trust_remote_code=True)
+    pipe({"audio": "interview.wav", "transcript": "interview.srt"})
+    pipe(audio=waveform, sampling_rate=16000, transcript=[{"start": 0.0, "end": 4.2, "text": "...", "speaker": "A"}])
+    pipe([{"audio": "a.flac", "transcript": "a.vtt"}, {"audio": "b.wav", "transcript": "b.json"}])   # -> a list
+
+Each document gives
+
+    {"predictions": {task: [{"label": name, "score": p}, ...]},          # best first, every label
+     "top_segments": [{"start", "end", "speaker", "weight", "segment_index"}, ...]}
+
+Scores: softmax over the labels of a multiclass task; sigmoid for a binary task, reported for both labels (p for
+label 1, 1 - p for label 0); an independent sigmoid per label of a multilabel task (they need not sum to 1).
+
+Top segments: the self-attentive pooling weights of the joint sequence (of the one modality in unimodal models),
+averaged over the pooling heads, summed over the pieces of an input segment (a long segment is split by the
+processor; with `joint_sequence="concat_sequence"` a segment has an audio and a text slot) -- so the weights of all
+input segments sum to 1 -- and the `top_k_segments` largest returned with the input segment's own `start`, `end`,
+`speaker` and its index in the given transcript (`segment_index`). Segments the model never saw (dropped by the
+processor's policies, or with neither audio nor text) are not listed. The transcript's text is NOT in the output
+unless `return_text=True`: a prediction can be logged or shared without the words that were spoken.
+
+Options, at construction or per call: `top_k_segments` (default 3), `return_text` (default False). Documents are
+processed one at a time (`batch_size` is ignored): the processor's policies and reports are per document anyway.
+
+Also here: `default_repo_name(config)`, the naming convention for HILBERT repositories.
+
+Imports only `torch`, `transformers` and the standard library: the processor (loaded from the same repository) reads
+audio and transcripts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from transformers import Pipeline
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+PIPELINE_TASK = "hilbert-document-classification"
+DEFAULT_TOP_K_SEGMENTS = 3
+
+__all__ = ["HilbertDocumentClassificationPipeline", "PIPELINE_TASK", "default_repo_name"]
+
+
+class HilbertDocumentClassificationPipeline(Pipeline):
+    r"""Classify long recordings (audio + timestamped transcript) with a HILBERT model.
+
+    Args:
+        model: a `HilbertForSequenceClassification` with its encoders (`config.with_encoders=True`).
+        processor: the model's `HilbertProcessor` (loaded with `AutoProcessor` from the same repository).
+        top_k_segments (`int`, default 3): how many of the most-weighted input segments to return (0: none).
+        return_text (`bool`, default False): include each returned segment's transcript text.
+
+    Call with a document `{"audio": path | array | {"array", "sampling_rate"}, "sampling_rate"?: int,
+    "transcript": path (.srt/.vtt/.json) | [{"start", "end", "text", "speaker"?}, ...]}` (`"segments"` is accepted
+    for `"transcript"`), a list of documents, or the keyword form `pipe(audio=..., sampling_rate=..., transcript=...)`
+    (also `pipe("a.wav", transcript="a.srt")`). Audio files are read with soundfile (WAV, FLAC, OGG, ...) and mixed to
+    mono; audio at another rate than the encoder's is resampled (torchaudio).
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+    _load_video_processor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = self.model.config
+        if not hasattr(config, "tasks") or not hasattr(config, "modalities"):
+            raise ValueError(f"{type(self).__name__} needs a HILBERT model; got {type(self.model).__name__}.")
+        if not getattr(config, "with_encoders", True):
+            raise ValueError(
+                "This checkpoint is head-only (with_encoders=False): it takes precomputed segment features, not "
+                "recordings. Build the full model with `model.attach_encoders(audio_encoder, text_encoder)`, save "
+                "or push it, and use that one."
+            )
+        if self.processor is None or not callable(getattr(self.processor, "load_document", None)):
+            raise ValueError(
+                f"{type(self).__name__} needs the model's HilbertProcessor: pass processor=... or save/push the "
+                "processor with the model (processor.push_to_hub(repo))."
+            )
+        if self._batch_size not in (None, 1):
+            logger.warning(f"{type(self).__name__} processes one document at a time; batch_size={self._batch_size} is ignored.")
+            self._batch_size = 1
+        self.model.eval()  # inference: no dropout, whatever mode the given model was in
+
+    # ------------------------------------------------------------------------------------------- parameters
+    def _sanitize_parameters(self, top_k_segments=None, return_text=None, **unknown):
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown options {sorted(unknown)}; it takes top_k_segments and return_text."
+            )
+        postprocess = {}
+        if top_k_segments is not None:
+            if isinstance(top_k_segments, bool) or not isinstance(top_k_segments, int) or top_k_segments < 0:
+                raise ValueError(f"top_k_segments={top_k_segments!r} must be an integer >= 0.")
+            postprocess["top_k_segments"] = top_k_segments
+        if return_text is not None:
+            if not isinstance(return_text, bool):
+                raise ValueError(f"return_text={return_text!r} must be True or False.")
+            postprocess["return_text"] = return_text
+        return {}, {}, postprocess
+
+    def __call__(self, inputs=None, *, audio=None, sampling_rate=None, transcript=None, segments=None, batch_size=None, **kwargs):
+        """Classify one document (a dict, or the keyword form) or a list of documents (-> a list of results)."""
+        if transcript is not None and segments is not None:
+            raise ValueError("Give the transcript once: transcript=... or segments=..., not both.")
+        transcript = transcript if transcript is not None else segments
+        keyword = audio is not None or sampling_rate is not None or transcript is not None
+        if inputs is None:
+            if audio is None or transcript is None:
+                raise ValueError("No document: pass {'audio': ..., 'transcript': ...}, a list of them, or audio=..., transcript=....")
+            inputs = {"audio": audio, "sampling_rate": sampling_rate, "transcript": transcript}
+        elif keyword:
+            if isinstance(inputs, (Mapping, list, tuple)) or audio is not None:
+                raise ValueError("Give either a document (or a list of them) or the keyword form audio=..., transcript=..., not both.")
+            inputs = {"audio": inputs, "sampling_rate": sampling_rate, "transcript": transcript}
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        if isinstance(inputs, list) and not inputs:
+            return []
+        if batch_size not in (None, 1):
+            logger.warning(f"{type(self).__name__} processes one document at a time; batch_size={batch_size} is ignored.")
+        return super().__call__(inputs, batch_size=1, **kwargs)
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """The model (weights, config, code files, this pipeline's included) and the processor (the base class saves
+        only a tokenizer and a feature extractor), so that `pipeline(PIPELINE_TASK, model=folder,
+        trust_remote_code=True)` rebuilds this pipeline. `push_to_hub` uploads the same files."""
+        super().save_pretrained(save_directory, **kwargs)
+        self.processor.save_pretrained(save_directory)
+
+    # ------------------------------------------------------------------------------------------- steps
+    def preprocess(self, document) -> dict[str, Any]:
+        document = self._load(document)
+        batch, reports = self.processor([document], return_report=True)
+        warn = getattr(self.processor, "_warn_losses", None)
+        if callable(warn):  # what the processor's capacity limits cut (it warns itself only without a report)
+            warn(reports)
+        return {"model_inputs": dict(batch), "report": reports[0], "segments": document["segments"]}
+
+    def _forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        model_inputs = inputs["model_inputs"]
+        out = self.model(**model_inputs)
+        modalities = self.model.config.modalities
+        weights = {"both": out.joint_pooling_weights, "audio": out.audio_pooling_weights, "text": out.text_pooling_weights}[modalities]
+        slots = model_inputs["segment_times"].shape[1]
+        return {"logits": {name: logits[0] for name, logits in out.logits.items()}, "pooling_weights": weights[0],
+                "slots": slots, "report": inputs["report"], "segments": inputs["segments"]}
+
+    def postprocess(self, outputs: dict[str, Any], top_k_segments: int = DEFAULT_TOP_K_SEGMENTS, return_text: bool = False) -> dict:
+        config = self.model.config
+        predictions = {}
+        for task in config.tasks:
+            logits = outputs["logits"][task["name"]].float()
+            labels = [task["id2label"][i] for i in range(len(task["id2label"]))]
+            if task["type"] == "multiclass":
+                scores = torch.softmax(logits, dim=-1).tolist()
+            elif task["type"] == "binary":
+                p = float(torch.sigmoid(logits[0]))
+                scores = [1.0 - p, p]
+            else:  # multilabel: each label on its own
+                scores = torch.sigmoid(logits).tolist()
+            ranked = sorted(zip(labels, scores), key=lambda item: -item[1])
+            predictions[task["name"]] = [{"label": label, "score": float(score)} for label, score in ranked]
+        return {"predictions": predictions,
+                "top_segments": self._top_segments(outputs, top_k_segments, return_text)}
+
+    # ------------------------------------------------------------------------------------------- helpers
+    @staticmethod
+    def _top_segments(outputs: dict[str, Any], k: int, return_text: bool) -> list[dict]:
+        """Pooling weight per input segment (heads averaged, pieces and streams summed), the k largest."""
+        sources = outputs["report"]["segment_sources"]  # input segment index of each processed piece
+        weights = outputs["pooling_weights"].float().mean(0)  # (S,) or (2S,) with concat_sequence
+        slots = outputs["slots"]
+        per_slot = weights.view(-1, slots).sum(0).tolist()  # fold the audio and text halves of a (2S,) sequence
+        per_segment: dict[int, float] = {}
+        for piece, source in enumerate(sources):
+            per_segment[source] = per_segment.get(source, 0.0) + per_slot[piece]
+        ranked = sorted((item for item in per_segment.items() if item[1] > 0), key=lambda item: (-item[1], item[0]))
+        top = []
+        for index, weight in ranked[:k]:
+            segment = outputs["segments"][index]
+            entry = {"start": float(segment["start"]), "end": float(segment["end"]), "speaker": segment.get("speaker"),
+                     "weight": float(weight), "segment_index": int(index)}
+            if return_text:
+                entry["text"] = segment.get("text")
+            top.append(entry)
+        return top
+
+    def _load(self, document) -> dict[str, Any]:
+        """A pipeline document -> the processor's `{"audio", "sampling_rate", "segments"}` (files read)."""
+        if not isinstance(document, Mapping):
+            raise ValueError(
+                f"A document is a dict {{'audio': ..., 'transcript': ...}}, got {type(document).__name__}. For a file: "
+                "pipe({'audio': 'a.wav', 'transcript': 'a.srt'}) or pipe('a.wav', transcript='a.srt')."
+            )
+        unknown = set(document) - {"audio", "sampling_rate", "transcript", "segments"}
+        if unknown:
+            raise ValueError(f"Unknown document keys {sorted(unknown)}; a document has audio, sampling_rate?, transcript.")
+        if "transcript" in document and "segments" in document:
+            raise ValueError("A document has 'transcript' or 'segments' (the same thing), not both.")
+        audio = document.get("audio")
+        transcript = document.get("transcript", document.get("segments"))
+        if audio is None:
+            raise ValueError("The document has no 'audio': give a file path or a waveform (with 'sampling_rate').")
+        if transcript is None:
+            raise ValueError("The document has no 'transcript': give a .srt/.vtt/.json path or a list of segments.")
+        if isinstance(transcript, (str, os.PathLike)):
+            if isinstance(audio, (str, os.PathLike)):
+                loaded = self.processor.load_document(audio, transcript)
+                if document.get("sampling_rate") not in (None, loaded["sampling_rate"]):
+                    raise ValueError(f"sampling_rate={document['sampling_rate']} but {audio} is at {loaded['sampling_rate']} Hz; drop one.")
+                return {**loaded, "segments": [dict(s) for s in loaded["segments"]]}
+            segments = self._load_transcript(transcript)
+        elif isinstance(transcript, Sequence) and all(isinstance(s, Mapping) for s in transcript):
+            segments = [dict(s) for s in transcript]
+        else:
+            raise ValueError(
+                f"transcript must be a .srt/.vtt/.json path or a list of {{start, end, text, speaker?}} dicts, got "
+                f"{type(transcript).__name__}."
+            )
+        if isinstance(audio, (str, os.PathLike)):
+            loaded = self.processor.load_document(audio, segments)
+            if document.get("sampling_rate") not in (None, loaded["sampling_rate"]):
+                raise ValueError(f"sampling_rate={document['sampling_rate']} but {audio} is at {loaded['sampling_rate']} Hz; drop one.")
+            return loaded
+        return {"audio": audio, "sampling_rate": document.get("sampling_rate"), "segments": segments}
+
+    def _load_transcript(self, path) -> list[dict]:
+        """Parse a transcript file with the reader the processor ships with (transcripts_hilbert.load_transcript)."""
+        module = importlib.import_module(type(self.processor).__module__)
+        load_transcript = getattr(module, "load_transcript", None)
+        if load_transcript is None:
+            raise ValueError(f"{type(self.processor).__name__} cannot read transcript files; pass the segments as a list.")
+        return [dict(s) for s in load_transcript(path)]
+
+
+# ---------------------------------------------------------------------------------------------- naming
+_GENERIC_PARTS = {"model", "models", "snapshot", "snapshots", "checkpoint", "checkpoints", "hf", "transformers",
+                  "pytorch", "final", "main", "encoder", "weights"}
+MAX_REPO_NAME = 96  # the Hub's limit on a repository name
+
+
+def _encoder_short_name(name_or_path: str | None) -> str:
+    """'openai/whisper-tiny.en' | 'offline:whisper-tiny.en' | '/cache/whisper-tiny.en-0.1.0' | a Hub cache snapshot
+    folder -> 'whisper-tiny.en'; '' when nothing usable is left."""
+    if not name_or_path:
+        return ""
+    name = str(name_or_path).strip()
+    if name.startswith("offline:"):
+        name = name[len("offline:"):]
+    parts = [p for p in re.split(r"[\\/]+", name) if p]
+    for part in parts:  # a Hub cache folder: .../models--org--name/snapshots/<sha>
+        if part.startswith("models--"):
+            parts = [part.split("--")[-1]]
+            break
+    for part in reversed(parts):
+        lowered = part.lower()
+        if lowered in _GENERIC_PARTS or re.fullmatch(r"[0-9a-f]{40}", lowered) or re.fullmatch(r"checkpoint-\d+", lowered):
+            continue
+        part = re.sub(r"-v?\d+\.\d+\.\d+$", "", part)  # a package version the offline cache appends
+        cleaned = re.sub(r"[^a-z0-9.\-]+", "-", part.lower().replace("_", "-"))
+        cleaned = re.sub(r"-{2,}", "-", re.sub(r"\.{2,}", ".", cleaned)).strip("-.")
+        if cleaned:
+            return cleaned
+    return ""
+
+
+def default_repo_name(config) -> str:
+    """The conventional Hub repository name of a HILBERT model: `hilbert-<audio encoder>-<text encoder>`.
+
+    Each encoder's short name comes from `config.encoder_sources[key]` ("requested", else "name_or_path"), else the
+    sub-config's `_name_or_path`, else its `model_type`: the organisation, folders, an `offline:` prefix, generic
+    folder names ("model", "snapshots", commit hashes) and a trailing package version are dropped; the rest is
+    lower-cased, "_" becomes "-". A unimodal model names its one encoder (`hilbert-<audio>`, `hilbert-<text>`). The
+    result is a valid Hub name (letters, digits, ".", "-"; at most 96 characters).
+
+    Example: encoders `openai/whisper-tiny.en` (or `offline:whisper-tiny.en`) and
+    `sentence-transformers/all-MiniLM-L6-v2` give `hilbert-whisper-tiny.en-all-minilm-l6-v2`; prefix an organisation
+    to push: `model.push_to_hub(f"my-org/{default_repo_name(model.config)}")`.
+
+    Args:
+        config: a `HilbertConfig` (or a model, whose `.config` is used).
+    """
+    config = getattr(config, "config", config)
+    modalities = getattr(config, "modalities", "both")
+    keys = {"both": ("audio", "text"), "audio": ("audio",), "text": ("text",)}.get(modalities, ("audio", "text"))
+    sources = getattr(config, "encoder_sources", None) or {}
+    names = []
+    for key in keys:
+        source = sources.get(key) or {}
+        sub = getattr(config, f"{key}_config", None)
+        candidates = (source.get("requested"), source.get("name_or_path"), getattr(sub, "_name_or_path", None),
+                      getattr(sub, "model_type", None), key)
+        names.append(next(n for n in map(_encoder_short_name, candidates) if n))
+    name = "-".join(["hilbert", *names])
+    return name[:MAX_REPO_NAME].rstrip("-.")
