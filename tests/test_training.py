@@ -318,3 +318,24 @@ def test_final_model_refuses_encoders_whose_weights_differ_from_the_features(fea
     metadata["encoders"]["text"]["sha256"] = "0" * 64
     with pytest.raises(FeatureFingerprintError, match="text"):
         load_encoders(metadata)
+
+
+@pytest.mark.slow
+def test_train_py_reads_features_straight_from_a_hub_dataset_id(features, tmp_path, hub_env):
+    """Features pushed as a Hub dataset (with their fingerprint file) train exactly like the local folder."""
+    env = dict(hub_env, HF_HOME=str(tmp_path / "hf"))
+    push = (
+        "import datasets\nfrom huggingface_hub import HfApi\n"
+        f"ds = datasets.load_from_disk({str(features)!r})\n"
+        "ds.push_to_hub('tester/features-for-training', private=True)\n"
+        f"HfApi().upload_file(path_or_fileobj={str(features / 'hilbert_features.json')!r}, path_in_repo='hilbert_features.json',"
+        " repo_id='tester/features-for-training', repo_type='dataset')\n"
+    )
+    child = subprocess.run([sys.executable, "-c", push], env=env, capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-3000:]
+    args = [*TRAIN_ARGS, "--no-final-model"]
+    hub = run_train(["--features", "tester/features-for-training", "--output-dir", str(tmp_path / "hub"), *args], env=env)
+    assert hub.returncode == 0, hub.stderr[-4000:]
+    local = run_train(["--features", str(features), "--output-dir", str(tmp_path / "local"), *args])
+    assert local.returncode == 0, local.stderr[-4000:]
+    assert json.loads((tmp_path / "hub" / "metrics.json").read_text()) == json.loads((tmp_path / "local" / "metrics.json").read_text())
