@@ -85,7 +85,7 @@ def make_features_dataset(path: Path, audio_dir: Path, text_dir: Path, documents
         encoder = load_pretrained_encoder(str(folder))
         encoders[key] = {"name_or_path": str(folder), "model_type": encoder.config.model_type, "revision": None, "sha256": weights_sha256(encoder)}
     metadata = {"format": "hilbert-features", "format_version": 1, "encoders": encoders, "segment_pooling": "masked_mean",
-                "processor": {}, "widths": {"audio": 32, "text": 24}}
+                "processor": {}, "feature_widths": {"audio": 32, "text": 24}}
     (path / "hilbert_features.json").write_text(json.dumps(metadata))
     return path
 
