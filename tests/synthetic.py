@@ -36,8 +36,6 @@ def make_features_dataset(path: Path, audio_dir: Path, text_dir: Path, documents
     """A features dataset whose labels are learnable: class c shifts audio features along one direction and
     text features along another, so both modalities carry signal. Three imbalanced classes, grouped folds."""
     import datasets
-    import torch
-    from transformers import AutoModel
 
     from modeling_hilbert.encoders_hilbert import load_pretrained_encoder
     from modeling_hilbert.modeling_hilbert import weights_sha256

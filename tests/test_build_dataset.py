@@ -196,7 +196,7 @@ def test_every_problem_is_reported_with_file_and_line(corpus, tmp_path):
         assert where in message
     assert [p.kind for p in skipped[2].problems] == ["duplicate_id"]
     assert "id 'rec1' is also used on line(s) 19" in message
-    assert f"  1. metadata.csv:2: " in message and f"  {len(err.problems)}. " in message  # numbered, all of them
+    assert "  1. metadata.csv:2: " in message and f"  {len(err.problems)}. " in message  # numbered, all of them
     assert "(row metadata.csv:16, id 'badsrt')" in message  # transcript problems name their row
     assert "--skip-invalid" in message
 

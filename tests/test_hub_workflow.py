@@ -8,7 +8,6 @@ Also, in this process: the pipeline's input forms, options and segment mapping, 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap

@@ -13,9 +13,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-FEATURE_COLUMNS = ("audio_features", "text_features", "audio_segment_mask", "text_segment_mask", "segment_times")
-
-
 def label_columns(dataset) -> dict[str, str]:
     """`{column: task name}` for the label columns of a dataset: `label` -> `label`, `label_<task>` -> `<task>`."""
     columns = {}
