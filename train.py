@@ -15,12 +15,19 @@ Outputs in OUTPUT_DIR:
     config.json, model.safetensors, processor files, README.md (model card)
                         the full model (encoders + head trained on every document) that
                         `AutoModelForSequenceClassification.from_pretrained(OUTPUT_DIR, trust_remote_code=True)` loads
+
+Faults: every output is written under a temporary name and renamed (the final model: a staging folder, config.json
+moved last), so a kill never leaves a file that looks complete but is not; re-running the same command skips the
+finished runs and resumes an interrupted one from its last complete checkpoint, with identical results. A read-only
+or full output folder stops with one paragraph and exit code 2, earlier outputs intact.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -35,7 +42,9 @@ from transformers import AutoConfig, HfArgumentParser  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from dataset_scripts.features import check_fingerprint, load_features  # noqa: E402
+from dataset_scripts.hub_visibility import PublicRepositoryError, check_push_visibility  # noqa: E402
 from dataset_scripts.offline_encoders import encoder_revision, resolve_encoder  # noqa: E402
+from dataset_scripts.safe_write import TMP_PREFIX, describe_write_error, move_into, remove_stale_temporaries  # noqa: E402
 from modeling_hilbert import __version__  # noqa: E402
 from modeling_hilbert.encoders_hilbert import load_pretrained_encoder  # noqa: E402
 from modeling_hilbert.modeling_hilbert import weights_sha256  # noqa: E402
@@ -170,8 +179,32 @@ def load_encoders(metadata: dict) -> dict:
     return encoders
 
 
+EXIT_WRITE_ERROR = 2
+
+
 def main(argv=None) -> int:
+    """Run the CLI; returns the exit code (0 done; 2 refused: the output folder could not be written (read-only,
+    full), or --push-to-hub names a public repository without --public)."""
     data_args, head_args, args = parse_arguments(argv)
+    if args.push_to_hub:  # before training: a refused push should not cost the whole experiment first
+        try:
+            check_push_visibility(args.push_to_hub, "model", args.public)
+        except PublicRepositoryError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            return EXIT_WRITE_ERROR
+    try:
+        return run(data_args, head_args, args)
+    except Exception as error:  # a read-only folder or a full disk: one paragraph rather than a library's traceback
+        message = describe_write_error(error, args.output_dir, "re-run the same command: finished runs are kept and "
+                                       "an interrupted one resumes from its last complete checkpoint")
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return EXIT_WRITE_ERROR
+
+
+def run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArguments) -> int:
+    """The experiment: cross-validated runs of every variant, the report, then the final model."""
     transformers_logging.disable_progress_bar()  # one "Writing model shards" bar per checkpoint is noise here
     state = PartialState(cpu=not torch.cuda.is_available())  # without a GPU, --multi_gpu then forms a gloo group
     if args.num_threads or (not args.end_to_end and not torch.cuda.is_available()):
@@ -183,6 +216,8 @@ def main(argv=None) -> int:
 
     started = time.time()
     output_dir = Path(args.output_dir)
+    if state.is_main_process:
+        remove_stale_temporaries(output_dir)  # what a killed run was writing (e.g. a half-saved final model)
     task_types = dict(item.split("=", 1) for item in data_args.task_types.split(",")) if data_args.task_types else None
     data, metadata = (end_to_end_experiment if args.end_to_end else features_experiment)(data_args, task_types)
     split, sources = data.dataset, data.encoder_sources
@@ -238,8 +273,9 @@ def main(argv=None) -> int:
             if not model.config.with_encoders:  # a head trained on cached features: add the encoders it was made for
                 encoders = load_encoders(metadata)
                 model = model.attach_encoders(encoders.get("audio"), encoders.get("text"))
-            model.save_pretrained(output_dir)
-            save_processor(metadata, sources, output_dir)
+            # Saved whole into a staging folder first: a kill or a full disk leaves the previous final model as it was.
+            output_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}final-model-", dir=output_dir))
             summary = results[MAIN_VARIANT if MAIN_VARIANT in results else next(iter(results))]["summary"]
             card = render_model_card(
                 repo_id=args.push_to_hub or output_dir.name, config=model.config, summary=summary,
@@ -248,7 +284,16 @@ def main(argv=None) -> int:
                 data_description=f"{len(split)} recordings ({context['data']}).",
                 training_description=context["training"] + "; " + context["protocol"] + ".",
             )
-            (output_dir / "README.md").write_text(card)
+            try:
+                model.save_pretrained(staging)
+                save_processor(metadata, sources, staging)
+                (staging / "README.md").write_text(card, encoding="utf-8")
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            # config.json last (the old one is removed first): from_pretrained needs it, so a kill while the files
+            # move never leaves a loadable mix of two models; the next run saves the final model again.
+            move_into(staging, output_dir, last=["config.json"])
             say(f"saved the full model (encoders + head + processor) to {output_dir}")
             if args.push_to_hub:
                 push(output_dir, args.push_to_hub, private=not args.public)
@@ -273,11 +318,12 @@ def push(output_dir: Path, repo_id: str, private: bool) -> None:
     """Upload the final model, processor, card and summary files (never the per-run folders)."""
     from huggingface_hub import HfApi
 
+    check_push_visibility(repo_id, "model", public=not private)
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(
         repo_id=repo_id, folder_path=str(output_dir), commit_message="Upload HILBERT model",
-        ignore_patterns=["runs/*", "runs/**", "*.tmp", "checkpoint-*"],
+        ignore_patterns=["runs/*", "runs/**", "*.tmp", f"{TMP_PREFIX}*", "checkpoint-*"],
     )
 
 

@@ -1,7 +1,7 @@
 """Build HILBERT's corpus (a `datasets.DatasetDict`) from a folder of recordings and transcripts.
 
     python dataset_scripts/build_dataset.py --input DIR --output DIR [--folds K] [--seed N]
-        [--skip-invalid] [--report PATH] [--push-to-hub REPO [--public] [--license ID]]
+        [--skip-invalid] [--overlap {error,allow}] [--report PATH] [--push-to-hub REPO [--public] [--license ID]]
 
 The input folder follows the AudioFolder convention: ``metadata.csv`` (or ``metadata.jsonl``) with
 one row per recording and the columns
@@ -19,7 +19,15 @@ stops (`DatasetBuildError`, exit code 2); with ``--skip-invalid`` the invalid ro
 listed in the report. Nothing is dropped silently.
 
 Audio is stored as the original file's bytes (``Audio(decode=False)``), so building needs neither
-torchcodec nor decoding, and the saved dataset does not depend on the input folder.
+torchcodec nor decoding, and the saved dataset does not depend on the input folder. Stereo and any
+sampling rate are kept as they are (the processor mixes to mono and resamples; the report counts
+recordings per sampling rate and per channel count). Float WAV/FLAC files are scanned for NaN/inf
+samples, which are refused (integer PCM cannot hold them).
+
+Overlapping segments (``--overlap``): by default a segment that starts before an earlier one ends is a
+problem, as a sign of misaligned timestamps. Diarised transcripts with crosstalk overlap legitimately:
+``--overlap allow`` keeps them (the processor encodes each segment's own audio, so overlapping speech is
+in both), and the report and dataset card say so and count them per recording.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
 import datasets  # noqa: E402
+from dataset_scripts.hub_visibility import PublicRepositoryError, check_push_visibility  # noqa: E402
+from dataset_scripts.safe_write import TMP_PREFIX, atomic_write_text, describe_write_error, remove_stale_temporaries  # noqa: E402
 from modeling_hilbert.transcripts_hilbert import (  # noqa: E402
     Problem,
     Segment,
@@ -77,6 +87,8 @@ REPORT_NAME = "build_report.json"
 REQUIRED_COLUMNS = ("file_name", "transcript", "label")
 OPTIONAL_COLUMNS = ("id", "group")
 EXIT_INVALID_INPUT = 2
+OVERLAP_POLICIES = ("error", "allow")
+AUDIO_SCAN_BLOCK = 1 << 20  # frames per read when scanning float audio for NaN/inf (bounded memory)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,6 +145,9 @@ class BuildReport:
     total_duration_s: float
     segments: int
     sampling_rates: dict[str, int] = field(default_factory=dict)  # Hz -> recordings
+    channels: dict[str, int] = field(default_factory=dict)  # channel count -> recordings (the processor mixes to mono)
+    overlap_policy: str = "error"
+    overlapping_segments: dict[str, int] = field(default_factory=dict)  # id -> segments overlapping an earlier one
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -140,7 +155,11 @@ class BuildReport:
         return out
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        """Write the report atomically (temporary file, then rename): never half a report."""
+        try:
+            atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        except OSError as error:
+            _raise_write_error(error, Path(path).parent)
 
     def summary(self) -> str:
         """A few lines for the terminal."""
@@ -151,6 +170,9 @@ class BuildReport:
         ]
         if self.ignored_columns:
             lines.append(f"Ignored metadata columns (not part of the schema): {', '.join(self.ignored_columns)}.")
+        if self.overlapping_segments:
+            lines.append(f"Kept {sum(self.overlapping_segments.values())} overlapping segments in "
+                         f"{len(self.overlapping_segments)} recordings (--overlap allow).")
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} invalid rows:")
             for row in self.skipped:
@@ -286,6 +308,8 @@ class Recording:
     segments: list[Segment]
     labels: dict[str, str]
     group: str
+    channels: int = 1
+    overlaps: int = 0  # segments overlapping an earlier one, kept under --overlap allow
 
 
 @dataclass
@@ -296,6 +320,7 @@ class _Checker:
     metadata: str
     label_columns: list[str]
     tolerance: float
+    overlap: str = "error"
 
     def check(self, row: Row) -> tuple[str | None, Recording | None, list[Problem]]:
         """-> (id, recording or None, problems)."""
@@ -314,10 +339,13 @@ class _Checker:
         duration = info.frames / info.samplerate if info else None
         transcript = values.get("transcript", "")
         transcript_path = self._inside(transcript, "transcript", at_row)
-        segments = None
+        segments, overlaps = None, 0
         if transcript_path:
             segments, transcript_problems = self._segments(transcript_path, transcript, duration,
                                                            f"row {self.metadata}:{row.line}, id {rid!r}")
+            if self.overlap == "allow":  # legitimate crosstalk: counted for the report instead of refused
+                overlaps = sum(p.kind == "overlap" for p in transcript_problems)
+                transcript_problems = [p for p in transcript_problems if p.kind != "overlap"]
             found += transcript_problems
         labels = {column: values.get(column, "") for column in self.label_columns}
         for column, value in labels.items():
@@ -328,6 +356,7 @@ class _Checker:
         return rid, Recording(
             id=rid, line=row.line, file_name=file_name, audio_path=audio_path, sampling_rate=int(info.samplerate),
             duration=duration, segments=segments, labels=labels, group=values.get("group") or rid,
+            channels=int(info.channels), overlaps=overlaps,
         ), []
 
     def _inside(self, name: str, column: str, at_row) -> Path | None:
@@ -365,6 +394,12 @@ class _Checker:
         if info.frames <= 0 or info.samplerate <= 0:
             at_row("audio_empty", f"audio {name!r} holds no samples (duration 0 s); re-export the recording.")
             return None
+        if info.subtype in ("FLOAT", "DOUBLE"):  # only float samples can be NaN/inf
+            first = _first_non_finite(path)
+            if first is not None:
+                at_row("audio_not_finite", f"audio {name!r} holds NaN/inf samples (the first at {first / info.samplerate:.3f} "
+                       "s); repair the recording or re-export it (e.g. as 16-bit PCM).")
+                return None
         return info
 
     def _segments(self, path: Path, name: str, duration: float | None, row_ref: str):
@@ -379,6 +414,17 @@ class _Checker:
                                       f"no segments; a recording needs at least one transcript turn ({row_ref}).")]
         problems = validate_segments(segments, duration, name, lines=lines, tolerance=self.tolerance)
         return segments, [replace(p, message=f"{p.message} ({row_ref})") for p in problems]
+
+
+def _first_non_finite(path: Path) -> int | None:
+    """Index of the first frame holding a NaN/inf sample, or None; reads the file block by block."""
+    offset = 0
+    for block in sf.blocks(str(path), blocksize=AUDIO_SCAN_BLOCK, dtype="float32", always_2d=True):
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            return offset + int(np.argmax(bad))
+        offset += block.shape[0]
+    return None
 
 
 def _duplicate_id_problems(ids: list[tuple[Row, str | None]], metadata: str) -> dict[int, Problem]:
@@ -484,16 +530,50 @@ def _check_output_dir(output_dir: Path, input_dir: Path) -> None:
                             kind="output")
     if output_dir.exists() and not output_dir.is_dir():
         raise _corpus_error(str(output_dir), "the output path is a file; choose a folder.", kind="output")
-    previous_build = (output_dir / "dataset_dict.json").is_file() and (output_dir / REPORT_NAME).is_file()
+    # `_save` moves a build into place whole, so dataset_dict.json marks one (its report may be missing if the
+    # build was killed just after the move: the report is written next).
+    previous_build = (output_dir / "dataset_dict.json").is_file()
     if output_dir.is_dir() and any(output_dir.iterdir()) and not previous_build:
         raise _corpus_error(str(output_dir), "the output folder is not empty and holds no previous build; "
                             "choose a new or empty folder.", kind="output")
 
 
-def _save(dataset: datasets.DatasetDict, output_dir: Path) -> None:
-    if output_dir.exists():  # a previous build (checked by _check_output_dir)
-        shutil.rmtree(output_dir)
-    dataset.save_to_disk(str(output_dir))
+def _save(dataset: datasets.DatasetDict, output_dir: Path, report: "BuildReport | None" = None) -> None:
+    """Write the dataset (and its build report) to a staging folder beside `output_dir`, then swap it in.
+
+    A kill or a failed write (read-only folder, full disk) therefore leaves the previous build whole, never half a
+    dataset; a write failure raises a `DatasetBuildError` that names the folder and the OS's reason.
+    """
+    parent = output_dir.parent
+    prefix = f"{TMP_PREFIX}{output_dir.name}-"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(parent, prefix)  # what a killed build left beside the output
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        try:
+            dataset.save_to_disk(str(staging))
+            if report is not None:
+                report.write(staging / REPORT_NAME)
+            if output_dir.exists():  # a previous build (checked by _check_output_dir): moved aside, then deleted
+                old = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+                os.replace(output_dir, old)
+                os.replace(staging, output_dir)
+                shutil.rmtree(old)
+            else:
+                os.replace(staging, output_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    except OSError as error:
+        _raise_write_error(error, output_dir)
+
+
+def _raise_write_error(error: OSError, output_dir: Path) -> None:
+    """A read-only folder or a full disk -> `DatasetBuildError` (one paragraph); anything else is re-raised."""
+    message = describe_write_error(error, output_dir, "run the build again")
+    if message is None:
+        raise error
+    raise _corpus_error(str(output_dir), message, kind="output") from None
 
 
 def _label_distribution(recordings: list[Recording], folds: list[int], label_names) -> dict:
@@ -536,23 +616,28 @@ def build_dataset(
     skip_invalid: bool = False,
     *,
     tolerance: float = 0.5,
+    overlap: str = "error",
     command: str | None = None,
     progress: bool = True,
 ) -> tuple[datasets.DatasetDict, BuildReport]:
     """Check every row of ``input_dir``, then write the DatasetDict and ``build_report.json`` to ``output_dir``.
 
-    ``tolerance``: seconds a segment may run past the end of its audio. ``command``: how the build was
+    ``tolerance``: seconds a segment may run past the end of its audio. ``overlap``: "error" (a segment that
+    overlaps an earlier one is a problem) or "allow" (kept, counted in ``report.overlapping_segments``
+    and the card). ``command``: how the build was
     invoked, for the report and card. Returns the dataset (loaded back from ``output_dir``) and the
     report. Raises `DatasetBuildError` listing every problem (nothing written) unless
     ``skip_invalid``, in which case invalid rows are left out and listed in ``report.skipped``;
     `FoldError` when the valid rows cannot be split into ``folds`` grouped, stratified folds.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if overlap not in OVERLAP_POLICIES:
+        raise ValueError(f"overlap={overlap!r} must be one of {OVERLAP_POLICIES} (--overlap).")
     _check_output_dir(output_dir, input_dir)
     metadata, header, rows = read_metadata(input_dir)
     label_columns = ["label"] + [c for c in header if c.startswith("label_")]
     ignored = [c for c in header if c not in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *label_columns)]
-    checker = _Checker(input_dir, metadata, label_columns, tolerance)
+    checker = _Checker(input_dir, metadata, label_columns, tolerance, overlap)
     recordings, skipped = _check_rows(rows, checker, progress)
 
     problems = [p for row in skipped for p in row.problems]
@@ -579,19 +664,20 @@ def build_dataset(
             gen_kwargs={"recordings": recordings, "folds": fold_of, "label_names": label_names},
             fingerprint=uuid.uuid4().hex,  # a fresh build every time, never a stale cache entry
         ).cast_column("audio", datasets.Audio(decode=False))
-        _save(datasets.DatasetDict({"train": train}), output_dir)
-
-    report = BuildReport(
-        input_dir=str(input_dir), output_dir=str(output_dir), metadata=metadata,
-        command=command or f"build_dataset({str(input_dir)!r}, {str(output_dir)!r}, folds={folds}, seed={seed}, "
-                           f"skip_invalid={skip_invalid})",
-        folds=folds, seed=seed, rows_read=len(rows), rows_built=len(recordings), skipped=skipped,
-        label_names=label_names, label_distribution=_label_distribution(recordings, fold_of, label_names),
-        rows_per_fold={str(f): n for f, n in sorted(Counter(fold_of).items())}, ignored_columns=ignored,
-        total_duration_s=sum(r.duration for r in recordings), segments=sum(len(r.segments) for r in recordings),
-        sampling_rates={str(sr): n for sr, n in sorted(Counter(r.sampling_rate for r in recordings).items())},
-    )
-    report.write(output_dir / REPORT_NAME)
+        # the report travels inside the staging folder: a dataset never appears without its build report
+        report = BuildReport(
+            input_dir=str(input_dir), output_dir=str(output_dir), metadata=metadata,
+            command=command or f"build_dataset({str(input_dir)!r}, {str(output_dir)!r}, folds={folds}, seed={seed}, "
+                               f"skip_invalid={skip_invalid}, overlap={overlap!r})",
+            folds=folds, seed=seed, rows_read=len(rows), rows_built=len(recordings), skipped=skipped,
+            label_names=label_names, label_distribution=_label_distribution(recordings, fold_of, label_names),
+            rows_per_fold={str(f): n for f, n in sorted(Counter(fold_of).items())}, ignored_columns=ignored,
+            total_duration_s=sum(r.duration for r in recordings), segments=sum(len(r.segments) for r in recordings),
+            sampling_rates={str(sr): n for sr, n in sorted(Counter(r.sampling_rate for r in recordings).items())},
+            channels={str(c): n for c, n in sorted(Counter(r.channels for r in recordings).items())},
+            overlap_policy=overlap, overlapping_segments={r.id: r.overlaps for r in recordings if r.overlaps},
+        )
+        _save(datasets.DatasetDict({"train": train}), output_dir, report)
     return datasets.load_from_disk(str(output_dir)), report
 
 
@@ -633,6 +719,10 @@ def render_dataset_card(report: BuildReport, repo_id: str, license: str = "unkno
             for row in report.skipped)
     else:
         skipped = f"None: all {report.rows_read} source rows passed the checks."
+    if report.overlap_policy == "allow":  # the template's build notes promise non-overlapping segments: say otherwise
+        skipped += (f"\n\nOverlapping segments were allowed (`--overlap allow`, e.g. crosstalk in diarised transcripts): "
+                    f"{sum(report.overlapping_segments.values())} segments in {len(report.overlapping_segments)} "
+                    "recordings start before an earlier segment ends.")
     values = {
         "license": license,
         "pretty_name": repo_id.split("/")[-1],
@@ -661,6 +751,7 @@ def push_dataset_to_hub(dataset: datasets.DatasetDict, report: BuildReport, repo
     """
     from huggingface_hub import DatasetCard
 
+    check_push_visibility(repo_id, "dataset", public, token)
     dataset.push_to_hub(repo_id, private=not public, token=token)
     card = DatasetCard(render_dataset_card(report, repo_id, license))
     pushed = DatasetCard.load(repo_id, repo_type="dataset", token=token)
@@ -682,6 +773,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--skip-invalid", action="store_true", help="leave invalid rows out (listed in the report)")
     p.add_argument("--tolerance", type=float, default=0.5, help="seconds a segment may run past its audio (0.5)")
+    p.add_argument("--overlap", choices=OVERLAP_POLICIES, default="error",
+                   help="overlapping segments: 'error' (a problem, default) or 'allow' (kept and counted in the report, "
+                   "e.g. crosstalk in diarised transcripts)")
     p.add_argument("--report", type=Path, help="also write the report here (on failure: the problems)")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the dataset and its card to this Hub dataset repo")
     p.add_argument("--public", action="store_true", help="make the pushed dataset public (default: private)")
@@ -695,18 +789,32 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     command = shlex.join(["python", "dataset_scripts/build_dataset.py", *argv])
+    if args.push_to_hub:  # before the build: a refused push should not cost the whole build first
+        try:
+            check_push_visibility(args.push_to_hub, "dataset", args.public)
+        except PublicRepositoryError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_INVALID_INPUT
     try:
         dataset, report = build_dataset(args.input, args.output, args.folds, args.seed, args.skip_invalid,
-                                        tolerance=args.tolerance, command=command, progress=not args.no_progress)
+                                        tolerance=args.tolerance, overlap=args.overlap, command=command,
+                                        progress=not args.no_progress)
     except DatasetBuildError as err:
         print(f"error: {err}", file=sys.stderr)
         if args.report:
             failure = {"status": "failed", "command": command, "problems": [str(p) for p in err.problems],
                        "skipped": [row.to_dict() for row in err.skipped]}
-            args.report.write_text(json.dumps(failure, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            try:
+                atomic_write_text(args.report, json.dumps(failure, indent=2, ensure_ascii=False) + "\n")
+            except OSError as write_error:
+                print(f"error: could not write the failure report {args.report}: {write_error}", file=sys.stderr)
         return EXIT_INVALID_INPUT
     if args.report:
-        report.write(args.report)
+        try:
+            report.write(args.report)
+        except DatasetBuildError as err:  # a read-only or full --report location
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_INVALID_INPUT
     print(report.summary())
     if args.push_to_hub:
         push_dataset_to_hub(dataset, report, args.push_to_hub, public=args.public, license=args.license)

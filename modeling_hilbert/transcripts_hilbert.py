@@ -113,6 +113,16 @@ _NAME_PREFIX = re.compile(r"^([^\W\d_][\w.'-]*(?: [\w.'-]+){0,2}):\s+(?=\S)")
 _BRACKET_PREFIX = re.compile(r"^\[([^\[\]]{1,40})\]\s*(?=\S)")
 _SPACES = re.compile(r"\s+")
 
+# Error messages end up in logs and build reports, where transcripts must not. A line that is mostly digits (a
+# timestamp, a cue number, a corrupt time such as 00:00:0x,000) is quoted; anything else could be speech, so the
+# message only says how long it is.
+def _describe(value: str) -> str:
+    value = value.strip()
+    digits = sum(c.isdigit() for c in value)
+    if len(value) <= 40 and 2 * digits >= len(value.replace(" ", "")):
+        return repr(value)
+    return f"a {len(value)}-character text (not shown: transcripts are private)"
+
 
 def format_timestamp(seconds: float) -> str:
     """Seconds -> ``HH:MM:SS.mmm`` (for messages; rounds to the millisecond)."""
@@ -137,11 +147,11 @@ def _lines(text: str) -> list[str]:
 def _parse_timestamp(token: str, *, path, line: int) -> float:
     match = _TIMESTAMP.fullmatch(token.strip())
     if match is None:
-        raise TranscriptError(f"bad timestamp {token.strip()!r}.", path=path, line=line, fix=_TIMING_HINT)
+        raise TranscriptError(f"bad timestamp {_describe(token)}.", path=path, line=line, fix=_TIMING_HINT)
     hours, minutes, seconds, millis = match.groups()
     if int(minutes) > 59 or int(seconds) > 59:
         raise TranscriptError(
-            f"bad timestamp {token.strip()!r}: minutes and seconds must be below 60.", path=path, line=line,
+            f"bad timestamp {_describe(token)}: minutes and seconds must be below 60.", path=path, line=line,
             fix=_TIMING_HINT,
         )
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
@@ -150,7 +160,7 @@ def _parse_timestamp(token: str, *, path, line: int) -> float:
 def _parse_timing_line(raw: str, *, path, line: int) -> tuple[float, float]:
     """``start --> end [cue settings]`` -> (start, end); rejects end < start (a self-contradictory cue)."""
     if _ARROW not in raw:
-        raise TranscriptError(f"missing '-->' in timing line {raw.strip()!r}.", path=path, line=line, fix=_TIMING_HINT)
+        raise TranscriptError(f"missing '-->' in timing line {_describe(raw)}.", path=path, line=line, fix=_TIMING_HINT)
     left, right = raw.split(_ARROW, 1)
     right_parts = right.split()
     if not right_parts:
@@ -219,13 +229,13 @@ def _cue(block: list[str], first_line: int, *, path, unescape: bool, numbered: b
         ident = block[0].strip()
         if numbered and not (ident.isascii() and ident.isdigit()):
             raise TranscriptError(
-                f"expected a cue number or a timing line, got {ident!r}.", path=path, line=first_line,
+                f"expected a cue number or a timing line, got {_describe(ident)}.", path=path, line=first_line,
                 fix="Each SRT cue starts with its number, then 'start --> end', then text; cues are separated "
                 "by one blank line (a blank line inside a cue's text splits it).",
             )
         if len(block) < 2:
             raise TranscriptError(
-                f"truncated cue: {ident!r} is not followed by a timing line.", path=path, line=first_line,
+                f"truncated cue: {_describe(ident)} is not followed by a timing line.", path=path, line=first_line,
                 fix="Add the 'start --> end' line or delete the cue.",
             )
     line = first_line + timing_at
@@ -249,7 +259,7 @@ def _parse_vtt(text: str, path=None) -> list[tuple[Segment, int]]:
     header = lines[0] if lines else ""
     if not (header == "WEBVTT" or header.startswith(("WEBVTT ", "WEBVTT\t"))):
         raise TranscriptError(
-            f"missing WEBVTT header (first line is {header[:40]!r}).", path=path, line=1,
+            f"missing WEBVTT header (first line is {_describe(header)}).", path=path, line=1,
             fix="A WebVTT file must start with the line 'WEBVTT'; if this is an SRT file, rename it to .srt.",
         )
     blocks = _blocks(lines, first=1)
@@ -297,8 +307,13 @@ def _json_element_lines(text: str, container) -> list[int]:
         i = array_at
     i = skip(i + 1)  # past '['
     lines = []
+    # Count newlines incrementally (from the previous element on): counting from the top of the file for every
+    # element made a 10,000-segment transcript take seconds (quadratic).
+    line, counted_to = 1, 0
     while text[i] != "]":
-        lines.append(text.count("\n", 0, i) + 1)
+        line += text.count("\n", counted_to, i)
+        counted_to = i
+        lines.append(line)
         _, i = decoder.raw_decode(text, i)
         i = skip(i)
         if text[i] == ",":
@@ -313,7 +328,7 @@ def _json_time(item: dict, key: str, *, path, line: int, index: int) -> float:
         raise TranscriptError(f"{where}missing {key!r}.", path=path, line=line,
                               fix='Each segment needs "start" and "end" in seconds, e.g. {"start": 1.5, "end": 3.0, "text": "..."}.')
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TranscriptError(f"{where}{key!r} is not a number (got {value!r}).", path=path, line=line,
+        raise TranscriptError(f"{where}{key!r} is not a number (got a {type(value).__name__}).", path=path, line=line,
                               fix=f'Write {key!r} as a number of seconds, e.g. 1.5, not a string.')
     try:
         seconds = float(value)
@@ -357,10 +372,10 @@ def _parse_json(text: str, path=None) -> list[tuple[Segment, int]]:
             )
         seg_text, speaker = item.get("text", ""), item.get("speaker")
         if not isinstance(seg_text, str):
-            raise TranscriptError(f"segment {index}: 'text' is not a string (got {seg_text!r}).", path=path, line=line,
+            raise TranscriptError(f"segment {index}: 'text' is not a string (got a {type(seg_text).__name__}).", path=path, line=line,
                                   fix='Write the text as a JSON string ("...").')
         if isinstance(speaker, bool) or not isinstance(speaker, (str, int, type(None))):
-            raise TranscriptError(f"segment {index}: 'speaker' is not a string (got {speaker!r}).", path=path,
+            raise TranscriptError(f"segment {index}: 'speaker' is not a string (got a {type(speaker).__name__}).", path=path,
                                   line=line, fix="Write the speaker as a string, or leave it out.")
         speaker = None if speaker is None else (str(speaker).strip() or None)
         out.append((Segment(start=start, end=end, text=seg_text.strip(), speaker=speaker), line))

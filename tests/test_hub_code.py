@@ -101,3 +101,73 @@ def test_shipped_files_import_only_torch_transformers_stdlib_and_siblings():
                     assert node.module in siblings, f"{name}: from .{node.module}"
                 else:
                     assert node.module.split(".")[0] in allowed, f"{name}: from {node.module}"
+
+
+# Imported inside a function only when that feature is used, inside `try: ... except ImportError` with a message
+# that says what to install: reading audio files (soundfile) and resampling (torchaudio).
+OPTIONAL_LAZY_IMPORTS = {"soundfile", "torchaudio"}
+# Calls that would let a shipped file run or import code the import statements do not show.
+DYNAMIC_CODE_CALLS = {"exec", "eval", "compile", "__import__", "importlib.import_module", "importlib.__import__",
+                      "runpy.run_path", "runpy.run_module"}
+# The one reviewed exception: the pipeline re-imports the module its processor came from (already loaded, a
+# sibling) to find that module's transcript reader.
+ALLOWED_DYNAMIC_CALLS = {("pipeline_hilbert.py", "importlib.import_module", "type(self.processor).__module__")}
+
+
+def _imports_with_context(node: ast.AST, in_function: bool = False, guarded: bool = False):
+    """Yield (import node, runs at import time, guarded by `except ImportError`) for every import, at any depth."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        yield node, not in_function, guarded
+        return
+    in_function = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+    if isinstance(node, ast.Try):
+        catches = any(h.type is not None and "ImportError" in ast.unparse(h.type) for h in node.handlers)
+        for statement in node.body:
+            yield from _imports_with_context(statement, in_function, guarded or catches)
+        for part in (*node.handlers, *node.orelse, *node.finalbody):
+            yield from _imports_with_context(part, in_function, guarded)
+        return
+    for child in ast.iter_child_nodes(node):
+        yield from _imports_with_context(child, in_function, guarded)
+
+
+def test_the_import_walk_sees_lazy_and_guarded_imports():
+    tree = ast.parse("import os\nclass A:\n    import numpy\ndef f():\n    import soundfile\n    try:\n"
+                     "        import torchaudio\n    except ImportError:\n        import json\n")
+    seen = [(n.names[0].name, top, guarded) for n, top, guarded in _imports_with_context(tree)]
+    assert seen == [("os", True, False), ("numpy", True, False), ("soundfile", False, False),
+                    ("torchaudio", False, True), ("json", False, False)]
+
+
+def test_every_import_of_the_shipped_code_at_any_depth_is_torch_transformers_stdlib_or_a_sibling():
+    """The module-level check above, extended to imports inside functions and to the package's __init__.py: a
+    lazy import is allowed only for the optional audio readers, and only behind `except ImportError`."""
+    allowed = {"torch", "transformers", "__future__"} | set(sys.stdlib_module_names)
+    siblings = {name[:-3] for name in SHIPPED}
+    checked = 0
+    for name in [*SHIPPED, "__init__.py"]:
+        tree = ast.parse((REPO / "modeling_hilbert" / name).read_text())
+        for node, top_level, guarded in _imports_with_context(tree):
+            checked += 1
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and node.module in siblings, f"{name}:{node.lineno}: from {'.' * node.level}{node.module}"
+                continue
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            for module in modules:
+                root = module.split(".")[0]
+                if root in allowed:
+                    continue
+                assert not top_level and root in OPTIONAL_LAZY_IMPORTS, f"{name}:{node.lineno}: import {module}"
+                assert guarded, f"{name}:{node.lineno}: optional import {module} must be inside try/except ImportError"
+    assert checked > 30  # the walk really visited the imports
+
+
+def test_shipped_code_runs_no_dynamic_code():
+    found = set()
+    for name in [*SHIPPED, "__init__.py"]:
+        for node in ast.walk(ast.parse((REPO / "modeling_hilbert" / name).read_text())):
+            if isinstance(node, ast.Call):
+                called = ast.unparse(node.func)
+                if called in DYNAMIC_CODE_CALLS:
+                    found.add((name, called, ast.unparse(node.args[0]) if node.args else ""))
+    assert found <= ALLOWED_DYNAMIC_CALLS, found - ALLOWED_DYNAMIC_CALLS

@@ -395,7 +395,7 @@ REMOTE_SCRIPT = textwrap.dedent(
     folder, docs_file, out_file = sys.argv[1:]
     proc = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
     assert "modeling_hilbert" not in sys.modules
-    out, report = proc(torch.load(docs_file), return_report=True)
+    out, report = proc(torch.load(docs_file, weights_only=True), return_report=True)
     torch.save({"out": dict(out), "report": report, "module": type(proc).__module__, "config": proc.to_dict()}, out_file)
     """
 )
@@ -419,7 +419,7 @@ def test_save_and_load_with_remote_code_in_a_fresh_process(tokenizer, tmp_path):
     result = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(tmp_path / "docs.pt"), str(tmp_path / "out.pt")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    remote = torch.load(tmp_path / "out.pt")
+    remote = torch.load(tmp_path / "out.pt", weights_only=True)
     assert remote["module"].startswith("transformers_modules.")
     assert {k: remote["config"][k] for k in options} == options
     local, report = proc(docs, return_report=True)

