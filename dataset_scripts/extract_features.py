@@ -27,8 +27,10 @@ Resuming: the documents are cut into shards of `--shard-size` in a fixed order. 
 atomically to `OUTPUT/_shards/<split>/shard-NNNNN.arrow` (temporary file, then `os.replace`); `_shards/args.json`
 records every argument that shapes the output. A restart with the same arguments skips the finished shards (other
 arguments are refused), and the merge (rows back in source order) is deterministic: an interrupted and restarted
-run writes the same rows and the same feature bytes as an uninterrupted one. The merged dataset is written last,
-then `_shards` is removed.
+run writes the same rows and the same feature bytes as an uninterrupted one (also after SIGKILL: tests/test_faults.py).
+The merged dataset is written last, its fingerprint `hilbert_features.json` (the "finished" marker) after every
+other file, then `_shards` is removed. With `--overwrite`, a finished dataset stays whole and loadable until the
+new one replaces it. A read-only or full output folder stops the run with one paragraph (exit code 2).
 
 Several processes (`accelerate launch`, `torchrun`, or independent jobs with RANK / WORLD_SIZE set and no
 MASTER_ADDR): process r takes the shards i with i % world == r; the main process waits for all of them and merges.
@@ -73,9 +75,23 @@ from dataset_scripts.features import (  # noqa: E402
     check_fingerprint,
     load_features,
 )
+from dataset_scripts.hub_visibility import PublicRepositoryError, check_push_visibility  # noqa: E402
 from dataset_scripts.offline_encoders import encoder_revision, is_offline_name, resolve_encoder  # noqa: E402
+from dataset_scripts.safe_write import (  # noqa: E402
+    TMP_PREFIX,
+    atomic_path,
+    atomic_write_text,
+    describe_write_error,
+    move_into,
+    remove_stale_temporaries,
+)
 from modeling_hilbert import HilbertModel, HilbertProcessor  # noqa: E402
-from modeling_hilbert.encoders_hilbert import encoder_hidden_size, is_whisper  # noqa: E402
+from modeling_hilbert.encoders_hilbert import (  # noqa: E402
+    auto_encoder_batch_size,
+    encoder_hidden_size,
+    is_whisper,
+    resolve_encoder_dtype,
+)
 from modeling_hilbert.modeling_hilbert import weights_sha256  # noqa: E402
 
 __all__ = [
@@ -164,7 +180,7 @@ def load_extractor(
     fast: bool | None = None,
     speakers: list[str] | None = None,
     max_segments: int | None = None,
-    encoder_batch_size: int | None = None,
+    encoder_batch_size: int | str | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
 ) -> Extractor:
@@ -176,17 +192,27 @@ def load_extractor(
         fast: Whisper's fast mode (only the real mel frames are encoded) or, False, the exact 30-s window. None:
             exact, or the checkpoint processor's mode.
         speakers, max_segments: processor policies (None: the default, or the checkpoint processor's).
-        encoder_batch_size: segments per encoder call (None: the model config's).
-        device: default CUDA when available, else CPU. dtype: of the encoders; default float16 on CUDA, else float32.
+        encoder_batch_size: segments per encoder call. None or "auto": by device, 4 on CPU (fastest there in
+            benchmarks/README.md), 64 on CUDA (`auto_encoder_batch_size`).
+        device: default CUDA when available, else CPU.
+        dtype: of the frozen encoders ("float32", "float16", "bfloat16" or a torch dtype). None or "auto": float16 on
+            CUDA, float32 on CPU (where half precision is slower). The head is unused here; features are pooled in
+            float32 and stored as float16 whatever the encoders ran in. The dtype is recorded in the fingerprint
+            (`encoder_dtype`, and `dtype` in each encoder's source) so features of different dtypes are not mixed.
     """
     if (model is None) == (audio_encoder is None or text_encoder is None):
         if model is not None:
             raise ExtractionError("Give either --model or --audio-encoder/--text-encoder, not both.")
         raise ExtractionError("Give both --audio-encoder and --text-encoder (or --model CHECKPOINT_DIR).")
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    try:
+        dtype = resolve_encoder_dtype(dtype, device)
+    except ValueError as error:
+        raise ExtractionError(f"--encoder-dtype: {error}") from error
+    if encoder_batch_size is None or encoder_batch_size == "auto":
+        encoder_batch_size = auto_encoder_batch_size(device)
+    elif not isinstance(encoder_batch_size, int) or isinstance(encoder_batch_size, bool) or encoder_batch_size < 1:
+        raise ExtractionError(f"--encoder-batch-size must be a positive integer or 'auto', got {encoder_batch_size!r}.")
 
     options = {}
     if fast is not None:
@@ -195,7 +221,7 @@ def load_extractor(
         options["speakers"] = list(speakers)
     if max_segments is not None:
         options["max_segments"] = max_segments
-    head = {} if encoder_batch_size is None else {"encoder_batch_size": encoder_batch_size}
+    head = {"encoder_batch_size": encoder_batch_size}
 
     if model is not None:
         folder = Path(model)
@@ -247,8 +273,10 @@ def load_extractor(
         hilbert.config.audio_mode = processor.audio_mode
     hilbert.eval()
     hilbert.to(device)
-    hilbert.audio_encoder.to(dtype)
+    hilbert.audio_encoder.to(dtype)  # the encoders only: get_*_segment_features cast their inputs to match
     hilbert.text_encoder.to(dtype)
+    for source in sources.values():  # travels with the features into a trained head's config.encoder_sources
+        source["dtype"] = str(dtype).replace("torch.", "")
     return Extractor(hilbert, processor, sources, device, dtype)
 
 
@@ -359,11 +387,8 @@ def _plan_shards(source: datasets.DatasetDict, shard_size: int) -> list[Shard]:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """A temporary file in the same folder, renamed onto `path`: never half a file (see `safe_write`)."""
+    atomic_write_text(path, text)
 
 
 def _diff(saved: Any, now: Any, prefix: str = "") -> list[str]:
@@ -386,19 +411,23 @@ def _check_args(shards_dir: Path, args: dict, output_dir: Path) -> None:
 
 
 def _prepare_output(output_dir: Path, overwrite: bool) -> None:
-    """Refuse an output folder that holds something else; clear a finished extraction when `overwrite`."""
+    """Refuse an output folder that holds something else; accept a finished extraction to replace when `overwrite`.
+
+    A finished dataset being replaced stays in place, whole and loadable, until the new one is complete: `_finish`
+    swaps them. Temporary entries (`.tmp-*`) that a killed run left at the top of the folder are removed.
+    """
     if output_dir.exists() and not output_dir.is_dir():
         raise ExtractionError(f"--output {output_dir} is a file; choose a folder.")
     if not output_dir.is_dir():
         return
-    entries = [p for p in output_dir.iterdir() if not p.name.startswith(".tmp-")]
+    remove_stale_temporaries(output_dir)  # only the main process writes at this level
+    entries = list(output_dir.iterdir())
     if not entries or (output_dir / SHARDS_DIR / ARGS_NAME).is_file():
         return  # new, or an unfinished extraction to resume (its arguments are checked later)
     if (output_dir / METADATA_NAME).is_file():
         if not overwrite:
             raise ExtractionError(f"--output {output_dir} already holds a finished features dataset; pass --overwrite "
                                   "(overwrite=True) to replace it, or choose another folder.")
-        shutil.rmtree(output_dir)
         return
     names = ", ".join(sorted(p.name for p in entries)[:5])
     raise ExtractionError(f"--output {output_dir} is not empty and holds no features extraction ({names}...); choose a "
@@ -517,24 +546,21 @@ def _shard_rows(extractor: Extractor, ds: datasets.Dataset, shard: Shard, batch_
 
 
 def _write_shard(rows: list[dict], report: dict, features: datasets.Features, shard: Shard, shards_dir: Path) -> None:
-    """Report first, then the Arrow file, each written to a temporary file and renamed: a shard exists whole or not."""
+    """Report first, then the Arrow file, each written to a temporary file and renamed: a shard exists whole or not.
+
+    The Arrow file is the shard's done marker (resuming and the other processes trust it), hence written last.
+    """
     from datasets.arrow_writer import ArrowWriter
 
-    path = shard.path(shards_dir)
     _atomic_write_text(shard.report_path(shards_dir), json.dumps(report, sort_keys=True) + "\n")
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        writer = ArrowWriter(path=tmp, features=features)
-        for row in rows:
-            writer.write(row)
-        writer.finalize()
-        writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(shard.path(shards_dir)) as tmp:
+        writer = ArrowWriter(path=str(tmp), features=features)
+        try:
+            for row in rows:
+                writer.write(row)
+            writer.finalize()
+        finally:
+            writer.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -674,7 +700,13 @@ def _metadata(extractor: Extractor, source_identity: dict, report: dict, shard_s
 
 
 def _finish(output_dir: Path, shards_dir: Path, dataset: datasets.DatasetDict, metadata: dict) -> None:
-    """Write the merged dataset beside the shards, move it into place (fingerprint last), then drop the shards."""
+    """Write the merged dataset beside the shards, move it into place, then drop the shards.
+
+    The fingerprint (`hilbert_features.json`) is what marks a finished dataset. The old one (of a dataset replaced
+    with --overwrite) is removed before anything moves, and `dataset_dict.json` then the new fingerprint move last,
+    so a kill part way never leaves a folder that looks finished: `_shards/args.json` is still there and a re-run
+    merges again. The shards go (one rename, then deletion) only once the fingerprint is in place.
+    """
     staging = shards_dir / MERGED_DIR
     if staging.exists():
         shutil.rmtree(staging)
@@ -685,12 +717,16 @@ def _finish(output_dir: Path, shards_dir: Path, dataset: datasets.DatasetDict, m
     dataset.save_to_disk(str(staging), num_shards={name: 1 for name, split in dataset.items() if split.num_rows == 0})
     (staging / "README.md").write_text(render_features_card(metadata), encoding="utf-8")
     (staging / METADATA_NAME).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    for entry in sorted(staging.iterdir(), key=lambda p: p.name == METADATA_NAME):  # the fingerprint last
-        target = output_dir / entry.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-    shutil.rmtree(shards_dir)
+    (output_dir / METADATA_NAME).unlink(missing_ok=True)  # from here on the folder is not a finished dataset
+    old_splits = output_dir / "dataset_dict.json"
+    if old_splits.is_file():  # splits of a replaced dataset that the new one does not have
+        for split in json.loads(old_splits.read_text(encoding="utf-8")).get("splits", []):
+            if split not in dataset and (output_dir / split).is_dir():
+                shutil.rmtree(output_dir / split)
+    move_into(staging, output_dir, last=["dataset_dict.json", METADATA_NAME])
+    trash = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}shards-", dir=output_dir))
+    os.replace(shards_dir, trash)  # args.json disappears at once: the folder is now simply a finished dataset
+    shutil.rmtree(trash)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -897,6 +933,7 @@ def push_features_to_hub(dataset: datasets.DatasetDict, metadata: dict, repo_id:
     """Push the features (private unless `public`), `hilbert_features.json` and the card to the Hub dataset `repo_id`."""
     from huggingface_hub import DatasetCard, HfApi
 
+    check_push_visibility(repo_id, "dataset", public, token)
     for split in dataset.values():
         split.reset_format()
     dataset.push_to_hub(repo_id, private=not public, token=token)
@@ -918,6 +955,19 @@ def push_features_to_hub(dataset: datasets.DatasetDict, metadata: dict, repo_id:
 # --------------------------------------------------------------------------------------------------
 
 
+def _batch_size_arg(text: str) -> int | str:
+    """`--encoder-batch-size`: a positive integer or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="dataset folder (build_dataset.py --output) or Hub dataset repo")
@@ -934,10 +984,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-segments", type=int, help="keep at most the first N segments of each document")
     p.add_argument("--batch-documents", type=int, default=8, help="documents per encoder batch (default 8)")
     p.add_argument("--shard-size", type=int, default=64, help="documents per resumable shard (default 64)")
-    p.add_argument("--encoder-batch-size", type=int, help="segments per encoder call (default: the model config's, 32)")
+    p.add_argument("--encoder-batch-size", type=_batch_size_arg, default="auto",
+                   help="segments per encoder call, or auto (default): 4 on CPU, where small batches are fastest, 64 on CUDA")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding audio and computing log-mels")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="encoder dtype (default: float16 on cuda)")
+    p.add_argument("--encoder-dtype", "--dtype", dest="dtype", choices=["auto", "float32", "float16", "bfloat16"],
+                   default="auto", help="dtype of the frozen encoders (default auto: float16 on CUDA, float32 on CPU, where "
+                   "half precision is slower); recorded in the fingerprint")
     p.add_argument("--overwrite", action="store_true", help="replace a finished features dataset in --output")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the features, fingerprint and card to this dataset repo")
     p.add_argument("--public", action="store_true", help="make the pushed dataset public (default: private)")
@@ -951,6 +1004,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     speakers = [s.strip() for s in args.speakers.split(",") if s.strip()] if args.speakers else None
+    if args.push_to_hub:  # before encoding: a refused push should not cost the whole extraction first
+        try:
+            check_push_visibility(args.push_to_hub, "dataset", args.public)
+        except PublicRepositoryError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_ERROR
     try:
         dataset, metadata = extract_features(
             args.dataset, args.output, args.audio_encoder, args.text_encoder, model=args.model, fast=args.fast,
@@ -959,6 +1018,12 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device, dtype=args.dtype, overwrite=args.overwrite, progress=not args.no_progress)
     except (ExtractionError, FeatureFingerprintError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # a read-only folder or a full disk: one paragraph rather than a library's traceback
+        message = describe_write_error(error, args.output, "re-run the same command: the shards finished so far are kept")
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
     if dataset is not None and args.push_to_hub:
         push_features_to_hub(dataset, metadata, args.push_to_hub, public=args.public)

@@ -100,7 +100,9 @@ def check_fingerprint(metadata: Mapping, encoder_sources: Any) -> None:
         encoder_sources: `model.config.encoder_sources` (`{"audio": {...}, "text": {...}}`), or a model/config.
 
     Encoders are compared by the sha256 of their weights (`weights_sha256`); when either side has none, by
-    name_or_path and revision. Every modality the model uses must be in the features.
+    name_or_path and revision. Every modality the model uses must be in the features. When both sides record the
+    dtype the encoder ran in (`dtype`, written by extract_features.py and carried into a trained head's
+    encoder_sources), it must be the same: a head trained on float32 features is not fed bfloat16 ones silently.
     """
     expected = encoder_sources_of(encoder_sources)
     made_by = dict(metadata.get("encoders") or {})
@@ -116,13 +118,16 @@ def check_fingerprint(metadata: Mapping, encoder_sources: Any) -> None:
             same = (str(want.get("name_or_path")), want.get("revision")) == (str(have.get("name_or_path")), have.get("revision"))
         if not same:
             problems.append(f"{modality}: features made by {_describe(have)}, the model uses {_describe(want)}")
+        elif want.get("dtype") and have.get("dtype") and want["dtype"] != have["dtype"]:
+            problems.append(f"{modality}: features made with the encoder in {have['dtype']}, the model expects "
+                            f"{want['dtype']} features (re-extract with --encoder-dtype {want['dtype']})")
     if problems:
         command = "python dataset_scripts/extract_features.py --dataset DATASET --output NEW_DIR --model CHECKPOINT"
         audio, text = (expected.get(k, {}).get("name_or_path") for k in ("audio", "text"))
         if audio and text:
             command += f"   (or --audio-encoder {audio} --text-encoder {text})"
         raise FeatureFingerprintError(
-            "These features were extracted with other encoders than the model's:\n  - " + "\n  - ".join(problems)
+            "These features were extracted with other encoders (or encoder dtypes) than the model's:\n  - " + "\n  - ".join(problems)
             + f"\nFeatures from other encoders are meaningless to this model's head. Re-extract them with the "
             f"model's encoders:\n  {command}"
         )
@@ -212,6 +217,41 @@ def _as_tensor(value, dtype) -> torch.Tensor:
     return torch.as_tensor(value, dtype=dtype)
 
 
+def _row_name(row: Mapping, index: int) -> str:
+    return f"document id {row['id']!r}" if "id" in row else f"row {index} of the batch"
+
+
+def _check_finite(batch: dict, names: list[str]) -> None:
+    """Refuse NaN/inf in REAL segments (mask True), naming the document; padded segments may hold anything.
+
+    A NaN feature would otherwise make the document's embedding, its loss and then every weight NaN, with
+    nothing pointing at the document that caused it.
+    """
+    checks = [("audio_segment_embeds", "audio_features", "audio_segment_mask"),
+              ("text_segment_embeds", "text_features", "text_segment_mask")]
+    for name, column, mask_name in checks:
+        if name not in batch:
+            continue
+        mask = batch.get(mask_name)
+        real = torch.ones(batch[name].shape[:2], dtype=torch.bool) if mask is None else mask
+        bad = (~torch.isfinite(batch[name])).any(-1) & real  # (B, S)
+        if bool(bad.any()):
+            b, s = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{names[b]}: {column} holds NaN/inf in {int(bad[b].sum())} real segment(s) (the first is segment "
+                f"{s}). The encoder produced non-finite values for it (NaN/inf audio, or float16 overflow): check that "
+                "recording, then re-extract its features with extract_features.py, or leave the document out."
+            )
+    if "segment_times" in batch:
+        real = batch.get("audio_segment_mask", torch.zeros(1, dtype=torch.bool)) | batch.get(
+            "text_segment_mask", torch.zeros(1, dtype=torch.bool))
+        bad = (~torch.isfinite(batch["segment_times"])).any(-1) & real
+        if bool(bad.any()):
+            b, s = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"{names[b]}: segment_times of segment {s} are not finite; fix the transcript's times "
+                             "and rebuild the dataset and its features.")
+
+
 def collate_features(rows: Sequence[Mapping], labels: str | Mapping[str, str] | None = None) -> dict:
     """Rows of a features dataset -> keyword arguments of `HilbertModel` / `HilbertForSequenceClassification`.
 
@@ -225,9 +265,13 @@ def collate_features(rows: Sequence[Mapping], labels: str | Mapping[str, str] | 
     Returns:
         `audio_segment_embeds` `(B, S, D_audio)` and `text_segment_embeds` `(B, S, D_text)` float32,
         `audio_segment_mask`, `text_segment_mask` `(B, S)` bool, `segment_times` `(B, S, 2)` float32, and `labels`.
+
+    Raises `ValueError` naming the document id when a row's shape disagrees with its mask or with the batch's
+    widths, or when a real segment (mask True) holds NaN/inf features or times.
     """
     if not rows:
         raise ValueError("collate_features needs at least one row.")
+    names = [_row_name(row, b) for b, row in enumerate(rows)]
     counts = [len(row["audio_segment_mask"]) for row in rows]
     batch, slots = len(rows), max(counts + [1])
     out = {}
@@ -243,8 +287,16 @@ def collate_features(rows: Sequence[Mapping], labels: str | Mapping[str, str] | 
         padded = torch.zeros(shape, dtype=torch.bool if is_mask else torch.float32)
         for b, (value, count) in enumerate(zip(values, counts)):
             if count:
-                padded[b, :count] = value.reshape(count, *shape[2:])
+                if tuple(value.shape) != (count, *shape[2:]):
+                    raise ValueError(
+                        f"{names[b]}: {column} has shape {tuple(value.shape)}, expected {(count, *shape[2:])} "
+                        f"({count} segments as in its audio_segment_mask, width as in {names[0]}). Rows of one features "
+                        "dataset share their widths: was this row made by other encoders? Re-extract the features "
+                        "with extract_features.py."
+                    )
+                padded[b, :count] = value
         out[name] = padded
+    _check_finite(out, names)
     if labels is not None:
         if isinstance(labels, str):
             out["labels"] = torch.tensor([int(row[labels]) for row in rows], dtype=torch.long)

@@ -25,6 +25,10 @@ FUSIONS = ("cross_attention", "concat")
 CLASSIFIERS = ("moe", "mlp")
 JOINT_SEQUENCES = ("per_segment", "concat_sequence")
 AUDIO_MODES = ("exact", "fast")
+# Largest width/count accepted for the head's sizes. The head's largest matrices are (hidden x intermediate):
+# 65,536 x 65,536 float32 is already 16 GiB, so anything above is a typo (e.g. a sample count), not a head.
+MAX_SIZE = 65_536
+MAX_LAYERS = 64
 
 # Keyword arguments that `PreTrainedConfig.__post_init__` itself consumes or that transformers writes into every
 # config.json. Anything else that is not a field of `HilbertConfig` is a typo or a stale key: we reject it rather
@@ -163,7 +167,9 @@ class HilbertConfig(PreTrainedConfig):
             pooling only the frames of real audio) or `"fast"` (only the real frames, Whisper's reduced audio
             context). It must match the processor's `audio_mode` and the features' fingerprint. Ignored by other
             audio encoders.
-        encoder_batch_size (`int`): segments per call of a frozen encoder in the raw-input path (bounds memory).
+        encoder_batch_size (`int`, *optional*): segments per call of a frozen encoder in the raw-input path (bounds
+            memory). None (default): by device, 4 on CPU (small calls were fastest there: benchmarks/README.md), 64
+            on CUDA (`encoders_hilbert.auto_encoder_batch_size`).
         initializer_range (`float`): std of the normal init of the head's linear layers.
         with_encoders (`bool`): build the frozen encoders. False gives a head-only model that takes precomputed
             segment features (training on cached features: small, fast checkpoints); the full model is assembled
@@ -208,7 +214,7 @@ class HilbertConfig(PreTrainedConfig):
     joint_sequence: str = "per_segment"
     classifier: str = "moe"
     audio_mode: str = "exact"
-    encoder_batch_size: int = 32
+    encoder_batch_size: int | None = None
     initializer_range: float = 0.02
     with_encoders: bool = True
     encoder_sources: dict | None = None
@@ -290,10 +296,27 @@ class HilbertConfig(PreTrainedConfig):
         )
         for key in positive:
             value = getattr(self, key)
+            if key == "encoder_batch_size" and value is None:  # chosen by device at run time
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"HilbertConfig.{key} must be a positive integer, got {value!r}.")
-        if self.num_cross_attention_layers < 0:
-            raise ValueError(f"num_cross_attention_layers must be >= 0, got {self.num_cross_attention_layers}.")
+            if value > MAX_SIZE:
+                raise ValueError(
+                    f"HilbertConfig.{key}={value} is beyond any usable head (at most {MAX_SIZE}; a {value} x {value} "
+                    f"float32 matrix alone needs {value * value * 4 / 2**30:,.0f} GiB). Check the value."
+                )
+        layers = self.num_cross_attention_layers
+        if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= MAX_LAYERS:
+            raise ValueError(f"HilbertConfig.num_cross_attention_layers must be an integer >= 0 and at most {MAX_LAYERS}, got {layers!r}.")
+        numbers = ("dropout", "attention_dropout", "max_time_period", "temperature_init", "temperature_min",
+                   "dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma",
+                   "initializer_range")
+        for key in numbers:  # before the range checks below, which would fail on a str with a TypeError
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"HilbertConfig.{key} must be a finite number, got {value!r}.")
+        if self.moe_top_k is not None and (not isinstance(self.moe_top_k, int) or isinstance(self.moe_top_k, bool)):
+            raise ValueError(f"HilbertConfig.moe_top_k must be None or an integer, got {self.moe_top_k!r}.")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."

@@ -31,6 +31,7 @@ from transformers.utils import ModelOutput, logging
 from .attention_hilbert import CrossModalAttentionLayer
 from .configuration_hilbert import HilbertConfig
 from .encoders_hilbert import (
+    auto_encoder_batch_size,
     build_encoder,
     encode_audio_batch,
     encode_text_batch,
@@ -232,6 +233,7 @@ class HilbertPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, then re-freeze the encoders (loading re-creates trainable parameters)."""
+        kwargs.setdefault("use_safetensors", True)  # HILBERT saves safetensors only: never fall back to a pickled .bin
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.freeze_encoders()
@@ -339,6 +341,66 @@ class HilbertPreTrainedModel(PreTrainedModel):
             raise ValueError(f"This model is unimodal (modalities={self.config.modalities!r}): it has no joint embedding.")
         return out.joint_embeds
 
+    # -- streaming a long recording --------------------------------------------------------------------
+    @torch.no_grad()
+    def encoder_batch_size(self) -> int:
+        """Segments per frozen-encoder call: `config.encoder_batch_size`, or when it is None the device's default
+        (4 on CPU, 64 on CUDA: `auto_encoder_batch_size`)."""
+        if self.config.encoder_batch_size is not None:
+            return self.config.encoder_batch_size
+        encoders = self.frozen_encoders()
+        device = next(encoders[0].parameters()).device if encoders else torch.device("cpu")
+        return auto_encoder_batch_size(device)
+
+    def encode_document_in_chunks(self, inputs, audio_chunks) -> dict[str, torch.Tensor]:
+        """Segment features of ONE document whose audio inputs arrive a chunk of segments at a time.
+
+        A one-hour interview is ~1000 segments; holding all their padded Whisper windows takes ~1 GB. Here only one
+        chunk's encoder inputs exist at a time and only the pooled `(n, D_audio)` features are kept. The text inputs
+        are small and are encoded as in `forward`.
+
+        Args:
+            inputs: the document's small inputs, batch of 1: `input_ids`, `attention_mask`, `text_segment_mask`,
+                `audio_segment_mask`, `segment_times` (`HilbertProcessor.plan_document(...).inputs`).
+            audio_chunks: iterable of `(segment_indices (n,), chunk_inputs)`, `chunk_inputs` holding
+                `input_features` `(1, n, n_mels, T)` or `input_values` `(1, n, L)` and `audio_attention_mask`
+                (`HilbertProcessor.iter_audio_chunks(plan, config.encoder_batch_size)`). With chunks of
+                `encoder_batch_size` segments sorted longest first, the encoder runs exactly the batches of the
+                all-at-once path, so the features are the same.
+
+        Returns:
+            keyword arguments for `forward` on precomputed features: `audio_segment_embeds` `(1, S, D_audio)` /
+            `text_segment_embeds` `(1, S, D_text)` (for the modalities the config uses), `audio_segment_mask`,
+            `text_segment_mask`, `segment_times`.
+        """
+        base = self if isinstance(self, HilbertModel) else self.hilbert
+        config = self.config
+        device = next(self.parameters()).device
+        times = inputs["segment_times"]
+        if times.dim() != 3 or times.shape[0] != 1:
+            raise ValueError(f"encode_document_in_chunks takes one document (segment_times (1, S, 2)), got {tuple(times.shape)}.")
+        segments = times.shape[1]
+        out = {"segment_times": times.to(device)}
+        if config.uses_audio:
+            audio_mask = inputs["audio_segment_mask"].to(device).bool()
+            features = None
+            for indices, chunk in audio_chunks:
+                chunk = {k: v.to(device) for k, v in chunk.items()}
+                encoded, _ = base.get_audio_segment_features(
+                    chunk.get("input_features"), chunk.get("input_values"), chunk["audio_attention_mask"], chunk.get("audio_segment_mask")
+                )  # (1, n, D)
+                if features is None:  # allocated on the first chunk: the encoder's output dtype decides
+                    features = encoded.new_zeros(1, segments, encoded.shape[-1])
+                features[0, indices.to(device)] = encoded[0]
+            if features is None:  # no segment with audio
+                features = torch.zeros(1, segments, encoder_hidden_size(config.audio_config), device=device)
+            out["audio_segment_embeds"], out["audio_segment_mask"] = features, audio_mask
+        if config.uses_text:
+            out["text_segment_embeds"], out["text_segment_mask"] = base.get_text_segment_features(
+                inputs["input_ids"].to(device), inputs["attention_mask"].to(device), inputs["text_segment_mask"].to(device)
+            )
+        return out
+
 
 # ------------------------------------------------------------------------------------------- base model
 class HilbertModel(HilbertPreTrainedModel):
@@ -412,7 +474,8 @@ class HilbertModel(HilbertPreTrainedModel):
             audio_segment_mask: `(B, S)`; default: a segment is real when it has at least one real frame.
 
         Returns:
-            segment features `(B, S, D_audio)` (zeros for padded segments) and the segment mask `(B, S)` bool.
+            segment features `(B, S, D_audio)` float32 (zeros for padded segments; float32 also when the encoder
+            runs in float16/bfloat16, its inputs being cast to its dtype) and the segment mask `(B, S)` bool.
         """
         self._require_encoder("audio")
         raw = input_features if input_features is not None else input_values
@@ -450,7 +513,7 @@ class HilbertModel(HilbertPreTrainedModel):
             text_segment_mask: `(B, S)`; default: a segment is real when it has at least one real token.
 
         Returns:
-            segment features `(B, S, D_text)` and the segment mask `(B, S)` bool.
+            segment features `(B, S, D_text)` float32 (whatever the encoder's dtype) and the segment mask `(B, S)` bool.
         """
         self._require_encoder("text")
         batch, segments = input_ids.shape[:2]
@@ -473,16 +536,21 @@ class HilbertModel(HilbertPreTrainedModel):
             )
 
     def _encode_segments(self, flat, flat_mask, segment_mask, batch, segments, encoder_config, run):
-        """Encode the real rows of `flat` `(B*S, ...)` in length-bucketed batches; scatter back to `(B, S, D)`."""
+        """Encode the real rows of `flat` `(B*S, ...)` in length-bucketed batches; scatter back to `(B, S, D)`.
+
+        The features come back in float32 whatever dtype the frozen encoders run in (float16/bfloat16 encoders on a
+        GPU): `encode_*_batch` cast the inputs to the encoder's dtype and pool its output in float32, and the head
+        (float32) reads them. A padded segment keeps exact zeros.
+        """
         if segment_mask is None:
             segment_mask = flat_mask.bool().any(-1).view(batch, segments) if flat_mask is not None else torch.ones(batch, segments, dtype=torch.bool, device=flat.device)
         segment_mask = segment_mask.bool()
         real = segment_mask.flatten().nonzero().squeeze(-1)  # indices of real segments
-        out = torch.zeros(batch * segments, encoder_hidden_size(encoder_config), device=flat.device)
+        out = torch.zeros(batch * segments, encoder_hidden_size(encoder_config), dtype=torch.float32, device=flat.device)
         if real.numel():
             mask_real = None if flat_mask is None else flat_mask[real]
             lengths = real_lengths(mask_real, flat.shape[-1], real.numel(), flat.device)
-            for chunk in length_bucketed_batches(lengths, self.config.encoder_batch_size):
+            for chunk in length_bucketed_batches(lengths, self.encoder_batch_size()):
                 rows = real[chunk]
                 out[rows] = run(flat[rows], None if flat_mask is None else flat_mask[rows]).to(out.dtype)
         return out.view(batch, segments, -1), segment_mask
@@ -540,13 +608,13 @@ class HilbertModel(HilbertPreTrainedModel):
                 audio_segment_embeds, audio_segment_mask = self.get_audio_segment_features(
                     input_features, input_values, audio_attention_mask, audio_segment_mask
                 )
-            audio = self._check_features("audio", audio_segment_embeds, encoder_hidden_size(config.audio_config))
+            audio = self._check_features("audio", audio_segment_embeds, encoder_hidden_size(config.audio_config), audio_segment_mask)
         if config.uses_text:
             if text_segment_embeds is None:
                 if input_ids is None:
                     raise ValueError("No text given: pass input_ids (with attention_mask) or text_segment_embeds.")
                 text_segment_embeds, text_segment_mask = self.get_text_segment_features(input_ids, attention_mask, text_segment_mask)
-            text = self._check_features("text", text_segment_embeds, encoder_hidden_size(config.text_config))
+            text = self._check_features("text", text_segment_embeds, encoder_hidden_size(config.text_config), text_segment_mask)
         reference = audio if audio is not None else text
         batch, segments = reference.shape[:2]
         device = reference.device
@@ -583,11 +651,31 @@ class HilbertModel(HilbertPreTrainedModel):
         return out
 
     @staticmethod
-    def _check_features(name: str, features: torch.Tensor, width: int) -> torch.Tensor:
+    def _check_features(name: str, features: torch.Tensor, width: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Refuse segment features of the wrong shape, and NaN/inf in real segments (`mask` True; None = all real).
+
+        Padded segments may hold anything (they are masked out everywhere). A NaN in a real segment would make the
+        document's embeddings, the batch's losses and, after one step, every weight NaN: say which document instead.
+        """
         if features.dim() != 3 or features.shape[-1] != width:
             raise ValueError(
                 f"{name}_segment_embeds must be (batch, segments, {width}) for this model's {name} encoder, got "
                 f"{tuple(features.shape)}. Were the features extracted with a different encoder?"
+            )
+        if mask is not None and tuple(mask.shape) != tuple(features.shape[:2]):
+            raise ValueError(
+                f"{name}_segment_mask has shape {tuple(mask.shape)} but {name}_segment_embeds has "
+                f"{tuple(features.shape[:2])} (batch, segments): give one mask entry per segment."
+            )
+        bad = ~torch.isfinite(features).all(-1)  # (B, S)
+        if mask is not None:
+            bad &= mask.bool()
+        if bool(bad.any()):
+            b, s = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{name}_segment_embeds holds NaN/inf in {int(bad.sum())} real segment(s), first in document {b} of the "
+                f"batch, segment {s}. Check that document's recording/features (re-extract them), or mark padded "
+                f"segments False in {name}_segment_mask."
             )
         return features
 
@@ -742,6 +830,7 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             name = task["name"]
             if name not in labels or labels[name] is None:
                 continue
+            _check_labels(name, task["type"], labels[name], logits[name].shape[-1])
             weights = task["class_weights"]
             weights = None if weights is None else torch.tensor(weights, dtype=torch.promote_types(logits[name].dtype, torch.float32), device=logits[name].device)
             gamma = task["focal_gamma"] if task["focal_gamma"] is not None else config.focal_gamma
@@ -749,6 +838,23 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             normaliser = all_reduce_sum(normaliser)
             losses[name] = total * world / normaliser.clamp(min=torch.finfo(total.dtype).tiny)
         return losses
+
+
+def _check_labels(name: str, task_type: str, labels: torch.Tensor, num_classes: int) -> None:
+    """Labels outside the task's range -> a ValueError naming the task (rather than an index error deep in torch).
+
+    multiclass: 0..C-1 or -100 (unlabelled); binary and multilabel: 0 or 1, negative = unlabelled."""
+    labels = torch.as_tensor(labels)
+    if task_type == "multiclass":
+        bad = ((labels >= num_classes) | (labels < 0)) & (labels != -100)
+        allowed = f"0..{num_classes - 1} or -100 (unlabelled)"
+    else:
+        bad = labels > 1
+        allowed = "0 or 1 (negative: unlabelled)"
+    if bad.any():
+        values = sorted({float(v) if v.is_floating_point() else int(v) for v in labels[bad].flatten()[:10]})
+        raise ValueError(f"labels for task {name!r} must be {allowed}; got {values}. Check the label column (or the "
+                         "task's id2label in the config) matches the model's classes.")
 
 
 __all__ = [

@@ -26,8 +26,17 @@ input segments sum to 1 -- and the `top_k_segments` largest returned with the in
 processor's policies, or with neither audio nor text) are not listed. The transcript's text is NOT in the output
 unless `return_text=True`: a prediction can be logged or shared without the words that were spoken.
 
-Options, at construction or per call: `top_k_segments` (default 3), `return_text` (default False). Documents are
-processed one at a time (`batch_size` is ignored): the processor's policies and reports are per document anyway.
+Options, at construction or per call: `top_k_segments` (default 3), `return_text` (default False), `streaming`
+(default True). Documents are processed one at a time (`batch_size` is ignored): the processor's policies and reports
+are per document anyway.
+
+Streaming (every document, by default): the processor plans the document once (`HilbertProcessor.plan_document`:
+audio decoded and resampled once, policies applied, texts tokenized), then the audio encoder's inputs are built
+`config.encoder_batch_size` segments at a time (`iter_audio_chunks`), encoded and pooled, and only the `(S, D)`
+features are kept (`encode_document_in_chunks`); the head then runs on them. Memory no longer grows with the number
+of padded 30-s windows (~1 MB each in exact mode), and the chunks are exactly the encoder batches of the all-at-once
+path, so the outputs are the same. `streaming=False` runs the processor on the whole document and the model on its
+output (the all-at-once path), e.g. to compare.
 
 Also here: `default_repo_name(config)`, the naming convention for HILBERT repositories.
 
@@ -63,6 +72,8 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         processor: the model's `HilbertProcessor` (loaded with `AutoProcessor` from the same repository).
         top_k_segments (`int`, default 3): how many of the most-weighted input segments to return (0: none).
         return_text (`bool`, default False): include each returned segment's transcript text.
+        streaming (`bool`, default True): encode the audio a chunk of segments at a time (see the module docstring);
+            False runs the processor on the whole document first.
 
     Call with a document `{"audio": path | array | {"array", "sampling_rate"}, "sampling_rate"?: int,
     "transcript": path (.srt/.vtt/.json) | [{"start", "end", "text", "speaker"?}, ...]}` (`"segments"` is accepted
@@ -99,12 +110,17 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         self.model.eval()  # inference: no dropout, whatever mode the given model was in
 
     # ------------------------------------------------------------------------------------------- parameters
-    def _sanitize_parameters(self, top_k_segments=None, return_text=None, **unknown):
+    def _sanitize_parameters(self, top_k_segments=None, return_text=None, streaming=None, **unknown):
         if unknown:
             raise TypeError(
-                f"{type(self).__name__} got unknown options {sorted(unknown)}; it takes top_k_segments and return_text."
+                f"{type(self).__name__} got unknown options {sorted(unknown)}; it takes top_k_segments, return_text "
+                "and streaming."
             )
-        postprocess = {}
+        preprocess, postprocess = {}, {}
+        if streaming is not None:
+            if not isinstance(streaming, bool):
+                raise ValueError(f"streaming={streaming!r} must be True or False.")
+            preprocess["streaming"] = streaming
         if top_k_segments is not None:
             if isinstance(top_k_segments, bool) or not isinstance(top_k_segments, int) or top_k_segments < 0:
                 raise ValueError(f"top_k_segments={top_k_segments!r} must be an integer >= 0.")
@@ -113,7 +129,7 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             if not isinstance(return_text, bool):
                 raise ValueError(f"return_text={return_text!r} must be True or False.")
             postprocess["return_text"] = return_text
-        return {}, {}, postprocess
+        return preprocess, {}, postprocess
 
     def __call__(self, inputs=None, *, audio=None, sampling_rate=None, transcript=None, segments=None, batch_size=None, **kwargs):
         """Classify one document (a dict, or the keyword form) or a list of documents (-> a list of results)."""
@@ -145,16 +161,28 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         self.processor.save_pretrained(save_directory)
 
     # ------------------------------------------------------------------------------------------- steps
-    def preprocess(self, document) -> dict[str, Any]:
+    def preprocess(self, document, streaming: bool = True) -> dict[str, Any]:
         document = self._load(document)
-        batch, reports = self.processor([document], return_report=True)
+        # A processor or model from before streaming existed (passed in by the caller) takes the all-at-once path.
+        streaming = streaming and callable(getattr(self.processor, "plan_document", None)) and callable(
+            getattr(self.model, "encode_document_in_chunks", None))
+        if streaming:
+            plan = self.processor.plan_document(document)  # the audio features come later, a chunk at a time
+            batch, reports = plan.inputs, [plan.report]
+        else:
+            plan = None
+            batch, reports = self.processor([document], return_report=True)
         warn = getattr(self.processor, "_warn_losses", None)
         if callable(warn):  # what the processor's capacity limits cut (it warns itself only without a report)
             warn(reports)
-        return {"model_inputs": dict(batch), "report": reports[0], "segments": document["segments"]}
+        # `plan` (not a dict) keeps its waveform on the CPU when the base class moves `model_inputs` to the device.
+        return {"model_inputs": dict(batch), "plan": plan, "report": reports[0], "segments": document["segments"]}
 
     def _forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        model_inputs = inputs["model_inputs"]
+        model_inputs, plan = inputs["model_inputs"], inputs["plan"]
+        if plan is not None:  # streaming: log-mel + encoders chunk by chunk, then the head on the pooled features
+            chunks = self.processor.iter_audio_chunks(plan, self._encoder_batch_size()) if self.model.config.uses_audio else ()
+            model_inputs = self.model.encode_document_in_chunks(model_inputs, chunks)
         out = self.model(**model_inputs)
         modalities = self.model.config.modalities
         weights = {"both": out.joint_pooling_weights, "audio": out.audio_pooling_weights, "text": out.text_pooling_weights}[modalities]
@@ -201,6 +229,14 @@ class HilbertDocumentClassificationPipeline(Pipeline):
                 entry["text"] = segment.get("text")
             top.append(entry)
         return top
+
+    def _encoder_batch_size(self) -> int:
+        """The model's segments per encoder call (device default when its config says None), also for a model
+        object from before `encoder_batch_size()` existed."""
+        resolve = getattr(self.model, "encoder_batch_size", None)
+        if callable(resolve):
+            return resolve()
+        return self.model.config.encoder_batch_size or 4
 
     def _load(self, document) -> dict[str, Any]:
         """A pipeline document -> the processor's `{"audio", "sampling_rate", "segments"}` (files read)."""

@@ -27,7 +27,10 @@ Policies, applied in this order to each document (`return_report=True` says what
    report counts the tokens cut.
 
 `segment_times` are the transcript's times (a split piece's own times), clipped segments included. Segments are
-kept in the given order, overlaps included (`transcripts_hilbert.validate_segments` lists such problems). A batch
+kept in the given order, overlaps included: each segment's audio is cut on its own times, so overlapping speech
+(crosstalk) is encoded in both segments. The report counts them (`overlapping_segments`: starts before an earlier
+segment ends; `unordered_segments`: starts before the previous segment starts). Order does not change the model's
+output: attention and pooling are permutation-invariant and each segment carries its own times (tested). A batch
 always has S >= 1: a document left with no segments gets fully masked ones.
 
 Whisper log-mel, exact vs fast (`audio_mode`). Whisper's log-mel is clamped from below at (max - 8) where the max
@@ -67,7 +70,7 @@ from .transcripts_hilbert import load_transcript
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["HilbertProcessor"]
+__all__ = ["HilbertDocumentPlan", "HilbertProcessor"]
 
 MISSING_TEXT_POLICIES = ("keep", "drop")
 MISSING_AUDIO_POLICIES = ("keep", "drop", "error")
@@ -234,7 +237,9 @@ class HilbertProcessor(ProcessorMixin):
             `segments_in, segments_out, split_segments, split_pieces, dropped {reason: count},
             dropped_seconds {reason: seconds}, kept_without_audio, kept_without_text, clipped_segments,
             clipped_seconds, truncated_segments, truncated_tokens, audio_seconds, audio_seconds_covered,
-            resampled_from, segment_sources` (the input segment index of each output segment).
+            resampled_from, segment_sources` (the input segment index of each output segment),
+            `overlapping_segments, unordered_segments` (input segments that overlap an earlier one / start before
+            the previous one; both are processed as given).
         """
         if return_tensors not in ("pt", None):
             raise ValueError(f"return_tensors={return_tensors!r}: HilbertProcessor returns torch tensors ('pt') only.")
@@ -242,12 +247,8 @@ class HilbertProcessor(ProcessorMixin):
         target_rate = self.feature_extractor.sampling_rate
         plans, reports = [], []
         for i, doc in enumerate(docs):
-            waveform, rate = _waveform(doc, i)
-            report = _new_report(len(doc["segments"]), waveform.shape[-1] / rate)
-            if rate != target_rate:
-                waveform = _resample(waveform, rate, target_rate)
-                report["resampled_from"] = rate
-            plans.append((waveform, self._plan(i, doc["segments"], waveform.shape[-1], target_rate, report)))
+            waveform, pieces, report = self._decode_and_plan(doc, i)
+            plans.append((waveform, pieces))
             reports.append(report)
 
         batch, slots = len(plans), max([1] + [len(pieces) for _, pieces in plans])
@@ -267,6 +268,81 @@ class HilbertProcessor(ProcessorMixin):
             return out, reports
         self._warn_losses(reports)
         return out
+
+    # ---------------------------------------------------------------------------------------------- streaming
+    def plan_document(self, document: Mapping, *, index: int = 0) -> "HilbertDocumentPlan":
+        """Apply the policies to ONE document and build everything but the audio encoder's inputs.
+
+        Long recordings stream in two steps: this one (cheap: the waveform is decoded, mixed and resampled once,
+        the segments are planned and their texts tokenized), then `iter_audio_chunks`, which builds the log-mel /
+        waveform inputs of a few segments at a time. Calling `__call__` on a one-hour interview instead holds every
+        segment's padded window at once: `(1, S, 80, 3000)` float32, ~1 GB for 1000 segments in exact mode.
+
+        Args:
+            document: `{"audio", "sampling_rate", "segments"}` as for `__call__` (one document, not a list).
+            index: the document's position, used only in error messages.
+
+        Returns:
+            a `HilbertDocumentPlan` whose `inputs` hold `input_ids`, `attention_mask`, `text_segment_mask`,
+            `audio_segment_mask`, `segment_times` (batch of 1) and whose `report` is complete: both equal what
+            `__call__([document], return_report=True)` gives. Unlike `__call__`, nothing is logged: the caller has
+            the report (`_warn_losses([plan.report])` logs what capacity limits cut).
+        """
+        if not isinstance(document, Mapping):
+            raise ValueError(f"plan_document takes one document dict {{audio, sampling_rate, segments}}, got {type(document).__name__}.")
+        (doc,) = self._documents([document], None, None, None)  # the same checks as __call__
+        target_rate = self.feature_extractor.sampling_rate
+        waveform, pieces, report = self._decode_and_plan(doc, index)
+        slots = max(1, len(pieces))
+        data = self._text_inputs([(waveform, pieces)], [report], 1, slots)  # counts truncated tokens in the report
+        data["audio_segment_mask"] = torch.zeros(1, slots, dtype=torch.bool)
+        data["segment_times"] = torch.zeros(1, slots, 2, dtype=torch.float32)
+        if pieces:
+            data["audio_segment_mask"][0, : len(pieces)] = torch.tensor([p["has_audio"] for p in pieces])
+            data["segment_times"][0, : len(pieces)] = torch.tensor([[p["start"], p["end"]] for p in pieces], dtype=torch.float32)
+        report["segments_out"] = len(pieces)
+        report["segment_sources"] = [p["source"] for p in pieces]
+        report["audio_seconds_covered"] = sum(p["audio_end"] - p["audio_start"] for p in pieces) / target_rate
+        return HilbertDocumentPlan(waveform, pieces, BatchFeature(data, tensor_type="pt"), report)
+
+    def _decode_and_plan(self, doc: Mapping, index: int) -> tuple[torch.Tensor, list[dict], dict]:
+        """One document's mono waveform at the extractor's rate, its planned pieces and its report (policies
+        applied; the per-document steps of `__call__`, in the same order, so that the reports are identical)."""
+        target_rate = self.feature_extractor.sampling_rate
+        waveform, rate = _waveform(doc, index)
+        report = _new_report(len(doc["segments"]), waveform.shape[-1] / rate)
+        if rate != target_rate:
+            waveform = _resample(waveform, rate, target_rate)
+            report["resampled_from"] = rate
+        return waveform, self._plan(index, doc["segments"], waveform.shape[-1], target_rate, report), report
+
+    def iter_audio_chunks(self, plan: "HilbertDocumentPlan", chunk_size: int):
+        """Yield the audio encoder's inputs for `chunk_size` of a planned document's segments at a time.
+
+        Only segments with audio are yielded, longest first (a stable sort on the real length, as
+        `HilbertModel`'s length bucketing sorts them), so that chunks of `config.encoder_batch_size` segments are
+        exactly the encoder batches the all-at-once path would run: the features are the same.
+
+        Yields:
+            `(segment_indices, inputs)`: `segment_indices` `(n,)` long, the chunk's positions among the document's
+            S planned segments; `inputs` a `BatchFeature` with a batch of one document of n segments, as `__call__`
+            gives: `input_features` `(1, n, n_mels, T)` (Whisper) or `input_values` `(1, n, L)`, `audio_attention_mask`,
+            `audio_segment_mask` `(1, n)` (all True). Peak memory is that of one chunk, whatever S is.
+        """
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size!r} must be a positive number of segments.")
+        real = [s for s, p in enumerate(plan.pieces) if p["has_audio"]]
+        if not real:
+            return
+        fe = self.feature_extractor
+        samples = torch.tensor([plan.pieces[s]["audio_end"] - plan.pieces[s]["audio_start"] for s in real])
+        # The length the model sorts on: real mel frames (ceil, as the mask counts them) or real samples.
+        lengths = torch.clamp((samples + fe.hop_length - 1) // fe.hop_length, max=fe.nb_max_frames) if self._whisper else samples
+        order = torch.tensor(real, dtype=torch.long)[torch.argsort(lengths, descending=True, stable=True)]
+        for chunk in order.split(chunk_size):
+            pieces = [plan.pieces[s] for s in chunk.tolist()]
+            inputs = self._audio_inputs([(plan.waveform, pieces)], 1, len(pieces))
+            yield chunk, BatchFeature(inputs, tensor_type="pt")
 
     # ---------------------------------------------------------------------------------------------- inputs
     def _documents(self, documents, audio, segments, sampling_rate) -> list[Mapping]:
@@ -307,8 +383,15 @@ class HilbertProcessor(ProcessorMixin):
     def _plan(self, doc: int, segments, num_samples: int, rate: int, report: dict) -> list[dict]:
         """Apply the policies to one document's segments -> the output segments (pieces) with their sample ranges."""
         pieces = []
+        # Overlapping (crosstalk) and unordered segments are legitimate input: each segment's audio is cut on its
+        # own times, so an overlap is encoded in both segments. They are counted for the report, not changed.
+        report["overlapping_segments"] = report["unordered_segments"] = 0
+        latest_end = prev_start = -math.inf
         for index, seg in enumerate(segments):
             start, end = _segment_times(seg, doc, index)
+            report["unordered_segments"] += start < prev_start
+            report["overlapping_segments"] += start >= prev_start and start < latest_end
+            prev_start, latest_end = start, max(latest_end, end)
             if self.speakers is not None and seg.get("speaker") not in self.speakers:
                 _drop(report, "speaker", end - start)
                 continue
@@ -456,6 +539,37 @@ class HilbertProcessor(ProcessorMixin):
                 logger.warning(f"HilbertProcessor, {_where(i)}: dropped {'; '.join(lost)}. Pass return_report=True for details.")
 
 
+class HilbertDocumentPlan:
+    """One document after `HilbertProcessor.plan_document`: policies applied, texts tokenized, no audio features yet.
+
+    Attributes:
+        waveform: `(samples,)` float32, mono, at the feature extractor's sampling rate (decoded and resampled once).
+        pieces: the planned output segments, in order (the processor's internal records: times, text, source
+            segment, sample range, has_audio / has_text).
+        inputs: `BatchFeature` of the small per-segment tensors for a batch of one: `input_ids`, `attention_mask`,
+            `text_segment_mask`, `audio_segment_mask`, `segment_times`.
+        report: the per-document report (see `HilbertProcessor.__call__`).
+
+    Deliberately not a dict: `transformers.Pipeline` moves the tensors of dict inputs to the model's device, and the
+    waveform must stay on the CPU, where the log-mel is computed.
+    """
+
+    def __init__(self, waveform: torch.Tensor, pieces: list[dict], inputs: BatchFeature, report: dict):
+        self.waveform = waveform
+        self.pieces = pieces
+        self.inputs = inputs
+        self.report = report
+
+    @property
+    def num_segments(self) -> int:
+        """S: the segment slots of `inputs` (at least 1, as in `__call__`'s output)."""
+        return int(self.inputs["segment_times"].shape[1])
+
+    def __repr__(self) -> str:
+        return (f"HilbertDocumentPlan({len(self.pieces)} segments, {self.waveform.shape[-1]} samples, "
+                f"{sum(p['has_audio'] for p in self.pieces)} with audio)")
+
+
 # ------------------------------------------------------------------------------------------------ helpers
 def _new_report(segments_in: int, audio_seconds: float) -> dict[str, Any]:
     return {
@@ -500,13 +614,21 @@ def _segment_times(seg: Mapping, doc: int, index: int) -> tuple[float, float]:
     except KeyError as err:
         raise ValueError(f"{_where(doc, index)} has no {err.args[0]!r}: every segment needs 'start' and 'end' (seconds).") from None
     except (TypeError, ValueError):
-        raise ValueError(f"{_where(doc, index)}: start/end must be numbers of seconds, got {seg['start']!r}, {seg['end']!r}.") from None
+        raise ValueError(f"{_where(doc, index)}: start/end must be numbers of seconds, got {_shown(seg['start'])}, {_shown(seg['end'])}.") from None
     if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
         raise ValueError(
             f"{_where(doc, index)}: invalid times {start!r} -> {end!r}; times are finite seconds from the start of "
             "the recording with 0 <= start <= end (transcripts_hilbert.validate_segments lists all such problems)."
         )
     return start, end
+
+
+def _shown(value) -> str:
+    """A segment field for an error message: numbers and time-like strings as they are, anything else by type only
+    (a misplaced field may hold transcript words, which must not reach logs)."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and len(value) <= 40 and 2 * sum(c.isdigit() for c in value) >= len(value)):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def _split(start: float, end: float, text: str, count: int) -> list[tuple[float, float, str]]:
@@ -554,18 +676,34 @@ def _waveform(doc: Mapping, i: int) -> tuple[torch.Tensor, int]:
                 f"{_where(i)}: audio of shape {tuple(wave.shape)} looks like (samples, channels); give "
                 "(channels, samples), e.g. audio.T."
             )
-        wave = wave.mean(0)  # stereo/multichannel -> mono
+        # stereo/multichannel -> mono; a single channel is taken as a view (no copy of a long recording)
+        wave = wave[0] if wave.shape[0] == 1 else wave.mean(0)
     elif wave.dim() != 1:
         raise ValueError(f"{_where(i)}: audio must be 1-D (samples,) or 2-D (channels, samples), got shape {tuple(wave.shape)}.")
     if wave.numel() == 0:
         raise ValueError(f"{_where(i)}: the waveform is empty (0 samples); check the audio file.")
     if not bool(torch.isfinite(wave).all()):
-        bad = int((~torch.isfinite(wave)).sum())
-        raise ValueError(f"{_where(i)}: the waveform holds {bad} NaN/inf samples; repair or re-decode the audio.")
+        bad = ~torch.isfinite(wave)
+        first = int(bad.nonzero()[0, 0]) / rate
+        raise ValueError(
+            f"{_where(i)}: the waveform holds {int(bad.sum())} NaN/inf samples (the first at {first:.3f} s); repair or "
+            "re-decode the audio (a NaN sample would make every feature of its segment NaN)."
+        )
     return wave.to(torch.float32).contiguous(), int(rate)
 
 
-def _resample(waveform: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+RESAMPLE_BLOCK = 1 << 20  # input samples per resampling call (~65 s at 16 kHz): bounds its temporary memory
+
+
+def _resample(waveform: torch.Tensor, rate: int, target: int, block: int = RESAMPLE_BLOCK) -> torch.Tensor:
+    """Resample a mono waveform `(samples,)` with torchaudio's sinc resampler, block by block.
+
+    Why blocks: torchaudio convolves the whole signal at once, and its convolution unfolds the input into a
+    (kernel length x samples) matrix: resampling one hour at 8 kHz to 16 kHz took ~1.2 GB. Each block is
+    resampled with enough neighbouring samples on both sides (`context`, more than the filter's half-width) and
+    only the block's own outputs are kept, so the result equals resampling the whole signal (up to float
+    rounding; tested) while the temporary memory stays that of one block.
+    """
     try:
         from torchaudio.functional import resample
     except ImportError as err:
@@ -573,7 +711,24 @@ def _resample(waveform: torch.Tensor, rate: int, target: int) -> torch.Tensor:
             f"Audio at {rate} Hz must be resampled to {target} Hz, which needs torchaudio "
             f"(`pip install torchaudio`), or resample it yourself ({err})."
         ) from None
-    return resample(waveform, rate, target).contiguous()
+    gcd = math.gcd(rate, target)
+    orig, new = rate // gcd, target // gcd  # every `orig` input samples give `new` output samples
+    n = waveform.shape[-1]
+    # torchaudio's filter reaches ceil(6 * orig / (0.99 * min(orig, new))) input samples each side of a frame
+    # (lowpass_filter_width=6, rolloff=0.99); twice that, rounded up to whole frames, keeps blocks exact.
+    width = math.ceil(6 * orig / (0.99 * min(orig, new)))
+    context = orig * (2 * math.ceil(width / orig) + 1)
+    step = orig * max(1, block // orig)  # whole frames per block, so block outputs line up with the global ones
+    if n <= step + 2 * context:
+        return resample(waveform, rate, target).contiguous()
+    out = torch.empty(math.ceil(new * n / orig), dtype=waveform.dtype)
+    for start in range(0, n, step):
+        lo, hi = max(0, start - context), min(n, start + step + context)
+        piece = resample(waveform[lo:hi], rate, target)
+        first = (start - lo) // orig * new  # outputs of the context before the block
+        count = math.ceil(new * min(step, n - start) / orig)
+        out[start // orig * new : start // orig * new + count] = piece[first : first + count]
+    return out
 
 
 def _read_audio(source) -> tuple[torch.Tensor, int]:
@@ -582,5 +737,17 @@ def _read_audio(source) -> tuple[torch.Tensor, int]:
         import soundfile
     except ImportError:
         raise ImportError("Reading audio files needs soundfile: `pip install soundfile`.") from None
-    data, rate = soundfile.read(source, dtype="float32", always_2d=True)  # (samples, channels)
-    return torch.from_numpy(data.T.copy()), int(rate)
+    try:
+        data, rate = soundfile.read(source, dtype="float32", always_2d=True)  # (samples, channels)
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as err:
+        name = source if isinstance(source, (str, Path)) else "audio bytes"
+        reason = (getattr(err, "error_string", None) or str(err)).rstrip(".")
+        raise ValueError(
+            f"{name}: cannot be read as audio by soundfile ({reason}). Convert it to WAV or FLAC "
+            "(e.g. `ffmpeg -i IN OUT.flac`) and check that it is not empty or truncated."
+        ) from None
+    if data.shape[0] == 0:
+        name = source if isinstance(source, (str, Path)) else "audio bytes"
+        raise ValueError(f"{name}: the audio holds no samples (duration 0 s); re-export the recording.")
+    # A transposed view, not a copy: an hour-long file is not held twice (it is made contiguous once it is mono).
+    return torch.from_numpy(data.T), int(rate)
