@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup-segments", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (the CI machine has 2 cores)")
     parser.add_argument("--encoder-batch-size", type=int, default=None,
-                        help="segments per encoder call in (b)/(c) (default: the model config's, 32)")
+                        help="segments per encoder call in (b)/(c) (default: extract_features.py's auto, 4 on CPU)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/extraction.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
