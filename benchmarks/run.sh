@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other, then one table (stdout + results/summary.md) and one PNG (results/summary.png).
-# Needs the demo outputs: `bash scripts/demo.sh` first. About 70 min on 2 CPU cores (the feature-quality benchmark
+# Needs the demo outputs: `bash scripts/demo.sh` first. About 40 min on 2 CPU cores (the one-hour recording ~18 min; the feature-quality benchmark
 # alone runs the naive loop over the whole demo corpus and trains HILBERT three times; its steps are cached in
 # outputs/bench/, so a re-run or an interrupted run is much faster).
 # Options per script from the environment, e.g. EXTRACTION_ARGS="--segments 24" LONG_ARGS="--minutes 10 --modes fast"
