@@ -47,9 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-HEAD_KEYS = ("hidden_size", "num_attention_heads", "num_cross_attention_layers", "intermediate_size", "pooling_heads",
-             "pooling_hidden_size", "projection_dim", "num_experts", "expert_hidden_size", "dropout",
-             "dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight")
+from head_settings import head_settings  # noqa: E402  (benchmarks/, this script's folder)
+
 FULL_SEGMENTS = (10, 30, 100, 300, 1000, 3000, 5000)
 FULL_BATCHES = (1, 4, 8)
 QUICK_SEGMENTS = (10, 100, 1000)
@@ -87,7 +86,7 @@ def head_config(settings: dict):
 
     from modeling_hilbert import HilbertConfig
 
-    head = {k: settings[k] for k in HEAD_KEYS if k in settings}
+    head = head_settings(settings)
     tasks = [{"name": "label", "type": "multiclass", "labels": [f"class_{i}" for i in range(NUM_LABELS)]}]
     return HilbertConfig(audio_config=WhisperConfig(d_model=FEATURE_WIDTH), text_config=BertConfig(hidden_size=FEATURE_WIDTH),
                          with_encoders=False, tasks=tasks, **head)
@@ -308,7 +307,7 @@ def main(argv=None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": args.threads,
                     "cuda": torch.cuda.is_available(), "torch": torch.__version__, "python": platform.python_version()},
-        "head": {k: settings[k] for k in HEAD_KEYS if k in settings}, "feature_width": FEATURE_WIDTH,
+        "head": head_settings(settings), "feature_width": FEATURE_WIDTH,
         "num_attention_heads": heads, "segments": list(segment_counts), "batch_sizes": list(batch_sizes),
         "repeats": args.repeats, "warmup": args.warmup, "memory_budget_bytes": budget, "quick": args.quick,
         "memory_method": "peak VmHWM (reset via /proc/self/clear_refs) minus VmRSS after building model, optimizer and "

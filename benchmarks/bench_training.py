@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from head_settings import head_settings  # noqa: E402  (benchmarks/, this script's folder)
+
 import datasets  # noqa: E402
 from transformers import AutoConfig  # noqa: E402
 
@@ -52,9 +54,6 @@ from modeling_hilbert.encoders_hilbert import load_pretrained_encoder  # noqa: E
 from modeling_hilbert.modeling_hilbert import HilbertForSequenceClassification  # noqa: E402
 from training.data import FeaturesCollator, RawDocumentsCollator, label_columns, tasks_from_dataset  # noqa: E402
 
-HEAD_KEYS = ("hidden_size", "num_attention_heads", "num_cross_attention_layers", "intermediate_size", "pooling_heads",
-             "pooling_hidden_size", "projection_dim", "num_experts", "expert_hidden_size", "dropout",
-             "dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight")
 
 
 def batches(order: list[int], size: int) -> list[list[int]]:
@@ -89,7 +88,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     settings = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-    head = {k: settings[k] for k in HEAD_KEYS if k in settings}
+    head = head_settings(settings)
     batch_size = int(settings.get("per_device_train_batch_size", 8))
     lr, wd = float(settings.get("learning_rate", 1e-3)), float(settings.get("weight_decay", 0.01))
 

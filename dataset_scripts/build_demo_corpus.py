@@ -62,6 +62,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
+from dataset_scripts.safe_write import atomic_path, atomic_write_text, remove_stale_temporaries
+
 __all__ = [
     "CLASS_NAMES",
     "ERAS",
@@ -472,14 +474,9 @@ def render_document(plan: DocumentPlan) -> tuple[np.ndarray, list[dict]]:
 # Files: atomic writes, resuming, the worker pool
 # ---------------------------------------------------------------------------------------
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a hidden temp name then rename, so a crash never leaves a half file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write to a hidden temporary name, then rename (`safe_write.atomic_path`): a crash never leaves a half file."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def is_done(output_dir: Path, plan: DocumentPlan) -> bool:
@@ -553,8 +550,7 @@ def prepare_output_dir(output_dir: Path, config: dict) -> None:
                              "choose another --output or delete the folder to rebuild")
     for sub in ("audio", "transcripts"):
         (output_dir / sub).mkdir(parents=True, exist_ok=True)
-        for stale in (output_dir / sub).glob(".*.tmp"):  # left by an interrupted build
-            stale.unlink()
+        remove_stale_temporaries(output_dir / sub)  # left by an interrupted build
     atomic_write_text(config_path, json.dumps(config, sort_keys=True) + "\n")
 
 

@@ -386,11 +386,6 @@ def _plan_shards(source: datasets.DatasetDict, shard_size: int) -> list[Shard]:
     return shards
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """A temporary file in the same folder, renamed onto `path`: never half a file (see `safe_write`)."""
-    atomic_write_text(path, text)
-
-
 def _diff(saved: Any, now: Any, prefix: str = "") -> list[str]:
     if isinstance(saved, Mapping) and isinstance(now, Mapping):
         out = []
@@ -552,7 +547,7 @@ def _write_shard(rows: list[dict], report: dict, features: datasets.Features, sh
     """
     from datasets.arrow_writer import ArrowWriter
 
-    _atomic_write_text(shard.report_path(shards_dir), json.dumps(report, sort_keys=True) + "\n")
+    atomic_write_text(shard.report_path(shards_dir), json.dumps(report, sort_keys=True) + "\n")
     with atomic_path(shard.path(shards_dir)) as tmp:
         writer = ArrowWriter(path=str(tmp), features=features)
         try:
@@ -746,7 +741,7 @@ def extract_features(
     max_segments: int | None = None,
     batch_documents: int = 8,
     shard_size: int = 64,
-    encoder_batch_size: int | None = None,
+    encoder_batch_size: int | str | None = None,
     num_workers: int = 0,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,

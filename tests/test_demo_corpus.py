@@ -129,12 +129,12 @@ def test_resume_rebuilds_only_missing_documents(corpus, tmp_path):
     (partial / "metadata.csv").unlink()
     (partial / "audio" / "doc_002.wav").unlink()
     (partial / "transcripts" / "doc_002.json").unlink()
-    (partial / "audio" / ".doc_004.wav.tmp").write_bytes(b"half-written")  # a crash leftover
+    (partial / "audio" / ".tmp-doc_004.wav-x1y2.wav").write_bytes(b"half-written")  # a crash leftover
     kept = (partial / "audio" / "doc_000.wav").stat().st_mtime_ns
     assert bdc.main(["--output", str(partial), "--seed", "3", "--num-documents", "6",
                      "--duration", "1", "2", "--workers", "1", "--no-progress"]) == 0
     assert (partial / "audio" / "doc_000.wav").stat().st_mtime_ns == kept, "finished docs skipped"
-    assert not list((partial / "audio").glob(".*.tmp"))
+    assert not list((partial / "audio").glob(".tmp-*"))
     for path in ("metadata.csv", "audio/doc_002.wav", "transcripts/doc_002.json"):
         assert (partial / path).read_bytes() == (corpus / path).read_bytes()
 
