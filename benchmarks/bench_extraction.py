@@ -4,7 +4,7 @@
         [--threads 2] [--output benchmarks/results/extraction.json]
 
 Same real encoders (offline:whisper-tiny.en, offline:all-MiniLM-L6-v2, loaded once through
-`dataset_scripts.extract_features.load_extractor`), same segments, same pooling (masked mean of the last hidden
+`hilbert_app.features.extract.load_extractor`), same segments, same pooling (masked mean of the last hidden
 state over the real frames / tokens) in all three paths:
 
 (a) naive  -- one segment at a time: WhisperFeatureExtractor on the clip padded to 30 s, WhisperEncoder forward on
@@ -30,7 +30,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -39,14 +38,12 @@ import soundfile as sf
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-import datasets  # noqa: E402
+import datasets
 
-from dataset_scripts.extract_features import load_extractor  # noqa: E402
-from modeling_hilbert.pooling_hilbert import masked_mean  # noqa: E402
-from modeling_hilbert.processing_hilbert import _split  # noqa: E402  (the processor's own word split)
+from hilbert_app.features.extract import load_extractor
+from modeling_hilbert.pooling_hilbert import masked_mean
+from modeling_hilbert.processing_hilbert import _split  # (the processor's own word split)
 
 AUDIO = "offline:whisper-tiny.en"
 TEXT = "offline:all-MiniLM-L6-v2"

@@ -41,15 +41,13 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-import datasets  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import datasets
+from tqdm.auto import tqdm
 
-from dataset_scripts.extract_features import decode_audio, load_extractor  # noqa: E402
-from dataset_scripts.features import METADATA_NAME, load_features  # noqa: E402
-from modeling_hilbert.pooling_hilbert import masked_mean  # noqa: E402
+from hilbert_app.features.extract import decode_audio, load_extractor
+from hilbert_app.features.store import METADATA_NAME, load_features
+from modeling_hilbert.pooling_hilbert import masked_mean
 
 AUDIO = "offline:whisper-tiny.en"
 TEXT = "offline:all-MiniLM-L6-v2"

@@ -67,7 +67,6 @@ COMPONENTS = ("decode", "log_mel", "tokenizer", "audio_encoder", "text_encoder",
 # ------------------------------------------------------------------------------------------- the recording
 def split_turn(start: float, end: float, text: str, max_seconds: float) -> list[tuple[float, float, str]]:
     """A turn -> ceil(duration / max) equal pieces, words shared as the processor does (its own `_split`)."""
-    sys.path.insert(0, str(ROOT))
     from modeling_hilbert.processing_hilbert import _split
 
     return _split(start, end, text, max(1, math.ceil((end - start) / max_seconds - 1e-9)))

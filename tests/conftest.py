@@ -10,13 +10,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-sys.path.insert(0, str(Path(__file__).parent))
 
+import subprocess
+import time
 
-import subprocess  # noqa: E402
-import time  # noqa: E402
-
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")

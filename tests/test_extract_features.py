@@ -16,9 +16,10 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertModel, WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
 import datasets
-from dataset_scripts.build_dataset import build_dataset
-from dataset_scripts.extract_features import ExtractionError, extract_features, main
-from dataset_scripts.features import (
+from hilbert_app.corpus.build import build_dataset
+from hilbert_app.cli.extract_features import main
+from hilbert_app.features.extract import ExtractionError, extract_features
+from hilbert_app.features.store import (
     FeatureFingerprintError,
     check_fingerprint,
     collate_features,
@@ -387,9 +388,8 @@ def test_push_to_hub_then_load_features_from_the_repo(encoders, dataset_dir, tmp
     env = dict(hub_env, HF_HOME=str(tmp_path / "hf_home"))
     script = textwrap.dedent(f"""
         import json, sys
-        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-        from dataset_scripts.extract_features import main
-        from dataset_scripts.features import load_features, FeatureFingerprintError
+        from hilbert_app.cli.extract_features import main
+        from hilbert_app.features.store import load_features, FeatureFingerprintError
         from huggingface_hub import HfApi
         assert main(["--dataset", {str(dataset_dir)!r}, "--output", {str(tmp_path / "out")!r}, "--audio-encoder",
                      {encoders["audio"]!r}, "--text-encoder", {encoders["text"]!r}, "--no-progress",

@@ -25,12 +25,10 @@ from pathlib import Path
 import pytest
 
 import datasets
-from dataset_scripts.safe_write import TMP_PREFIX, atomic_path, describe_write_error, move_into
+from hilbert_app.safe_write import TMP_PREFIX, atomic_path, describe_write_error, move_into
 from synthetic import make_features_dataset, make_raw_dataset, save_tiny_encoders
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # train.py is imported as a module for the in-process reference runs
-    sys.path.insert(0, str(REPO))
 METADATA = "hilbert_features.json"
 
 # Runs a script as __main__ after hooking functions: "module:attribute@k,..." sends SIGKILL to the process just
@@ -139,7 +137,7 @@ def features_reference(root, raw_dataset, encoders):
     """An uninterrupted extraction (in this process, the CLI's main) and how many rows and renames it wrote."""
     from datasets.arrow_writer import ArrowWriter
 
-    from dataset_scripts.extract_features import main
+    from hilbert_app.cli.extract_features import main
 
     out = root / "features-reference" / "out"
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -182,18 +180,19 @@ def train_in_process(features: Path, out: Path, monkeypatch) -> dict:
     """train.py's main in this process (torch's thread count restored after); returns call counts."""
     import torch
 
-    import train
+    from hilbert_app.cli import train
+    from hilbert_app.training import run as experiment_run
 
     threads = torch.get_num_threads()
     saves = count_calls(monkeypatch, torch, "save")
     before_final = []
-    real_report = train.write_report
+    real_report = experiment_run.write_report
 
     def report_then_note(*args, **kwargs):  # the report is written between the CV runs and the final model
         before_final.append(saves[0])
         return real_report(*args, **kwargs)
 
-    monkeypatch.setattr(train, "write_report", report_then_note)
+    monkeypatch.setattr(experiment_run, "write_report", report_then_note)
     try:
         assert train.main(train_args(features, out)) == 0
     finally:
@@ -231,7 +230,7 @@ def assert_same_training(reference: Path, out: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- determinism
 def test_extraction_is_deterministic(features_reference, raw_dataset, encoders, root):
-    from dataset_scripts.extract_features import main
+    from hilbert_app.cli.extract_features import main
 
     again = root / "features-again" / "out"
     assert main(extract_args(raw_dataset, encoders, again)) == 0
@@ -309,7 +308,7 @@ def test_resuming_skips_a_half_written_checkpoint(tmp_path):
     even if a kill cut its save short; `last_complete_checkpoint` takes the last whole one and removes the rest."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from training.trainer import CHECKPOINT_DONE, last_complete_checkpoint
+    from hilbert_app.training.trainer import CHECKPOINT_DONE, last_complete_checkpoint
 
     for step, files in ((6, ["model.safetensors", "optimizer.pt", "trainer_state.json", CHECKPOINT_DONE]),
                         (12, ["model.safetensors"])):  # killed after the weights
@@ -374,14 +373,14 @@ def test_move_into_never_leaves_a_folder_that_looks_complete(tmp_path, monkeypat
 
 
 def _small_corpus_build(root: Path):
-    from dataset_scripts.build_dataset import build_dataset
+    from hilbert_app.corpus.build import build_dataset
 
     out = root / "dataset"
     return out, lambda: build_dataset(root / "corpus", out, folds=2, seed=0, progress=False)
 
 
 def test_build_dataset_keeps_the_previous_build_when_killed_or_out_of_space(tmp_path, monkeypatch):
-    from dataset_scripts.build_dataset import DatasetBuildError
+    from hilbert_app.corpus.build import DatasetBuildError
 
     make_raw_dataset(tmp_path, documents=6)  # corpus/ and a first build in dataset/
     out, build = _small_corpus_build(tmp_path)

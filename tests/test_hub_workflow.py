@@ -45,7 +45,7 @@ BLOCK_PACKAGE = textwrap.dedent(
     import sys
     class _Block:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_hilbert", "dataset_scripts", "training"):
+            if name.split(".")[0] in ("modeling_hilbert", "hilbert_app"):
                 raise ImportError(f"{{name}} must not be importable in this test")
             return None
     sys.meta_path.insert(0, _Block())

@@ -4,8 +4,6 @@ hand-computed values, or torch's own reference losses)."""
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root (no installed package yet)
-
-from modeling_hilbert.losses_hilbert import (  # noqa: E402
+from modeling_hilbert.losses_hilbert import (
     all_reduce_sum,
     cka_loss,
     classification_loss,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import warnings
 from pathlib import Path
 
@@ -25,10 +24,8 @@ from sklearn.metrics import (
 )
 from transformers import EvalPrediction
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root
-
-from training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics  # noqa: E402
-from training.plots import (  # noqa: E402
+from hilbert_app.training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
+from hilbert_app.training.plots import (
     plot_confusion_matrix,
     plot_loss_curves,
     plot_results_table,

@@ -4,8 +4,6 @@ with the module's own weights (numpy, float64) and against padding / masking inv
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,15 +11,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root (no installed package yet)
-
-from modeling_hilbert.attention_hilbert import (  # noqa: E402
+from modeling_hilbert.attention_hilbert import (
     CrossAttentionBlock,
     CrossModalAttentionLayer,
     MaskedMultiHeadAttention,
 )
-from modeling_hilbert.moe_hilbert import MixtureOfExpertsClassifier, MLPClassifier, top_k_gate  # noqa: E402
-from modeling_hilbert.pooling_hilbert import SelfAttentivePooling, masked_mean  # noqa: E402
+from modeling_hilbert.moe_hilbert import MixtureOfExpertsClassifier, MLPClassifier, top_k_gate
+from modeling_hilbert.pooling_hilbert import SelfAttentivePooling, masked_mean
 
 TIGHT = 1e-10
 

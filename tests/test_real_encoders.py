@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer, WhisperFeatureExtractor
 
-from dataset_scripts.offline_encoders import encoder_revision, resolve_encoder
+from hilbert_app.encoders import encoder_revision, resolve_encoder
 from modeling_hilbert import HilbertForSequenceClassification
 from modeling_hilbert.modeling_hilbert import weights_sha256
 

@@ -115,7 +115,7 @@ def project_python_files() -> list[Path]:
     """Every Python file of the project: the shipped code, dataset scripts, training, scripts, benchmarks, train.py.
     (Not tests/: they load only what they wrote themselves, and this file holds deliberate unsafe controls.)"""
     files = [REPO / "train.py"]
-    for folder in ("modeling_hilbert", "dataset_scripts", "training", "scripts", "benchmarks"):
+    for folder in ("modeling_hilbert", "hilbert_app", "dataset_scripts", "scripts", "benchmarks"):
         files += sorted((REPO / folder).rglob("*.py"))
     return [f for f in files if "__pycache__" not in f.parts]
 
@@ -291,8 +291,8 @@ def test_resuming_training_loads_checkpoints_with_weights_only(encoders, tmp_pat
     in transformers 5.23) and the weights from model.safetensors; nothing is fully unpickled. (trainer_state.json
     is JSON; training_args.bin, a full pickle of the TrainingArguments, is written but never read back.)"""
     from test_training import HEAD, StopAfter, experiment_data, settings
-    from training.data import fold_splits
-    from training.experiment import train_run
+    from hilbert_app.training.data import fold_splits
+    from hilbert_app.training.experiment import train_run
 
     data = experiment_data(make_features_dataset(tmp_path / "features", *encoders))
     train, test = fold_splits(data.dataset, 3)[0]
@@ -603,9 +603,8 @@ def public_run(canary_run, encoders, hub_env):
     root, out = canary_run["root"], canary_run["out"]
     script = textwrap.dedent(f"""
         import json, sys
-        sys.path[:0] = [{str(REPO)!r}, {str(REPO / "dataset_scripts")!r}]
         from huggingface_hub import HfApi
-        import build_dataset, extract_features, train
+        from hilbert_app.cli import build_dataset, extract_features, train
         api = HfApi()
         def visibility():
             return {{"dataset": api.dataset_info("tester/public-dataset").private,

@@ -16,10 +16,11 @@ from transformers import TrainerCallback
 from modeling_hilbert import HilbertForSequenceClassification
 from synthetic import make_features_dataset, make_raw_dataset, save_tiny_encoders
 from tiny_models import hilbert_config
-from training.data import FeaturesCollator, check_no_group_leakage, class_weights, fold_splits, tasks_from_dataset
-from training.experiment import ExperimentData, RunSettings, train_run
-from training.model_card import card_metadata, render_model_card
-from training.trainer import HilbertTrainer
+from hilbert_app.folds import FoldError, check_no_group_leakage
+from hilbert_app.training.data import FeaturesCollator, class_weights, fold_splits, tasks_from_dataset
+from hilbert_app.training.experiment import ExperimentData, RunSettings, train_run
+from hilbert_app.training.model_card import card_metadata, render_model_card
+from hilbert_app.training.trainer import HilbertTrainer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,7 +38,7 @@ def features(encoders, tmp_path_factory):
 def experiment_data(features_path) -> ExperimentData:
     from transformers import AutoConfig
 
-    from dataset_scripts.features import load_features
+    from hilbert_app.features.store import load_features
 
     dataset, metadata = load_features(features_path)
     split = dataset["train"]
@@ -88,7 +89,7 @@ def test_folds_are_grouped_and_reassigned_without_leakage(features):
         assert sorted(covered.tolist()) == list(range(len(groups)))  # every document tested exactly once
         for train, test in splits:
             assert not set(groups[train]) & set(groups[test])
-    with pytest.raises(ValueError, match="appear in several folds"):
+    with pytest.raises(FoldError, match="appear in several folds"):
         check_no_group_leakage(np.array(["a", "a", "b"]), np.array([0, 1, 1]))
 
 
@@ -310,8 +311,8 @@ def test_final_model_refuses_encoders_whose_weights_differ_from_the_features(fea
     extraction (a moved Hub revision, a re-saved folder), train.py refuses instead of shipping a mismatched head."""
     import json as _json
 
-    from dataset_scripts.features import FeatureFingerprintError
-    from train import load_encoders
+    from hilbert_app.features.store import FeatureFingerprintError
+    from hilbert_app.training.run import load_encoders
 
     metadata = _json.loads((features / "hilbert_features.json").read_text())
     assert set(load_encoders(metadata)) == {"audio", "text"}

@@ -1,16 +1,12 @@
 """Transcript parsing (SRT, WebVTT, JSON) and segment validation: modeling_hilbert/transcripts_hilbert.py."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repository root (no installed package yet)
-
-from modeling_hilbert.transcripts_hilbert import (  # noqa: E402
+from modeling_hilbert.transcripts_hilbert import (
     Problem,
     TranscriptError,
     load_transcript,

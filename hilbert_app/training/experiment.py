@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from transformers import PrinterCallback, TrainingArguments, set_seed
 
-from dataset_scripts.safe_write import atomic_write_text
+from hilbert_app.safe_write import atomic_write_text
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
-from training.data import FeaturesCollator, class_weights, label_columns
-from training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
-from training.trainer import HilbertTrainer, last_complete_checkpoint
+from hilbert_app.training.data import FeaturesCollator, class_weights, label_columns
+from hilbert_app.training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
+from hilbert_app.training.trainer import HilbertTrainer, last_complete_checkpoint
 
 # The baseline and ablation table: each variant is a set of HilbertConfig switches over the user's head settings.
 VARIANTS: dict[str, dict] = {

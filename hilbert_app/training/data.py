@@ -1,6 +1,6 @@
 """Data for training on cached segment features: tasks from label columns, batches, folds, class weights.
 
-A features dataset (see `dataset_scripts/extract_features.py`) holds one row per recording: `audio_features`
+A features dataset (see `hilbert_app.features.extract`) holds one row per recording: `audio_features`
 `[S, D_audio]`, `text_features` `[S, D_text]`, `audio_segment_mask`, `text_segment_mask` `[S]`, `segment_times`
 `[S, 2]`, label columns (`label` and `label_<task>`, `ClassLabel`s), `group` and `fold`.
 """
@@ -14,11 +14,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from hilbert_app.folds import FoldError, assign_folds, check_fold_count, check_no_group_leakage, fold_label_problems
+
 logger = logging.getLogger(__name__)
-
-
-class FoldError(ValueError):
-    """The dataset cannot be split into the requested cross-validation folds (the message says what to do)."""
 
 
 def label_columns(dataset) -> dict[str, str]:
@@ -82,7 +80,7 @@ class FeaturesCollator:
     label_columns: dict[str, str]  # {column: task}
 
     def __call__(self, rows: list[dict]) -> dict:
-        from dataset_scripts.features import collate_features
+        from hilbert_app.features.store import collate_features
 
         if len(self.label_columns) == 1:
             return collate_features(rows, labels=next(iter(self.label_columns)))
@@ -130,29 +128,13 @@ def fold_splits(dataset, num_folds: int, seed: int = 0, fold_column: str = "fold
     absent class gets class weight 1; metrics leave classes without positives/negatives out of the macro averages
     and list them).
     """
+    check_fold_count(num_folds, "--cv")
     groups = np.asarray(dataset["group"])
-    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 2:
-        raise FoldError(f"Cross-validation needs at least 2 folds, got {num_folds!r} (--cv).")
     if fold_column in dataset.column_names and len(set(dataset[fold_column])) == num_folds:
         folds = np.asarray(dataset[fold_column])
     else:
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        n_groups = len(set(groups.tolist()))
-        if n_groups < num_folds:
-            fewer = f"use --cv {n_groups} or fewer, " if n_groups >= 2 else ""
-            raise FoldError(
-                f"{num_folds} grouped folds need at least {num_folds} groups, but the dataset has {n_groups} "
-                f"({sorted(set(groups.tolist()))[:5]}{' ...' if n_groups > 5 else ''}): a group (participant) is never "
-                f"split across folds, so a test fold would be empty. To fix: {fewer}add recordings from more groups, "
-                "or, if each recording is in fact independent, rebuild the dataset without a group column."
-            )
         primary = next(iter(label_columns(dataset)))
-        labels = np.asarray(dataset[primary])
-        splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
-        folds = np.empty(len(labels), dtype=int)
-        for fold, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
-            folds[test] = fold
+        folds = np.asarray(assign_folds(dataset[primary], groups.tolist(), num_folds, seed, option="--cv"))
     check_no_group_leakage(groups, folds)
     splits = [(np.where(folds != k)[0], np.where(folds == k)[0]) for k in sorted(set(folds.tolist()))]
     for column in label_columns(dataset):
@@ -163,59 +145,6 @@ def fold_splits(dataset, num_folds: int, seed: int = 0, fold_column: str = "fold
         for warning in warnings:
             logger.warning(warning)
     return splits
-
-
-def fold_label_problems(labels: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], names: list[str] | None = None,
-                        column: str = "label") -> tuple[list[str], list[str]]:
-    """Label problems of cross-validation splits -> `(fatal, warnings)`, each a list of sentences.
-
-    fatal: a training split whose labelled items are all one class (a classifier cannot learn from it).
-    warnings: a class that occurs in a held-out fold but not in its training split (the model cannot have learnt
-    it; it gets class weight 1, and its recall there will likely be 0), and a held-out fold with a single class
-    (its ROC-AUC/AUPRC are undefined: NaN, left out of the mean, never 0.5). Unlabelled items (< 0) are ignored.
-    """
-    labels = np.asarray(labels)
-
-    def name(c: int) -> str:
-        return repr(names[c]) if names is not None and 0 <= c < len(names) else str(c)
-
-    fatal, warnings = [], []
-    for k, (train, test) in enumerate(splits):
-        train_classes = set(labels[train][labels[train] >= 0].tolist())
-        test_classes = set(labels[test][labels[test] >= 0].tolist())
-        if len(train_classes) == 1:
-            fatal.append(
-                f"{column!r}, fold {k}: every training document has class {name(next(iter(train_classes)))}. Use fewer "
-                "folds (--cv), add documents of the other classes, or rebuild the folds with build_dataset.py (stratified)."
-            )
-        unseen = sorted(test_classes - train_classes)
-        if unseen and train_classes:
-            warnings.append(
-                f"{column!r}, fold {k}: class(es) {', '.join(name(c) for c in unseen)} occur in the held-out fold but "
-                "not in its training split; the model cannot have learnt them (their recall will likely be 0). Use "
-                "fewer folds or add documents of those classes from more groups."
-            )
-        if len(test_classes) == 1:
-            warnings.append(
-                f"{column!r}, fold {k}: the held-out fold holds only class {name(next(iter(test_classes)))}; its ROC-AUC "
-                "and AUPRC are undefined (NaN, left out of the mean over runs)."
-            )
-    return fatal, warnings
-
-
-def check_no_group_leakage(groups: np.ndarray, folds: np.ndarray) -> None:
-    """Raise if any group (participant) has recordings in more than one fold."""
-    leaked = {}
-    for group in np.unique(groups):
-        in_folds = sorted(set(folds[groups == group].tolist()))
-        if len(in_folds) > 1:
-            leaked[str(group)] = in_folds
-    if leaked:
-        sample = dict(list(leaked.items())[:5])
-        raise ValueError(
-            f"{len(leaked)} group(s) appear in several folds (e.g. {sample}): test folds would leak participants. "
-            "Rebuild the folds with build_dataset.py (grouped) or pass --cv with a fold count that the dataset does not have."
-        )
 
 
 def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:

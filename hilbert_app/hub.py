@@ -8,8 +8,10 @@ push functions again right before uploading).
 
 from __future__ import annotations
 
+from hilbert_app.errors import UserError
 
-class PublicRepositoryError(PermissionError):
+
+class PublicRepositoryError(UserError, PermissionError):
     """A push without `--public` to a repository that is public on the Hub."""
 
 
@@ -37,3 +39,11 @@ def check_push_visibility(repo_id: str, repo_type: str, public: bool, token: str
             f"The {kind}repository {repo_id} is public on the Hub, and this push is private by default: nothing was "
             "pushed. Pass --public to publish to it, make the repository private first, or push to another name."
         )
+
+
+def hub_url(repo_id: str, repo_type: str = "model") -> str:
+    """The web address of a repository on the Hub this process talks to (`HF_ENDPOINT`, else huggingface.co)."""
+    from huggingface_hub import constants
+
+    prefix = {"model": "", "dataset": "datasets/", "space": "spaces/"}[repo_type]
+    return f"{constants.ENDPOINT.rstrip('/')}/{prefix}{repo_id}"

@@ -2,7 +2,7 @@
 
 Features are only valid for the exact frozen encoders that made them. Training calls, in this order:
 
-    from dataset_scripts.features import collate_features, load_features
+    from hilbert_app.features.store import collate_features, load_features
 
     features, metadata = load_features("out/features", expected_encoders=model)   # folder or Hub dataset repo
     batch = collate_features([features["train"][i] for i in range(8)], labels="label")
@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from hilbert_app.errors import UserError, looks_like_local_path
+
 __all__ = [
     "FEATURE_COLUMNS",
     "FeatureFingerprintError",
@@ -62,8 +64,12 @@ MODEL_INPUTS = {
 }
 
 
-class FeatureFingerprintError(ValueError):
+class FeatureFingerprintError(UserError, ValueError):
     """Features were made by other encoders (or with no record of them) than the model that is to use them."""
+
+
+class NotFeaturesError(UserError, FileNotFoundError):
+    """A folder or Hub repository that holds no finished HILBERT features dataset (the message says what it is)."""
 
 
 def _short(sha: str | None) -> str:
@@ -135,13 +141,27 @@ def check_fingerprint(metadata: Mapping, encoder_sources: Any) -> None:
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """The fingerprint of a features dataset saved in folder `path` (`hilbert_features.json`)."""
-    file = Path(path) / METADATA_NAME
+    folder = Path(path)
+    file = folder / METADATA_NAME
+    if not folder.is_dir():
+        raise NotFeaturesError(f"{path}: no such folder. Give the --output folder of extract_features.py, or the Hub "
+                               "dataset id it was pushed to.")
     if not file.is_file():
-        raise FileNotFoundError(
-            f"{path} has no {METADATA_NAME}: it is not a finished HILBERT features dataset (an unfinished extraction "
-            "keeps its work in _shards/: re-run extract_features.py with the same arguments to finish it)."
-        )
-    return json.loads(file.read_text(encoding="utf-8"))
+        if (folder / "build_report.json").is_file():
+            raise NotFeaturesError(
+                f"{path} is a corpus dataset made by build_dataset.py, not cached features: run "
+                f"`python dataset_scripts/extract_features.py --dataset {path} --output FEATURES_DIR ...` first and "
+                "pass FEATURES_DIR, or train on it directly with --end-to-end --dataset (slow).")
+        if (folder / "_shards").is_dir():
+            raise NotFeaturesError(
+                f"{path} holds an unfinished extraction (its work is in _shards/): re-run extract_features.py with "
+                "the same arguments to finish it.")
+        raise NotFeaturesError(f"{path} has no {METADATA_NAME}: it is not a HILBERT features dataset. Make one with "
+                               "dataset_scripts/extract_features.py.")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NotFeaturesError(f"{file} is damaged ({error}); re-run extract_features.py with --overwrite.") from None
 
 
 def _metadata_from_description(dataset) -> dict | None:
@@ -184,7 +204,15 @@ def load_features(
             dataset = datasets.DatasetDict({"train": dataset})
     else:
         repo_id = str(path_or_repo_id)
-        dataset = datasets.load_dataset(repo_id, revision=revision, token=token)
+        if looks_like_local_path(repo_id) or local.exists():
+            read_metadata(local)  # raises with what the path is (or that it does not exist)
+        try:
+            dataset = datasets.load_dataset(repo_id, revision=revision, token=token)
+        except Exception as error:  # offline, no such repository, no access: all end here
+            raise NotFeaturesError(
+                f"{repo_id}: no such folder here, and it could not be loaded as a Hub dataset "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). Give the --output folder of "
+                "extract_features.py, or a Hub dataset id (org/name) you can read.") from None
         try:
             from huggingface_hub import hf_hub_download
 
@@ -198,12 +226,12 @@ def load_features(
                     "info.description: it was not made by extract_features.py, or the upload was interrupted."
                 ) from error
     if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path_or_repo_id}: {METADATA_NAME} is not a HILBERT features fingerprint (format "
+        raise NotFeaturesError(f"{path_or_repo_id}: {METADATA_NAME} is not a HILBERT features fingerprint (format "
                          f"{metadata.get('format')!r}).")
     missing = {split: [c for c in FEATURE_COLUMNS + ("id",) if c not in ds.column_names] for split, ds in dataset.items()}
     missing = {split: cols for split, cols in missing.items() if cols}
     if missing:
-        raise ValueError(f"{path_or_repo_id}: not a features dataset, columns missing: {missing}.")
+        raise NotFeaturesError(f"{path_or_repo_id}: not a features dataset, columns missing: {missing}.")
     if expected_encoders is not None:
         check_fingerprint(metadata, expected_encoders)
     for split in dataset.values():

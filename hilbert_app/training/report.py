@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_scripts.safe_write import atomic_write_text
-from training.experiment import MAIN_VARIANT, atomic_write_json
-from training.metrics import task_metrics
-from training.plots import plot_confusion_matrix, plot_loss_curves, plot_results_table, plot_roc_curves
+from hilbert_app.safe_write import atomic_write_text
+from hilbert_app.training.experiment import MAIN_VARIANT, atomic_write_json
+from hilbert_app.training.metrics import task_metrics
+from hilbert_app.training.plots import plot_confusion_matrix, plot_loss_curves, plot_results_table, plot_roc_curves
 
 SCALARS = ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc", "accuracy")
 

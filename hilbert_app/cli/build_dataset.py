@@ -1,0 +1,87 @@
+"""Command line of the corpus builder: `python dataset_scripts/build_dataset.py --help`.
+
+Parses the arguments and calls `hilbert_app.corpus.build.build_dataset` (where the corpus layout, the checks and
+the output are described).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from hilbert_app.corpus.build import __doc__ as BUILD_DOC
+from hilbert_app.corpus.build import (
+    OVERLAP_POLICIES,
+    build_dataset,
+    push_dataset_to_hub,
+)
+from hilbert_app.cli.common import run_cli
+from hilbert_app.errors import UserError, check_positive
+from hilbert_app.hub import check_push_visibility, hub_url
+from hilbert_app.safe_write import atomic_write_text
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=BUILD_DOC.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, type=Path, help="corpus folder with metadata.csv or metadata.jsonl")
+    p.add_argument("--output", required=True, type=Path, help="folder for save_to_disk (new, empty or a previous build)")
+    p.add_argument("--folds", type=int, default=5, help="number of cross-validation folds (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
+    p.add_argument("--skip-invalid", action="store_true", help="leave invalid rows out (listed in the report)")
+    p.add_argument("--tolerance", type=float, default=0.5, help="seconds a segment may run past its audio (0.5)")
+    p.add_argument("--overlap", choices=OVERLAP_POLICIES, default="error",
+                   help="overlapping segments: 'error' (a problem, default) or 'allow' (kept and counted in the report, "
+                   "e.g. crosstalk in diarised transcripts)")
+    p.add_argument("--report", type=Path, help="also write the report here (on failure: the problems)")
+    p.add_argument("--push-to-hub", metavar="REPO", help="push the dataset and its card to this Hub dataset repo")
+    p.add_argument("--public", action="store_true", help="make the pushed dataset public (default: private)")
+    p.add_argument("--license", default="unknown", help="license id for the dataset card (default: unknown)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit code (0 done, 2 refused: see `hilbert_app.cli.common`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
+    command = shlex.join(["python", "dataset_scripts/build_dataset.py", *argv])
+
+    def body() -> int:
+        check_positive(args.tolerance, "--tolerance", integer=False, allow_zero=True)
+        if args.push_to_hub:  # before the build: a refused push should not cost the whole build first
+            check_push_visibility(args.push_to_hub, "dataset", args.public)
+        try:
+            dataset, report = build_dataset(args.input, args.output, args.folds, args.seed, args.skip_invalid,
+                                            tolerance=args.tolerance, overlap=args.overlap, command=command,
+                                            progress=not args.no_progress)
+        except UserError as err:  # a DatasetBuildError (problems with file and line), a FoldError, ...
+            if args.report:
+                write_failure_report(args.report, command, err)
+            raise
+        if args.report:
+            report.write(args.report)
+        print(report.summary())
+        if args.push_to_hub:
+            push_dataset_to_hub(dataset, report, args.push_to_hub, public=args.public, license=args.license)
+            print(f"Pushed to {hub_url(args.push_to_hub, 'dataset')} ({'public' if args.public else 'private'}).")
+        return 0
+
+    return run_cli(body, output=args.output, resume_hint="the build starts again; nothing half-written is kept")
+
+
+def write_failure_report(path: Path, command: str, err: UserError) -> None:
+    """`--report` on failure: the problems (and skipped rows) as JSON, so that a script can read them."""
+    failure = {"status": "failed", "command": command,
+               "problems": [str(p) for p in getattr(err, "problems", None) or [err]],
+               "skipped": [row.to_dict() for row in getattr(err, "skipped", None) or []]}
+    try:
+        atomic_write_text(path, json.dumps(failure, indent=2, ensure_ascii=False) + "\n")
+    except OSError as write_error:
+        print(f"error: could not write the failure report {path}: {write_error}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Training utilities for HILBERT: whole-set evaluation metrics (`training.metrics`) and report plots (`training.plots`)."""
