@@ -47,14 +47,21 @@ Exact mode is computed the same way and the silent rest of each 30-s window is f
 value (the floor), which the tests check against the extractor's own 30-s output; with `dither` > 0 the silence is
 not constant, and exact mode then transforms the full 30 s per segment.
 
+Audio sources: a document's `"audio"` is anything `audio_hilbert.decode_audio` takes -- a waveform (1-D, or
+`(channels, samples)`, with `sampling_rate`), a `{"array", "sampling_rate"}` dict, a `{"bytes"}` / `{"path"}` dict
+(`datasets.Audio(decode=False)`), the decoder object `datasets.Audio()` columns return (torchcodec
+`AudioDecoder`), a file path, bytes or a binary file. Channels are mixed down to mono (their mean); audio at
+another rate than the feature extractor's is resampled block by block (`audio_hilbert.resample`, equal to
+torchaudio's one-call resampling). Decoding and resampling live in `audio_hilbert.py`.
+
 Ships to the Hub with the model: imports only `torch`, `transformers`, the standard library and sibling files
-(`soundfile` and `torchaudio` are imported lazily, only when a file is read or audio must be resampled).
+(`soundfile`, `torchaudio` and `torchcodec` are imported lazily by `audio_hilbert`, only when a file is read or
+audio must be resampled).
 """
 
 from __future__ import annotations
 
 import inspect
-import io
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -66,6 +73,7 @@ from transformers import AutoFeatureExtractor, AutoTokenizer, BatchFeature, Whis
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
+from .audio_hilbert import decode_audio, read_audio, resample
 from .transcripts_hilbert import load_transcript
 
 logger = logging.get_logger(__name__)
@@ -201,12 +209,15 @@ class HilbertProcessor(ProcessorMixin):
         return cls(feature_extractor, tokenizer, **options)
 
     def load_document(self, audio_path: str | Path, transcript: str | Path | list[dict]) -> dict:
-        """Read an audio file (soundfile) and a .srt/.vtt/.json transcript (or take segments) -> a document dict.
+        """Read an audio file and a .srt/.vtt/.json transcript (or take segments) -> a document dict.
 
         The waveform is returned as `(channels, samples)` float32 at the file's sampling rate; `__call__` mixes it
-        to mono and resamples.
+        to mono and resamples. (A document may also hold the path itself as its `"audio"`: `__call__` then reads
+        it block by block straight to mono, with less memory for multichannel files.) A missing file raises
+        `audio_hilbert.AudioFileNotFoundError` ("no such file"), an undecodable or empty one `AudioError`; both
+        are `ValueError`s.
         """
-        waveform, sampling_rate = _read_audio(audio_path)
+        waveform, sampling_rate = read_audio(audio_path)
         segments = load_transcript(transcript) if isinstance(transcript, (str, Path)) else list(transcript)
         return {"audio": waveform, "sampling_rate": sampling_rate, "segments": segments}
 
@@ -225,8 +236,11 @@ class HilbertProcessor(ProcessorMixin):
 
         Args:
             documents: a document dict `{"audio", "sampling_rate", "segments"}` or a list of them. `audio`: a 1-D
-                or `(channels, samples)` float tensor/array/list (channels averaged), or a decoded
-                `{"array", "sampling_rate"}` / undecoded `{"bytes"}` dict as `datasets.Audio` gives.
+                or `(channels, samples)` float tensor/array/list (channels averaged; `sampling_rate` required), a
+                `{"array", "sampling_rate"}` dict, an undecoded `{"bytes"}` / `{"path"}` dict
+                (`datasets.Audio(decode=False)`), the decoded value of a `datasets.Audio()` column (torchcodec
+                `AudioDecoder`), or a file path / bytes (see the module docstring). A source that carries its
+                rate takes `sampling_rate` only if it agrees.
             audio, segments, sampling_rate: keyword form for a single document (instead of `documents`).
             return_report: also return the per-document report of what the policies did.
             return_tensors: "pt" (the only format: the outputs are torch tensors).
@@ -309,10 +323,10 @@ class HilbertProcessor(ProcessorMixin):
         """One document's mono waveform at the extractor's rate, its planned pieces and its report (policies
         applied; the per-document steps of `__call__`, in the same order, so that the reports are identical)."""
         target_rate = self.feature_extractor.sampling_rate
-        waveform, rate = _waveform(doc, index)
+        waveform, rate = decode_audio(doc["audio"], doc.get("sampling_rate"), where=_where(index))
         report = _new_report(len(doc["segments"]), waveform.shape[-1] / rate)
         if rate != target_rate:
-            waveform = _resample(waveform, rate, target_rate)
+            waveform = resample(waveform, rate, target_rate)
             report["resampled_from"] = rate
         return waveform, self._plan(index, doc["segments"], waveform.shape[-1], target_rate, report), report
 
@@ -643,111 +657,3 @@ def _split(start: float, end: float, text: str, count: int) -> list[tuple[float,
     bounds = [start + j * step for j in range(count)] + [end]
     return [(bounds[j], bounds[j + 1], " ".join(buckets[j])) for j in range(count)]
 
-
-def _waveform(doc: Mapping, i: int) -> tuple[torch.Tensor, int]:
-    """A document's audio -> (mono float32 waveform (samples,), sampling rate)."""
-    audio, rate = doc["audio"], doc.get("sampling_rate")
-    if isinstance(audio, Mapping):
-        if "array" in audio:  # datasets.Audio, decoded
-            rate = audio.get("sampling_rate", rate)
-            audio = audio["array"]
-        elif audio.get("bytes") is not None:  # datasets.Audio(decode=False)
-            audio, file_rate = _read_audio(io.BytesIO(audio["bytes"]))
-            if rate is not None and int(rate) != file_rate:
-                raise ValueError(f"{_where(i)}: sampling_rate={rate} but the audio bytes are at {file_rate} Hz; drop one.")
-            rate = file_rate
-        else:
-            raise ValueError(f"{_where(i)}: an audio dict needs 'array' (+ 'sampling_rate') or 'bytes'; got keys {sorted(audio)}.")
-    if rate is None:
-        raise ValueError(f"{_where(i)} has no sampling_rate: give the waveform's rate in Hz (e.g. 'sampling_rate': 16000).")
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or rate <= 0 or int(rate) != rate:
-        raise ValueError(f"{_where(i)}: sampling_rate={rate!r} must be a positive whole number of Hz.")
-    try:
-        wave = torch.as_tensor(audio)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{_where(i)}: audio cannot be read as an array of samples ({err}).") from None
-    if not wave.is_floating_point():
-        raise ValueError(
-            f"{_where(i)}: audio has dtype {wave.dtype}; give float samples in [-1, 1] (integer PCM: divide by 32768)."
-        )
-    if wave.dim() == 2:
-        if wave.shape[0] > wave.shape[1]:
-            raise ValueError(
-                f"{_where(i)}: audio of shape {tuple(wave.shape)} looks like (samples, channels); give "
-                "(channels, samples), e.g. audio.T."
-            )
-        # stereo/multichannel -> mono; a single channel is taken as a view (no copy of a long recording)
-        wave = wave[0] if wave.shape[0] == 1 else wave.mean(0)
-    elif wave.dim() != 1:
-        raise ValueError(f"{_where(i)}: audio must be 1-D (samples,) or 2-D (channels, samples), got shape {tuple(wave.shape)}.")
-    if wave.numel() == 0:
-        raise ValueError(f"{_where(i)}: the waveform is empty (0 samples); check the audio file.")
-    if not bool(torch.isfinite(wave).all()):
-        bad = ~torch.isfinite(wave)
-        first = int(bad.nonzero()[0, 0]) / rate
-        raise ValueError(
-            f"{_where(i)}: the waveform holds {int(bad.sum())} NaN/inf samples (the first at {first:.3f} s); repair or "
-            "re-decode the audio (a NaN sample would make every feature of its segment NaN)."
-        )
-    return wave.to(torch.float32).contiguous(), int(rate)
-
-
-RESAMPLE_BLOCK = 1 << 20  # input samples per resampling call (~65 s at 16 kHz): bounds its temporary memory
-
-
-def _resample(waveform: torch.Tensor, rate: int, target: int, block: int = RESAMPLE_BLOCK) -> torch.Tensor:
-    """Resample a mono waveform `(samples,)` with torchaudio's sinc resampler, block by block.
-
-    Why blocks: torchaudio convolves the whole signal at once, and its convolution unfolds the input into a
-    (kernel length x samples) matrix: resampling one hour at 8 kHz to 16 kHz took ~1.2 GB. Each block is
-    resampled with enough neighbouring samples on both sides (`context`, more than the filter's half-width) and
-    only the block's own outputs are kept, so the result equals resampling the whole signal (up to float
-    rounding; tested) while the temporary memory stays that of one block.
-    """
-    try:
-        from torchaudio.functional import resample
-    except ImportError as err:
-        raise ImportError(
-            f"Audio at {rate} Hz must be resampled to {target} Hz, which needs torchaudio "
-            f"(`pip install torchaudio`), or resample it yourself ({err})."
-        ) from None
-    gcd = math.gcd(rate, target)
-    orig, new = rate // gcd, target // gcd  # every `orig` input samples give `new` output samples
-    n = waveform.shape[-1]
-    # torchaudio's filter reaches ceil(6 * orig / (0.99 * min(orig, new))) input samples each side of a frame
-    # (lowpass_filter_width=6, rolloff=0.99); twice that, rounded up to whole frames, keeps blocks exact.
-    width = math.ceil(6 * orig / (0.99 * min(orig, new)))
-    context = orig * (2 * math.ceil(width / orig) + 1)
-    step = orig * max(1, block // orig)  # whole frames per block, so block outputs line up with the global ones
-    if n <= step + 2 * context:
-        return resample(waveform, rate, target).contiguous()
-    out = torch.empty(math.ceil(new * n / orig), dtype=waveform.dtype)
-    for start in range(0, n, step):
-        lo, hi = max(0, start - context), min(n, start + step + context)
-        piece = resample(waveform[lo:hi], rate, target)
-        first = (start - lo) // orig * new  # outputs of the context before the block
-        count = math.ceil(new * min(step, n - start) / orig)
-        out[start // orig * new : start // orig * new + count] = piece[first : first + count]
-    return out
-
-
-def _read_audio(source) -> tuple[torch.Tensor, int]:
-    """soundfile -> (`(channels, samples)` float32 tensor, sampling rate)."""
-    try:
-        import soundfile
-    except ImportError:
-        raise ImportError("Reading audio files needs soundfile: `pip install soundfile`.") from None
-    try:
-        data, rate = soundfile.read(source, dtype="float32", always_2d=True)  # (samples, channels)
-    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as err:
-        name = source if isinstance(source, (str, Path)) else "audio bytes"
-        reason = (getattr(err, "error_string", None) or str(err)).rstrip(".")
-        raise ValueError(
-            f"{name}: cannot be read as audio by soundfile ({reason}). Convert it to WAV or FLAC "
-            "(e.g. `ffmpeg -i IN OUT.flac`) and check that it is not empty or truncated."
-        ) from None
-    if data.shape[0] == 0:
-        name = source if isinstance(source, (str, Path)) else "audio bytes"
-        raise ValueError(f"{name}: the audio holds no samples (duration 0 s); re-export the recording.")
-    # A transposed view, not a copy: an hour-long file is not held twice (it is made contiguous once it is mono).
-    return torch.from_numpy(data.T), int(rate)

@@ -39,7 +39,7 @@ from hilbert_app.corpus.build import (
 from hilbert_app.cli.build_dataset import main
 from hilbert_app.features.store import FeatureFingerprintError, check_fingerprint, collate_features
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertProcessor
-from modeling_hilbert.processing_hilbert import _resample
+from modeling_hilbert.audio_hilbert import resample as blockwise_resample
 from modeling_hilbert.transcripts_hilbert import (
     TranscriptError,
     load_transcript,
@@ -126,7 +126,7 @@ def test_audio_unreadable_builder(tmp_path):
 
 def test_audio_unreadable_load_document(tokenizer, tmp_path):
     (tmp_path / "bad.wav").write_text("not audio at all")
-    with pytest.raises(ValueError, match=r"bad.wav: cannot be read as audio by soundfile .*Convert it to WAV or FLAC"):
+    with pytest.raises(ValueError, match=r"bad.wav: cannot be decoded as audio \(soundfile: .*Convert it to WAV or FLAC"):
         HilbertProcessor(raw_fe(), tokenizer).load_document(tmp_path / "bad.wav", [seg(0, 1)])
 
 
@@ -138,7 +138,7 @@ def test_audio_empty_file_builder(tmp_path):
 
 def test_audio_empty_file_load_document(tokenizer, tmp_path):
     (tmp_path / "zero.wav").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"zero.wav: cannot be read as audio .*not empty or truncated"):
+    with pytest.raises(ValueError, match=r"zero.wav: cannot be decoded as audio .*not empty or truncated"):
         HilbertProcessor(raw_fe(), tokenizer).load_document(tmp_path / "zero.wav", [seg(0, 1)])
 
 
@@ -212,7 +212,7 @@ def test_audio_8k_and_48k_are_resampled_and_reported(tokenizer, rate):
 def test_blockwise_resampling_equals_whole_signal_resampling(rate):
     """Hours-long audio is resampled block by block (bounded memory): the blocks must not show at their seams."""
     audio = noise(2.0, rate, seed=1)
-    blocks = _resample(audio, rate, SR, block=4096)  # ~20 blocks
+    blocks = blockwise_resample(audio, rate, SR, block=4096)  # ~20 blocks
     whole = resample(audio, rate, SR)
     assert blocks.shape == whole.shape
     assert float((blocks - whole).abs().max()) < 1e-6

@@ -407,7 +407,7 @@ def test_save_and_load_with_remote_code_in_a_fresh_process(tokenizer, tmp_path):
     proc = HilbertProcessor(whisper_fe(), tokenizer, **options)
     folder = tmp_path / "processor"
     proc.save_pretrained(folder)
-    assert {"processing_hilbert.py", "transcripts_hilbert.py", "processor_config.json"} <= set(os.listdir(folder))
+    assert {"processing_hilbert.py", "audio_hilbert.py", "transcripts_hilbert.py", "processor_config.json"} <= set(os.listdir(folder))
     saved = json.loads((folder / "processor_config.json").read_text())
     assert saved["auto_map"] == {"AutoProcessor": "processing_hilbert.HilbertProcessor"}
     assert {k: saved[k] for k in options} == options
