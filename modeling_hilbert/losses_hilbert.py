@@ -188,6 +188,17 @@ def moe_load_balance_loss(gate_probs: torch.Tensor, top_k: int | None = None) ->
 
 
 # ------------------------------------------------------------------------------------ classification
+def focal_modulation(log_one_minus_p: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"""The focal factor (1 - p)^gamma computed as exp(gamma * log(1 - p)) from an accurate log(1 - p).
+
+    Why not `(1 - p) ** gamma`: for 0 < gamma < 1 the derivative gamma (1 - p)^(gamma - 1) is infinite at p = 1
+    (a saturated, correct prediction), and autograd multiplies it by d(1 - p)/dlogits = 0: NaN. The whole loss
+    term -(1 - p)^gamma log p has a finite gradient there (it vanishes like (1 - p)^gamma); computing the factor
+    from log(1 - p), whose gradient is bounded, keeps every intermediate gradient finite for every gamma >= 0.
+    """
+    return torch.exp(gamma * log_one_minus_p)
+
+
 def classification_loss_terms(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -197,7 +208,7 @@ def classification_loss_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Sum of per-item losses and the normaliser that turns it into the loss's mean.
 
-    multiclass (logits `(B, C)`, labels `(B,)` int, -100 = no label):
+    multiclass (logits `(B, C)`, C >= 2, labels `(B,)` int, -100 = no label):
         l_i = -w_{y_i} (1 - p_i)^gamma log p_i,  p_i = softmax(logits_i)[y_i];  normaliser = sum_i w_{y_i}
         (with gamma = 0 this is `F.cross_entropy(weight=w)`, focal loss of Lin et al. 2017 otherwise)
     binary (logits `(B, 1)` or `(B,)`, labels `(B,)` in {0, 1}, -100 = no label; class_weights = [pos_weight]):
@@ -205,18 +216,28 @@ def classification_loss_terms(
     multilabel (logits `(B, C)`, labels `(B, C)` in {0, 1}, rows with any negative label ignored; class_weights =
     per-class pos_weight): as binary, element-wise; normaliser = number of labelled elements.
 
+    The focal factor is exp(gamma log(1 - p)) with log(1 - p) computed directly (multiclass: logsumexp of the other
+    classes' log-probabilities; binary: log sigma(-x) for y = 1, log sigma(x) for y = 0), so gradients stay finite
+    when a probability saturates, for every gamma >= 0 (`focal_modulation`). Unlabelled rows are replaced by
+    constant zero logits before anything is computed: whatever they hold, they get exactly zero gradient.
+
     Returning the sum and the normaliser separately lets the model normalise by the *global* count when several
     processes train on batches of different content (see `HilbertForSequenceClassification`).
     """
     if task_type == "multiclass":
         valid = labels != -100
         safe_labels = labels.clamp(min=0)
-        log_probs = F.log_softmax(upcast(logits), dim=-1)
+        logits = torch.where(valid.unsqueeze(-1), upcast(logits), 0.0)  # (B, C); no gradient path from unlabelled rows
+        log_probs = F.log_softmax(logits, dim=-1)
         target_log_prob = log_probs.gather(-1, safe_labels.unsqueeze(-1)).squeeze(-1)  # (B,)
         weight = class_weights[safe_labels] if class_weights is not None else torch.ones_like(target_log_prob)
         weight = weight * valid
-        focal = (1.0 - target_log_prob.exp()).clamp(min=0.0) ** focal_gamma if focal_gamma else 1.0
-        return -(weight * focal * target_log_prob).sum(), weight.sum()
+        per_item = -target_log_prob
+        if focal_gamma:
+            is_target = F.one_hot(safe_labels, log_probs.shape[-1]).bool()
+            log_rest = log_probs.masked_fill(is_target, float("-inf")).logsumexp(dim=-1)  # log(1 - p_y), (B,)
+            per_item = per_item * focal_modulation(log_rest, focal_gamma)
+        return (weight * per_item).sum(), weight.sum()
     if task_type in ("binary", "multilabel"):
         if task_type == "binary":
             logits = logits.reshape(-1)
@@ -224,13 +245,13 @@ def classification_loss_terms(
             valid = labels >= 0
         else:
             valid = (labels >= 0).all(dim=-1, keepdim=True).expand_as(labels)
+        logits = torch.where(valid, upcast(logits), 0.0)  # no gradient path from unlabelled items
         targets = labels.clamp(min=0).to(logits.dtype)
-        logits = upcast(logits)
-        per_item = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), pos_weight=class_weights, reduction="none")
+        per_item = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=class_weights, reduction="none")
         if focal_gamma:
-            prob = torch.sigmoid(logits)
-            p_true = prob * targets + (1 - prob) * (1 - targets)
-            per_item = per_item * (1.0 - p_true) ** focal_gamma
+            # 1 - p_t = sigma(-x) for y = 1 and sigma(x) for y = 0, i.e. sigma((1 - 2y) x).
+            log_one_minus_p_true = F.logsigmoid((1.0 - 2.0 * targets) * logits)
+            per_item = per_item * focal_modulation(log_one_minus_p_true, focal_gamma)
         valid = valid.to(per_item.dtype)
         return (per_item * valid).sum(), valid.sum()
     raise ValueError(f"Unknown task type {task_type!r}: expected multiclass, binary or multilabel.")

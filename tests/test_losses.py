@@ -478,6 +478,139 @@ def test_no_labelled_item_gives_zero(task, logits, labels):
     assert torch.isfinite(logits.grad).all() and (logits.grad == 0).all()
 
 
+def np_focal_multiclass_grad(logits, labels, weights, gamma):
+    """Analytic d/dz of sum_i -w_i (1 - p_i)^gamma log p_i (unlabelled rows: 0), with 1 - p = sum of the other
+    classes' probabilities (accurate when p saturates):
+
+        dl/dz_k = w (delta_ky - p_k) [ gamma (1 - p)^(gamma - 1) p log p - (1 - p)^gamma ]
+    """
+    grad = np.zeros_like(logits)
+    for i, (row, y) in enumerate(zip(np_log_softmax(logits), labels)):
+        if y == -100:
+            continue
+        probs = np.exp(row)
+        rest = probs[np.arange(len(row)) != y].sum()
+        p, logp = probs[y], row[y]
+        w = 1.0 if weights is None else weights[y]
+        inner = (gamma * rest ** (gamma - 1) * p * logp if gamma else 0.0) - rest**gamma
+        grad[i] = w * (np.eye(len(row))[y] - probs) * inner
+    return grad
+
+
+def np_focal_binary_grad(x, y, pos_weight, gamma):
+    """Analytic d/dx of (1 - p_t)^gamma BCE: with q = 1 - p_t = sigma((1 - 2y) x) and BCE b (db/dx = -w q for y = 1,
+    q for y = 0): dl/dx = q^gamma [ gamma (1 - 2y) (1 - q) b + db/dx ]."""
+    s = 1.0 - 2.0 * y
+    q = 1.0 / (1.0 + np.exp(-s * x))
+    b = -(pos_weight * y * np_log_sigmoid(x) + (1 - y) * np_log_sigmoid(-x))
+    db = np.where(y == 1, -pos_weight * q, q)
+    return q**gamma * (gamma * s * (1 - q) * b + db)
+
+
+FOCAL_GAMMAS = [0.25, 0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("gamma", FOCAL_GAMMAS)
+def test_multiclass_focal_saturated_and_ignored_rows_have_finite_exact_gradients(gamma):
+    """Regression: (1 - p)^gamma with gamma < 1 has an infinite derivative at p = 1, which autograd multiplied by
+    dp/dz = 0: NaN gradients for a saturated row, also for an unlabelled (-100) row, whose class-0 gather saturated
+    too. Values and gradients must match the analytic formulas (float64), saturated rows included."""
+    logits = np.array(
+        [
+            [60.0, 0.0, -5.0],  # saturated on its (correct) label: 1 - p ~ 1e-26, p == 1.0 in float64
+            [0.3, -1.2, 2.0],
+            [-40.0, 35.0, 0.0],  # saturated on a wrong class: p ~ 1e-33
+            [80.0, 0.0, 0.0],  # unlabelled, saturated on class 0 (what the -100 row gathers)
+            [1.0, 0.5, -0.5],
+        ]
+    )
+    labels = np.array([0, 2, 0, -100, 1])
+    weights = np.array([0.5, 2.0, 1.3])
+    z = t64(logits).requires_grad_(True)
+    total, normaliser = classification_loss_terms(z, torch.as_tensor(labels), "multiclass", t64(weights), gamma)
+    num, den = np_multiclass(logits, labels, weights, gamma)
+    assert abs(total.item() - num) <= 1e-12 * abs(num) and abs(normaliser.item() - den) < TIGHT
+    total.backward()
+    assert torch.isfinite(z.grad).all()
+    expected = np_focal_multiclass_grad(logits, labels, weights, gamma)
+    assert np.abs(z.grad.numpy() - expected).max() < 1e-12
+    assert (z.grad[3] == 0).all()
+    assert np.abs(expected[2]).max() > 1e-3  # the wrong saturated row still learns
+
+
+@pytest.mark.parametrize("gamma", FOCAL_GAMMAS)
+@pytest.mark.parametrize("task", ["binary", "multilabel"])
+def test_sigmoid_focal_saturated_and_ignored_items_have_finite_exact_gradients(task, gamma):
+    x = np.array([[40.0, -3.0], [-45.0, 0.7], [60.0, -60.0], [0.2, 38.0]])
+    y = np.array([[1, 0], [0, 1], [1, 0], [0, 0]], dtype=np.int64)
+    pos_weight = np.array([2.0, 0.5])
+    if task == "binary":
+        x, y, pos_weight = x[:, 0], y[:, 0].copy(), pos_weight[:1]
+        y[2] = -100  # unlabelled, saturated
+        keep = y >= 0
+    else:
+        y[2, 1] = -100  # the whole row is unlabelled
+        keep = np.broadcast_to((y >= 0).all(axis=1, keepdims=True), y.shape)
+    yf = np.clip(y, 0, None).astype(np.float64)
+    z = t64(x).requires_grad_(True)
+    total, normaliser = classification_loss_terms(z, torch.as_tensor(y), task, t64(pos_weight), gamma)
+    expected = np.where(keep, np_binary_terms(x, yf, pos_weight, gamma), 0.0).sum()
+    assert abs(total.item() - expected) <= 1e-12 * abs(expected) and normaliser.item() == keep.sum()
+    total.backward()
+    assert torch.isfinite(z.grad).all()
+    reference = np.where(keep, np_focal_binary_grad(x, yf, pos_weight, gamma), 0.0)
+    assert np.abs(z.grad.numpy() - reference).max() < 1e-12
+    assert (z.grad.numpy()[~keep] == 0).all()
+
+
+@pytest.mark.parametrize("gamma", FOCAL_GAMMAS)
+@pytest.mark.parametrize("task", ["multiclass", "binary", "multilabel"])
+def test_focal_gradients_finite_when_probabilities_round_to_one_in_float32(task, gamma):
+    """float32 logits far past saturation (1 - p underflows, log p rounds to 0), unlabelled rows holding NaN/inf:
+    the loss and every gradient stay finite, unlabelled rows get exactly zero gradient."""
+    if task == "multiclass":
+        x = torch.tensor([[300.0, 0.0, 0.0], [0.0, 0.0, 0.0], [float("nan"), 1.0, 0.0], [0.0, 500.0, 0.0]])
+        labels = torch.tensor([0, 1, -100, 1])
+    elif task == "binary":
+        x = torch.tensor([[300.0], [0.0], [float("inf")], [-500.0]])
+        labels = torch.tensor([1, 0, -100, 0])
+    else:
+        x = torch.tensor([[300.0, -300.0], [0.0, 0.0], [float("nan"), 0.0], [-500.0, 500.0]])
+        labels = torch.tensor([[1, 0], [0, 1], [-100, 0], [0, 1]])
+    x.requires_grad_(True)
+    loss = classification_loss(x, labels, task, focal_gamma=gamma)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    assert (x.grad[2] == 0).all()
+    # only the unsaturated row contributes: its value is the plain formula
+    if task == "multiclass":
+        expected = (1 - 1 / 3) ** gamma * math.log(3) / 3
+    else:
+        per_element = 0.5**gamma * math.log(2)
+        expected = per_element / 3 if task == "binary" else 2 * per_element / 6
+    assert abs(loss.item() - expected) < 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    gamma=st.one_of(st.sampled_from([0.0] + FOCAL_GAMMAS), st.floats(0.0, 3.0)),
+    scale=st.floats(0.1, 60.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_multiclass_focal_matches_analytic_gradient_property(gamma, scale, seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((6, 4)) * scale
+    labels = rng.integers(0, 4, size=6)
+    labels[rng.random(6) < 0.3] = -100
+    z = t64(logits).requires_grad_(True)
+    total, _ = classification_loss_terms(z, torch.as_tensor(labels), "multiclass", None, gamma)
+    num, _ = np_multiclass(logits, labels, None, gamma)
+    assert abs(total.item() - num) <= 1e-10 * max(1.0, abs(num))
+    total.backward()
+    assert torch.isfinite(z.grad).all()
+    assert np.abs(z.grad.numpy() - np_focal_multiclass_grad(logits, labels, None, gamma)).max() < 1e-10
+
+
 def test_terms_divide_to_the_mean():
     rng = np.random.default_rng(13)
     cases = [

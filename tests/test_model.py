@@ -258,6 +258,23 @@ def test_class_weights_and_focal_gamma_from_the_config_are_used():
     assert_close(focal.classification_loss, -((1 - logp.exp()) ** 2 * logp).mean(), atol=1e-6)
 
 
+@pytest.mark.parametrize("gamma", [0.25, 0.5])
+def test_focal_gamma_below_one_keeps_every_gradient_finite_when_predictions_saturate(gamma):
+    """Regression: with focal_gamma=0.5, a saturated prediction (here forced by the tower's bias) and an unlabelled
+    document made NaN gradients in every trainable parameter upstream of the classifier in one step."""
+    config = hilbert_config(focal_gamma=gamma)
+    model = build(config).train()
+    with torch.no_grad():
+        model.classifier.towers["label"][1].bias.copy_(torch.tensor([120.0, 0.0, 0.0]))
+    out = model(**feature_inputs(config), labels=torch.tensor([0, -100, 0, 1]))
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert bad == []
+    # the misclassified document (label 1) still gives the classifier a gradient
+    assert model.classifier.towers["label"][1].bias.grad.abs().max() > 1e-3
+
+
 def test_temperature_is_clamped_at_its_minimum():
     config = hilbert_config(temperature_min=0.05)
     model = build(config)
