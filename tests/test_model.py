@@ -398,6 +398,23 @@ def test_moe_top_k_routes_to_k_experts():
     assert torch.all((out.gate_weights["label"] > 0).sum(-1) == 1)
 
 
+def test_top_1_gate_learns_from_the_classification_loss():
+    """Regression: top-1 routing renormalised its one weight to 1, and the gate's gradient from the task loss was
+    rounding noise (2e-13 here, against 1.4e-6 with top-2). Switch-style raw gate probabilities fix it."""
+    norms = {}
+    for k in (1, 2):
+        config = hilbert_config(moe_top_k=k)
+        model = build(config)
+        out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
+        out.classification_loss.backward()
+        norms[k] = model.classifier.gates["label"].weight.grad.norm().item()
+        if k == 1:  # the routing weight is the selected expert's raw gate probability
+            h = torch.cat([out.audio_embeds, out.text_embeds, out.joint_embeds], -1)
+            probs = torch.softmax(model.classifier.gates["label"](h), -1)
+            assert_close(out.gate_weights["label"].max(-1).values, probs.max(-1).values, atol=1e-7)
+    assert norms[1] > 0.1 * norms[2] > 0
+
+
 # ------------------------------------------------------------------------------------- embeddings & errors
 def test_embedding_helpers_match_forward():
     config = hilbert_config()
