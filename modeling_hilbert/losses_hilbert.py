@@ -166,25 +166,40 @@ def mi_balance_loss(
 
 # ---------------------------------------------------------------------------------------------- MoE
 def moe_load_balance_loss(gate_probs: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
-    r"""Switch-Transformer load balancing (Fedus et al. 2021) for one gate.
+    r"""Load balancing of one gate (Fedus et al. 2021, Switch Transformer, eq. 4-6):
 
         L_moe = E * sum_e f_e P_e
 
-    f_e: fraction of routing assignments that go to expert e (top-k experts per item, top-1 for a dense gate; no
-    gradient); P_e: mean gate probability of e over the batch. Equals 1 when routing is uniform and E when a
-    top-1 (or dense) gate collapses onto one expert (E/k for a top-k gate, whose f splits over its k choices).
+    P_e: mean gate probability of expert e over the batch (carries the gradient); f_e: the fraction of the batch's
+    dispatch that goes to e.
+
+    * Sparse gate (1 <= k < E): f_e = (number of items whose k chosen experts include e) / (B k), counted from the
+      top-k indices, without gradient: Switch's f for k = 1, its top-k generalisation for k > 1 (as GShard and
+      transformers' `load_balancing_loss_func` count the top-k assignments).
+    * Dense gate (k None or k >= E, the same routing): every expert processes every item, so a count is constant
+      (f_e = 1/E gives L = sum_e P_e = 1 whatever the gate does: no gradient). What a dense gate dispatches to e is
+      its weight, so f_e = P_e, and
+
+          L_moe = E * sum_e P_e^2 = 1 + CV^2(P),   CV^2 = Var_e(P) / mean_e(P)^2 (population variance over experts)
+
+      which is the importance loss of Shazeer et al. 2017 (squared coefficient of variation of the experts' total
+      gate weight over the batch) plus 1, differentiable in full (through both factors).
+
+    Both forms equal 1 when routing is uniform (the minimum of the dense form) and E when the gate collapses onto
+    one expert (E/k for a top-k gate, whose f splits over its k choices).
 
     Args:
         gate_probs: `(B, E)` softmax gate probabilities (before top-k).
-        top_k: experts used per item (None = dense gate: counted as top-1).
+        top_k: experts used per item (None = dense gate).
     """
     num_experts = gate_probs.shape[-1]
-    k = 1 if top_k is None else top_k
-    chosen = gate_probs.topk(k, dim=-1).indices  # (B, k)
+    mean_prob = gate_probs.mean(dim=0)  # P, (E,)
+    if top_k is None or top_k >= num_experts:
+        return num_experts * (mean_prob * mean_prob).sum()
+    chosen = gate_probs.topk(top_k, dim=-1).indices  # (B, k)
     counts = torch.zeros_like(gate_probs).scatter(-1, chosen, 1.0).sum(dim=0)  # (E,)
-    fraction = counts / (gate_probs.shape[0] * k)
-    mean_prob = gate_probs.mean(dim=0)
-    return num_experts * (fraction * mean_prob).sum()  # f is built from indices: it carries no gradient
+    fraction = counts / (gate_probs.shape[0] * top_k)  # f is built from indices: it carries no gradient
+    return num_experts * (fraction * mean_prob).sum()
 
 
 # ------------------------------------------------------------------------------------ classification

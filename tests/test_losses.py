@@ -268,8 +268,14 @@ HAND_PROBS = np.array(
 )
 
 
-def np_load_balance(probs: np.ndarray, k: int) -> tuple[float, np.ndarray]:
+def np_load_balance(probs: np.ndarray, k: int | None) -> tuple[float, np.ndarray]:
+    """(L_moe, f): top-k counts for a sparse gate; for a dense gate (k None or >= E) the soft dispatch f = P, where
+    L = E sum_e P_e^2 = 1 + CV^2(P) is Shazeer et al.'s importance loss (plus 1), computed here in that form."""
     b, e = probs.shape
+    if k is None or k >= e:
+        importance = probs.sum(axis=0)  # Shazeer et al. 2017: total gate weight of each expert over the batch
+        cv2 = importance.var() / importance.mean() ** 2  # population variance
+        return 1.0 + float(cv2), probs.mean(axis=0)
     counts = np.zeros(e)
     for row in probs:
         for idx in np.argsort(-row)[:k]:
@@ -281,39 +287,61 @@ def np_load_balance(probs: np.ndarray, k: int) -> tuple[float, np.ndarray]:
 def test_moe_load_balance_uniform_and_collapsed():
     for e in (2, 3, 5):
         uniform = torch.full((8, e), 1.0 / e, dtype=torch.float64)
-        assert abs(moe_load_balance_loss(uniform).item() - 1.0) < 1e-12
-        assert abs(moe_load_balance_loss(uniform, top_k=2).item() - 1.0) < 1e-12
+        for k in (None, 1, 2, e):
+            assert abs(moe_load_balance_loss(uniform, top_k=k).item() - 1.0) < 1e-12
         collapsed = torch.zeros(8, e, dtype=torch.float64)
         collapsed[:, 1] = 1.0
-        assert abs(moe_load_balance_loss(collapsed).item() - e) < 1e-12
+        for k in (None, 1, e):
+            assert abs(moe_load_balance_loss(collapsed, top_k=k).item() - e) < 1e-12
+        if e > 2:
+            assert abs(moe_load_balance_loss(collapsed, top_k=2).item() - e / 2) < 1e-12
 
 
-@pytest.mark.parametrize("top_k, hand_value", [(None, 1.03125), (1, 1.03125), (2, 0.984375)])
+@pytest.mark.parametrize("top_k, hand_value", [(1, 1.03125), (2, 0.984375), (3, 1.00875), (None, 1.00875)])
 def test_moe_load_balance_hand_example(top_k, hand_value):
     # top-1: argmax = [0, 1, 0, 2] -> f = [1/2, 1/4, 1/4]; P = [0.375, 0.3, 0.325] -> 3 * 0.34375
     # top-2: {0,1} {1,2} {0,2} {1,2} -> f = [2, 3, 3] / 8 -> 3 * 0.328125
-    expected, f = np_load_balance(HAND_PROBS, 1 if top_k is None else top_k)
+    # dense (k = E = 3 or None): f = P -> 3 * (0.375^2 + 0.3^2 + 0.325^2) = 3 * 0.33625
+    expected, f = np_load_balance(HAND_PROBS, top_k)
     assert abs(expected - hand_value) < 1e-12
     probs = t64(HAND_PROBS).requires_grad_(True)
     loss = moe_load_balance_loss(probs, top_k=top_k)
     assert abs(loss.item() - hand_value) < TIGHT
     loss.backward()
-    # f carries no gradient: dL/dp[b, e] = E * f_e / B
+    # sparse: f carries no gradient, dL/dp[b, e] = E f_e / B; dense: L = E sum_e P_e^2, dL/dp[b, e] = 2 E P_e / B
     b, e = HAND_PROBS.shape
-    analytic = np.tile(e * f / b, (b, 1))
+    factor = 2 if top_k in (None, 3) else 1
+    analytic = np.tile(factor * e * f / b, (b, 1))
     assert np.abs(probs.grad.numpy() - analytic).max() < TIGHT
 
 
-def test_moe_load_balance_gradient_through_softmax_gate():
-    rng = np.random.default_rng(8)
-    logits = t64(rng.standard_normal((6, 4))).requires_grad_(True)
+@settings(max_examples=40, deadline=None)
+@given(
+    experts=st.integers(2, 6),
+    batch=st.integers(1, 9),
+    k_choice=st.sampled_from(["one", "two", "all", "none"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_moe_load_balance_gradient_through_softmax_gate(experts, batch, k_choice, seed):
+    """Regression (k = E): the balance loss was the constant 1, with zero gradient through the softmax. For every k
+    the value equals the reference and the gradient through a softmax gate equals the analytic one, non-zero for
+    an unbalanced gate."""
+    k = {"one": 1, "two": min(2, experts), "all": experts, "none": None}[k_choice]
+    rng = np.random.default_rng(seed)
+    logits = t64(rng.standard_normal((batch, experts)) * 2).requires_grad_(True)
     probs = torch.softmax(logits, dim=-1)
-    moe_load_balance_loss(probs, top_k=2).backward()
+    loss = moe_load_balance_loss(probs, top_k=k)
     p = probs.detach().numpy()
-    _, f = np_load_balance(p, 2)
-    upstream = 4 * f / 6  # dL/dp, the same for every row
-    expected = p * (upstream - (p * upstream).sum(axis=1, keepdims=True))  # softmax Jacobian
-    assert np.abs(logits.grad.numpy() - expected).max() < TIGHT
+    expected, f = np_load_balance(p, k)
+    assert abs(loss.item() - expected) < 1e-10
+    loss.backward()
+    dense = k is None or k >= experts
+    upstream = (2 if dense else 1) * experts * f / batch  # dL/dp, the same for every row
+    analytic = p * (upstream - (p * upstream).sum(axis=1, keepdims=True))  # softmax Jacobian
+    assert np.abs(logits.grad.numpy() - analytic).max() < TIGHT
+    # an unbalanced dispatch (f not uniform: always so for a dense gate whose P is not) gives a real gradient
+    assume(np.ptp(f) > 1e-2)
+    assert np.abs(logits.grad.numpy()).max() > 1e-4
 
 
 # ---------------------------------------------------------------------------------- classification

@@ -415,6 +415,30 @@ def test_top_1_gate_learns_from_the_classification_loss():
     assert norms[1] > 0.1 * norms[2] > 0
 
 
+@pytest.mark.parametrize("top_k", [1, 2, 3, None])
+def test_moe_balance_loss_trains_the_gate_for_every_top_k(top_k):
+    """Regression: with moe_top_k = num_experts (3) the balance loss was the constant 1 with no gradient. Its value
+    is E sum_e f_e P_e with P the mean gate probability, f the top-k counts (k < E) or P itself (dense)."""
+    config = hilbert_config(moe_top_k=top_k)
+    model = build(config)
+    with torch.no_grad():  # an unbalanced gate (at init every gate is nearly uniform)
+        model.classifier.gates["label"].weight.mul_(300.0)
+    out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
+    h = torch.cat([out.audio_embeds, out.text_embeds, out.joint_embeds], -1)
+    probs = torch.softmax(model.classifier.gates["label"](h), -1).detach()  # (4, 3)
+    mean_prob = probs.mean(0)
+    if top_k in (None, 3):
+        expected = 3 * (mean_prob**2).sum()
+    else:
+        chosen = probs.argsort(-1, descending=True)[:, :top_k]
+        f = torch.stack([(chosen == e).sum() for e in range(3)]).double() / (4 * top_k)
+        expected = 3 * (f * mean_prob).sum()
+    assert_close(out.moe_balance_loss, expected.float(), atol=1e-6)
+    assert (mean_prob - 1 / 3).abs().max() > 0.05
+    out.moe_balance_loss.backward()
+    assert model.classifier.gates["label"].weight.grad.abs().max() > 1e-3
+
+
 # ------------------------------------------------------------------------------------- embeddings & errors
 def test_embedding_helpers_match_forward():
     config = hilbert_config()
