@@ -2,7 +2,12 @@
 
 Notation: B = batch of documents (the *global* batch when several processes train: see `gather_with_grad`);
 z_a, z_t, z_j the audio, text and joint document embeddings; p(.) the projection to the contrastive space,
-L2-normalised; s = exp(log_scale) = 1/tau the learnable logit scale.
+L2-normalised; s = exp(log_scale) = 1/tau the learnable logit scale. D_a, D_t: the documents that have audio /
+text (at least one real segment of it), B_a = |D_a|, B_t = |D_t|. A document without text has no text embedding,
+only the pooling's bias, the same vector for every such document: it must not enter the text terms (it would be
+a positive pair that carries no information and a negative identical to the other text-less documents), and
+likewise for audio. Each modality's terms are therefore computed on its own documents; a term over fewer than 2
+documents is 0 (nothing to contrast or compare), keeps the graph and gives zero gradient.
 
 Ships to the Hub with the model: imports only `torch` and the standard library.
 """
@@ -85,28 +90,64 @@ def symmetric_info_nce(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tens
     return 0.5 * (info_nce(x, y, logit_scale) + info_nce(y, x, logit_scale))
 
 
+def skipped_term(*tensors: torch.Tensor) -> torch.Tensor:
+    """A 0 that depends on `tensors`: a term left out keeps the autograd graph (a backward through a total made only
+    of skipped terms still works) and gives every input exactly zero gradient."""
+    return sum(t.sum() for t in tensors) * 0.0
+
+
+def select_documents(present: torch.Tensor | None, *embeddings: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+    """The rows of `embeddings` (each `(B, ...)`) whose `present` `(B,)` is True, and their number (None = all)."""
+    if present is None:
+        return list(embeddings), embeddings[0].shape[0]
+    present = present.bool()
+    return [e[present] for e in embeddings], int(present.sum())
+
+
+def symmetric_info_nce_on(
+    x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor, present: torch.Tensor | None = None
+) -> tuple[torch.Tensor, int]:
+    r"""InfoNCE_sym(x, y) on the documents where `present` `(B,)` is True (None = all), and their number B_m.
+
+    With B_m < 2 there is no negative to contrast with: the term is 0 (`skipped_term`)."""
+    (x_m, y_m), count = select_documents(present, x, y)
+    if count < 2:
+        return skipped_term(x, y, logit_scale), count
+    return symmetric_info_nce(x_m, y_m, logit_scale), count
+
+
 def reciprocal_dual_contrastive_loss(
-    audio: torch.Tensor, text: torch.Tensor, joint: torch.Tensor, logit_scale: torch.Tensor
+    audio: torch.Tensor,
+    text: torch.Tensor,
+    joint: torch.Tensor,
+    logit_scale: torch.Tensor,
+    audio_present: torch.Tensor | None = None,
+    text_present: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""HILBERT's joint-centric contrastive loss: each modality is aligned to the joint embedding, not to the other.
 
-        L_dual = 1/2 [ InfoNCE_sym(p(z_a), p(z_j)) + InfoNCE_sym(p(z_t), p(z_j)) ]
+        L_dual = 1/2 [ InfoNCE_sym(p(z_a), p(z_j)) over D_a + InfoNCE_sym(p(z_t), p(z_j)) over D_t ]
 
     Args:
         audio, text, joint: `(B, P)` projected, L2-normalised embeddings.
         logit_scale: scalar s = 1/tau.
+        audio_present, text_present: `(B,)` bool, the documents that have each modality (None = all). A term over
+            fewer than 2 documents is 0.
 
     Returns:
         (L_dual, InfoNCE_sym(audio, joint), InfoNCE_sym(text, joint)); the two terms feed the MI estimates.
     """
-    audio_joint = symmetric_info_nce(audio, joint, logit_scale)
-    text_joint = symmetric_info_nce(text, joint, logit_scale)
+    audio_joint, _ = symmetric_info_nce_on(audio, joint, logit_scale, audio_present)
+    text_joint, _ = symmetric_info_nce_on(text, joint, logit_scale, text_present)
     return 0.5 * (audio_joint + text_joint), audio_joint, text_joint
 
 
-def direct_contrastive_loss(audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    r"""Baseline (CLIP/CLAP-style) alignment of the two modalities directly: L = InfoNCE_sym(p(z_a), p(z_t))."""
-    return symmetric_info_nce(audio, text, logit_scale)
+def direct_contrastive_loss(
+    audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, present: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""Baseline (CLIP/CLAP-style) alignment of the two modalities directly: L = InfoNCE_sym(p(z_a), p(z_t)), over
+    the documents that have both (`present` `(B,)`, None = all; 0 with fewer than 2)."""
+    return symmetric_info_nce_on(audio, text, logit_scale, present)[0]
 
 
 # ------------------------------------------------------------------------------------------------- CKA
@@ -128,39 +169,75 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((gram_x / gram_x.norm().clamp(min=tiny)) * (gram_y / gram_y.norm().clamp(min=tiny))).sum()
 
 
-def cka_loss(audio: torch.Tensor, text: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+def cka_term(x: torch.Tensor, joint: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    r"""1 - CKA(x, z_j) over the documents where `present` `(B,)` is True (None = all).
+
+    With fewer than 2 documents there is no batch geometry to compare (centred embeddings are all zero): 0."""
+    (x_m, joint_m), count = select_documents(present, x, joint)
+    if count < 2:
+        return skipped_term(x, joint)
+    return 1.0 - linear_cka(x_m, joint_m)
+
+
+def cka_loss(
+    audio: torch.Tensor,
+    text: torch.Tensor,
+    joint: torch.Tensor,
+    audio_present: torch.Tensor | None = None,
+    text_present: torch.Tensor | None = None,
+) -> torch.Tensor:
     r"""Structure preservation: the joint space keeps each modality's batch geometry.
 
-        L_cka = (1 - CKA(z_a, z_j)) + (1 - CKA(z_t, z_j))
+        L_cka = (1 - CKA(z_a, z_j)) over D_a + (1 - CKA(z_t, z_j)) over D_t
 
     Args:
         audio `(B, d_a)`, text `(B, d_t)`, joint `(B, d_j)`: document embeddings (widths may differ).
+        audio_present, text_present: `(B,)` bool, the documents that have each modality (None = all).
 
-    With B < 2 there is no batch geometry to compare (centred embeddings are all zero): the loss is 0.
+    A term over fewer than 2 documents is 0 (see `cka_term`).
     """
-    if audio.shape[0] < 2:
-        return (audio.sum() + text.sum() + joint.sum()) * 0.0  # keep the graph, contribute nothing
-    return (1.0 - linear_cka(audio, joint)) + (1.0 - linear_cka(text, joint))
+    return cka_term(audio, joint, audio_present) + cka_term(text, joint, text_present)
 
 
 # -------------------------------------------------------------------------------------- MI balancing
 def info_nce_mutual_information(info_nce_value: torch.Tensor, batch_size: int) -> torch.Tensor:
-    r"""InfoNCE lower bound on mutual information (Poole et al. 2019): I(x; y) >= log B - InfoNCE(x, y)."""
+    r"""InfoNCE lower bound on mutual information (Poole et al. 2019): I(x; y) >= log B - InfoNCE(x, y).
+
+    B is the number of documents the InfoNCE was computed on; with B < 2 the estimate is 0 (one document, or none,
+    cannot tell anything about the dependence; the term itself is then 0 too: `symmetric_info_nce_on`)."""
+    if batch_size < 2:
+        return skipped_term(info_nce_value)
     return math.log(batch_size) - info_nce_value
 
 
 def mi_balance_loss(
-    audio_joint_info_nce: torch.Tensor, text_joint_info_nce: torch.Tensor, batch_size: int
+    audio_joint_info_nce: torch.Tensor,
+    text_joint_info_nce: torch.Tensor,
+    audio_documents: int,
+    text_documents: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Keep either modality from dominating the joint embedding.
 
-        I_a = log B - InfoNCE_sym(z_a, z_j),  I_t = log B - InfoNCE_sym(z_t, z_j),  L_mi = (I_a - I_t)^2
+        I_a = log B_a - InfoNCE_sym(z_a, z_j) over D_a,  I_t = log B_t - InfoNCE_sym(z_t, z_j) over D_t,
+        L_mi = (I_a - I_t)^2
+
+    Each estimate uses its own number of documents: the bound is log B_m - InfoNCE_m for an InfoNCE over B_m
+    documents (capped at log B_m), so a shared B would inflate the estimate of the modality that has fewer. When either
+    modality has fewer than 2 documents its estimate is 0 (`info_nce_mutual_information`) and L_mi = 0: there is
+    nothing to balance against (without this, a batch of text-less documents would have I_t = 0 exactly and
+    L_mi would drag I_a to 0).
+
+    Args:
+        audio_joint_info_nce, text_joint_info_nce: `()` InfoNCE_sym of each modality with the joint embedding.
+        audio_documents, text_documents: B_a, B_t, the numbers of documents those were computed on.
 
     Returns:
         (L_mi, I_a, I_t).
     """
-    mi_audio = info_nce_mutual_information(audio_joint_info_nce, batch_size)
-    mi_text = info_nce_mutual_information(text_joint_info_nce, batch_size)
+    mi_audio = info_nce_mutual_information(audio_joint_info_nce, audio_documents)
+    mi_text = info_nce_mutual_information(text_joint_info_nce, text_documents)
+    if min(audio_documents, text_documents) < 2:
+        return skipped_term(mi_audio, mi_text), mi_audio, mi_text
     return (mi_audio - mi_text) ** 2, mi_audio, mi_text
 
 

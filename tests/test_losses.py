@@ -240,7 +240,7 @@ def test_mi_balance_loss_and_estimates():
     a_nce = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
     t_nce = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
     b = 16
-    loss, mi_a, mi_t = mi_balance_loss(a_nce, t_nce, b)
+    loss, mi_a, mi_t = mi_balance_loss(a_nce, t_nce, b, b)
     ia, it = math.log(b) - 1.3, math.log(b) - 0.4
     assert abs(mi_a.item() - ia) < TIGHT
     assert abs(mi_t.item() - it) < TIGHT
@@ -253,8 +253,103 @@ def test_mi_balance_loss_and_estimates():
 
 def test_mi_balance_loss_zero_when_balanced():
     v = torch.tensor(0.9, dtype=torch.float64)
-    loss, mi_a, mi_t = mi_balance_loss(v, v.clone(), 10)
+    loss, mi_a, mi_t = mi_balance_loss(v, v.clone(), 10, 10)
     assert loss.item() == 0.0 and mi_a.item() == mi_t.item()
+
+
+def test_mi_estimates_use_each_modality_s_own_document_count():
+    a_nce = torch.tensor(1.1, dtype=torch.float64, requires_grad=True)
+    t_nce = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    loss, mi_a, mi_t = mi_balance_loss(a_nce, t_nce, 12, 5)
+    ia, it = math.log(12) - 1.1, math.log(5) - 0.6
+    assert abs(mi_a.item() - ia) < TIGHT and abs(mi_t.item() - it) < TIGHT
+    assert abs(loss.item() - (ia - it) ** 2) < TIGHT
+    # fewer than 2 documents of a modality: its estimate and the balance term are 0, with zero gradient
+    for counts in ((12, 1), (12, 0), (1, 5), (0, 0)):
+        a_nce.grad = t_nce.grad = None
+        loss, mi_a, mi_t = mi_balance_loss(a_nce, t_nce, *counts)
+        assert loss.item() == 0.0
+        assert mi_a.item() == (ia if counts[0] >= 2 else 0.0) and mi_t.item() == (it if counts[1] >= 2 else 0.0)
+        loss.backward()
+        assert a_nce.grad.item() == 0.0 and t_nce.grad.item() == 0.0
+
+
+def np_masked_terms(a, t, j, s, has_a, has_t):
+    """Reference of the representation terms with documents missing a modality: each modality's terms on its own
+    documents only (numpy loops on the selected rows), 0 with fewer than 2."""
+    def on(mask, fn, *xs):
+        return fn(*(x[mask] for x in xs)) if mask.sum() >= 2 else 0.0
+
+    aj = on(has_a, lambda x, y: np_sym_info_nce(x, y, s), a, j)
+    tj = on(has_t, lambda x, y: np_sym_info_nce(x, y, s), t, j)
+    at = on(has_a & has_t, lambda x, y: np_sym_info_nce(x, y, s), a, t)
+    cka = on(has_a, lambda x, y: 1 - np_linear_cka(x, y), a, j) + on(has_t, lambda x, y: 1 - np_linear_cka(x, y), t, j)
+    na, nt = int(has_a.sum()), int(has_t.sum())
+    mi_a = math.log(na) - aj if na >= 2 else 0.0
+    mi_t = math.log(nt) - tj if nt >= 2 else 0.0
+    mi = (mi_a - mi_t) ** 2 if min(na, nt) >= 2 else 0.0
+    return {"dual": 0.5 * (aj + tj), "aj": aj, "tj": tj, "direct": at, "cka": cka, "mi": mi, "mi_a": mi_a, "mi_t": mi_t}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    batch=st.integers(1, 9),
+    seed=st.integers(0, 2**31 - 1),
+    p_audio=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
+    p_text=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
+)
+def test_terms_leave_out_documents_missing_a_modality_property(batch, seed, p_audio, p_text):
+    """Every term with masks equals the numpy reference on the selected documents; rows of a modality a document
+    lacks get exactly zero gradient from the terms (its embedding is the pooling bias, not information)."""
+    rng = np.random.default_rng(seed)
+    has_a, has_t = rng.random(batch) < p_audio, rng.random(batch) < p_text
+    a, t, j = (normalised_rows(rng, batch, 5) for _ in range(3))
+    s = 6.5
+    ref = np_masked_terms(a, t, j, s, has_a, has_t)
+    audio, text, joint = (t64(x).requires_grad_(True) for x in (a, t, j))
+    scale = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+    ma, mt = torch.as_tensor(has_a), torch.as_tensor(has_t)
+    dual, aj, tj = reciprocal_dual_contrastive_loss(audio, text, joint, scale, ma, mt)
+    direct = direct_contrastive_loss(audio, text, scale, ma & mt)
+    cka = cka_loss(audio, text, joint, ma, mt)
+    mi, mi_a, mi_t = mi_balance_loss(aj, tj, int(has_a.sum()), int(has_t.sum()))
+    got = {"dual": dual, "aj": aj, "tj": tj, "direct": direct, "cka": cka, "mi": mi, "mi_a": mi_a, "mi_t": mi_t}
+    for name, value in got.items():
+        assert abs(value.item() - ref[name]) < 1e-9, (name, value.item(), ref[name])
+    (dual + direct + cka + mi).backward()
+    for x in (audio, text, joint, scale):
+        assert torch.isfinite(x.grad).all()
+    assert (audio.grad[~ma] == 0).all() and (text.grad[~mt] == 0).all()
+    assert (joint.grad[~(ma | mt)] == 0).all()
+
+
+def test_all_documents_missing_a_modality_gives_zero_terms_with_finite_gradients():
+    rng = np.random.default_rng(21)
+    a, t, j = (t64(normalised_rows(rng, 5, 4)).requires_grad_(True) for _ in range(3))
+    scale = torch.tensor(8.0, dtype=torch.float64, requires_grad=True)
+    none, one, every = torch.zeros(5, dtype=torch.bool), torch.tensor([False, False, True, False, False]), torch.ones(5, dtype=torch.bool)
+    for audio_present, text_present in ((every, none), (none, none), (one, every), (one, one)):
+        for x in (a, t, j, scale):
+            x.grad = None
+        dual, aj, tj = reciprocal_dual_contrastive_loss(a, t, j, scale, audio_present, text_present)
+        cka = cka_loss(a, t, j, audio_present, text_present)
+        na, nt = int(audio_present.sum()), int(text_present.sum())
+        mi, mi_a, mi_t = mi_balance_loss(aj, tj, na, nt)
+        direct = direct_contrastive_loss(a, t, scale, audio_present & text_present)
+        assert mi.item() == 0.0 and direct.item() == 0.0
+        if na < 2:
+            assert aj.item() == 0.0 and mi_a.item() == 0.0
+        if nt < 2:
+            assert tj.item() == 0.0 and mi_t.item() == 0.0
+        (dual + cka + mi + direct).backward()
+        for x in (a, t, j, scale):
+            assert torch.isfinite(x.grad).all()
+        if na < 2 and nt < 2:
+            assert dual.item() == 0.0 and cka.item() == 0.0
+            assert all((x.grad == 0).all() for x in (a, t, j, scale))
+        else:  # the modality that is there still trains
+            present = a if na >= 2 else t
+            assert present.grad.abs().max() > 0
 
 
 # -------------------------------------------------------------------------------------- MoE balance

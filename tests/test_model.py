@@ -247,6 +247,91 @@ def test_total_loss_is_the_weighted_sum_of_its_terms_and_terms_match_formulas():
     assert_close(out.temperature, torch.tensor(config.temperature_init), atol=1e-6)
 
 
+def projected(model, out):
+    """p(z_a), p(z_t), p(z_j) as float64 numpy arrays, from the returned embeddings and the model's own heads."""
+    base = model.hilbert
+    return [F.normalize(proj(z), dim=-1).detach().double().numpy() for proj, z in (
+        (base.audio_contrastive_projection, out.audio_embeds), (base.text_contrastive_projection, out.text_embeds),
+        (base.joint_contrastive_projection, out.joint_embeds))]
+
+
+def test_documents_without_text_are_left_out_of_the_text_terms():
+    """Regression: a document without text got the pooling's bias as its text embedding (the same for every such
+    document) and entered the text<->joint InfoNCE, CKA and MI terms. Mixed with text-less documents, the complete
+    documents must give exactly their own text terms; the audio terms use every document (all have audio)."""
+    from test_losses import np_linear_cka, np_sym_info_nce
+
+    config = hilbert_config()
+    model = build(config).double()
+    feats = feature_inputs(config, batch=6, dtype=torch.float64)
+    feats["text_segment_mask"][[1, 4]] = False
+    labels = torch.tensor([0, 1, 2, 1, 0, 2])
+    out = model(**feats, labels=labels)
+    complete = [0, 2, 3, 5]
+    alone = model(**{k: v[complete] for k, v in feats.items()}, labels=labels[complete])
+    assert (out.audio_documents.item(), out.text_documents.item()) == (6, 4)
+    assert (alone.audio_documents.item(), alone.text_documents.item()) == (4, 4)
+    # the text estimate is that of the complete documents alone
+    assert abs(out.mi_text_joint.item() - alone.mi_text_joint.item()) < 1e-10
+    # every term against numpy on the selected rows
+    pa, pt, pj = projected(model, out)
+    s = model.hilbert.logit_scale.exp().item()
+    aj, tj = np_sym_info_nce(pa, pj, s), np_sym_info_nce(pt[complete], pj[complete], s)
+    assert abs(out.contrastive_loss.item() - 0.5 * (aj + tj)) < 1e-10
+    a, t, j = (x.detach().numpy() for x in (out.audio_embeds, out.text_embeds, out.joint_embeds))
+    cka = (1 - np_linear_cka(a, j)) + (1 - np_linear_cka(t[complete], j[complete]))
+    assert abs(out.cka_loss.item() - cka) < 1e-10
+    mi_a, mi_t = math.log(6) - aj, math.log(4) - tj
+    assert abs(out.mi_audio_joint.item() - mi_a) < 1e-10 and abs(out.mi_text_joint.item() - mi_t) < 1e-10
+    assert abs(out.mi_loss.item() - (mi_a - mi_t) ** 2) < 1e-10
+    # the text-less documents' text embeddings receive no gradient from the representation terms
+    text_embeds = out.text_embeds
+    grad = torch.autograd.grad(out.contrastive_loss + out.cka_loss + out.mi_loss, text_embeds)[0]
+    assert (grad[[1, 4]] == 0).all() and grad[complete].abs().max() > 0
+    # audio-less documents likewise, with the direct audio<->text baseline on documents that have both
+    direct = build(hilbert_config(contrastive_target="audio_text")).double()
+    feats["audio_segment_mask"][[0, 4]] = False
+    out = direct(**feats, labels=labels)
+    both = [2, 3, 5]
+    pa, pt, _ = projected(direct, out)
+    s = direct.hilbert.logit_scale.exp().item()
+    assert (out.audio_documents.item(), out.text_documents.item()) == (4, 4)
+    assert abs(out.contrastive_loss.item() - np_sym_info_nce(pa[both], pt[both], s)) < 1e-10
+
+
+@pytest.mark.parametrize("missing", ["text", "both"])
+def test_batch_where_every_document_misses_a_modality(missing):
+    """All documents without text: the text terms and the MI balance are 0 (it used to drag I(audio; joint) to 0
+    because I(text; joint) was exactly 0); the audio terms still train. Without anything: all terms 0, finite."""
+    config = hilbert_config()
+    model = build(config).train()
+    feats = feature_inputs(config)
+    feats["text_segment_mask"][:] = False
+    if missing == "both":
+        feats["audio_segment_mask"][:] = False
+    out = model(**feats, labels=torch.tensor([0, 1, 2, 1]))
+    assert out.text_documents.item() == 0 and out.audio_documents.item() == (4 if missing == "text" else 0)
+    assert out.mi_loss.item() == 0.0 and out.mi_text_joint.item() == 0.0
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.hilbert.text_contrastive_projection.weight.grad.abs().max() == 0
+    if missing == "text":
+        pa, _, pj = projected(model, out)
+        from test_losses import np_sym_info_nce
+
+        aj = np_sym_info_nce(pa, pj, model.hilbert.logit_scale.exp().item())
+        assert abs(out.contrastive_loss.item() - 0.5 * aj) < 1e-5
+        assert abs(out.mi_audio_joint.item() - (math.log(4) - aj)) < 1e-5
+        assert model.hilbert.audio_contrastive_projection.weight.grad.abs().max() > 0
+    else:
+        assert out.contrastive_loss.item() == out.cka_loss.item() == 0.0
+        assert model.hilbert.audio_contrastive_projection.weight.grad.abs().max() == 0
+        base = build(config, HilbertModel)(**feats, return_loss=True)
+        assert base.loss.item() == 0.0
+        base.loss.backward()  # a total made only of skipped terms still backpropagates
+
+
 def test_class_weights_and_focal_gamma_from_the_config_are_used():
     config = hilbert_config(tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b", "c"], "class_weights": [1.0, 2.0, 5.0]}])
     model = build(config)

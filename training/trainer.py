@@ -31,8 +31,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from dataset_scripts.safe_write import atomic_write_text
 
-# Output fields of HilbertSequenceClassifierOutput that are logged as loss terms.
-LOSS_TERMS = ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature", "mi_audio_joint", "mi_text_joint")
+# Output fields of HilbertSequenceClassifierOutput that are logged as loss terms (audio_documents / text_documents:
+# how many documents of a batch entered each modality's representation terms; logged as means per batch).
+LOSS_TERMS = ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature", "mi_audio_joint", "mi_text_joint",
+              "audio_documents", "text_documents")
 
 # Written last into a checkpoint folder: the checkpoint is whole. transformers writes checkpoint-N file by file and
 # `get_last_checkpoint` takes the highest N whatever it holds, so a kill while saving could make resuming start
