@@ -220,6 +220,22 @@ class HilbertPreTrainedModel(PreTrainedModel):
         elif isinstance(module, HilbertModel) and hasattr(module, "logit_scale"):
             init.constant_(module.logit_scale, math.log(1.0 / self.config.temperature_init))
 
+    # -- learnable temperature -------------------------------------------------------------------------
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Clamp the learnable logit scale log s = log(1/tau) in place to its bound log(1/temperature_min).
+
+        Call after every optimiser step (`HilbertTrainer` does, with `LogitScaleClampCallback`), as open_clip does.
+        The forward pass clamps too, but a clamp in forward has zero gradient beyond its bound: a parameter that an
+        optimiser step pushed past it would never come back. Clamped in place, the parameter sits at the bound,
+        where the forward clamp passes the gradient, so the loss can move it back. There is no lower bound (tau
+        may grow: nothing sticks there). A no-op for models without a logit scale (unimodal configs).
+        """
+        bound = math.log(1.0 / self.config.temperature_min)
+        for module in self.modules():
+            if isinstance(module, HilbertModel) and hasattr(module, "logit_scale"):
+                module.logit_scale.clamp_(max=bound)
+
     # -- frozen encoders -------------------------------------------------------------------------------
     def frozen_encoders(self) -> list[nn.Module]:
         """The frozen audio and text encoders held anywhere in this model."""
@@ -712,6 +728,8 @@ class HilbertModel(HilbertPreTrainedModel):
             gather_with_grad(mask.any(dim=-1).to(audio.dtype)) > 0.5 for mask in (out.audio_segment_mask, out.text_segment_mask)
         )
         audio_documents, text_documents = int(has_audio.sum()), int(has_text.sum())
+        # The parameter itself is clamped after each optimiser step (`clamp_logit_scale_`); this clamp only guards
+        # a value set beyond the bound by hand or loaded from an older checkpoint. At the bound it passes the gradient.
         scale = self.logit_scale.clamp(max=math.log(1.0 / config.temperature_min)).exp()
         p_audio = F.normalize(self.audio_contrastive_projection(audio), dim=-1)
         p_text = F.normalize(self.text_contrastive_projection(text), dim=-1)

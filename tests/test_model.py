@@ -369,6 +369,54 @@ def test_temperature_is_clamped_at_its_minimum():
     assert_close(out.temperature, torch.tensor(0.05), atol=1e-6)
 
 
+def test_logit_scale_pushed_past_its_bound_is_clamped_back_and_still_learns():
+    """Regression: the bound was applied only in forward, whose clamp has zero gradient beyond it, so once an
+    optimiser step pushed the parameter past log(1/temperature_min) it stayed there forever."""
+    config = hilbert_config(temperature_min=0.05)
+    model = build(config).train()
+    bound = math.log(1 / 0.05)
+    scale = model.hilbert.logit_scale
+    optimizer = torch.optim.SGD([scale], lr=1.0)
+    feats, labels = feature_inputs(config), torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        scale.fill_(bound - 0.1)
+    scale.grad = torch.tensor(-0.5)  # a step that pushes it past the bound
+    optimizer.step()
+    assert scale.item() > bound
+    optimizer.zero_grad()
+    model(**feats, labels=labels).loss.backward()
+    assert scale.grad.item() == 0.0  # stuck: what the forward clamp alone gives
+    model.clamp_logit_scale_()
+    assert scale.item() == torch.tensor(bound, dtype=scale.dtype).item()  # exactly the bound (in the parameter's dtype)
+    optimizer.zero_grad()
+    out = model(**feats, labels=labels)
+    out.loss.backward()
+    assert_close(out.temperature, torch.tensor(0.05), atol=1e-6)
+    # at the bound the gradient passes: it is that of the unclamped loss at s = 1/temperature_min
+    assert scale.grad.item() != 0.0
+    reference = model.hilbert.logit_scale.detach().clone().requires_grad_(True)
+    base = model.hilbert
+    pa, pt, pj = (F.normalize(proj(z), dim=-1).detach() for proj, z in (
+        (base.audio_contrastive_projection, out.audio_embeds), (base.text_contrastive_projection, out.text_embeds),
+        (base.joint_contrastive_projection, out.joint_embeds)))
+    aj, tj = symmetric_info_nce(pa, pj, reference.exp()), symmetric_info_nce(pt, pj, reference.exp())
+    (config.dual_contrastive_weight * 0.5 * (aj + tj) + config.mi_weight * ((math.log(4) - aj) - (math.log(4) - tj)) ** 2).backward()
+    assert abs(scale.grad.item() - reference.grad.item()) < 1e-5
+    # and the parameter moves back below the bound (random embeddings: the loss wants a higher temperature)
+    assert scale.grad.item() > 0
+    optimizer.step()
+    model.clamp_logit_scale_()
+    assert scale.item() < bound - 1e-3
+
+
+def test_clamp_logit_scale_leaves_values_inside_the_bound_and_unimodal_models_alone():
+    model = build(hilbert_config(temperature_min=0.01))
+    before = model.hilbert.logit_scale.item()
+    model.clamp_logit_scale_()
+    assert model.hilbert.logit_scale.item() == before
+    build(hilbert_config(modalities="text")).clamp_logit_scale_()  # no logit scale: nothing to do
+
+
 def test_multi_task_heterogeneous_label_regimes():
     tasks = [
         {"name": "diagnosis", "type": "multiclass", "labels": ["none", "mild", "severe"]},

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import WeightedRandomSampler
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
@@ -94,6 +94,17 @@ class TermAccumulator:
         self.weights.clear()
 
 
+class LogitScaleClampCallback(TrainerCallback):
+    """After every optimiser step, clamp the model's learnable logit scale into its bound, in place
+    (`HilbertPreTrainedModel.clamp_logit_scale_`): clamped only in forward, a parameter past the bound gets zero
+    gradient and never comes back."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        clamp = getattr(model, "clamp_logit_scale_", None)
+        if clamp is not None:
+            clamp()
+
+
 class HilbertTrainer(Trainer):
     """Trainer for `HilbertForSequenceClassification` on cached features or raw inputs.
 
@@ -104,6 +115,7 @@ class HilbertTrainer(Trainer):
 
     def __init__(self, *args, balanced_sampling_labels=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.add_callback(LogitScaleClampCallback())
         self.balanced_sampling_labels = balanced_sampling_labels
         self._train_terms = TermAccumulator()
         self._eval_terms = TermAccumulator()
