@@ -185,7 +185,10 @@ class HilbertConfig(PreTrainedConfig):
         dual_contrastive_weight, cka_weight, mi_weight, moe_balance_weight (`float`): lambda of each loss term.
         num_experts (`int`): E, experts of the MoE classifier.
         expert_hidden_size (`int`): width of each expert MLP's output.
-        moe_top_k (`int`, *optional*): keep only the k largest gate weights (renormalised); None = dense gate.
+        moe_top_k (`int`, *optional*): experts each document is routed to; None = dense gate (every expert, weighted
+            by the gate's softmax). 1: the selected expert weighted by its raw gate probability, not renormalised
+            (Switch Transformer), so that the gate learns from the task loss. 1 < k < num_experts: the k largest gate
+            probabilities renormalised to sum to 1 (Shazeer et al. 2017, GShard). num_experts: the same as None.
         tasks (`list[dict]`, *optional*): label spaces, each `{"name", "type", "id2label", "class_weights"?,
             "focal_gamma"?}` with type `multiclass`, `binary` or `multilabel`. When omitted, one multiclass task
             named `"label"` is made from `id2label` / `num_labels` (as in any transformers classifier).

@@ -2,7 +2,12 @@
 
 Notation: B = batch of documents (the *global* batch when several processes train: see `gather_with_grad`);
 z_a, z_t, z_j the audio, text and joint document embeddings; p(.) the projection to the contrastive space,
-L2-normalised; s = exp(log_scale) = 1/tau the learnable logit scale.
+L2-normalised; s = exp(log_scale) = 1/tau the learnable logit scale. D_a, D_t: the documents that have audio /
+text (at least one real segment of it), B_a = |D_a|, B_t = |D_t|. A document without text has no text embedding,
+only the pooling's bias, the same vector for every such document: it must not enter the text terms (it would be
+a positive pair that carries no information and a negative identical to the other text-less documents), and
+likewise for audio. Each modality's terms are therefore computed on its own documents; a term over fewer than 2
+documents is 0 (nothing to contrast or compare), keeps the graph and gives zero gradient.
 
 Ships to the Hub with the model: imports only `torch` and the standard library.
 """
@@ -85,28 +90,64 @@ def symmetric_info_nce(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tens
     return 0.5 * (info_nce(x, y, logit_scale) + info_nce(y, x, logit_scale))
 
 
+def skipped_term(*tensors: torch.Tensor) -> torch.Tensor:
+    """A 0 that depends on `tensors`: a term left out keeps the autograd graph (a backward through a total made only
+    of skipped terms still works) and gives every input exactly zero gradient."""
+    return sum(t.sum() for t in tensors) * 0.0
+
+
+def select_documents(present: torch.Tensor | None, *embeddings: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+    """The rows of `embeddings` (each `(B, ...)`) whose `present` `(B,)` is True, and their number (None = all)."""
+    if present is None:
+        return list(embeddings), embeddings[0].shape[0]
+    present = present.bool()
+    return [e[present] for e in embeddings], int(present.sum())
+
+
+def symmetric_info_nce_on(
+    x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor, present: torch.Tensor | None = None
+) -> tuple[torch.Tensor, int]:
+    r"""InfoNCE_sym(x, y) on the documents where `present` `(B,)` is True (None = all), and their number B_m.
+
+    With B_m < 2 there is no negative to contrast with: the term is 0 (`skipped_term`)."""
+    (x_m, y_m), count = select_documents(present, x, y)
+    if count < 2:
+        return skipped_term(x, y, logit_scale), count
+    return symmetric_info_nce(x_m, y_m, logit_scale), count
+
+
 def reciprocal_dual_contrastive_loss(
-    audio: torch.Tensor, text: torch.Tensor, joint: torch.Tensor, logit_scale: torch.Tensor
+    audio: torch.Tensor,
+    text: torch.Tensor,
+    joint: torch.Tensor,
+    logit_scale: torch.Tensor,
+    audio_present: torch.Tensor | None = None,
+    text_present: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""HILBERT's joint-centric contrastive loss: each modality is aligned to the joint embedding, not to the other.
 
-        L_dual = 1/2 [ InfoNCE_sym(p(z_a), p(z_j)) + InfoNCE_sym(p(z_t), p(z_j)) ]
+        L_dual = 1/2 [ InfoNCE_sym(p(z_a), p(z_j)) over D_a + InfoNCE_sym(p(z_t), p(z_j)) over D_t ]
 
     Args:
         audio, text, joint: `(B, P)` projected, L2-normalised embeddings.
         logit_scale: scalar s = 1/tau.
+        audio_present, text_present: `(B,)` bool, the documents that have each modality (None = all). A term over
+            fewer than 2 documents is 0.
 
     Returns:
         (L_dual, InfoNCE_sym(audio, joint), InfoNCE_sym(text, joint)); the two terms feed the MI estimates.
     """
-    audio_joint = symmetric_info_nce(audio, joint, logit_scale)
-    text_joint = symmetric_info_nce(text, joint, logit_scale)
+    audio_joint, _ = symmetric_info_nce_on(audio, joint, logit_scale, audio_present)
+    text_joint, _ = symmetric_info_nce_on(text, joint, logit_scale, text_present)
     return 0.5 * (audio_joint + text_joint), audio_joint, text_joint
 
 
-def direct_contrastive_loss(audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    r"""Baseline (CLIP/CLAP-style) alignment of the two modalities directly: L = InfoNCE_sym(p(z_a), p(z_t))."""
-    return symmetric_info_nce(audio, text, logit_scale)
+def direct_contrastive_loss(
+    audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, present: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""Baseline (CLIP/CLAP-style) alignment of the two modalities directly: L = InfoNCE_sym(p(z_a), p(z_t)), over
+    the documents that have both (`present` `(B,)`, None = all; 0 with fewer than 2)."""
+    return symmetric_info_nce_on(audio, text, logit_scale, present)[0]
 
 
 # ------------------------------------------------------------------------------------------------- CKA
@@ -128,66 +169,128 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((gram_x / gram_x.norm().clamp(min=tiny)) * (gram_y / gram_y.norm().clamp(min=tiny))).sum()
 
 
-def cka_loss(audio: torch.Tensor, text: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+def cka_term(x: torch.Tensor, joint: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    r"""1 - CKA(x, z_j) over the documents where `present` `(B,)` is True (None = all).
+
+    With fewer than 2 documents there is no batch geometry to compare (centred embeddings are all zero): 0."""
+    (x_m, joint_m), count = select_documents(present, x, joint)
+    if count < 2:
+        return skipped_term(x, joint)
+    return 1.0 - linear_cka(x_m, joint_m)
+
+
+def cka_loss(
+    audio: torch.Tensor,
+    text: torch.Tensor,
+    joint: torch.Tensor,
+    audio_present: torch.Tensor | None = None,
+    text_present: torch.Tensor | None = None,
+) -> torch.Tensor:
     r"""Structure preservation: the joint space keeps each modality's batch geometry.
 
-        L_cka = (1 - CKA(z_a, z_j)) + (1 - CKA(z_t, z_j))
+        L_cka = (1 - CKA(z_a, z_j)) over D_a + (1 - CKA(z_t, z_j)) over D_t
 
     Args:
         audio `(B, d_a)`, text `(B, d_t)`, joint `(B, d_j)`: document embeddings (widths may differ).
+        audio_present, text_present: `(B,)` bool, the documents that have each modality (None = all).
 
-    With B < 2 there is no batch geometry to compare (centred embeddings are all zero): the loss is 0.
+    A term over fewer than 2 documents is 0 (see `cka_term`).
     """
-    if audio.shape[0] < 2:
-        return (audio.sum() + text.sum() + joint.sum()) * 0.0  # keep the graph, contribute nothing
-    return (1.0 - linear_cka(audio, joint)) + (1.0 - linear_cka(text, joint))
+    return cka_term(audio, joint, audio_present) + cka_term(text, joint, text_present)
 
 
 # -------------------------------------------------------------------------------------- MI balancing
 def info_nce_mutual_information(info_nce_value: torch.Tensor, batch_size: int) -> torch.Tensor:
-    r"""InfoNCE lower bound on mutual information (Poole et al. 2019): I(x; y) >= log B - InfoNCE(x, y)."""
+    r"""InfoNCE lower bound on mutual information (Poole et al. 2019): I(x; y) >= log B - InfoNCE(x, y).
+
+    B is the number of documents the InfoNCE was computed on; with B < 2 the estimate is 0 (one document, or none,
+    cannot tell anything about the dependence; the term itself is then 0 too: `symmetric_info_nce_on`)."""
+    if batch_size < 2:
+        return skipped_term(info_nce_value)
     return math.log(batch_size) - info_nce_value
 
 
 def mi_balance_loss(
-    audio_joint_info_nce: torch.Tensor, text_joint_info_nce: torch.Tensor, batch_size: int
+    audio_joint_info_nce: torch.Tensor,
+    text_joint_info_nce: torch.Tensor,
+    audio_documents: int,
+    text_documents: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Keep either modality from dominating the joint embedding.
 
-        I_a = log B - InfoNCE_sym(z_a, z_j),  I_t = log B - InfoNCE_sym(z_t, z_j),  L_mi = (I_a - I_t)^2
+        I_a = log B_a - InfoNCE_sym(z_a, z_j) over D_a,  I_t = log B_t - InfoNCE_sym(z_t, z_j) over D_t,
+        L_mi = (I_a - I_t)^2
+
+    Each estimate uses its own number of documents: the bound is log B_m - InfoNCE_m for an InfoNCE over B_m
+    documents (capped at log B_m), so a shared B would inflate the estimate of the modality that has fewer. When either
+    modality has fewer than 2 documents its estimate is 0 (`info_nce_mutual_information`) and L_mi = 0: there is
+    nothing to balance against (without this, a batch of text-less documents would have I_t = 0 exactly and
+    L_mi would drag I_a to 0).
+
+    Args:
+        audio_joint_info_nce, text_joint_info_nce: `()` InfoNCE_sym of each modality with the joint embedding.
+        audio_documents, text_documents: B_a, B_t, the numbers of documents those were computed on.
 
     Returns:
         (L_mi, I_a, I_t).
     """
-    mi_audio = info_nce_mutual_information(audio_joint_info_nce, batch_size)
-    mi_text = info_nce_mutual_information(text_joint_info_nce, batch_size)
+    mi_audio = info_nce_mutual_information(audio_joint_info_nce, audio_documents)
+    mi_text = info_nce_mutual_information(text_joint_info_nce, text_documents)
+    if min(audio_documents, text_documents) < 2:
+        return skipped_term(mi_audio, mi_text), mi_audio, mi_text
     return (mi_audio - mi_text) ** 2, mi_audio, mi_text
 
 
 # ---------------------------------------------------------------------------------------------- MoE
 def moe_load_balance_loss(gate_probs: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
-    r"""Switch-Transformer load balancing (Fedus et al. 2021) for one gate.
+    r"""Load balancing of one gate (Fedus et al. 2021, Switch Transformer, eq. 4-6):
 
         L_moe = E * sum_e f_e P_e
 
-    f_e: fraction of routing assignments that go to expert e (top-k experts per item, top-1 for a dense gate; no
-    gradient); P_e: mean gate probability of e over the batch. Equals 1 when routing is uniform and E when a
-    top-1 (or dense) gate collapses onto one expert (E/k for a top-k gate, whose f splits over its k choices).
+    P_e: mean gate probability of expert e over the batch (carries the gradient); f_e: the fraction of the batch's
+    dispatch that goes to e.
+
+    * Sparse gate (1 <= k < E): f_e = (number of items whose k chosen experts include e) / (B k), counted from the
+      top-k indices, without gradient: Switch's f for k = 1, its top-k generalisation for k > 1 (as GShard and
+      transformers' `load_balancing_loss_func` count the top-k assignments).
+    * Dense gate (k None or k >= E, the same routing): every expert processes every item, so a count is constant
+      (f_e = 1/E gives L = sum_e P_e = 1 whatever the gate does: no gradient). What a dense gate dispatches to e is
+      its weight, so f_e = P_e, and
+
+          L_moe = E * sum_e P_e^2 = 1 + CV^2(P),   CV^2 = Var_e(P) / mean_e(P)^2 (population variance over experts)
+
+      which is the importance loss of Shazeer et al. 2017 (squared coefficient of variation of the experts' total
+      gate weight over the batch) plus 1, differentiable in full (through both factors).
+
+    Both forms equal 1 when routing is uniform (the minimum of the dense form) and E when the gate collapses onto
+    one expert (E/k for a top-k gate, whose f splits over its k choices).
 
     Args:
         gate_probs: `(B, E)` softmax gate probabilities (before top-k).
-        top_k: experts used per item (None = dense gate: counted as top-1).
+        top_k: experts used per item (None = dense gate).
     """
     num_experts = gate_probs.shape[-1]
-    k = 1 if top_k is None else top_k
-    chosen = gate_probs.topk(k, dim=-1).indices  # (B, k)
+    mean_prob = gate_probs.mean(dim=0)  # P, (E,)
+    if top_k is None or top_k >= num_experts:
+        return num_experts * (mean_prob * mean_prob).sum()
+    chosen = gate_probs.topk(top_k, dim=-1).indices  # (B, k)
     counts = torch.zeros_like(gate_probs).scatter(-1, chosen, 1.0).sum(dim=0)  # (E,)
-    fraction = counts / (gate_probs.shape[0] * k)
-    mean_prob = gate_probs.mean(dim=0)
-    return num_experts * (fraction * mean_prob).sum()  # f is built from indices: it carries no gradient
+    fraction = counts / (gate_probs.shape[0] * top_k)  # f is built from indices: it carries no gradient
+    return num_experts * (fraction * mean_prob).sum()
 
 
 # ------------------------------------------------------------------------------------ classification
+def focal_modulation(log_one_minus_p: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"""The focal factor (1 - p)^gamma computed as exp(gamma * log(1 - p)) from an accurate log(1 - p).
+
+    Why not `(1 - p) ** gamma`: for 0 < gamma < 1 the derivative gamma (1 - p)^(gamma - 1) is infinite at p = 1
+    (a saturated, correct prediction), and autograd multiplies it by d(1 - p)/dlogits = 0: NaN. The whole loss
+    term -(1 - p)^gamma log p has a finite gradient there (it vanishes like (1 - p)^gamma); computing the factor
+    from log(1 - p), whose gradient is bounded, keeps every intermediate gradient finite for every gamma >= 0.
+    """
+    return torch.exp(gamma * log_one_minus_p)
+
+
 def classification_loss_terms(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -197,7 +300,7 @@ def classification_loss_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Sum of per-item losses and the normaliser that turns it into the loss's mean.
 
-    multiclass (logits `(B, C)`, labels `(B,)` int, -100 = no label):
+    multiclass (logits `(B, C)`, C >= 2, labels `(B,)` int, -100 = no label):
         l_i = -w_{y_i} (1 - p_i)^gamma log p_i,  p_i = softmax(logits_i)[y_i];  normaliser = sum_i w_{y_i}
         (with gamma = 0 this is `F.cross_entropy(weight=w)`, focal loss of Lin et al. 2017 otherwise)
     binary (logits `(B, 1)` or `(B,)`, labels `(B,)` in {0, 1}, -100 = no label; class_weights = [pos_weight]):
@@ -205,18 +308,28 @@ def classification_loss_terms(
     multilabel (logits `(B, C)`, labels `(B, C)` in {0, 1}, rows with any negative label ignored; class_weights =
     per-class pos_weight): as binary, element-wise; normaliser = number of labelled elements.
 
+    The focal factor is exp(gamma log(1 - p)) with log(1 - p) computed directly (multiclass: logsumexp of the other
+    classes' log-probabilities; binary: log sigma(-x) for y = 1, log sigma(x) for y = 0), so gradients stay finite
+    when a probability saturates, for every gamma >= 0 (`focal_modulation`). Unlabelled rows are replaced by
+    constant zero logits before anything is computed: whatever they hold, they get exactly zero gradient.
+
     Returning the sum and the normaliser separately lets the model normalise by the *global* count when several
     processes train on batches of different content (see `HilbertForSequenceClassification`).
     """
     if task_type == "multiclass":
         valid = labels != -100
         safe_labels = labels.clamp(min=0)
-        log_probs = F.log_softmax(upcast(logits), dim=-1)
+        logits = torch.where(valid.unsqueeze(-1), upcast(logits), 0.0)  # (B, C); no gradient path from unlabelled rows
+        log_probs = F.log_softmax(logits, dim=-1)
         target_log_prob = log_probs.gather(-1, safe_labels.unsqueeze(-1)).squeeze(-1)  # (B,)
         weight = class_weights[safe_labels] if class_weights is not None else torch.ones_like(target_log_prob)
         weight = weight * valid
-        focal = (1.0 - target_log_prob.exp()).clamp(min=0.0) ** focal_gamma if focal_gamma else 1.0
-        return -(weight * focal * target_log_prob).sum(), weight.sum()
+        per_item = -target_log_prob
+        if focal_gamma:
+            is_target = F.one_hot(safe_labels, log_probs.shape[-1]).bool()
+            log_rest = log_probs.masked_fill(is_target, float("-inf")).logsumexp(dim=-1)  # log(1 - p_y), (B,)
+            per_item = per_item * focal_modulation(log_rest, focal_gamma)
+        return (weight * per_item).sum(), weight.sum()
     if task_type in ("binary", "multilabel"):
         if task_type == "binary":
             logits = logits.reshape(-1)
@@ -224,13 +337,13 @@ def classification_loss_terms(
             valid = labels >= 0
         else:
             valid = (labels >= 0).all(dim=-1, keepdim=True).expand_as(labels)
+        logits = torch.where(valid, upcast(logits), 0.0)  # no gradient path from unlabelled items
         targets = labels.clamp(min=0).to(logits.dtype)
-        logits = upcast(logits)
-        per_item = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), pos_weight=class_weights, reduction="none")
+        per_item = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=class_weights, reduction="none")
         if focal_gamma:
-            prob = torch.sigmoid(logits)
-            p_true = prob * targets + (1 - prob) * (1 - targets)
-            per_item = per_item * (1.0 - p_true) ** focal_gamma
+            # 1 - p_t = sigma(-x) for y = 1 and sigma(x) for y = 0, i.e. sigma((1 - 2y) x).
+            log_one_minus_p_true = F.logsigmoid((1.0 - 2.0 * targets) * logits)
+            per_item = per_item * focal_modulation(log_one_minus_p_true, focal_gamma)
         valid = valid.to(per_item.dtype)
         return (per_item * valid).sum(), valid.sum()
     raise ValueError(f"Unknown task type {task_type!r}: expected multiclass, binary or multilabel.")

@@ -70,8 +70,11 @@ class HilbertModelOutput(ModelOutput):
             the config does not use; joint is None in unimodal configs).
         contrastive_loss: `()` L_dual (or the direct audio<->text InfoNCE when contrastive_target="audio_text").
         cka_loss: `()` L_cka.  mi_loss: `()` L_mi.
-        mi_audio_joint, mi_text_joint: `()` InfoNCE estimates of I(z_a; z_j) and I(z_t; z_j).
+        mi_audio_joint, mi_text_joint: `()` InfoNCE estimates of I(z_a; z_j) and I(z_t; z_j), each on the documents
+            that have the modality (log B_m - InfoNCE_m; 0 with fewer than 2 such documents).
         temperature: `()` current tau.
+        audio_documents, text_documents: `()` int, number of documents of the (global) batch with at least one real
+            segment of each modality: the documents that enter that modality's contrastive, CKA and MI terms.
         audio_pooling_weights, text_pooling_weights: `(B, r, S)` self-attentive pooling weights over segments.
         joint_pooling_weights: `(B, r, S)` (or `(B, r, 2S)`, audio segments first, with "concat_sequence").
         audio_segment_mask, text_segment_mask: `(B, S)` bool, which segments were real for each modality.
@@ -92,6 +95,8 @@ class HilbertModelOutput(ModelOutput):
     joint_pooling_weights: torch.FloatTensor | None = None
     audio_segment_mask: torch.BoolTensor | None = None
     text_segment_mask: torch.BoolTensor | None = None
+    audio_documents: torch.LongTensor | None = None
+    text_documents: torch.LongTensor | None = None
 
 
 @dataclass
@@ -102,7 +107,8 @@ class HilbertSequenceClassifierOutput(ModelOutput):
         loss: `()` total L = L_cls + l_dual L_dual + l_cka L_cka + l_mi L_mi + l_moe L_moe (when labels are given).
         logits: `{task: (B, C_t)}` (binary tasks: `(B, 1)`, a sigmoid logit).
         classification_loss: `()` L_cls, summed over tasks.  task_losses: `{task: ()}`.
-        contrastive_loss, cka_loss, mi_loss, mi_audio_joint, mi_text_joint, temperature: see `HilbertModelOutput`.
+        contrastive_loss, cka_loss, mi_loss, mi_audio_joint, mi_text_joint, temperature, audio_documents,
+            text_documents: see `HilbertModelOutput`.
         moe_balance_loss: `()` L_moe, averaged over the task gates.
         audio_embeds, text_embeds, joint_embeds: `(B, d)`.
         gate_weights: `{task: (B, E)}` routing weights of the experts (MoE classifier only).
@@ -127,6 +133,8 @@ class HilbertSequenceClassifierOutput(ModelOutput):
     audio_pooling_weights: torch.FloatTensor | None = None
     text_pooling_weights: torch.FloatTensor | None = None
     joint_pooling_weights: torch.FloatTensor | None = None
+    audio_documents: torch.LongTensor | None = None
+    text_documents: torch.LongTensor | None = None
 
 
 # ----------------------------------------------------------------------------------------- small blocks
@@ -211,6 +219,22 @@ class HilbertPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, HilbertModel) and hasattr(module, "logit_scale"):
             init.constant_(module.logit_scale, math.log(1.0 / self.config.temperature_init))
+
+    # -- learnable temperature -------------------------------------------------------------------------
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Clamp the learnable logit scale log s = log(1/tau) in place to its bound log(1/temperature_min).
+
+        Call after every optimiser step (`HilbertTrainer` does, with `LogitScaleClampCallback`), as open_clip does.
+        The forward pass clamps too, but a clamp in forward has zero gradient beyond its bound: a parameter that an
+        optimiser step pushed past it would never come back. Clamped in place, the parameter sits at the bound,
+        where the forward clamp passes the gradient, so the loss can move it back. There is no lower bound (tau
+        may grow: nothing sticks there). A no-op for models without a logit scale (unimodal configs).
+        """
+        bound = math.log(1.0 / self.config.temperature_min)
+        for module in self.modules():
+            if isinstance(module, HilbertModel) and hasattr(module, "logit_scale"):
+                module.logit_scale.clamp_(max=bound)
 
     # -- frozen encoders -------------------------------------------------------------------------------
     def frozen_encoders(self) -> list[nn.Module]:
@@ -693,19 +717,35 @@ class HilbertModel(HilbertPreTrainedModel):
 
         Every term is computed on the global batch: embeddings are gathered from all processes with gradients,
         and each process computes the same loss (see `gather_with_grad` for why this gives exact gradients).
+        A document enters the terms of a modality only if it has at least one real segment of it (its segment
+        mask): without any, its embedding of that modality is the pooling's bias, the same for every such
+        document. Those flags are gathered with the embeddings, so every process selects the same documents.
         """
         config = self.config
         audio, text, joint = (gather_with_grad(x) for x in (out.audio_embeds, out.text_embeds, out.joint_embeds))
-        batch = audio.shape[0]
+        # (B,) flags, gathered as floats (collectives on bool tensors are not supported by every backend)
+        has_audio, has_text = (
+            gather_with_grad(mask.any(dim=-1).to(audio.dtype)) > 0.5 for mask in (out.audio_segment_mask, out.text_segment_mask)
+        )
+        audio_documents, text_documents = int(has_audio.sum()), int(has_text.sum())
+        # The parameter itself is clamped after each optimiser step (`clamp_logit_scale_`); this clamp only guards
+        # a value set beyond the bound by hand or loaded from an older checkpoint. At the bound it passes the gradient.
         scale = self.logit_scale.clamp(max=math.log(1.0 / config.temperature_min)).exp()
         p_audio = F.normalize(self.audio_contrastive_projection(audio), dim=-1)
         p_text = F.normalize(self.text_contrastive_projection(text), dim=-1)
         p_joint = F.normalize(self.joint_contrastive_projection(joint), dim=-1)
-        dual, audio_joint_nce, text_joint_nce = reciprocal_dual_contrastive_loss(p_audio, p_text, p_joint, scale)
-        out.contrastive_loss = dual if config.contrastive_target == "joint" else direct_contrastive_loss(p_audio, p_text, scale)
-        out.cka_loss = cka_loss(audio, text, joint)
-        out.mi_loss, out.mi_audio_joint, out.mi_text_joint = mi_balance_loss(audio_joint_nce, text_joint_nce, batch)
+        dual, audio_joint_nce, text_joint_nce = reciprocal_dual_contrastive_loss(p_audio, p_text, p_joint, scale, has_audio, has_text)
+        if config.contrastive_target == "joint":
+            out.contrastive_loss = dual
+        else:
+            out.contrastive_loss = direct_contrastive_loss(p_audio, p_text, scale, has_audio & has_text)
+        out.cka_loss = cka_loss(audio, text, joint, has_audio, has_text)
+        out.mi_loss, out.mi_audio_joint, out.mi_text_joint = mi_balance_loss(
+            audio_joint_nce, text_joint_nce, audio_documents, text_documents
+        )
         out.temperature = (1.0 / scale).detach()
+        out.audio_documents = torch.tensor(audio_documents, device=audio.device)
+        out.text_documents = torch.tensor(text_documents, device=audio.device)
         # Terms with weight 0 are still reported (to compare ablations) but add nothing and get no gradient.
         total = out.contrastive_loss.new_zeros(())
         for weight, term in (
@@ -792,6 +832,8 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             audio_pooling_weights=base.audio_pooling_weights,
             text_pooling_weights=base.text_pooling_weights,
             joint_pooling_weights=base.joint_pooling_weights,
+            audio_documents=base.audio_documents,
+            text_documents=base.text_documents,
         )
         if return_loss:
             total = base.loss if base.loss is not None else logits[config.tasks[0]["name"]].new_zeros(())

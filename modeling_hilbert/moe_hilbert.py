@@ -21,11 +21,20 @@ def expert_mlp(input_size: int, hidden_size: int, dropout: float) -> nn.Sequenti
 
 
 def top_k_gate(gate_probs: torch.Tensor, top_k: int | None) -> torch.Tensor:
-    """Keep the k largest gate probabilities per row and renormalise them to sum to 1.
+    r"""Routing weights from the gate's softmax probabilities p `(B, E)`.
+
+    * top_k None or >= E (dense): g = p, unchanged.
+    * top_k = 1 (Switch Transformer, Fedus et al. 2021, eq. 2): g_e = p_e for the selected expert e = argmax p,
+      0 elsewhere, *not* renormalised. Renormalising a single kept weight makes it identically 1: the mixture would
+      then not depend on the gate's parameters at all, and the gate would learn only from the balance loss, never
+      from the task loss. With the raw probability, the task loss's gradient reaches the gate through p_e.
+    * 1 < top_k < E: the k largest probabilities renormalised to sum to 1, g_e = p_e / sum_{e' in top-k} p_e'
+      (= a softmax over the k largest gate logits: Shazeer et al. 2017; GShard's top-2, Lepikhin et al. 2021). The
+      task loss reaches the gate through the ratios of the kept experts' probabilities.
 
     Args:
         gate_probs: `(B, E)` softmax probabilities.
-        top_k: k, or None for the dense gate (returned unchanged).
+        top_k: k, or None for the dense gate.
 
     Returns:
         `(B, E)` routing weights with at most k non-zeros per row.
@@ -33,8 +42,9 @@ def top_k_gate(gate_probs: torch.Tensor, top_k: int | None) -> torch.Tensor:
     if top_k is None or top_k >= gate_probs.shape[-1]:
         return gate_probs
     values, indices = gate_probs.topk(top_k, dim=-1)
-    sparse = torch.zeros_like(gate_probs).scatter(-1, indices, values)
-    return sparse / sparse.sum(dim=-1, keepdim=True)
+    if top_k > 1:
+        values = values / values.sum(dim=-1, keepdim=True)
+    return torch.zeros_like(gate_probs).scatter(-1, indices, values)
 
 
 class MixtureOfExpertsClassifier(nn.Module):
@@ -42,7 +52,8 @@ class MixtureOfExpertsClassifier(nn.Module):
 
     For input h and task t:
 
-        g_t = topk( softmax(W_t h) )                 (E,)
+        p_t = softmax(W_t h)                          (E,)
+        g_t = top_k_gate(p_t, k)                      (E,)   see `top_k_gate`: raw p for k = 1, renormalised for k > 1
         y_t = Tower_t( sum_e g_t[e] * Expert_e(h) )   (C_t,)
 
     One gate per task lets tasks with different label regimes (multiclass, binary, multilabel) weight the shared
@@ -53,7 +64,8 @@ class MixtureOfExpertsClassifier(nn.Module):
         expert_hidden_size: width of each expert's output.
         num_experts: E.
         task_output_sizes: `{task_name: number of logits}`.
-        top_k: keep the k largest gate weights (None = dense).
+        top_k: experts per item (None = dense): k = 1 keeps the selected expert's raw gate probability
+            (Switch Transformer), k > 1 renormalises the k largest to sum to 1 (see `top_k_gate`).
         dropout: dropout inside experts and before each tower's output layer.
     """
 

@@ -23,6 +23,9 @@ def test_two_process_gradients_equal_single_process_on_the_global_batch(tmp_path
     model.save_pretrained(tmp_path / "model")
     batch = feature_inputs(config, batch=6, segments=5, dtype=torch.float64)
     batch["labels"] = torch.tensor([0, 1, 2, 1, -100, 2])  # class weights + an unlabelled item: unequal normalisers
+    # documents missing a modality (on different ranks): each modality's terms select their documents globally
+    batch["audio_segment_mask"][1] = False
+    batch["text_segment_mask"][4] = False
     torch.save(batch, tmp_path / "inputs.pt")
 
     # Reference: one process, the whole batch.

@@ -236,7 +236,7 @@ def test_mi_balance_loss_and_estimates():
     a_nce = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
     t_nce = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
     b = 16
-    loss, mi_a, mi_t = mi_balance_loss(a_nce, t_nce, b)
+    loss, mi_a, mi_t = mi_balance_loss(a_nce, t_nce, b, b)
     ia, it = math.log(b) - 1.3, math.log(b) - 0.4
     assert abs(mi_a.item() - ia) < TIGHT
     assert abs(mi_t.item() - it) < TIGHT
@@ -249,8 +249,103 @@ def test_mi_balance_loss_and_estimates():
 
 def test_mi_balance_loss_zero_when_balanced():
     v = torch.tensor(0.9, dtype=torch.float64)
-    loss, mi_a, mi_t = mi_balance_loss(v, v.clone(), 10)
+    loss, mi_a, mi_t = mi_balance_loss(v, v.clone(), 10, 10)
     assert loss.item() == 0.0 and mi_a.item() == mi_t.item()
+
+
+def test_mi_estimates_use_each_modality_s_own_document_count():
+    a_nce = torch.tensor(1.1, dtype=torch.float64, requires_grad=True)
+    t_nce = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    loss, mi_a, mi_t = mi_balance_loss(a_nce, t_nce, 12, 5)
+    ia, it = math.log(12) - 1.1, math.log(5) - 0.6
+    assert abs(mi_a.item() - ia) < TIGHT and abs(mi_t.item() - it) < TIGHT
+    assert abs(loss.item() - (ia - it) ** 2) < TIGHT
+    # fewer than 2 documents of a modality: its estimate and the balance term are 0, with zero gradient
+    for counts in ((12, 1), (12, 0), (1, 5), (0, 0)):
+        a_nce.grad = t_nce.grad = None
+        loss, mi_a, mi_t = mi_balance_loss(a_nce, t_nce, *counts)
+        assert loss.item() == 0.0
+        assert mi_a.item() == (ia if counts[0] >= 2 else 0.0) and mi_t.item() == (it if counts[1] >= 2 else 0.0)
+        loss.backward()
+        assert a_nce.grad.item() == 0.0 and t_nce.grad.item() == 0.0
+
+
+def np_masked_terms(a, t, j, s, has_a, has_t):
+    """Reference of the representation terms with documents missing a modality: each modality's terms on its own
+    documents only (numpy loops on the selected rows), 0 with fewer than 2."""
+    def on(mask, fn, *xs):
+        return fn(*(x[mask] for x in xs)) if mask.sum() >= 2 else 0.0
+
+    aj = on(has_a, lambda x, y: np_sym_info_nce(x, y, s), a, j)
+    tj = on(has_t, lambda x, y: np_sym_info_nce(x, y, s), t, j)
+    at = on(has_a & has_t, lambda x, y: np_sym_info_nce(x, y, s), a, t)
+    cka = on(has_a, lambda x, y: 1 - np_linear_cka(x, y), a, j) + on(has_t, lambda x, y: 1 - np_linear_cka(x, y), t, j)
+    na, nt = int(has_a.sum()), int(has_t.sum())
+    mi_a = math.log(na) - aj if na >= 2 else 0.0
+    mi_t = math.log(nt) - tj if nt >= 2 else 0.0
+    mi = (mi_a - mi_t) ** 2 if min(na, nt) >= 2 else 0.0
+    return {"dual": 0.5 * (aj + tj), "aj": aj, "tj": tj, "direct": at, "cka": cka, "mi": mi, "mi_a": mi_a, "mi_t": mi_t}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    batch=st.integers(1, 9),
+    seed=st.integers(0, 2**31 - 1),
+    p_audio=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
+    p_text=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
+)
+def test_terms_leave_out_documents_missing_a_modality_property(batch, seed, p_audio, p_text):
+    """Every term with masks equals the numpy reference on the selected documents; rows of a modality a document
+    lacks get exactly zero gradient from the terms (its embedding is the pooling bias, not information)."""
+    rng = np.random.default_rng(seed)
+    has_a, has_t = rng.random(batch) < p_audio, rng.random(batch) < p_text
+    a, t, j = (normalised_rows(rng, batch, 5) for _ in range(3))
+    s = 6.5
+    ref = np_masked_terms(a, t, j, s, has_a, has_t)
+    audio, text, joint = (t64(x).requires_grad_(True) for x in (a, t, j))
+    scale = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+    ma, mt = torch.as_tensor(has_a), torch.as_tensor(has_t)
+    dual, aj, tj = reciprocal_dual_contrastive_loss(audio, text, joint, scale, ma, mt)
+    direct = direct_contrastive_loss(audio, text, scale, ma & mt)
+    cka = cka_loss(audio, text, joint, ma, mt)
+    mi, mi_a, mi_t = mi_balance_loss(aj, tj, int(has_a.sum()), int(has_t.sum()))
+    got = {"dual": dual, "aj": aj, "tj": tj, "direct": direct, "cka": cka, "mi": mi, "mi_a": mi_a, "mi_t": mi_t}
+    for name, value in got.items():
+        assert abs(value.item() - ref[name]) < 1e-9, (name, value.item(), ref[name])
+    (dual + direct + cka + mi).backward()
+    for x in (audio, text, joint, scale):
+        assert torch.isfinite(x.grad).all()
+    assert (audio.grad[~ma] == 0).all() and (text.grad[~mt] == 0).all()
+    assert (joint.grad[~(ma | mt)] == 0).all()
+
+
+def test_all_documents_missing_a_modality_gives_zero_terms_with_finite_gradients():
+    rng = np.random.default_rng(21)
+    a, t, j = (t64(normalised_rows(rng, 5, 4)).requires_grad_(True) for _ in range(3))
+    scale = torch.tensor(8.0, dtype=torch.float64, requires_grad=True)
+    none, one, every = torch.zeros(5, dtype=torch.bool), torch.tensor([False, False, True, False, False]), torch.ones(5, dtype=torch.bool)
+    for audio_present, text_present in ((every, none), (none, none), (one, every), (one, one)):
+        for x in (a, t, j, scale):
+            x.grad = None
+        dual, aj, tj = reciprocal_dual_contrastive_loss(a, t, j, scale, audio_present, text_present)
+        cka = cka_loss(a, t, j, audio_present, text_present)
+        na, nt = int(audio_present.sum()), int(text_present.sum())
+        mi, mi_a, mi_t = mi_balance_loss(aj, tj, na, nt)
+        direct = direct_contrastive_loss(a, t, scale, audio_present & text_present)
+        assert mi.item() == 0.0 and direct.item() == 0.0
+        if na < 2:
+            assert aj.item() == 0.0 and mi_a.item() == 0.0
+        if nt < 2:
+            assert tj.item() == 0.0 and mi_t.item() == 0.0
+        (dual + cka + mi + direct).backward()
+        for x in (a, t, j, scale):
+            assert torch.isfinite(x.grad).all()
+        if na < 2 and nt < 2:
+            assert dual.item() == 0.0 and cka.item() == 0.0
+            assert all((x.grad == 0).all() for x in (a, t, j, scale))
+        else:  # the modality that is there still trains
+            present = a if na >= 2 else t
+            assert present.grad.abs().max() > 0
 
 
 # -------------------------------------------------------------------------------------- MoE balance
@@ -264,8 +359,14 @@ HAND_PROBS = np.array(
 )
 
 
-def np_load_balance(probs: np.ndarray, k: int) -> tuple[float, np.ndarray]:
+def np_load_balance(probs: np.ndarray, k: int | None) -> tuple[float, np.ndarray]:
+    """(L_moe, f): top-k counts for a sparse gate; for a dense gate (k None or >= E) the soft dispatch f = P, where
+    L = E sum_e P_e^2 = 1 + CV^2(P) is Shazeer et al.'s importance loss (plus 1), computed here in that form."""
     b, e = probs.shape
+    if k is None or k >= e:
+        importance = probs.sum(axis=0)  # Shazeer et al. 2017: total gate weight of each expert over the batch
+        cv2 = importance.var() / importance.mean() ** 2  # population variance
+        return 1.0 + float(cv2), probs.mean(axis=0)
     counts = np.zeros(e)
     for row in probs:
         for idx in np.argsort(-row)[:k]:
@@ -277,39 +378,61 @@ def np_load_balance(probs: np.ndarray, k: int) -> tuple[float, np.ndarray]:
 def test_moe_load_balance_uniform_and_collapsed():
     for e in (2, 3, 5):
         uniform = torch.full((8, e), 1.0 / e, dtype=torch.float64)
-        assert abs(moe_load_balance_loss(uniform).item() - 1.0) < 1e-12
-        assert abs(moe_load_balance_loss(uniform, top_k=2).item() - 1.0) < 1e-12
+        for k in (None, 1, 2, e):
+            assert abs(moe_load_balance_loss(uniform, top_k=k).item() - 1.0) < 1e-12
         collapsed = torch.zeros(8, e, dtype=torch.float64)
         collapsed[:, 1] = 1.0
-        assert abs(moe_load_balance_loss(collapsed).item() - e) < 1e-12
+        for k in (None, 1, e):
+            assert abs(moe_load_balance_loss(collapsed, top_k=k).item() - e) < 1e-12
+        if e > 2:
+            assert abs(moe_load_balance_loss(collapsed, top_k=2).item() - e / 2) < 1e-12
 
 
-@pytest.mark.parametrize("top_k, hand_value", [(None, 1.03125), (1, 1.03125), (2, 0.984375)])
+@pytest.mark.parametrize("top_k, hand_value", [(1, 1.03125), (2, 0.984375), (3, 1.00875), (None, 1.00875)])
 def test_moe_load_balance_hand_example(top_k, hand_value):
     # top-1: argmax = [0, 1, 0, 2] -> f = [1/2, 1/4, 1/4]; P = [0.375, 0.3, 0.325] -> 3 * 0.34375
     # top-2: {0,1} {1,2} {0,2} {1,2} -> f = [2, 3, 3] / 8 -> 3 * 0.328125
-    expected, f = np_load_balance(HAND_PROBS, 1 if top_k is None else top_k)
+    # dense (k = E = 3 or None): f = P -> 3 * (0.375^2 + 0.3^2 + 0.325^2) = 3 * 0.33625
+    expected, f = np_load_balance(HAND_PROBS, top_k)
     assert abs(expected - hand_value) < 1e-12
     probs = t64(HAND_PROBS).requires_grad_(True)
     loss = moe_load_balance_loss(probs, top_k=top_k)
     assert abs(loss.item() - hand_value) < TIGHT
     loss.backward()
-    # f carries no gradient: dL/dp[b, e] = E * f_e / B
+    # sparse: f carries no gradient, dL/dp[b, e] = E f_e / B; dense: L = E sum_e P_e^2, dL/dp[b, e] = 2 E P_e / B
     b, e = HAND_PROBS.shape
-    analytic = np.tile(e * f / b, (b, 1))
+    factor = 2 if top_k in (None, 3) else 1
+    analytic = np.tile(factor * e * f / b, (b, 1))
     assert np.abs(probs.grad.numpy() - analytic).max() < TIGHT
 
 
-def test_moe_load_balance_gradient_through_softmax_gate():
-    rng = np.random.default_rng(8)
-    logits = t64(rng.standard_normal((6, 4))).requires_grad_(True)
+@settings(max_examples=40, deadline=None)
+@given(
+    experts=st.integers(2, 6),
+    batch=st.integers(1, 9),
+    k_choice=st.sampled_from(["one", "two", "all", "none"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_moe_load_balance_gradient_through_softmax_gate(experts, batch, k_choice, seed):
+    """Regression (k = E): the balance loss was the constant 1, with zero gradient through the softmax. For every k
+    the value equals the reference and the gradient through a softmax gate equals the analytic one, non-zero for
+    an unbalanced gate."""
+    k = {"one": 1, "two": min(2, experts), "all": experts, "none": None}[k_choice]
+    rng = np.random.default_rng(seed)
+    logits = t64(rng.standard_normal((batch, experts)) * 2).requires_grad_(True)
     probs = torch.softmax(logits, dim=-1)
-    moe_load_balance_loss(probs, top_k=2).backward()
+    loss = moe_load_balance_loss(probs, top_k=k)
     p = probs.detach().numpy()
-    _, f = np_load_balance(p, 2)
-    upstream = 4 * f / 6  # dL/dp, the same for every row
-    expected = p * (upstream - (p * upstream).sum(axis=1, keepdims=True))  # softmax Jacobian
-    assert np.abs(logits.grad.numpy() - expected).max() < TIGHT
+    expected, f = np_load_balance(p, k)
+    assert abs(loss.item() - expected) < 1e-10
+    loss.backward()
+    dense = k is None or k >= experts
+    upstream = (2 if dense else 1) * experts * f / batch  # dL/dp, the same for every row
+    analytic = p * (upstream - (p * upstream).sum(axis=1, keepdims=True))  # softmax Jacobian
+    assert np.abs(logits.grad.numpy() - analytic).max() < TIGHT
+    # an unbalanced dispatch (f not uniform: always so for a dense gate whose P is not) gives a real gradient
+    assume(np.ptp(f) > 1e-2)
+    assert np.abs(logits.grad.numpy()).max() > 1e-4
 
 
 # ---------------------------------------------------------------------------------- classification
@@ -472,6 +595,139 @@ def test_no_labelled_item_gives_zero(task, logits, labels):
     assert loss.item() == 0.0
     loss.backward()
     assert torch.isfinite(logits.grad).all() and (logits.grad == 0).all()
+
+
+def np_focal_multiclass_grad(logits, labels, weights, gamma):
+    """Analytic d/dz of sum_i -w_i (1 - p_i)^gamma log p_i (unlabelled rows: 0), with 1 - p = sum of the other
+    classes' probabilities (accurate when p saturates):
+
+        dl/dz_k = w (delta_ky - p_k) [ gamma (1 - p)^(gamma - 1) p log p - (1 - p)^gamma ]
+    """
+    grad = np.zeros_like(logits)
+    for i, (row, y) in enumerate(zip(np_log_softmax(logits), labels)):
+        if y == -100:
+            continue
+        probs = np.exp(row)
+        rest = probs[np.arange(len(row)) != y].sum()
+        p, logp = probs[y], row[y]
+        w = 1.0 if weights is None else weights[y]
+        inner = (gamma * rest ** (gamma - 1) * p * logp if gamma else 0.0) - rest**gamma
+        grad[i] = w * (np.eye(len(row))[y] - probs) * inner
+    return grad
+
+
+def np_focal_binary_grad(x, y, pos_weight, gamma):
+    """Analytic d/dx of (1 - p_t)^gamma BCE: with q = 1 - p_t = sigma((1 - 2y) x) and BCE b (db/dx = -w q for y = 1,
+    q for y = 0): dl/dx = q^gamma [ gamma (1 - 2y) (1 - q) b + db/dx ]."""
+    s = 1.0 - 2.0 * y
+    q = 1.0 / (1.0 + np.exp(-s * x))
+    b = -(pos_weight * y * np_log_sigmoid(x) + (1 - y) * np_log_sigmoid(-x))
+    db = np.where(y == 1, -pos_weight * q, q)
+    return q**gamma * (gamma * s * (1 - q) * b + db)
+
+
+FOCAL_GAMMAS = [0.25, 0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("gamma", FOCAL_GAMMAS)
+def test_multiclass_focal_saturated_and_ignored_rows_have_finite_exact_gradients(gamma):
+    """Regression: (1 - p)^gamma with gamma < 1 has an infinite derivative at p = 1, which autograd multiplied by
+    dp/dz = 0: NaN gradients for a saturated row, also for an unlabelled (-100) row, whose class-0 gather saturated
+    too. Values and gradients must match the analytic formulas (float64), saturated rows included."""
+    logits = np.array(
+        [
+            [60.0, 0.0, -5.0],  # saturated on its (correct) label: 1 - p ~ 1e-26, p == 1.0 in float64
+            [0.3, -1.2, 2.0],
+            [-40.0, 35.0, 0.0],  # saturated on a wrong class: p ~ 1e-33
+            [80.0, 0.0, 0.0],  # unlabelled, saturated on class 0 (what the -100 row gathers)
+            [1.0, 0.5, -0.5],
+        ]
+    )
+    labels = np.array([0, 2, 0, -100, 1])
+    weights = np.array([0.5, 2.0, 1.3])
+    z = t64(logits).requires_grad_(True)
+    total, normaliser = classification_loss_terms(z, torch.as_tensor(labels), "multiclass", t64(weights), gamma)
+    num, den = np_multiclass(logits, labels, weights, gamma)
+    assert abs(total.item() - num) <= 1e-12 * abs(num) and abs(normaliser.item() - den) < TIGHT
+    total.backward()
+    assert torch.isfinite(z.grad).all()
+    expected = np_focal_multiclass_grad(logits, labels, weights, gamma)
+    assert np.abs(z.grad.numpy() - expected).max() < 1e-12
+    assert (z.grad[3] == 0).all()
+    assert np.abs(expected[2]).max() > 1e-3  # the wrong saturated row still learns
+
+
+@pytest.mark.parametrize("gamma", FOCAL_GAMMAS)
+@pytest.mark.parametrize("task", ["binary", "multilabel"])
+def test_sigmoid_focal_saturated_and_ignored_items_have_finite_exact_gradients(task, gamma):
+    x = np.array([[40.0, -3.0], [-45.0, 0.7], [60.0, -60.0], [0.2, 38.0]])
+    y = np.array([[1, 0], [0, 1], [1, 0], [0, 0]], dtype=np.int64)
+    pos_weight = np.array([2.0, 0.5])
+    if task == "binary":
+        x, y, pos_weight = x[:, 0], y[:, 0].copy(), pos_weight[:1]
+        y[2] = -100  # unlabelled, saturated
+        keep = y >= 0
+    else:
+        y[2, 1] = -100  # the whole row is unlabelled
+        keep = np.broadcast_to((y >= 0).all(axis=1, keepdims=True), y.shape)
+    yf = np.clip(y, 0, None).astype(np.float64)
+    z = t64(x).requires_grad_(True)
+    total, normaliser = classification_loss_terms(z, torch.as_tensor(y), task, t64(pos_weight), gamma)
+    expected = np.where(keep, np_binary_terms(x, yf, pos_weight, gamma), 0.0).sum()
+    assert abs(total.item() - expected) <= 1e-12 * abs(expected) and normaliser.item() == keep.sum()
+    total.backward()
+    assert torch.isfinite(z.grad).all()
+    reference = np.where(keep, np_focal_binary_grad(x, yf, pos_weight, gamma), 0.0)
+    assert np.abs(z.grad.numpy() - reference).max() < 1e-12
+    assert (z.grad.numpy()[~keep] == 0).all()
+
+
+@pytest.mark.parametrize("gamma", FOCAL_GAMMAS)
+@pytest.mark.parametrize("task", ["multiclass", "binary", "multilabel"])
+def test_focal_gradients_finite_when_probabilities_round_to_one_in_float32(task, gamma):
+    """float32 logits far past saturation (1 - p underflows, log p rounds to 0), unlabelled rows holding NaN/inf:
+    the loss and every gradient stay finite, unlabelled rows get exactly zero gradient."""
+    if task == "multiclass":
+        x = torch.tensor([[300.0, 0.0, 0.0], [0.0, 0.0, 0.0], [float("nan"), 1.0, 0.0], [0.0, 500.0, 0.0]])
+        labels = torch.tensor([0, 1, -100, 1])
+    elif task == "binary":
+        x = torch.tensor([[300.0], [0.0], [float("inf")], [-500.0]])
+        labels = torch.tensor([1, 0, -100, 0])
+    else:
+        x = torch.tensor([[300.0, -300.0], [0.0, 0.0], [float("nan"), 0.0], [-500.0, 500.0]])
+        labels = torch.tensor([[1, 0], [0, 1], [-100, 0], [0, 1]])
+    x.requires_grad_(True)
+    loss = classification_loss(x, labels, task, focal_gamma=gamma)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    assert (x.grad[2] == 0).all()
+    # only the unsaturated row contributes: its value is the plain formula
+    if task == "multiclass":
+        expected = (1 - 1 / 3) ** gamma * math.log(3) / 3
+    else:
+        per_element = 0.5**gamma * math.log(2)
+        expected = per_element / 3 if task == "binary" else 2 * per_element / 6
+    assert abs(loss.item() - expected) < 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    gamma=st.one_of(st.sampled_from([0.0] + FOCAL_GAMMAS), st.floats(0.0, 3.0)),
+    scale=st.floats(0.1, 60.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_multiclass_focal_matches_analytic_gradient_property(gamma, scale, seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((6, 4)) * scale
+    labels = rng.integers(0, 4, size=6)
+    labels[rng.random(6) < 0.3] = -100
+    z = t64(logits).requires_grad_(True)
+    total, _ = classification_loss_terms(z, torch.as_tensor(labels), "multiclass", None, gamma)
+    num, _ = np_multiclass(logits, labels, None, gamma)
+    assert abs(total.item() - num) <= 1e-10 * max(1.0, abs(num))
+    total.backward()
+    assert torch.isfinite(z.grad).all()
+    assert np.abs(z.grad.numpy() - np_focal_multiclass_grad(logits, labels, None, gamma)).max() < 1e-10
 
 
 def test_terms_divide_to_the_mean():

@@ -247,6 +247,91 @@ def test_total_loss_is_the_weighted_sum_of_its_terms_and_terms_match_formulas():
     assert_close(out.temperature, torch.tensor(config.temperature_init), atol=1e-6)
 
 
+def projected(model, out):
+    """p(z_a), p(z_t), p(z_j) as float64 numpy arrays, from the returned embeddings and the model's own heads."""
+    base = model.hilbert
+    return [F.normalize(proj(z), dim=-1).detach().double().numpy() for proj, z in (
+        (base.audio_contrastive_projection, out.audio_embeds), (base.text_contrastive_projection, out.text_embeds),
+        (base.joint_contrastive_projection, out.joint_embeds))]
+
+
+def test_documents_without_text_are_left_out_of_the_text_terms():
+    """Regression: a document without text got the pooling's bias as its text embedding (the same for every such
+    document) and entered the text<->joint InfoNCE, CKA and MI terms. Mixed with text-less documents, the complete
+    documents must give exactly their own text terms; the audio terms use every document (all have audio)."""
+    from test_losses import np_linear_cka, np_sym_info_nce
+
+    config = hilbert_config()
+    model = build(config).double()
+    feats = feature_inputs(config, batch=6, dtype=torch.float64)
+    feats["text_segment_mask"][[1, 4]] = False
+    labels = torch.tensor([0, 1, 2, 1, 0, 2])
+    out = model(**feats, labels=labels)
+    complete = [0, 2, 3, 5]
+    alone = model(**{k: v[complete] for k, v in feats.items()}, labels=labels[complete])
+    assert (out.audio_documents.item(), out.text_documents.item()) == (6, 4)
+    assert (alone.audio_documents.item(), alone.text_documents.item()) == (4, 4)
+    # the text estimate is that of the complete documents alone
+    assert abs(out.mi_text_joint.item() - alone.mi_text_joint.item()) < 1e-10
+    # every term against numpy on the selected rows
+    pa, pt, pj = projected(model, out)
+    s = model.hilbert.logit_scale.exp().item()
+    aj, tj = np_sym_info_nce(pa, pj, s), np_sym_info_nce(pt[complete], pj[complete], s)
+    assert abs(out.contrastive_loss.item() - 0.5 * (aj + tj)) < 1e-10
+    a, t, j = (x.detach().numpy() for x in (out.audio_embeds, out.text_embeds, out.joint_embeds))
+    cka = (1 - np_linear_cka(a, j)) + (1 - np_linear_cka(t[complete], j[complete]))
+    assert abs(out.cka_loss.item() - cka) < 1e-10
+    mi_a, mi_t = math.log(6) - aj, math.log(4) - tj
+    assert abs(out.mi_audio_joint.item() - mi_a) < 1e-10 and abs(out.mi_text_joint.item() - mi_t) < 1e-10
+    assert abs(out.mi_loss.item() - (mi_a - mi_t) ** 2) < 1e-10
+    # the text-less documents' text embeddings receive no gradient from the representation terms
+    text_embeds = out.text_embeds
+    grad = torch.autograd.grad(out.contrastive_loss + out.cka_loss + out.mi_loss, text_embeds)[0]
+    assert (grad[[1, 4]] == 0).all() and grad[complete].abs().max() > 0
+    # audio-less documents likewise, with the direct audio<->text baseline on documents that have both
+    direct = build(hilbert_config(contrastive_target="audio_text")).double()
+    feats["audio_segment_mask"][[0, 4]] = False
+    out = direct(**feats, labels=labels)
+    both = [2, 3, 5]
+    pa, pt, _ = projected(direct, out)
+    s = direct.hilbert.logit_scale.exp().item()
+    assert (out.audio_documents.item(), out.text_documents.item()) == (4, 4)
+    assert abs(out.contrastive_loss.item() - np_sym_info_nce(pa[both], pt[both], s)) < 1e-10
+
+
+@pytest.mark.parametrize("missing", ["text", "both"])
+def test_batch_where_every_document_misses_a_modality(missing):
+    """All documents without text: the text terms and the MI balance are 0 (it used to drag I(audio; joint) to 0
+    because I(text; joint) was exactly 0); the audio terms still train. Without anything: all terms 0, finite."""
+    config = hilbert_config()
+    model = build(config).train()
+    feats = feature_inputs(config)
+    feats["text_segment_mask"][:] = False
+    if missing == "both":
+        feats["audio_segment_mask"][:] = False
+    out = model(**feats, labels=torch.tensor([0, 1, 2, 1]))
+    assert out.text_documents.item() == 0 and out.audio_documents.item() == (4 if missing == "text" else 0)
+    assert out.mi_loss.item() == 0.0 and out.mi_text_joint.item() == 0.0
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.hilbert.text_contrastive_projection.weight.grad.abs().max() == 0
+    if missing == "text":
+        pa, _, pj = projected(model, out)
+        from test_losses import np_sym_info_nce
+
+        aj = np_sym_info_nce(pa, pj, model.hilbert.logit_scale.exp().item())
+        assert abs(out.contrastive_loss.item() - 0.5 * aj) < 1e-5
+        assert abs(out.mi_audio_joint.item() - (math.log(4) - aj)) < 1e-5
+        assert model.hilbert.audio_contrastive_projection.weight.grad.abs().max() > 0
+    else:
+        assert out.contrastive_loss.item() == out.cka_loss.item() == 0.0
+        assert model.hilbert.audio_contrastive_projection.weight.grad.abs().max() == 0
+        base = build(config, HilbertModel)(**feats, return_loss=True)
+        assert base.loss.item() == 0.0
+        base.loss.backward()  # a total made only of skipped terms still backpropagates
+
+
 def test_class_weights_and_focal_gamma_from_the_config_are_used():
     config = hilbert_config(tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b", "c"], "class_weights": [1.0, 2.0, 5.0]}])
     model = build(config)
@@ -258,6 +343,23 @@ def test_class_weights_and_focal_gamma_from_the_config_are_used():
     assert_close(focal.classification_loss, -((1 - logp.exp()) ** 2 * logp).mean(), atol=1e-6)
 
 
+@pytest.mark.parametrize("gamma", [0.25, 0.5])
+def test_focal_gamma_below_one_keeps_every_gradient_finite_when_predictions_saturate(gamma):
+    """Regression: with focal_gamma=0.5, a saturated prediction (here forced by the tower's bias) and an unlabelled
+    document made NaN gradients in every trainable parameter upstream of the classifier in one step."""
+    config = hilbert_config(focal_gamma=gamma)
+    model = build(config).train()
+    with torch.no_grad():
+        model.classifier.towers["label"][1].bias.copy_(torch.tensor([120.0, 0.0, 0.0]))
+    out = model(**feature_inputs(config), labels=torch.tensor([0, -100, 0, 1]))
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert bad == []
+    # the misclassified document (label 1) still gives the classifier a gradient
+    assert model.classifier.towers["label"][1].bias.grad.abs().max() > 1e-3
+
+
 def test_temperature_is_clamped_at_its_minimum():
     config = hilbert_config(temperature_min=0.05)
     model = build(config)
@@ -265,6 +367,54 @@ def test_temperature_is_clamped_at_its_minimum():
         model.hilbert.logit_scale.fill_(math.log(1 / 0.001))
     out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
     assert_close(out.temperature, torch.tensor(0.05), atol=1e-6)
+
+
+def test_logit_scale_pushed_past_its_bound_is_clamped_back_and_still_learns():
+    """Regression: the bound was applied only in forward, whose clamp has zero gradient beyond it, so once an
+    optimiser step pushed the parameter past log(1/temperature_min) it stayed there forever."""
+    config = hilbert_config(temperature_min=0.05)
+    model = build(config).train()
+    bound = math.log(1 / 0.05)
+    scale = model.hilbert.logit_scale
+    optimizer = torch.optim.SGD([scale], lr=1.0)
+    feats, labels = feature_inputs(config), torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        scale.fill_(bound - 0.1)
+    scale.grad = torch.tensor(-0.5)  # a step that pushes it past the bound
+    optimizer.step()
+    assert scale.item() > bound
+    optimizer.zero_grad()
+    model(**feats, labels=labels).loss.backward()
+    assert scale.grad.item() == 0.0  # stuck: what the forward clamp alone gives
+    model.clamp_logit_scale_()
+    assert scale.item() == torch.tensor(bound, dtype=scale.dtype).item()  # exactly the bound (in the parameter's dtype)
+    optimizer.zero_grad()
+    out = model(**feats, labels=labels)
+    out.loss.backward()
+    assert_close(out.temperature, torch.tensor(0.05), atol=1e-6)
+    # at the bound the gradient passes: it is that of the unclamped loss at s = 1/temperature_min
+    assert scale.grad.item() != 0.0
+    reference = model.hilbert.logit_scale.detach().clone().requires_grad_(True)
+    base = model.hilbert
+    pa, pt, pj = (F.normalize(proj(z), dim=-1).detach() for proj, z in (
+        (base.audio_contrastive_projection, out.audio_embeds), (base.text_contrastive_projection, out.text_embeds),
+        (base.joint_contrastive_projection, out.joint_embeds)))
+    aj, tj = symmetric_info_nce(pa, pj, reference.exp()), symmetric_info_nce(pt, pj, reference.exp())
+    (config.dual_contrastive_weight * 0.5 * (aj + tj) + config.mi_weight * ((math.log(4) - aj) - (math.log(4) - tj)) ** 2).backward()
+    assert abs(scale.grad.item() - reference.grad.item()) < 1e-5
+    # and the parameter moves back below the bound (random embeddings: the loss wants a higher temperature)
+    assert scale.grad.item() > 0
+    optimizer.step()
+    model.clamp_logit_scale_()
+    assert scale.item() < bound - 1e-3
+
+
+def test_clamp_logit_scale_leaves_values_inside_the_bound_and_unimodal_models_alone():
+    model = build(hilbert_config(temperature_min=0.01))
+    before = model.hilbert.logit_scale.item()
+    model.clamp_logit_scale_()
+    assert model.hilbert.logit_scale.item() == before
+    build(hilbert_config(modalities="text")).clamp_logit_scale_()  # no logit scale: nothing to do
 
 
 def test_multi_task_heterogeneous_label_regimes():
@@ -379,6 +529,47 @@ def test_moe_top_k_routes_to_k_experts():
     config = hilbert_config(moe_top_k=1)
     out = build(config)(**feature_inputs(config))
     assert torch.all((out.gate_weights["label"] > 0).sum(-1) == 1)
+
+
+def test_top_1_gate_learns_from_the_classification_loss():
+    """Regression: top-1 routing renormalised its one weight to 1, and the gate's gradient from the task loss was
+    rounding noise (2e-13 here, against 1.4e-6 with top-2). Switch-style raw gate probabilities fix it."""
+    norms = {}
+    for k in (1, 2):
+        config = hilbert_config(moe_top_k=k)
+        model = build(config)
+        out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
+        out.classification_loss.backward()
+        norms[k] = model.classifier.gates["label"].weight.grad.norm().item()
+        if k == 1:  # the routing weight is the selected expert's raw gate probability
+            h = torch.cat([out.audio_embeds, out.text_embeds, out.joint_embeds], -1)
+            probs = torch.softmax(model.classifier.gates["label"](h), -1)
+            assert_close(out.gate_weights["label"].max(-1).values, probs.max(-1).values, atol=1e-7)
+    assert norms[1] > 0.1 * norms[2] > 0
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3, None])
+def test_moe_balance_loss_trains_the_gate_for_every_top_k(top_k):
+    """Regression: with moe_top_k = num_experts (3) the balance loss was the constant 1 with no gradient. Its value
+    is E sum_e f_e P_e with P the mean gate probability, f the top-k counts (k < E) or P itself (dense)."""
+    config = hilbert_config(moe_top_k=top_k)
+    model = build(config)
+    with torch.no_grad():  # an unbalanced gate (at init every gate is nearly uniform)
+        model.classifier.gates["label"].weight.mul_(300.0)
+    out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
+    h = torch.cat([out.audio_embeds, out.text_embeds, out.joint_embeds], -1)
+    probs = torch.softmax(model.classifier.gates["label"](h), -1).detach()  # (4, 3)
+    mean_prob = probs.mean(0)
+    if top_k in (None, 3):
+        expected = 3 * (mean_prob**2).sum()
+    else:
+        chosen = probs.argsort(-1, descending=True)[:, :top_k]
+        f = torch.stack([(chosen == e).sum() for e in range(3)]).double() / (4 * top_k)
+        expected = 3 * (f * mean_prob).sum()
+    assert_close(out.moe_balance_loss, expected.float(), atol=1e-6)
+    assert (mean_prob - 1 / 3).abs().max() > 0.05
+    out.moe_balance_loss.backward()
+    assert model.classifier.gates["label"].weight.grad.abs().max() > 1e-3
 
 
 # ------------------------------------------------------------------------------------- embeddings & errors

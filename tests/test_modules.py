@@ -370,8 +370,8 @@ def test_top_k_gate():
     assert torch.equal(top_k_gate(probs, None), probs)
     assert torch.equal(top_k_gate(probs, 4), probs)
     assert torch.equal(top_k_gate(probs, 7), probs)
-    one = top_k_gate(probs, 1)
-    assert torch.equal(one, torch.tensor([[0, 1.0, 0, 0], [1.0, 0, 0, 0]], dtype=torch.float64))
+    one = top_k_gate(probs, 1)  # Switch Transformer: the selected expert's raw probability, not renormalised
+    assert torch.equal(one, torch.tensor([[0, 0.5, 0, 0], [0.4, 0, 0, 0]], dtype=torch.float64))
     rng = np.random.default_rng(15)
     p = np_softmax(rng.standard_normal((20, 6)))
     for k in (1, 2, 3, 5):
@@ -379,7 +379,7 @@ def test_top_k_gate():
         ref = np.zeros_like(p)
         for i, row in enumerate(p):
             idx = np.argsort(-row)[:k]
-            ref[i, idx] = row[idx] / row[idx].sum()
+            ref[i, idx] = row[idx] if k == 1 else row[idx] / row[idx].sum()
         assert np.abs(g - ref).max() < 1e-15
         assert ((g > 0).sum(axis=1) == k).all()
 
@@ -408,7 +408,7 @@ def test_moe_classifier_matches_manual(top_k):
             weights = np.zeros_like(probs)
             for i, row in enumerate(probs):
                 idx = np.argsort(-row)[:top_k]
-                weights[i, idx] = row[idx] / row[idx].sum()
+                weights[i, idx] = row[idx] if top_k == 1 else row[idx] / row[idx].sum()
         mixed = np.einsum("be,beh->bh", weights, experts)
         expected = lin(mixed, moe.towers[task][1])
         assert logits[task].shape == (5, width)
@@ -419,9 +419,38 @@ def test_moe_classifier_matches_manual(top_k):
         if top_k == 1:
             nonzero = (gate_weights[task] != 0).sum(-1)
             assert torch.equal(nonzero, torch.ones(5, dtype=torch.long))
-            assert torch.equal(gate_weights[task].max(-1).values, torch.ones(5, dtype=torch.float64))
+            assert torch.equal(gate_weights[task].max(-1).values, gate_probs[task].max(-1).values)
     # separate gates: two tasks route differently
     assert (gate_probs["genre"] - gate_probs["tags"]).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_moe_gates_learn_from_the_task_loss(top_k):
+    """Regression: with top_k=1 the single kept weight was renormalised to exactly 1, so the task loss's gradient
+    on the gate was ~6e-9 (rounding) against ~0.3 with top-2. The gradient must equal that of an independent
+    per-document computation, y_i = Tower(g_i . Expert(h_i)) with g_i = p_{i,e*} (k = 1) or the renormalised top-k
+    probabilities, and be of the same order for k = 1 and k = 2."""
+    torch.manual_seed(0)
+    moe = seeded(MixtureOfExpertsClassifier(7, 6, num_experts=4, task_output_sizes={"genre": 5}, top_k=top_k), 21)
+    h = torch.as_tensor(np.random.default_rng(22).standard_normal((6, 7)))
+    labels = torch.tensor([0, 3, 1, 4, 2, 0])
+    logits, _, _ = moe(h)
+    torch.nn.functional.cross_entropy(logits["genre"], labels).backward()
+    got = moe.gates["genre"].weight.grad.clone()
+
+    gate_weight = moe.gates["genre"].weight.detach().clone().requires_grad_(True)
+    rows = []
+    for i in range(h.shape[0]):
+        probs = torch.softmax(h[i] @ gate_weight.T + moe.gates["genre"].bias.detach(), dim=-1)
+        chosen = sorted(range(4), key=lambda e: -float(probs[e].detach()))[:top_k]
+        kept = torch.stack([probs[e] for e in chosen])
+        if top_k > 1:
+            kept = kept / kept.sum()
+        mixed = sum(w * moe.experts[e](h[i : i + 1])[0].detach() for w, e in zip(kept, chosen))
+        rows.append(moe.towers["genre"](mixed))
+    torch.nn.functional.cross_entropy(torch.stack(rows), labels).backward()
+    assert (got - gate_weight.grad).abs().max().item() < 1e-12
+    assert got.norm().item() > 1e-2
 
 
 def test_moe_classifier_eval_is_deterministic_and_train_uses_dropout():

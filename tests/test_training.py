@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -123,6 +124,46 @@ def test_every_loss_term_is_logged_and_consistent_with_the_total(features, tmp_p
     evaluation = trainer.evaluate(data.dataset)
     for term in ("eval_loss", "eval_classification_loss", "eval_contrastive_loss", "eval_cka_loss", "eval_mi_loss", "eval_moe_balance_loss"):
         assert term in evaluation
+
+
+def test_trainer_clamps_the_logit_scale_after_every_optimizer_step(tmp_path):
+    """Regression: the temperature's bound was applied only in forward (zero gradient beyond it), so a step past
+    log(1/temperature_min) left the parameter stuck there. HilbertTrainer clamps the parameter after each step:
+    it sits at the bound and keeps receiving a gradient. A test callback pushes it up before every step."""
+    from transformers import TrainingArguments
+
+    from tiny_models import feature_inputs
+
+    config = hilbert_config(temperature_init=0.05, temperature_min=0.05, with_encoders=False)
+    torch.manual_seed(0)
+    model = HilbertForSequenceClassification(config)
+    batch = feature_inputs(config, batch=8)
+    batch["labels"] = torch.tensor([0, 1, 2, 1, 0, 2, 1, 0])
+    rows = [{k: v[i] for k, v in batch.items()} for i in range(8)]
+    bound = torch.tensor(math.log(1 / 0.05), dtype=torch.float32).item()
+    seen = []
+
+    class PushPastTheBound(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            scale = model.hilbert.logit_scale
+            seen.append({"before": scale.item(), "grad": scale.grad.item()})
+            scale.grad.fill_(-1.0)  # SGD with lr 1: one unit past the bound
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            seen[-1]["after"] = model.hilbert.logit_scale.item()
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, learning_rate=1.0, optim="sgd",
+        lr_scheduler_type="constant", weight_decay=0.0, save_strategy="no", report_to=[], remove_unused_columns=False,
+        use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+    )
+    trainer = HilbertTrainer(model=model, args=args, train_dataset=rows, callbacks=[PushPastTheBound()],
+                             data_collator=lambda items: {k: torch.stack([item[k] for item in items]) for k in items[0]})
+    trainer.train()
+    assert len(seen) == 3
+    for step in seen:
+        assert step["before"] == bound and step["after"] == bound
+        assert step["grad"] != 0.0  # at the bound the contrastive loss still reaches the parameter
 
 
 @pytest.mark.parametrize("accumulation", [2, 4])

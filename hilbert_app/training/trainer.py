@@ -25,14 +25,16 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import WeightedRandomSampler
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from hilbert_app.safe_write import atomic_write_text
 
-# Output fields of HilbertSequenceClassifierOutput that are logged as loss terms.
-LOSS_TERMS = ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature", "mi_audio_joint", "mi_text_joint")
+# Output fields of HilbertSequenceClassifierOutput that are logged as loss terms (audio_documents / text_documents:
+# how many documents of a batch entered each modality's representation terms; logged as means per batch).
+LOSS_TERMS = ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature", "mi_audio_joint", "mi_text_joint",
+              "audio_documents", "text_documents")
 
 # Written last into a checkpoint folder: the checkpoint is whole. transformers writes checkpoint-N file by file and
 # `get_last_checkpoint` takes the highest N whatever it holds, so a kill while saving could make resuming start
@@ -92,6 +94,17 @@ class TermAccumulator:
         self.weights.clear()
 
 
+class LogitScaleClampCallback(TrainerCallback):
+    """After every optimiser step, clamp the model's learnable logit scale into its bound, in place
+    (`HilbertPreTrainedModel.clamp_logit_scale_`): clamped only in forward, a parameter past the bound gets zero
+    gradient and never comes back."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        clamp = getattr(model, "clamp_logit_scale_", None)
+        if clamp is not None:
+            clamp()
+
+
 class HilbertTrainer(Trainer):
     """Trainer for `HilbertForSequenceClassification` on cached features or raw inputs.
 
@@ -102,6 +115,7 @@ class HilbertTrainer(Trainer):
 
     def __init__(self, *args, balanced_sampling_labels=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.add_callback(LogitScaleClampCallback())
         self.balanced_sampling_labels = balanced_sampling_labels
         self._train_terms = TermAccumulator()
         self._eval_terms = TermAccumulator()
