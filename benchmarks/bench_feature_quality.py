@@ -100,8 +100,8 @@ def build_naive(dataset_dir: str, exact_dir: str, out_dir: Path, threads: int) -
         vectors = []
         for row in tqdm(table, desc=f"naive loop [{split}]", unit="doc"):
             audio = raw[row_of[row["id"]]]["audio"]
-            samples, rate = decode_audio(audio, row["id"], split)
-            wave = samples.mean(0)  # the processor averages channels too
+            wave, rate = decode_audio(audio, row["id"], split)  # mono, as the processor sees it
+            wave = wave.numpy()
             if rate != 16000:
                 raise SystemExit(f"{row['id']}: {rate} Hz; the demo corpus is 16 kHz (this benchmark does not resample).")
             times = np.asarray(row["segment_times"], dtype=np.float64)

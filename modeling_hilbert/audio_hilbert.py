@@ -30,7 +30,6 @@ import numbers
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 

@@ -73,6 +73,7 @@ from transformers import AutoFeatureExtractor, AutoTokenizer, BatchFeature, Whis
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
+from .configuration_hilbert import AUDIO_MODES
 from .audio_hilbert import decode_audio, read_audio, resample
 from .transcripts_hilbert import load_transcript
 
@@ -82,7 +83,6 @@ __all__ = ["HilbertDocumentPlan", "HilbertProcessor"]
 
 MISSING_TEXT_POLICIES = ("keep", "drop")
 MISSING_AUDIO_POLICIES = ("keep", "drop", "error")
-AUDIO_MODES = ("exact", "fast")
 DROP_REASONS = ("speaker", "missing_text", "missing_audio", "max_segments")
 DEFAULT_MAX_SEGMENT_SECONDS = 30.0  # encoders without a fixed window (wav2vec2, HuBERT)
 FEATURE_CHUNK = 64  # segments per feature-extractor call: bounds the STFT's memory (~7 MB per 30-s segment)

@@ -7,21 +7,19 @@ checkpoint; `Extractor.encode` turns the processor's output into per-segment fea
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import torch
 
 from hilbert_app.encoders import check_encoder, encoder_revision, is_offline_name
 from hilbert_app.errors import ExtractionError
 from modeling_hilbert import HilbertModel, HilbertProcessor
+from modeling_hilbert.audio_hilbert import AudioError
+from modeling_hilbert.audio_hilbert import decode_audio as decode_waveform
 from modeling_hilbert.encoders_hilbert import (
     auto_encoder_batch_size,
     encoder_hidden_size,
@@ -187,22 +185,16 @@ def load_extractor(
     return Extractor(hilbert, processor, sources, device, dtype)
 
 
-def decode_audio(audio: Mapping | None, doc_id: str, split: str = "train", row: int | None = None) -> tuple[np.ndarray, int]:
-    """`{"bytes", "path"}` -> ((channels, samples) float32, sampling rate); names the document on failure."""
+def decode_audio(audio, doc_id: str, split: str = "train", row: int | None = None) -> tuple[torch.Tensor, int]:
+    """A dataset's audio value -> `(waveform (samples,) float32 mono, its own rate)`; names the document on failure.
+
+    The one decoder of the project (`modeling_hilbert.audio_hilbert.decode_audio`, which the processor uses too),
+    with the document's id and row in its messages.
+    """
     where = f"document id {doc_id!r} ([{split}] row {row})"
-    data = None if audio is None else audio.get("bytes")
-    if data is None:
-        path = None if audio is None else audio.get("path")
-        if not path or not os.path.isfile(path):
-            raise ExtractionError(f"{where} has no audio bytes (path {path!r} is not a readable file); rebuild the "
-                                  "dataset with build_dataset.py, which stores the bytes.")
-        data = Path(path).read_bytes()
+    if audio is None:
+        raise ExtractionError(f"{where} has no audio; rebuild the dataset with build_dataset.py, which stores it.")
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
-        reason = getattr(error, "error_string", None) or str(error)
-        raise ExtractionError(f"{where}: its audio bytes cannot be decoded by soundfile ({reason}); re-export the "
-                              "recording as WAV or FLAC and rebuild the dataset.") from None
-    if samples.shape[0] == 0:
-        raise ExtractionError(f"{where}: its audio holds no samples; re-export the recording and rebuild the dataset.")
-    return np.ascontiguousarray(samples.T), int(rate)
+        return decode_waveform(audio, where=where)
+    except AudioError as error:
+        raise ExtractionError(f"{error} If the bytes are missing, rebuild the dataset with build_dataset.py.") from None
