@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .dropout_hilbert import DocumentDropout
 from torch.nn import functional as F
 
 
@@ -77,10 +79,10 @@ class CrossAttentionBlock(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(hidden_size, intermediate_size),
             nn.GELU(),
-            nn.Dropout(dropout),
+            DocumentDropout(dropout),
             nn.Linear(intermediate_size, hidden_size),
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = DocumentDropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
         """x `(B, Sq, d)` attends to context `(B, Sk, d)` masked by context_mask `(B, Sk)`; returns `(B, Sq, d)`."""

@@ -29,6 +29,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
 from .attention_hilbert import CrossModalAttentionLayer
+from .dropout_hilbert import DocumentDropout, document_dropout
 from .configuration_hilbert import HilbertConfig
 from .encoders_hilbert import (
     auto_encoder_batch_size,
@@ -145,7 +146,7 @@ class SegmentProjection(nn.Module):
         super().__init__()
         self.linear = nn.Linear(input_size, hidden_size)
         self.norm = nn.LayerNorm(hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = DocumentDropout(dropout)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """`(B, S, D_in)` -> `(B, S, d)`."""
@@ -605,6 +606,8 @@ class HilbertModel(HilbertPreTrainedModel):
         audio_segment_mask: torch.Tensor | None = None,
         text_segment_mask: torch.Tensor | None = None,
         segment_times: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
+        document_mask: torch.Tensor | None = None,
         return_loss: bool = False,
         return_dict: bool | None = None,
     ) -> HilbertModelOutput | tuple:
@@ -622,57 +625,63 @@ class HilbertModel(HilbertPreTrainedModel):
             omitted means every segment is real; with raw inputs, a segment is real if it has a real frame/token.
         segment_times: `(B, S, 2)` (start, end) seconds; omitted: segment i spans [i, i+1).
         return_loss: also compute the representation losses (contrastive, CKA, MI) on the global batch.
+        document_ids: `(B,)` int64, a stable id per document (HILBERT's collators give them): dropout masks are then
+            drawn per document (`dropout_hilbert.DocumentDropout`), so a document's masks do not depend on its batch
+            mates or on how many processes share the batch.
+        document_mask: `(B,)` bool, False for rows that must not count (a document that accelerate repeated to fill
+            the last batch of an epoch): they are left out of every loss term.
         """
-        config = self.config
-        audio = text = None
-        if config.uses_audio:
-            if audio_segment_embeds is None:
-                if input_features is None and input_values is None:
-                    raise ValueError("No audio given: pass input_features / input_values or audio_segment_embeds.")
-                audio_segment_embeds, audio_segment_mask = self.get_audio_segment_features(
-                    input_features, input_values, audio_attention_mask, audio_segment_mask
-                )
-            audio = self._check_features("audio", audio_segment_embeds, encoder_hidden_size(config.audio_config), audio_segment_mask)
-        if config.uses_text:
-            if text_segment_embeds is None:
-                if input_ids is None:
-                    raise ValueError("No text given: pass input_ids (with attention_mask) or text_segment_embeds.")
-                text_segment_embeds, text_segment_mask = self.get_text_segment_features(input_ids, attention_mask, text_segment_mask)
-            text = self._check_features("text", text_segment_embeds, encoder_hidden_size(config.text_config), text_segment_mask)
-        reference = audio if audio is not None else text
-        batch, segments = reference.shape[:2]
-        device = reference.device
+        with document_dropout(document_ids, enabled=self.training):
+            config = self.config
+            audio = text = None
+            if config.uses_audio:
+                if audio_segment_embeds is None:
+                    if input_features is None and input_values is None:
+                        raise ValueError("No audio given: pass input_features / input_values or audio_segment_embeds.")
+                    audio_segment_embeds, audio_segment_mask = self.get_audio_segment_features(
+                        input_features, input_values, audio_attention_mask, audio_segment_mask
+                    )
+                audio = self._check_features("audio", audio_segment_embeds, encoder_hidden_size(config.audio_config), audio_segment_mask)
+            if config.uses_text:
+                if text_segment_embeds is None:
+                    if input_ids is None:
+                        raise ValueError("No text given: pass input_ids (with attention_mask) or text_segment_embeds.")
+                    text_segment_embeds, text_segment_mask = self.get_text_segment_features(input_ids, attention_mask, text_segment_mask)
+                text = self._check_features("text", text_segment_embeds, encoder_hidden_size(config.text_config), text_segment_mask)
+            reference = audio if audio is not None else text
+            batch, segments = reference.shape[:2]
+            device = reference.device
 
-        def full_mask(mask):
-            return torch.ones(batch, segments, dtype=torch.bool, device=device) if mask is None else mask.bool()
+            def full_mask(mask):
+                return torch.ones(batch, segments, dtype=torch.bool, device=device) if mask is None else mask.bool()
 
-        if segment_times is None:
-            start = torch.arange(segments, device=device, dtype=torch.float32).expand(batch, segments)
-            segment_times = torch.stack([start, start + 1.0], dim=-1)
-        audio_mask = full_mask(audio_segment_mask) if audio is not None else None
-        text_mask = full_mask(text_segment_mask) if text is not None else None
+            if segment_times is None:
+                start = torch.arange(segments, device=device, dtype=torch.float32).expand(batch, segments)
+                segment_times = torch.stack([start, start + 1.0], dim=-1)
+            audio_mask = full_mask(audio_segment_mask) if audio is not None else None
+            text_mask = full_mask(text_segment_mask) if text is not None else None
 
-        out = HilbertModelOutput(audio_segment_mask=audio_mask, text_segment_mask=text_mask)
-        if audio is not None:
-            audio = self._project(audio, audio_mask, segment_times, self.audio_projection)  # (B, S, d)
-        if text is not None:
-            text = self._project(text, text_mask, segment_times, self.text_projection)  # (B, S, d)
+            out = HilbertModelOutput(audio_segment_mask=audio_mask, text_segment_mask=text_mask)
+            if audio is not None:
+                audio = self._project(audio, audio_mask, segment_times, self.audio_projection)  # (B, S, d)
+            if text is not None:
+                text = self._project(text, text_mask, segment_times, self.text_projection)  # (B, S, d)
 
-        if config.is_multimodal:
-            for layer in self.cross_attention:
-                audio, text = layer(audio, text, audio_mask, text_mask)
-            joint, joint_mask = self._fuse(audio, text, audio_mask, text_mask)
-            out.joint_embeds, out.joint_pooling_weights = self.joint_pooling(joint, joint_mask)
-        if audio is not None:
-            out.audio_embeds, out.audio_pooling_weights = self.audio_pooling(audio, audio_mask)
-        if text is not None:
-            out.text_embeds, out.text_pooling_weights = self.text_pooling(text, text_mask)
+            if config.is_multimodal:
+                for layer in self.cross_attention:
+                    audio, text = layer(audio, text, audio_mask, text_mask)
+                joint, joint_mask = self._fuse(audio, text, audio_mask, text_mask)
+                out.joint_embeds, out.joint_pooling_weights = self.joint_pooling(joint, joint_mask)
+            if audio is not None:
+                out.audio_embeds, out.audio_pooling_weights = self.audio_pooling(audio, audio_mask)
+            if text is not None:
+                out.text_embeds, out.text_pooling_weights = self.text_pooling(text, text_mask)
 
-        if return_loss and config.is_multimodal:
-            self._representation_losses(out)
-        if return_dict is False:
-            return out.to_tuple()
-        return out
+            if return_loss and config.is_multimodal:
+                self._representation_losses(out, document_mask)
+            if return_dict is False:
+                return out.to_tuple()
+            return out
 
     @staticmethod
     def _check_features(name: str, features: torch.Tensor, width: int, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -712,7 +721,7 @@ class HilbertModel(HilbertPreTrainedModel):
         joint = torch.cat([audio + self.modality_embedding.weight[0], text + self.modality_embedding.weight[1]], dim=1)
         return joint, torch.cat([audio_mask, text_mask], dim=1)  # (B, 2S, d), (B, 2S)
 
-    def _representation_losses(self, out: HilbertModelOutput) -> None:
+    def _representation_losses(self, out: HilbertModelOutput, document_mask: torch.Tensor | None = None) -> None:
         """Fill the contrastive, CKA and MI terms of `out` (and their weighted sum in `out.loss`).
 
         Every term is computed on the global batch: embeddings are gathered from all processes with gradients,
@@ -727,6 +736,9 @@ class HilbertModel(HilbertPreTrainedModel):
         has_audio, has_text = (
             gather_with_grad(mask.any(dim=-1).to(audio.dtype)) > 0.5 for mask in (out.audio_segment_mask, out.text_segment_mask)
         )
+        if document_mask is not None:  # repeats that only fill a batch count nowhere
+            counts = gather_with_grad(document_mask.to(device=audio.device, dtype=audio.dtype)) > 0.5
+            has_audio, has_text = has_audio & counts, has_text & counts
         audio_documents, text_documents = int(has_audio.sum()), int(has_text.sum())
         # The parameter itself is clamped after each optimiser step (`clamp_logit_scale_`); this clamp only guards
         # a value set beyond the bound by hand or loaded from an older checkpoint. At the bound it passes the gradient.
@@ -789,6 +801,8 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
         text_segment_mask: torch.Tensor | None = None,
         segment_times: torch.Tensor | None = None,
         labels: torch.Tensor | dict[str, torch.Tensor] | None = None,
+        document_ids: torch.Tensor | None = None,
+        document_mask: torch.Tensor | None = None,
         return_loss: bool | None = None,
         return_dict: bool | None = None,
     ) -> HilbertSequenceClassifierOutput | tuple:
@@ -798,58 +812,68 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             0/1 (multilabel; a row with a negative entry is unlabelled); for several tasks, `{task_name: tensor}`
             (tasks may be left out).
         return_loss: compute the loss terms (default: when labels are given).
+        document_ids, document_mask: see `HilbertModel.forward`; rows with `document_mask` False count in no loss.
         """
-        config = self.config
-        if return_loss is None:
-            return_loss = labels is not None
-        base = self.hilbert(
-            input_features=input_features,
-            input_values=input_values,
-            audio_attention_mask=audio_attention_mask,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            audio_segment_embeds=audio_segment_embeds,
-            text_segment_embeds=text_segment_embeds,
-            audio_segment_mask=audio_segment_mask,
-            text_segment_mask=text_segment_mask,
-            segment_times=segment_times,
-            return_loss=return_loss,
-        )
-        embeddings = [e for e in (base.audio_embeds, base.text_embeds, base.joint_embeds) if e is not None]
-        logits, gate_probs, gate_weights = self.classifier(torch.cat(embeddings, dim=-1))
-        out = HilbertSequenceClassifierOutput(
-            logits=logits,
-            contrastive_loss=base.contrastive_loss,
-            cka_loss=base.cka_loss,
-            mi_loss=base.mi_loss,
-            mi_audio_joint=base.mi_audio_joint,
-            mi_text_joint=base.mi_text_joint,
-            temperature=base.temperature,
-            audio_embeds=base.audio_embeds,
-            text_embeds=base.text_embeds,
-            joint_embeds=base.joint_embeds,
-            gate_weights=gate_weights or None,
-            audio_pooling_weights=base.audio_pooling_weights,
-            text_pooling_weights=base.text_pooling_weights,
-            joint_pooling_weights=base.joint_pooling_weights,
-            audio_documents=base.audio_documents,
-            text_documents=base.text_documents,
-        )
-        if return_loss:
-            total = base.loss if base.loss is not None else logits[config.tasks[0]["name"]].new_zeros(())
-            if gate_probs:
-                balance = [moe_load_balance_loss(gather_with_grad(p), config.moe_top_k) for p in gate_probs.values()]
-                out.moe_balance_loss = torch.stack(balance).mean()
-                if config.moe_balance_weight > 0:
-                    total = total + config.moe_balance_weight * out.moe_balance_loss
-            if labels is not None:
-                out.task_losses = self._classification_losses(logits, labels)
-                out.classification_loss = torch.stack(list(out.task_losses.values())).sum()
-                total = total + out.classification_loss
-            out.loss = total
-        if return_dict is False:
-            return out.to_tuple()
-        return out
+        with document_dropout(document_ids, enabled=self.training):
+            config = self.config
+            if return_loss is None:
+                return_loss = labels is not None
+            base = self.hilbert(
+                input_features=input_features,
+                input_values=input_values,
+                audio_attention_mask=audio_attention_mask,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                audio_segment_embeds=audio_segment_embeds,
+                text_segment_embeds=text_segment_embeds,
+                audio_segment_mask=audio_segment_mask,
+                text_segment_mask=text_segment_mask,
+                segment_times=segment_times,
+                document_ids=document_ids,
+                document_mask=document_mask,
+                return_loss=return_loss,
+            )
+            embeddings = [e for e in (base.audio_embeds, base.text_embeds, base.joint_embeds) if e is not None]
+            logits, gate_probs, gate_weights = self.classifier(torch.cat(embeddings, dim=-1))
+            out = HilbertSequenceClassifierOutput(
+                logits=logits,
+                contrastive_loss=base.contrastive_loss,
+                cka_loss=base.cka_loss,
+                mi_loss=base.mi_loss,
+                mi_audio_joint=base.mi_audio_joint,
+                mi_text_joint=base.mi_text_joint,
+                temperature=base.temperature,
+                audio_embeds=base.audio_embeds,
+                text_embeds=base.text_embeds,
+                joint_embeds=base.joint_embeds,
+                gate_weights=gate_weights or None,
+                audio_pooling_weights=base.audio_pooling_weights,
+                text_pooling_weights=base.text_pooling_weights,
+                joint_pooling_weights=base.joint_pooling_weights,
+                audio_documents=base.audio_documents,
+                text_documents=base.text_documents,
+            )
+            if return_loss:
+                total = base.loss if base.loss is not None else logits[config.tasks[0]["name"]].new_zeros(())
+                if gate_probs:
+                    counts = None if document_mask is None else gather_with_grad(document_mask.to(logits_dtype(logits))) > 0.5
+                    balance = []
+                    for p in gate_probs.values():
+                        p = gather_with_grad(p) if counts is None else gather_with_grad(p)[counts]
+                        balance.append(moe_load_balance_loss(p, config.moe_top_k) if p.shape[0] else p.sum() * 0.0)
+                    out.moe_balance_loss = torch.stack(balance).mean()
+                    if config.moe_balance_weight > 0:
+                        total = total + config.moe_balance_weight * out.moe_balance_loss
+                if labels is not None:
+                    if document_mask is not None:
+                        labels = _without_documents(labels, ~document_mask.bool())
+                    out.task_losses = self._classification_losses(logits, labels)
+                    out.classification_loss = torch.stack(list(out.task_losses.values())).sum()
+                    total = total + out.classification_loss
+                out.loss = total
+            if return_dict is False:
+                return out.to_tuple()
+            return out
 
     def _classification_losses(self, logits: dict[str, torch.Tensor], labels) -> dict[str, torch.Tensor]:
         """Per-task classification losses, normalised by the global number (or weight) of labelled items.
@@ -880,6 +904,21 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             normaliser = all_reduce_sum(normaliser)
             losses[name] = total * world / normaliser.clamp(min=torch.finfo(total.dtype).tiny)
         return losses
+
+
+def logits_dtype(logits: dict[str, torch.Tensor]) -> torch.dtype:
+    return next(iter(logits.values())).dtype
+
+
+def _without_documents(labels, drop: torch.Tensor):
+    """Labels with the rows `drop` `(B,)` marked unlabelled (-100: every task type reads a negative as unlabelled)."""
+    if labels is None:
+        return None
+    if isinstance(labels, dict):
+        return {task: _without_documents(value, drop) for task, value in labels.items()}
+    labels = labels.clone()
+    labels[drop.to(labels.device)] = -100
+    return labels
 
 
 def _check_labels(name: str, task_type: str, labels: torch.Tensor, num_classes: int) -> None:

@@ -8,13 +8,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .dropout_hilbert import DocumentDropout
+
 
 def expert_mlp(input_size: int, hidden_size: int, dropout: float) -> nn.Sequential:
     """One expert (or the MLP baseline's trunk): Linear -> GELU -> Dropout -> Linear -> GELU."""
     return nn.Sequential(
         nn.Linear(input_size, hidden_size),
         nn.GELU(),
-        nn.Dropout(dropout),
+        DocumentDropout(dropout),
         nn.Linear(hidden_size, hidden_size),
         nn.GELU(),
     )
@@ -83,7 +85,7 @@ class MixtureOfExpertsClassifier(nn.Module):
         self.experts = nn.ModuleList(expert_mlp(input_size, expert_hidden_size, dropout) for _ in range(num_experts))
         self.gates = nn.ModuleDict({task: nn.Linear(input_size, num_experts) for task in task_output_sizes})
         self.towers = nn.ModuleDict(
-            {task: nn.Sequential(nn.Dropout(dropout), nn.Linear(expert_hidden_size, size)) for task, size in task_output_sizes.items()}
+            {task: nn.Sequential(DocumentDropout(dropout), nn.Linear(expert_hidden_size, size)) for task, size in task_output_sizes.items()}
         )
 
     def forward(self, features: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -113,7 +115,7 @@ class MLPClassifier(nn.Module):
         super().__init__()
         self.heads = nn.ModuleDict(
             {
-                task: nn.Sequential(expert_mlp(input_size, hidden_size, dropout), nn.Dropout(dropout), nn.Linear(hidden_size, size))
+                task: nn.Sequential(expert_mlp(input_size, hidden_size, dropout), DocumentDropout(dropout), nn.Linear(hidden_size, size))
                 for task, size in task_output_sizes.items()
             }
         )

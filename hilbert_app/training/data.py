@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from modeling_hilbert.dropout_hilbert import document_key
 from hilbert_app.folds import FoldError, assign_folds, check_fold_count, check_no_group_leakage, fold_label_problems
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class FeaturesCollator:
 
     Output keys are exactly `HilbertForSequenceClassification.forward`'s: `audio_segment_embeds` `(B, S, D_a)`,
     `text_segment_embeds` `(B, S, D_t)` (float32), the two segment masks `(B, S)` bool, `segment_times` `(B, S, 2)`,
-    and `labels`: a `(B,)` tensor for one task, `{task: (B,)}` for several.
+    `labels`: a `(B,)` tensor for one task, `{task: (B,)}` for several, and `document_ids` `(B,)` int64.
     """
 
     label_columns: dict[str, str]  # {column: task}
@@ -83,8 +84,16 @@ class FeaturesCollator:
         from hilbert_app.features.store import collate_features
 
         if len(self.label_columns) == 1:
-            return collate_features(rows, labels=next(iter(self.label_columns)))
-        return collate_features(rows, labels={task: column for column, task in self.label_columns.items()})
+            batch = collate_features(rows, labels=next(iter(self.label_columns)))
+        else:
+            batch = collate_features(rows, labels={task: column for column, task in self.label_columns.items()})
+        batch["document_ids"] = document_ids(rows)
+        return batch
+
+
+def document_ids(rows: list[dict]) -> torch.Tensor:
+    """`(B,)` int64 stable keys of the rows' `id`s: per-document dropout masks and the repeats filter use them."""
+    return torch.tensor([document_key(row["id"]) for row in rows], dtype=torch.long)
 
 
 @dataclass
@@ -112,6 +121,7 @@ class RawDocumentsCollator:
         batch = dict(self.processor(documents, return_tensors="pt"))
         labels = {task: torch.tensor([int(row[column]) for row in rows]) for column, task in self.label_columns.items()}
         batch["labels"] = next(iter(labels.values())) if len(labels) == 1 else labels
+        batch["document_ids"] = document_ids(rows)
         return batch
 
 

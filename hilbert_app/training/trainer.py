@@ -105,6 +105,16 @@ class LogitScaleClampCallback(TrainerCallback):
             clamp()
 
 
+class _EpochStart(TrainerCallback):
+    """Forget which documents were trained on when an epoch starts (for `HilbertTrainer._mark_repeats`)."""
+
+    def __init__(self, seen: set[int]):
+        self.seen = seen
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.seen.clear()
+
+
 class HilbertTrainer(Trainer):
     """Trainer for `HilbertForSequenceClassification` on cached features or raw inputs.
 
@@ -119,9 +129,42 @@ class HilbertTrainer(Trainer):
         self.balanced_sampling_labels = balanced_sampling_labels
         self._train_terms = TermAccumulator()
         self._eval_terms = TermAccumulator()
+        self._seen_in_epoch: set[int] = set()  # document keys trained on in this epoch (see `_mark_repeats`)
+        self._seen_in_evaluation: set[int] = set()
+        self.add_callback(_EpochStart(self._seen_in_epoch))
+
+    def _mark_repeats(self, inputs: dict, seen: set[int]) -> dict:
+        """Mark the documents that accelerate repeats to fill the last batch of an epoch (`even_batches`).
+
+        With several processes, a process whose share of the last batch is short gets documents from the start of
+        the epoch again. Counted, they would weigh twice and enter the contrastive batch as false negatives (and one
+        process would not train like several). A document already seen in this epoch, or earlier in the same global
+        batch, gets `document_mask` False, which leaves it out of every loss term. Every process sees the same
+        gathered keys, so all of them pass a mask or none does.
+        """
+        ids = inputs.get("document_ids")
+        if ids is None:
+            return inputs
+        local = [int(i) for i in ids.tolist()]
+        if self.accelerator.num_processes > 1:
+            shares = [None] * self.accelerator.num_processes
+            torch.distributed.all_gather_object(shares, local)
+        else:
+            shares = [local]
+        keep = []
+        for key in (k for share in shares for k in share):
+            keep.append(key not in seen)
+            seen.add(key)
+        if all(keep):
+            return inputs
+        offset = sum(len(share) for share in shares[: self.accelerator.process_index])
+        mask = torch.tensor(keep[offset : offset + len(local)], dtype=torch.bool, device=ids.device)
+        return {**inputs, "document_mask": mask}
 
     # -- training ---------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            inputs = self._mark_repeats(inputs, self._seen_in_epoch)
         outputs = model(**inputs)
         if outputs.loss is None:
             raise ValueError("The model returned no loss: the training batches carry no labels.")
@@ -161,7 +204,7 @@ class HilbertTrainer(Trainer):
 
     # -- evaluation -------------------------------------------------------------------------------------
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
+        inputs = self._mark_repeats(self._prepare_inputs(inputs), self._seen_in_evaluation)
         labels = inputs.get("labels")
         with torch.no_grad():
             outputs = model(**inputs)
@@ -175,6 +218,7 @@ class HilbertTrainer(Trainer):
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
         self._eval_terms.reset()
+        self._seen_in_evaluation.clear()  # predictions are gathered without repeats by accelerate; the loss terms too
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         for name, value in self._eval_terms.means(self.accelerator).items():
             output.metrics[f"{metric_key_prefix}_{name}"] = value
