@@ -75,7 +75,7 @@ from transformers.utils import logging
 
 from .configuration_hilbert import AUDIO_MODES
 from .audio_hilbert import decode_audio, read_audio, resample
-from .transcripts_hilbert import load_transcript
+from .transcripts_hilbert import load_transcript, speaker_names
 
 logger = logging.get_logger(__name__)
 
@@ -104,7 +104,8 @@ class HilbertProcessor(ProcessorMixin):
             Default: the Whisper extractor's window (`chunk_length`, 30 s); 30 s for waveform extractors. For
             Whisper it cannot exceed the window.
         max_segments: keep at most the first N segments of a document (after the other policies). None: no cap.
-        speakers: keep only segments whose `speaker` is in this list. None: keep all.
+        speakers: keep only segments spoken by these speakers (case-insensitive; `"Participant"` also keeps
+            CHAT's `"Participant (PAR)"`: the rule of `transcripts_hilbert.select_speakers`). None: keep all.
         missing_text: "keep" (segment kept, text mask False) or "drop", for empty/whitespace text.
         missing_audio: "keep" (audio mask False), "drop" or "error", for segments with no samples.
         max_text_tokens: tokens per segment text, special tokens included (truncated beyond, and counted).
@@ -401,12 +402,14 @@ class HilbertProcessor(ProcessorMixin):
         # own times, so an overlap is encoded in both segments. They are counted for the report, not changed.
         report["overlapping_segments"] = report["unordered_segments"] = 0
         latest_end = prev_start = -math.inf
+        wanted_speakers = {name.strip().casefold() for name in self.speakers or []}
         for index, seg in enumerate(segments):
             start, end = _segment_times(seg, doc, index)
             report["unordered_segments"] += start < prev_start
             report["overlapping_segments"] += start >= prev_start and start < latest_end
             prev_start, latest_end = start, max(latest_end, end)
-            if self.speakers is not None and seg.get("speaker") not in self.speakers:
+            # the matching rule of `select_speakers`: case-insensitive, either part of "Name (ID)" (CHAT, ELAN)
+            if self.speakers is not None and not speaker_names(seg.get("speaker")) & wanted_speakers:
                 _drop(report, "speaker", end - start)
                 continue
             text = seg.get("text")

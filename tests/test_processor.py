@@ -228,6 +228,20 @@ def test_speakers_filter(tokenizer):
     assert out["segment_times"][0, :, 0].tolist() == [1.0, 3.0]
 
 
+def test_speakers_filter_matches_field_transcripts(tokenizer):
+    """CHAT / ELAN speakers are "Role (CODE)": `speakers=["participant"]` (any case) or `["PAR"]` keeps them, as
+    `transcripts_hilbert.select_speakers` does."""
+    segments = [seg(0, 1, "hello", "Investigator (INV)"), seg(1, 2, "i feel fine", "Participant (PAR)"),
+                seg(2, 3, "ok then", "INV"), seg(3, 4, "really", "participant")]
+    for wanted in (["participant"], ["PAR", "Participant"]):
+        proc = HilbertProcessor(wav2vec2_fe(), tokenizer, speakers=wanted)
+        _, report = proc(audio=noise(5.0), sampling_rate=SR, segments=segments, return_report=True)
+        assert report[0]["segment_sources"] == [1, 3], wanted
+    _, report = HilbertProcessor(wav2vec2_fe(), tokenizer, speakers=["PAR"])(
+        audio=noise(5.0), sampling_rate=SR, segments=segments, return_report=True)
+    assert report[0]["segment_sources"] == [1]  # "participant" alone has no code
+
+
 def test_missing_text_policies(tokenizer):
     segments = [seg(0, 1, "words"), seg(1, 2, "   "), seg(2, 3, None)]
     keep, report = HilbertProcessor(wav2vec2_fe(), tokenizer)(audio=noise(4.0), sampling_rate=SR, segments=segments, return_report=True)

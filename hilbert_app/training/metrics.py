@@ -28,18 +28,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+# The same metrics as an `evaluate` module: `evaluate.load(str(EVALUATE_MODULE))` (hilbert_document_metrics/).
+EVALUATE_MODULE = Path(__file__).with_name("hilbert_document_metrics")
 IGNORE_INDEX = -100
 TASK_TYPES = ("multiclass", "binary", "multilabel")
 SCALAR_METRICS = ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc", "accuracy")
 THRESHOLD = 0.5
 
 __all__ = [
+    "EVALUATE_MODULE",
     "IGNORE_INDEX",
     "SCALAR_METRICS",
     "task_spec",
