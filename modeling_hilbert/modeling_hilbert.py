@@ -398,7 +398,7 @@ class HilbertPreTrainedModel(PreTrainedModel):
             `text_segment_embeds` `(1, S, D_text)` (for the modalities the config uses), `audio_segment_mask`,
             `text_segment_mask`, `segment_times`.
         """
-        base = self if isinstance(self, HilbertModel) else self.hilbert
+        base = self.base_model  # transformers resolves base_model_prefix: HilbertModel itself, or .hilbert
         config = self.config
         device = next(self.parameters()).device
         times = inputs["segment_times"]

@@ -1,4 +1,4 @@
-"""training/metrics.py and training/plots.py: every metric against scikit-learn (computed independently here) and
+"""hilbert_app/training/metrics.py and plots.py: every metric against scikit-learn (computed independently here) and
 against values worked out by hand on small cases, the edge cases of imbalanced evaluation sets, the Trainer hook,
 the summary over runs, and the plots' files."""
 

@@ -644,7 +644,7 @@ def test_pushes_are_public_with_the_public_flag(public_run):
 @pytest.mark.slow
 def test_a_push_without_the_public_flag_never_publishes(public_run):
     """Without `--public` nothing may become public: a push to a repository that is already public stops before
-    any work (exit code 2, dataset_scripts/hub_visibility.py) and adds nothing to it. Without the check, each CLI
+    any work (exit code 2, hilbert_app/hub.py) and adds nothing to it. Without the check, each CLI
     pushed into the public repository (create_repo/push_to_hub set the visibility only when they create one)."""
     again, before = public_run["again"], public_run["public"]
     assert again["codes"] == {"dataset": 2, "features": 2, "model": 2}

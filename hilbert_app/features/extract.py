@@ -8,7 +8,7 @@
     accelerate launch --num_processes 4 dataset_scripts/extract_features.py ...   # one process per GPU
 
 Input: the DatasetDict of `build_dataset.py` (columns id, audio = Audio(decode=False), segments, label(s), group,
-fold), from a folder or a Hub repo. Encoder names go through `offline_encoders.resolve_encoder`, so
+fold), from a folder or a Hub repo. Encoder names go through `hilbert_app.encoders.resolve_encoder`, so
 `offline:whisper-tiny.en` and `offline:all-MiniLM-L6-v2` work without a hub. With `--model`, the encoders and the
 processor of a HILBERT checkpoint are used (processor options may still be overridden).
 

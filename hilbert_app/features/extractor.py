@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from hilbert_app.encoders import check_encoder, encoder_revision, is_offline_name
+from hilbert_app.encoders import check_encoder, encoder_provenance
 from hilbert_app.errors import ExtractionError
 from modeling_hilbert import HilbertModel, HilbertProcessor
 from modeling_hilbert.audio_hilbert import AudioError
@@ -92,7 +92,7 @@ def load_extractor(
     """Load the frozen encoders and the processor, from two encoder names/folders or from a HILBERT checkpoint.
 
     Args:
-        audio_encoder, text_encoder: Hub ids, folders or `offline:` names (see `offline_encoders.py`).
+        audio_encoder, text_encoder: Hub ids, folders or `offline:` names (see `hilbert_app/encoders.py`).
         model: a HILBERT checkpoint folder instead: its encoders and its saved processor are used.
         fast: Whisper's fast mode (only the real mel frames are encoded) or, False, the exact 30-s window. None:
             exact, or the checkpoint processor's mode.
@@ -165,14 +165,12 @@ def load_extractor(
         resolved = {"audio": check_encoder(audio_encoder, "--audio-encoder"), "text": check_encoder(text_encoder, "--text-encoder")}
         hilbert = HilbertModel.from_encoders_pretrained(resolved["audio"], resolved["text"], **head)
         processor = HilbertProcessor.from_encoders_pretrained(resolved["audio"], resolved["text"], **options)
-        sources = {}
-        for key, requested in (("audio", audio_encoder), ("text", text_encoder)):
-            source = dict(hilbert.config.encoder_sources[key])
-            if source.get("revision") is None:
-                source["revision"] = encoder_revision(str(requested))
-            if is_offline_name(str(requested)):  # portable: resolve_encoder() finds it on any machine
-                source["name_or_path"], source["resolved_path"] = str(requested), source["name_or_path"]
-            sources[key] = source
+        recorded = hilbert.config.encoder_sources
+        sources = {
+            key: encoder_provenance(requested, getattr(hilbert, f"{key}_encoder"), revision=recorded[key].get("revision"),
+                                    sha256=recorded[key]["sha256"])
+            for key, requested in (("audio", audio_encoder), ("text", text_encoder))
+        }
 
     if is_whisper(hilbert.config.audio_config):  # the model's Whisper mode must be the processor's
         hilbert.config.audio_mode = processor.audio_mode

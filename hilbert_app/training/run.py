@@ -17,7 +17,7 @@ from accelerate import PartialState
 from transformers import AutoConfig
 from transformers.utils import logging as transformers_logging
 
-from hilbert_app.encoders import check_encoder, encoder_revision, resolve_encoder
+from hilbert_app.encoders import check_encoder, encoder_provenance, resolve_encoder
 from hilbert_app.features.store import check_fingerprint, load_features
 from hilbert_app.hub import check_push_visibility, hub_url
 from hilbert_app.safe_write import TMP_PREFIX, move_into, remove_stale_temporaries
@@ -28,7 +28,6 @@ from hilbert_app.training.report import write_report
 from hilbert_app.training.settings import DataArguments, ExperimentArguments, HeadArguments
 from modeling_hilbert import __version__
 from modeling_hilbert.encoders_hilbert import load_pretrained_encoder
-from modeling_hilbert.modeling_hilbert import weights_sha256
 
 
 def features_experiment(data_args: DataArguments, task_types) -> tuple[ExperimentData, dict]:
@@ -57,10 +56,7 @@ def end_to_end_experiment(data_args: DataArguments, task_types) -> tuple[Experim
     split = raw["train"] if "train" in raw else next(iter(raw.values()))
     names = {"audio": data_args.audio_encoder, "text": data_args.text_encoder}
     encoders = {key: load_pretrained_encoder(check_encoder(name, f"--{key}-encoder")) for key, name in names.items()}
-    sources = {
-        key: {"name_or_path": names[key], "model_type": enc.config.model_type, "revision": encoder_revision(names[key]), "sha256": weights_sha256(enc)}
-        for key, enc in encoders.items()
-    }
+    sources = {key: encoder_provenance(names[key], enc) for key, enc in encoders.items()}
     options = {"audio_mode": data_args.audio_mode}
     processor = HilbertProcessor.from_encoders_pretrained(resolve_encoder(names["audio"]), resolve_encoder(names["text"]), **options)
     data = ExperimentData(
@@ -78,7 +74,7 @@ def load_encoders(metadata: dict) -> dict:
     for key, source in metadata["encoders"].items():
         name = source["name_or_path"]
         encoders[key] = load_pretrained_encoder(check_encoder(name, f"the features' {key} encoder"))
-        actual[key] = {"name_or_path": name, "revision": source.get("revision"), "sha256": weights_sha256(encoders[key])}
+        actual[key] = encoder_provenance(name, encoders[key], revision=source.get("revision"))
     check_fingerprint(metadata, actual)
     return encoders
 
