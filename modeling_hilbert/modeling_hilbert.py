@@ -79,6 +79,11 @@ class HilbertModelOutput(ModelOutput):
         audio_pooling_weights, text_pooling_weights: `(B, r, S)` self-attentive pooling weights over segments.
         joint_pooling_weights: `(B, r, S)` (or `(B, r, 2S)`, audio segments first, with "concat_sequence").
         audio_segment_mask, text_segment_mask: `(B, S)` bool, which segments were real for each modality.
+        audio_hidden_states, text_hidden_states (`output_hidden_states=True`): tuples of `(B, S, d)` segment states,
+            the projection's output (time embedding added) and the output of each cross-attention layer (L + 1).
+        audio_cross_attentions, text_cross_attentions (`output_attentions=True`): tuples of L `(B, h, S, S)`:
+            audio segments (queries) over text segments, and text over audio, per layer. The pooling weights (above)
+            are the other attention maps.
     """
 
     loss: torch.FloatTensor | None = None
@@ -98,6 +103,10 @@ class HilbertModelOutput(ModelOutput):
     text_segment_mask: torch.BoolTensor | None = None
     audio_documents: torch.LongTensor | None = None
     text_documents: torch.LongTensor | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    text_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -106,18 +115,22 @@ class HilbertSequenceClassifierOutput(ModelOutput):
 
     Args:
         loss: `()` total L = L_cls + l_dual L_dual + l_cka L_cka + l_mi L_mi + l_moe L_moe (when labels are given).
-        logits: `{task: (B, C_t)}` (binary tasks: `(B, 1)`, a sigmoid logit).
+        logits: one task: a tensor `(B, C)` (binary tasks: `(B, 1)`, a sigmoid logit), so that `logits.argmax(-1)`,
+            plain `Trainer` metrics and `Trainer.predict` work as for any transformers classifier; several tasks:
+            the dict `{task: (B, C_t)}` (a tensor cannot hold tasks with different class counts).
+        task_logits: always the dict `{task: (B, C_t)}`, for code that handles one and several tasks alike.
         classification_loss: `()` L_cls, summed over tasks.  task_losses: `{task: ()}`.
         contrastive_loss, cka_loss, mi_loss, mi_audio_joint, mi_text_joint, temperature, audio_documents,
             text_documents: see `HilbertModelOutput`.
         moe_balance_loss: `()` L_moe, averaged over the task gates.
         audio_embeds, text_embeds, joint_embeds: `(B, d)`.
         gate_weights: `{task: (B, E)}` routing weights of the experts (MoE classifier only).
-        audio_pooling_weights, text_pooling_weights, joint_pooling_weights: see `HilbertModelOutput`.
+        audio_pooling_weights, text_pooling_weights, joint_pooling_weights, audio_hidden_states, text_hidden_states,
+            audio_cross_attentions, text_cross_attentions: see `HilbertModelOutput`.
     """
 
     loss: torch.FloatTensor | None = None
-    logits: dict[str, torch.FloatTensor] | None = None
+    logits: torch.FloatTensor | dict[str, torch.FloatTensor] | None = None
     classification_loss: torch.FloatTensor | None = None
     task_losses: dict[str, torch.FloatTensor] | None = None
     contrastive_loss: torch.FloatTensor | None = None
@@ -136,6 +149,11 @@ class HilbertSequenceClassifierOutput(ModelOutput):
     joint_pooling_weights: torch.FloatTensor | None = None
     audio_documents: torch.LongTensor | None = None
     text_documents: torch.LongTensor | None = None
+    task_logits: dict[str, torch.FloatTensor] | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    text_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------- small blocks
@@ -610,6 +628,10 @@ class HilbertModel(HilbertPreTrainedModel):
         document_mask: torch.Tensor | None = None,
         return_loss: bool = False,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        audio_features: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
     ) -> HilbertModelOutput | tuple:
         """Document embeddings from raw segment inputs or from precomputed segment features.
 
@@ -630,7 +652,20 @@ class HilbertModel(HilbertPreTrainedModel):
             mates or on how many processes share the batch.
         document_mask: `(B,)` bool, False for rows that must not count (a document that accelerate repeated to fill
             the last batch of an epoch): they are left out of every loss term.
+        output_attentions: also return the cross-attention weights of every layer (`audio_cross_attentions`,
+            `text_cross_attentions`); the pooling weights are always returned. Default: `config.output_attentions`.
+        output_hidden_states: also return the per-layer segment states (`audio_hidden_states`,
+            `text_hidden_states`). Default: `config.output_hidden_states`.
+        audio_features, text_features: the features dataset's column names for `audio_segment_embeds` /
+            `text_segment_embeds` (aliases), so that a plain `Trainer`, which keeps only the dataset columns the
+            forward names, hands them to the collator.
         """
+        audio_segment_embeds = _alias("audio_segment_embeds", audio_segment_embeds, "audio_features", audio_features)
+        text_segment_embeds = _alias("text_segment_embeds", text_segment_embeds, "text_features", text_features)
+        if output_attentions is None:
+            output_attentions = bool(getattr(self.config, "output_attentions", False))
+        if output_hidden_states is None:
+            output_hidden_states = bool(getattr(self.config, "output_hidden_states", False))
         with document_dropout(document_ids, enabled=self.training):
             config = self.config
             audio = text = None
@@ -667,15 +702,32 @@ class HilbertModel(HilbertPreTrainedModel):
             if text is not None:
                 text = self._project(text, text_mask, segment_times, self.text_projection)  # (B, S, d)
 
+            audio_states = [audio] if output_hidden_states and audio is not None else None
+            text_states = [text] if output_hidden_states and text is not None else None
             if config.is_multimodal:
+                audio_attentions, text_attentions = [], []
                 for layer in self.cross_attention:
-                    audio, text = layer(audio, text, audio_mask, text_mask)
+                    if output_attentions:
+                        audio, text, audio_weights, text_weights = layer(audio, text, audio_mask, text_mask, return_weights=True)
+                        audio_attentions.append(audio_weights)
+                        text_attentions.append(text_weights)
+                    else:
+                        audio, text = layer(audio, text, audio_mask, text_mask)
+                    if output_hidden_states:
+                        audio_states.append(audio)
+                        text_states.append(text)
+                if output_attentions:
+                    out.audio_cross_attentions, out.text_cross_attentions = tuple(audio_attentions), tuple(text_attentions)
                 joint, joint_mask = self._fuse(audio, text, audio_mask, text_mask)
                 out.joint_embeds, out.joint_pooling_weights = self.joint_pooling(joint, joint_mask)
             if audio is not None:
                 out.audio_embeds, out.audio_pooling_weights = self.audio_pooling(audio, audio_mask)
             if text is not None:
                 out.text_embeds, out.text_pooling_weights = self.text_pooling(text, text_mask)
+            if audio_states is not None:
+                out.audio_hidden_states = tuple(audio_states)
+            if text_states is not None:
+                out.text_hidden_states = tuple(text_states)
 
             if return_loss and config.is_multimodal:
                 self._representation_losses(out, document_mask)
@@ -700,6 +752,10 @@ class HilbertModel(HilbertPreTrainedModel):
                 f"{name}_segment_mask has shape {tuple(mask.shape)} but {name}_segment_embeds has "
                 f"{tuple(features.shape[:2])} (batch, segments): give one mask entry per segment."
             )
+        if torch.compiler.is_compiling():
+            # The NaN check reads the data (a graph break, an error with fullgraph=True): a compiled head skips it.
+            # Untrusted inputs: run them once through the eager model, which checks them, or check them beforehand.
+            return features
         bad = ~torch.isfinite(features).all(-1)  # (B, S)
         if mask is not None:
             bad &= mask.bool()
@@ -805,6 +861,10 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
         document_mask: torch.Tensor | None = None,
         return_loss: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        audio_features: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
     ) -> HilbertSequenceClassifierOutput | tuple:
         """Classify documents. Inputs as in `HilbertModel.forward`, plus:
 
@@ -813,6 +873,10 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             (tasks may be left out).
         return_loss: compute the loss terms (default: when labels are given).
         document_ids, document_mask: see `HilbertModel.forward`; rows with `document_mask` False count in no loss.
+        output_attentions, output_hidden_states, audio_features, text_features: see `HilbertModel.forward`.
+
+        Returns `logits` as a `(B, C)` tensor for a one-task model and as `{task: (B, C_t)}` for several tasks;
+        `task_logits` is the dict in both cases.
         """
         with document_dropout(document_ids, enabled=self.training):
             config = self.config
@@ -832,11 +896,16 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
                 document_ids=document_ids,
                 document_mask=document_mask,
                 return_loss=return_loss,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                audio_features=audio_features,
+                text_features=text_features,
             )
             embeddings = [e for e in (base.audio_embeds, base.text_embeds, base.joint_embeds) if e is not None]
             logits, gate_probs, gate_weights = self.classifier(torch.cat(embeddings, dim=-1))
             out = HilbertSequenceClassifierOutput(
-                logits=logits,
+                logits=logits[config.tasks[0]["name"]] if len(config.tasks) == 1 else logits,
+                task_logits=logits,
                 contrastive_loss=base.contrastive_loss,
                 cka_loss=base.cka_loss,
                 mi_loss=base.mi_loss,
@@ -852,6 +921,10 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
                 joint_pooling_weights=base.joint_pooling_weights,
                 audio_documents=base.audio_documents,
                 text_documents=base.text_documents,
+                audio_hidden_states=base.audio_hidden_states,
+                text_hidden_states=base.text_hidden_states,
+                audio_cross_attentions=base.audio_cross_attentions,
+                text_cross_attentions=base.text_cross_attentions,
             )
             if return_loss:
                 total = base.loss if base.loss is not None else logits[config.tasks[0]["name"]].new_zeros(())
@@ -904,6 +977,15 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             normaliser = all_reduce_sum(normaliser)
             losses[name] = total * world / normaliser.clamp(min=torch.finfo(total.dtype).tiny)
         return losses
+
+
+def _alias(name: str, value, alias: str, alias_value):
+    """One input given under its name or its features-dataset alias (not both)."""
+    if alias_value is None:
+        return value
+    if value is not None:
+        raise ValueError(f"Give {name} or its alias {alias} (the features dataset's column), not both.")
+    return alias_value
 
 
 def logits_dtype(logits: dict[str, torch.Tensor]) -> torch.dtype:

@@ -187,7 +187,7 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         modalities = self.model.config.modalities
         weights = {"both": out.joint_pooling_weights, "audio": out.audio_pooling_weights, "text": out.text_pooling_weights}[modalities]
         slots = model_inputs["segment_times"].shape[1]
-        return {"logits": {name: logits[0] for name, logits in out.logits.items()}, "pooling_weights": weights[0],
+        return {"logits": {name: logits[0] for name, logits in out.task_logits.items()}, "pooling_weights": weights[0],
                 "slots": slots, "report": inputs["report"], "segments": inputs["segments"]}
 
     def postprocess(self, outputs: dict[str, Any], top_k_segments: int = DEFAULT_TOP_K_SEGMENTS, return_text: bool = False) -> dict:

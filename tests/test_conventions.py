@@ -1,0 +1,160 @@
+"""The conventions transformers users know (issue 14): tensor logits for one task, plain `Trainer`,
+`output_attentions` / `output_hidden_states`, `torch.compile(fullgraph=True)` of the head."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from modeling_hilbert import HilbertForSequenceClassification, HilbertModel
+from modeling_hilbert.attention_hilbert import MaskedMultiHeadAttention
+from tiny_models import feature_inputs, hilbert_config
+
+
+def _model(**overrides):
+    torch.manual_seed(0)
+    return HilbertForSequenceClassification(hilbert_config(with_encoders=False, **overrides)).eval()
+
+
+# ------------------------------------------------------------------------------------------------ logits
+def test_single_task_logits_are_a_tensor_that_argmax_takes():
+    model = _model()
+    inputs = feature_inputs(model.config)
+    with torch.no_grad():
+        out = model(**inputs)
+    assert isinstance(out.logits, torch.Tensor) and out.logits.shape == (4, 3)
+    assert torch.equal(out.logits, out.task_logits["label"])
+    # the same numbers as the classifier run by hand on [z_a; z_t; z_j]
+    logits, _, _ = model.classifier(torch.cat([out.audio_embeds, out.text_embeds, out.joint_embeds], -1))
+    torch.testing.assert_close(out.logits, logits["label"], rtol=0, atol=0)
+    assert out.logits.argmax(-1).shape == (4,)
+    labels = torch.tensor([0, 2, 1, 0])
+    with torch.no_grad():
+        loss = model(**inputs, labels=labels).classification_loss
+    torch.testing.assert_close(loss, F.cross_entropy(out.logits, labels), rtol=1e-6, atol=1e-6)
+
+
+def test_multi_task_logits_stay_a_dict():
+    tasks = [{"name": "a", "type": "multiclass", "labels": ["x", "y", "z"]}, {"name": "b", "type": "binary", "labels": ["no", "yes"]}]
+    model = _model(tasks=tasks)
+    with torch.no_grad():
+        out = model(**feature_inputs(model.config))
+    assert isinstance(out.logits, dict) and out.logits is out.task_logits
+    assert {k: tuple(v.shape) for k, v in out.logits.items()} == {"a": (4, 3), "b": (4, 1)}
+
+
+def test_features_dataset_column_names_are_accepted():
+    model = _model()
+    inputs = feature_inputs(model.config)
+    aliased = dict(inputs, audio_features=inputs.pop("audio_segment_embeds"), text_features=inputs.pop("text_segment_embeds"))
+    with torch.no_grad():
+        a = model(**aliased).logits
+        b = model(**feature_inputs(model.config)).logits
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="not both"):
+        model(**feature_inputs(model.config), audio_features=aliased["audio_features"])
+
+
+# ------------------------------------------------------------------------------------------------ attentions, states
+def test_attention_weights_match_sdpa_and_a_hand_computation():
+    torch.manual_seed(1)
+    attention = MaskedMultiHeadAttention(8, 2).eval()
+    q, k = torch.randn(3, 4, 8), torch.randn(3, 5, 8)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[0, 3:] = False
+    mask[2] = False  # a document without any key
+    out, weights = attention(q, k, mask, return_weights=True)
+    torch.testing.assert_close(out, attention(q, k, mask), rtol=1e-5, atol=1e-6)
+    # by hand, head by head
+    qh = attention.query(q).view(3, 4, 2, 4).transpose(1, 2)
+    kh = attention.key(k.masked_fill(~mask[..., None], 0)).view(3, 5, 2, 4).transpose(1, 2)
+    scores = (qh @ kh.transpose(-1, -2)) / math.sqrt(4)
+    expected = torch.softmax(scores.masked_fill(~mask[:, None, None, :], -1e9), -1)
+    torch.testing.assert_close(weights[:2], expected[:2], rtol=1e-5, atol=1e-6)
+    assert weights[0, :, :, 3:].abs().max() == 0 and weights[2].abs().max() == 0
+    torch.testing.assert_close(weights[:2].sum(-1), torch.ones(2, 2, 4))
+
+
+def test_output_attentions_and_hidden_states():
+    model = _model()
+    inputs = feature_inputs(model.config)
+    with torch.no_grad():
+        plain = model(**inputs)
+        out = model(**inputs, output_attentions=True, output_hidden_states=True)
+    layers = model.config.num_cross_attention_layers
+    torch.testing.assert_close(out.logits, plain.logits, rtol=1e-5, atol=1e-6)
+    assert plain.audio_cross_attentions is None and plain.audio_hidden_states is None
+    assert len(out.audio_cross_attentions) == len(out.text_cross_attentions) == layers
+    assert out.audio_cross_attentions[0].shape == (4, 2, 5, 5)
+    # text queries never attend to segments without audio
+    audio_mask = inputs["audio_segment_mask"]
+    assert out.text_cross_attentions[-1][0][..., ~audio_mask[0]].abs().max() == 0
+    assert len(out.audio_hidden_states) == len(out.text_hidden_states) == layers + 1
+    base = model.hilbert
+    first = base._project(inputs["audio_segment_embeds"], audio_mask, inputs["segment_times"], base.audio_projection)
+    torch.testing.assert_close(out.audio_hidden_states[0], first, rtol=0, atol=0)
+    # the last states are what the pooling read
+    pooled, _ = base.audio_pooling(out.audio_hidden_states[-1], audio_mask)
+    torch.testing.assert_close(pooled, out.audio_embeds, rtol=1e-5, atol=1e-6)
+    pooled, _ = base.text_pooling(out.text_hidden_states[-1], inputs["text_segment_mask"])
+    torch.testing.assert_close(pooled, out.text_embeds, rtol=1e-5, atol=1e-6)
+    # config default, as in transformers
+    model.config.output_hidden_states = True
+    with torch.no_grad():
+        assert model(**inputs).audio_hidden_states is not None
+
+
+# ------------------------------------------------------------------------------------------------ plain Trainer
+def test_plain_trainer_with_default_arguments_trains_and_predicts(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    import datasets
+
+    from hilbert_app.training.data import FeaturesCollator
+    from hilbert_app.training.metrics import compute_metrics_fn
+    from synthetic import make_features_dataset, save_tiny_encoders
+
+    audio_dir, text_dir = save_tiny_encoders(tmp_path)
+    features = datasets.load_from_disk(str(make_features_dataset(tmp_path / "features", audio_dir, text_dir, documents=12)))["train"]
+    config = hilbert_config(with_encoders=False, tasks=[{"name": "label", "type": "multiclass", "labels": ["calm", "tense", "crisis"]}])
+    config.audio_config.d_model, config.text_config.hidden_size = 32, 24
+    torch.manual_seed(0)
+    model = HilbertForSequenceClassification(config)
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, num_train_epochs=2,
+                             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
+    trainer = Trainer(model, args, train_dataset=features, eval_dataset=features,
+                      data_collator=FeaturesCollator({"label": "label"}), compute_metrics=compute_metrics_fn(config))
+    before = {k: v.clone() for k, v in model.classifier.state_dict().items()}
+    trainer.train()
+    assert any(not torch.equal(before[k], v) for k, v in model.classifier.state_dict().items())
+    prediction = trainer.predict(features)
+    assert isinstance(prediction.predictions, np.ndarray) and prediction.predictions.shape == (12, 3)
+    assert prediction.label_ids.tolist() == features["label"]
+    # the predictions are the model's logits on the whole dataset
+    batch = FeaturesCollator({"label": "label"})([features[i] for i in range(12)])
+    with torch.no_grad():
+        expected = model.eval()(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    np.testing.assert_allclose(prediction.predictions, expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert "test_label/macro_auc" in prediction.metrics or any("auc" in k for k in prediction.metrics)
+
+
+# ------------------------------------------------------------------------------------------------ torch.compile
+def test_head_compiles_with_fullgraph():
+    torch._dynamo.reset()
+    model = HilbertModel(hilbert_config(with_encoders=False, num_cross_attention_layers=1)).eval()
+    inputs = feature_inputs(model.config)
+    with torch.no_grad():
+        expected = model(**inputs).joint_embeds
+        compiled = torch.compile(model, fullgraph=True, backend="eager")
+        got = compiled(**inputs).joint_embeds
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # the eager model still refuses NaN in a real segment
+    bad = dict(inputs)
+    bad["audio_segment_embeds"] = inputs["audio_segment_embeds"].clone()
+    bad["audio_segment_embeds"][1, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model(**bad)
