@@ -18,7 +18,10 @@ Ships to the Hub with the model: imports only `torch`, `transformers` and siblin
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput, logging
+from transformers.utils import ModelOutput
+from transformers.utils import logging as hf_logging
 
 from .attention_hilbert import CrossModalAttentionLayer
 from .dropout_hilbert import DocumentDropout, document_dropout
@@ -57,7 +61,7 @@ from .moe_hilbert import MixtureOfExpertsClassifier, MLPClassifier
 from .pipeline_hilbert import HilbertDocumentClassificationPipeline  # noqa: F401  (ships the pipeline with the model)
 from .pooling_hilbert import SelfAttentivePooling
 
-logger = logging.get_logger(__name__)
+logger = hf_logging.get_logger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -364,25 +368,140 @@ class HilbertPreTrainedModel(PreTrainedModel):
         full.freeze_encoders()
         return full.to(next(self.parameters()).device)
 
-    # -- convenience for embedding use -----------------------------------------------------------------
-    def _embeddings(self, **inputs) -> HilbertModelOutput:
+    # -- embeddings, as CLIP and sentence-transformers give them ---------------------------------------
+    def _embeddings(self, inputs: dict) -> HilbertModelOutput:
+        """The base model's output on `inputs`, a missing modality filled in as absent (every segment masked)."""
         base = self if isinstance(self, HilbertModel) else self.hilbert
-        return base(**inputs, return_loss=False)
+        inputs = {k: v for k, v in inputs.items() if k not in ("labels", "return_loss", "return_dict")}
+        return base(**_with_missing_modality(self.config, inputs), return_loss=False)
 
-    def get_audio_features(self, **inputs) -> torch.Tensor:
-        """Audio document embeddings z_a `(B, d)` from raw inputs or segment features (see `HilbertModel.forward`)."""
-        return self._embeddings(**inputs).audio_embeds
+    def _document_embedding(self, out: HilbertModelOutput, modality: str, projected: bool) -> torch.Tensor:
+        """z_m `(B, d)` from a base output, or its contrastive-space vector normalize(p_m(z_m)) `(B, projection_dim)`."""
+        if modality not in ("audio", "text", "joint"):
+            raise ValueError(f"modality={modality!r} must be 'audio', 'text' or 'joint'.")
+        embeds = getattr(out, f"{modality}_embeds")
+        if embeds is None:
+            have = "no joint embedding" if modality == "joint" else f"no {modality} stream"
+            raise ValueError(f"This model (modalities={self.config.modalities!r}) has {have}: use modality="
+                             f"{'audio' if self.config.uses_audio else 'text'!r}.")
+        if not projected:
+            return embeds
+        if not self.config.is_multimodal:
+            raise ValueError("projected=True needs a multimodal model: the contrastive projections exist only there.")
+        base = self if isinstance(self, HilbertModel) else self.hilbert
+        return F.normalize(getattr(base, f"{modality}_contrastive_projection")(embeds), dim=-1)
 
-    def get_text_features(self, **inputs) -> torch.Tensor:
-        """Text document embeddings z_t `(B, d)`."""
-        return self._embeddings(**inputs).text_embeds
+    def get_audio_features(self, projected: bool = False, **inputs) -> torch.Tensor:
+        """Audio document embeddings z_a `(B, d)` from raw inputs or segment features (see `HilbertModel.forward`).
 
-    def get_joint_features(self, **inputs) -> torch.Tensor:
-        """Joint document embeddings z_j `(B, d)` (multimodal configs only)."""
-        out = self._embeddings(**inputs)
-        if out.joint_embeds is None:
-            raise ValueError(f"This model is unimodal (modalities={self.config.modalities!r}): it has no joint embedding.")
-        return out.joint_embeds
+        Inputs of one modality are enough: with only audio given, the text is treated as absent (every text
+        segment masked, as for a recording without a transcript); the audio stream then attends to nothing.
+        `projected=True`: the L2-normalised contrastive-space vector normalize(p_a(z_a)) `(B, projection_dim)`, in
+        which the audio, text and joint embeddings of one document were trained to be close (multimodal only).
+        """
+        return self._document_embedding(self._embeddings(inputs), "audio", projected)
+
+    def get_text_features(self, projected: bool = False, **inputs) -> torch.Tensor:
+        """Text document embeddings z_t `(B, d)` (or normalize(p_t(z_t)) with `projected=True`); audio may be absent,
+        as in `get_audio_features`."""
+        return self._document_embedding(self._embeddings(inputs), "text", projected)
+
+    def get_joint_features(self, projected: bool = False, **inputs) -> torch.Tensor:
+        """Joint document embeddings z_j `(B, d)` (or normalize(p_j(z_j)) with `projected=True`); multimodal
+        configs only. A missing modality is treated as absent, as in `get_audio_features`."""
+        return self._document_embedding(self._embeddings(inputs), "joint", projected)
+
+    @torch.no_grad()
+    def encode(
+        self,
+        documents,
+        batch_size: int = 8,
+        normalize_embeddings: bool = False,
+        modality: str = "joint",
+        projected: bool = False,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+        processor=None,
+    ):
+        """Document embeddings for retrieval and clustering, as sentence-transformers' `encode` gives them.
+
+        Args:
+            documents: a list (or one) of
+                - recordings, as the pipeline takes them: `{"audio": path | waveform | {"array", "sampling_rate"},
+                  "sampling_rate"?: int, "transcript": .srt/.vtt/.json path | [{"start", "end", "text", "speaker"?}]}`
+                  (`"segments"` is accepted for `"transcript"`); these need `processor` and a model with its
+                  encoders. The audio is encoded a chunk of segments at a time (`encode_document_in_chunks`).
+                - precomputed features, as a features dataset row or `collate_features` gives them per document:
+                  `audio_features` / `audio_segment_embeds` `(S, D_audio)`, `text_features` /
+                  `text_segment_embeds` `(S, D_text)`, optional `audio_segment_mask`, `text_segment_mask` `(S,)`,
+                  `segment_times` `(S, 2)`. A modality left out is treated as absent.
+            batch_size: documents per head call (each batch is padded to its longest document).
+            normalize_embeddings: L2-normalise each embedding (cosine similarity is then a dot product).
+            modality: "joint" (z_j, multimodal models), "audio" (z_a) or "text" (z_t).
+            projected: the contrastive-space vectors normalize(p_m(z_m)) instead of z_m (multimodal models).
+            show_progress_bar: None: when transformers' logging is at INFO or more verbose.
+            convert_to_numpy: a float32 numpy array; False: a torch tensor on the model's device.
+            processor: the model's `HilbertProcessor`, needed for recordings. A model does not carry its processor:
+                load it from the same folder or repository, `AutoProcessor.from_pretrained(folder)`.
+
+        Returns:
+            `(N, d)` embeddings (`(N, projection_dim)` with `projected=True`), in the order of `documents`.
+        """
+        from transformers.utils.logging import tqdm
+
+        if isinstance(documents, Mapping):
+            documents = [documents]
+        documents = list(documents)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer.")
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        embeddings = []
+        try:
+            for lo in tqdm(range(0, len(documents), batch_size), desc="Encoding", disable=not show_progress_bar):
+                rows = [self._document_features(doc, processor, lo + i) for i, doc in enumerate(documents[lo : lo + batch_size])]
+                out = self._embeddings(_pad_feature_rows(rows, device))
+                embeds = self._document_embedding(out, modality, projected).float()
+                embeddings.append(F.normalize(embeds, dim=-1) if normalize_embeddings else embeds)
+        finally:
+            self.train(was_training)
+        width = self.config.projection_dim if projected else self.config.hidden_size
+        result = torch.cat(embeddings) if embeddings else torch.zeros(0, width, device=device)
+        return result.cpu().numpy() if convert_to_numpy else result
+
+    def _document_features(self, document, processor, index: int) -> dict[str, torch.Tensor]:
+        """One document -> its segment features `{name: (S, ...)}` (forward's names), from features or a recording."""
+        if not isinstance(document, Mapping):
+            raise ValueError(f"document {index} is a {type(document).__name__}: give a dict (a recording with its "
+                             "transcript, or precomputed segment features).")
+        if "audio" not in document:  # precomputed features
+            known = set(FEATURE_ALIASES) | set(_FEATURE_KEYS)
+            if not known & set(document):
+                raise ValueError(f"document {index} has neither 'audio' (a recording) nor segment features "
+                                 f"({sorted(FEATURE_ALIASES)}); its keys are {sorted(document)}.")
+            return {FEATURE_ALIASES.get(k, k): torch.as_tensor(v) for k, v in document.items() if k in known}
+        if processor is None:
+            raise ValueError("Recordings need the model's processor: encode(documents, processor=processor), with "
+                             "processor = AutoProcessor.from_pretrained(<the model's folder or repo>).")
+        unknown = set(document) - {"audio", "sampling_rate", "transcript", "segments"}
+        if unknown:
+            raise ValueError(f"document {index}: unknown keys {sorted(unknown)}; a recording has audio, sampling_rate?, "
+                             "transcript (or segments).")
+        segments = document.get("transcript", document.get("segments"))
+        if isinstance(segments, (str, os.PathLike)):
+            from .transcripts_hilbert import load_transcript
+
+            segments = load_transcript(segments)
+        if segments is None:
+            raise ValueError(f"document {index} has no 'transcript': give a .srt/.vtt/.json path or a list of segments.")
+        plan = processor.plan_document({"audio": document["audio"], "sampling_rate": document.get("sampling_rate"),
+                                        "segments": [dict(s) for s in segments]}, index=index)
+        chunks = processor.iter_audio_chunks(plan, self.encoder_batch_size()) if self.config.uses_audio else ()
+        features = self.encode_document_in_chunks(plan.inputs, chunks)
+        return {k: v[0] for k, v in features.items()}
 
     # -- streaming a long recording --------------------------------------------------------------------
     @torch.no_grad()
@@ -977,6 +1096,74 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             normaliser = all_reduce_sum(normaliser)
             losses[name] = total * world / normaliser.clamp(min=torch.finfo(total.dtype).tiny)
         return losses
+
+
+# features-dataset column -> forward argument
+FEATURE_ALIASES = {"audio_features": "audio_segment_embeds", "text_features": "text_segment_embeds"}
+_FEATURE_KEYS = ("audio_segment_embeds", "text_segment_embeds", "audio_segment_mask", "text_segment_mask", "segment_times")
+
+
+def _pad_feature_rows(rows: list[dict[str, torch.Tensor]], device) -> dict[str, torch.Tensor]:
+    """Per-document features `{name: (S_b, ...)}` -> a batch `{name: (B, S, ...)}` padded to the longest S.
+
+    Padded segments get mask False (and zeros); a document without a given mask has every segment real, and one
+    without times gets [i, i+1) as in `forward`. A modality missing from every row is left out (absent)."""
+    lengths = []
+    for row in rows:
+        present = [row[k].shape[0] for k in _FEATURE_KEYS if k in row]
+        lengths.append(max(present) if present else 0)
+    slots = max(lengths + [1])
+    batch = {}
+    for modality in ("audio", "text"):
+        name = f"{modality}_segment_embeds"
+        if not any(name in row for row in rows):
+            continue
+        width = next(row[name].shape[-1] for row in rows if name in row)
+        embeds = torch.zeros(len(rows), slots, width, device=device)
+        mask = torch.zeros(len(rows), slots, dtype=torch.bool, device=device)
+        for b, (row, count) in enumerate(zip(rows, lengths)):
+            if name in row:
+                n = row[name].shape[0]
+                embeds[b, :n] = row[name].to(device=device, dtype=torch.float32)
+                given = row.get(f"{modality}_segment_mask")
+                mask[b, :n] = True if given is None else given.to(device=device, dtype=torch.bool)[:n]
+        batch[name], batch[f"{modality}_segment_mask"] = embeds, mask
+    times = torch.arange(slots, device=device, dtype=torch.float32)
+    times = torch.stack([times, times + 1.0], -1).repeat(len(rows), 1, 1)
+    for b, row in enumerate(rows):
+        if "segment_times" in row:
+            given = row["segment_times"].to(device=device, dtype=torch.float32)
+            times[b, : given.shape[0]] = given
+    batch["segment_times"] = times
+    return batch
+
+
+def _with_missing_modality(config: HilbertConfig, inputs: dict) -> dict:
+    """`inputs` with the modality the caller left out filled in as absent: zero features, every segment masked.
+
+    A document without a transcript (or without audio) is legitimate input to HILBERT (the cross-attention then
+    attends to nothing and the pooling skips the masked segments), so this gives the embeddings of the documents
+    as if they had only the given modality."""
+    given = {
+        "audio": any(inputs.get(k) is not None for k in ("input_features", "input_values", "audio_segment_embeds", "audio_features")),
+        "text": any(inputs.get(k) is not None for k in ("input_ids", "text_segment_embeds", "text_features")),
+    }
+    needed = {"audio": config.uses_audio, "text": config.uses_text}
+    if not any(given[m] for m in given if needed[m]):
+        raise ValueError("No inputs: pass audio (input_features / input_values / audio_segment_embeds) or text "
+                         "(input_ids / text_segment_embeds) of the modalities this model uses.")
+    for modality, other in (("audio", "text"), ("text", "audio")):
+        if not needed[modality] or given[modality]:
+            continue
+        reference = next(inputs[k] for k in ("input_features", "input_values", "input_ids", "audio_segment_embeds",
+                                            "audio_features", "text_segment_embeds", "text_features")
+                         if inputs.get(k) is not None)
+        batch, slots = reference.shape[:2]
+        width = encoder_hidden_size(getattr(config, f"{modality}_config"))
+        inputs = dict(inputs)
+        inputs[f"{modality}_segment_embeds"] = torch.zeros(batch, slots, width, device=reference.device)
+        inputs[f"{modality}_segment_mask"] = torch.zeros(batch, slots, dtype=torch.bool, device=reference.device)
+    return inputs
 
 
 def _alias(name: str, value, alias: str, alias_value):

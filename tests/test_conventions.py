@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny_models import feature_inputs, hilbert_config
 from torch.nn import functional as F
 
 from modeling_hilbert import HilbertForSequenceClassification, HilbertModel
 from modeling_hilbert.attention_hilbert import MaskedMultiHeadAttention
-from tiny_models import feature_inputs, hilbert_config
 
 
 def _model(**overrides):
@@ -39,7 +39,10 @@ def test_single_task_logits_are_a_tensor_that_argmax_takes():
 
 
 def test_multi_task_logits_stay_a_dict():
-    tasks = [{"name": "a", "type": "multiclass", "labels": ["x", "y", "z"]}, {"name": "b", "type": "binary", "labels": ["no", "yes"]}]
+    tasks = [
+        {"name": "a", "type": "multiclass", "labels": ["x", "y", "z"]},
+        {"name": "b", "type": "binary", "labels": ["no", "yes"]},
+    ]
     model = _model(tasks=tasks)
     with torch.no_grad():
         out = model(**feature_inputs(model.config))
@@ -50,7 +53,9 @@ def test_multi_task_logits_stay_a_dict():
 def test_features_dataset_column_names_are_accepted():
     model = _model()
     inputs = feature_inputs(model.config)
-    aliased = dict(inputs, audio_features=inputs.pop("audio_segment_embeds"), text_features=inputs.pop("text_segment_embeds"))
+    aliased = dict(
+        inputs, audio_features=inputs.pop("audio_segment_embeds"), text_features=inputs.pop("text_segment_embeds")
+    )
     with torch.no_grad():
         a = model(**aliased).logits
         b = model(**feature_inputs(model.config)).logits
@@ -110,24 +115,40 @@ def test_output_attentions_and_hidden_states():
 
 # ------------------------------------------------------------------------------------------------ plain Trainer
 def test_plain_trainer_with_default_arguments_trains_and_predicts(tmp_path):
-    from transformers import Trainer, TrainingArguments
-
     import datasets
+    from synthetic import make_features_dataset, save_tiny_encoders
+    from transformers import Trainer, TrainingArguments
 
     from hilbert_app.training.data import FeaturesCollator
     from hilbert_app.training.metrics import compute_metrics_fn
-    from synthetic import make_features_dataset, save_tiny_encoders
 
     audio_dir, text_dir = save_tiny_encoders(tmp_path)
-    features = datasets.load_from_disk(str(make_features_dataset(tmp_path / "features", audio_dir, text_dir, documents=12)))["train"]
-    config = hilbert_config(with_encoders=False, tasks=[{"name": "label", "type": "multiclass", "labels": ["calm", "tense", "crisis"]}])
+    features = datasets.load_from_disk(
+        str(make_features_dataset(tmp_path / "features", audio_dir, text_dir, documents=12))
+    )["train"]
+    config = hilbert_config(
+        with_encoders=False, tasks=[{"name": "label", "type": "multiclass", "labels": ["calm", "tense", "crisis"]}]
+    )
     config.audio_config.d_model, config.text_config.hidden_size = 32, 24
     torch.manual_seed(0)
     model = HilbertForSequenceClassification(config)
-    args = TrainingArguments(output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, num_train_epochs=2,
-                             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
-    trainer = Trainer(model, args, train_dataset=features, eval_dataset=features,
-                      data_collator=FeaturesCollator({"label": "label"}), compute_metrics=compute_metrics_fn(config))
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=4,
+        num_train_epochs=2,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model,
+        args,
+        train_dataset=features,
+        eval_dataset=features,
+        data_collator=FeaturesCollator({"label": "label"}),
+        compute_metrics=compute_metrics_fn(config),
+    )
     before = {k: v.clone() for k, v in model.classifier.state_dict().items()}
     trainer.train()
     assert any(not torch.equal(before[k], v) for k, v in model.classifier.state_dict().items())
@@ -158,3 +179,68 @@ def test_head_compiles_with_fullgraph():
     bad["audio_segment_embeds"][1, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         model(**bad)
+
+
+# ------------------------------------------------------------------------------------------------ embeddings
+def _rows(model, lengths, seed=0):
+    from modeling_hilbert.encoders_hilbert import encoder_hidden_size
+
+    g = torch.Generator().manual_seed(seed)
+    da, dt = encoder_hidden_size(model.config.audio_config), encoder_hidden_size(model.config.text_config)
+    rows = []
+    for n in lengths:
+        starts = torch.cumsum(torch.rand(n, generator=g) * 3, 0)
+        rows.append(
+            {
+                "audio_features": torch.randn(n, da, generator=g),
+                "text_features": torch.randn(n, dt, generator=g),
+                "audio_segment_mask": torch.ones(n, dtype=torch.bool),
+                "text_segment_mask": torch.rand(n, generator=g) > 0.2,
+                "segment_times": torch.stack([starts, starts + 1], -1),
+            }
+        )
+    return rows
+
+
+def test_get_text_features_with_text_only_is_the_document_without_audio():
+    model = _model()
+    inputs = feature_inputs(model.config)
+    text_only = {k: inputs[k] for k in ("text_segment_embeds", "text_segment_mask", "segment_times")}
+    got = model.get_text_features(**text_only)
+    # independent: the same documents with audio present but every audio segment masked (whatever its values)
+    silent = dict(inputs, audio_segment_mask=torch.zeros(4, 5, dtype=torch.bool))
+    torch.testing.assert_close(got, model(**silent).text_embeds, rtol=1e-6, atol=1e-6)
+    audio_only = {k: inputs[k] for k in ("audio_segment_embeds", "audio_segment_mask", "segment_times")}
+    no_text = dict(inputs, text_segment_mask=torch.zeros(4, 5, dtype=torch.bool))
+    torch.testing.assert_close(
+        model.get_audio_features(**audio_only), model(**no_text).audio_embeds, rtol=1e-6, atol=1e-6
+    )
+    # projected: normalize(W z) with the contrastive projection's matrix
+    projected = model.get_joint_features(projected=True, **inputs)
+    z = model(**inputs).joint_embeds
+    expected = z @ model.hilbert.joint_contrastive_projection.weight.T
+    torch.testing.assert_close(projected, expected / expected.norm(dim=-1, keepdim=True), rtol=1e-5, atol=1e-6)
+
+
+def test_encode_features_matches_one_document_at_a_time():
+    model = _model()
+    rows = _rows(model, [3, 7, 1, 5, 4])
+    got = model.encode(rows, batch_size=2)
+    assert isinstance(got, np.ndarray) and got.shape == (5, model.config.hidden_size)
+    for i, row in enumerate(rows):  # batch of one: no padding at all
+        one = {
+            (
+                "audio_segment_embeds"
+                if k == "audio_features"
+                else "text_segment_embeds"
+                if k == "text_features"
+                else k
+            ): v[None]
+            for k, v in row.items()
+        }
+        with torch.no_grad():
+            np.testing.assert_allclose(got[i], model(**one).joint_embeds[0].numpy(), rtol=1e-5, atol=1e-5)
+    normed = model.encode(rows, normalize_embeddings=True, modality="text", convert_to_numpy=False)
+    torch.testing.assert_close(normed.norm(dim=-1), torch.ones(5))
+    with pytest.raises(ValueError, match="processor"):
+        model.encode([{"audio": np.zeros(16000, np.float32), "sampling_rate": 16000, "transcript": []}])
