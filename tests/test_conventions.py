@@ -244,3 +244,103 @@ def test_encode_features_matches_one_document_at_a_time():
     torch.testing.assert_close(normed.norm(dim=-1), torch.ones(5))
     with pytest.raises(ValueError, match="processor"):
         model.encode([{"audio": np.zeros(16000, np.float32), "sampling_rate": 16000, "transcript": []}])
+
+
+# ------------------------------------------------------------------------------------------------ processor call
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    from synthetic import save_tiny_encoders
+
+    return save_tiny_encoders(tmp_path_factory.mktemp("encoders"))
+
+
+@pytest.fixture(scope="module")
+def processor(encoders):
+    from modeling_hilbert import HilbertProcessor
+
+    return HilbertProcessor.from_encoders_pretrained(*encoders, max_text_tokens=16)
+
+
+def _wave(seconds, seed=0):
+    return (torch.randn(int(16000 * seconds), generator=torch.Generator().manual_seed(seed)) * 0.1).numpy()
+
+
+SEGMENTS = [{"start": 0.0, "end": 0.6, "text": "hello there"}, {"start": 0.7, "end": 1.5, "text": "how are you"}]
+
+
+def _same(a, b):
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
+
+
+def test_processor_takes_the_transformers_keyword_form(processor, tmp_path, caplog):
+    wave = _wave(2.0)
+    reference = processor({"audio": wave, "sampling_rate": 16000, "segments": SEGMENTS})
+    _same(processor(audio=wave, sampling_rate=16000, text=SEGMENTS, return_tensors="pt"), reference)
+    as_numpy = processor(audio=wave, sampling_rate=16000, segments=SEGMENTS, return_tensors="np")
+    assert all(isinstance(v, np.ndarray) for v in as_numpy.values())
+    _same(as_numpy, {k: v.numpy() for k, v in reference.items()})
+    # a transcript file
+    srt = tmp_path / "a.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,600\nhello there\n\n2\n00:00:00,700 --> 00:00:01,500\nhow are you\n")
+    _same(processor(audio=wave, sampling_rate=16000, text=str(srt)), reference)
+    # a bare string: one segment over the whole recording, with a warning
+    with caplog.at_level("WARNING"):
+        bare = processor(audio=wave, sampling_rate=16000, text="hello there how are you")
+    assert "no timestamps" in caplog.text
+    _same(
+        bare,
+        processor(
+            {
+                "audio": wave,
+                "sampling_rate": 16000,
+                "segments": [{"start": 0.0, "end": 2.0, "text": "hello there how are you"}],
+            }
+        ),
+    )
+    # a batch in the keyword form
+    other = _wave(1.0, seed=1)
+    batch = processor(audio=[wave, other], sampling_rate=16000, text=[SEGMENTS, SEGMENTS[:1]])
+    _same(
+        batch,
+        processor(
+            [
+                {"audio": wave, "sampling_rate": 16000, "segments": SEGMENTS},
+                {"audio": other, "sampling_rate": 16000, "segments": SEGMENTS[:1]},
+            ]
+        ),
+    )
+
+
+def test_encode_recordings_equals_the_model_on_processor_output(processor, encoders):
+    torch.manual_seed(0)
+    model = HilbertForSequenceClassification.from_encoders_pretrained(
+        *encoders,
+        num_labels=2,
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        pooling_heads=2,
+        pooling_hidden_size=8,
+        projection_dim=8,
+        num_experts=2,
+        expert_hidden_size=16,
+        dropout=0.0,
+    ).eval()
+    documents = [
+        {"audio": _wave(2.0), "sampling_rate": 16000, "transcript": SEGMENTS},
+        {"audio": _wave(1.0, seed=1), "sampling_rate": 16000, "segments": SEGMENTS[:1]},
+    ]
+    got = model.encode(documents, processor=processor, projected=True)
+    with torch.no_grad():
+        expected = model.get_joint_features(
+            projected=True,
+            **processor(
+                [
+                    {"audio": d["audio"], "sampling_rate": 16000, "segments": d.get("transcript", d.get("segments"))}
+                    for d in documents
+                ]
+            ),
+        )
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-5)
