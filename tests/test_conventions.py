@@ -344,3 +344,37 @@ def test_encode_recordings_equals_the_model_on_processor_output(processor, encod
             ),
         )
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_pipeline_top_k_keeps_the_best_labels(processor, encoders):
+    from modeling_hilbert import HilbertDocumentClassificationPipeline
+
+    torch.manual_seed(0)
+    model = HilbertForSequenceClassification.from_encoders_pretrained(
+        *encoders,
+        id2label={0: "a", 1: "b", 2: "c"},
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        pooling_heads=2,
+        pooling_hidden_size=8,
+        projection_dim=8,
+        num_experts=2,
+        expert_hidden_size=16,
+        dropout=0.0,
+    )
+    pipe = HilbertDocumentClassificationPipeline(model=model, processor=processor)
+    document = {"audio": _wave(2.0), "sampling_rate": 16000, "transcript": SEGMENTS}
+    every = pipe(document)["predictions"]["label"]
+    best = pipe(document, top_k=2)["predictions"]["label"]
+    assert len(every) == 3 and best == every[:2]
+    with torch.no_grad():
+        probs = torch.softmax(
+            model(**processor([{**{k: document[k] for k in ("audio", "sampling_rate")}, "segments": SEGMENTS}])).logits[
+                0
+            ],
+            -1,
+        )
+    assert best[0]["score"] == pytest.approx(float(probs.max()), abs=1e-5)
+    with pytest.raises(ValueError, match="top_k"):
+        pipe(document, top_k=0)
