@@ -378,3 +378,28 @@ def test_pipeline_top_k_keeps_the_best_labels(processor, encoders):
     assert best[0]["score"] == pytest.approx(float(probs.max()), abs=1e-5)
     with pytest.raises(ValueError, match="top_k"):
         pipe(document, top_k=0)
+
+
+def _readme_example(name: str) -> str:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    return next(b for b in blocks if b.startswith(f"# example: {name}"))
+
+
+def test_readme_python_usage_runs(encoders, tmp_path, monkeypatch):
+    audio_dir, text_dir = encoders
+    code = _readme_example("python-usage")
+    code = code.replace('"openai/whisper-tiny.en"', repr(str(audio_dir))).replace(
+        '"sentence-transformers/all-MiniLM-L6-v2"', repr(str(text_dir))
+    )
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    model, embeddings = scope["model"], scope["embeddings"]
+    assert scope["predicted"].shape == (1,) and embeddings.shape == (4, model.config.hidden_size)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    assert 0 not in scope["nearest"] and len(scope["nearest"]) == 2
+    torch.testing.assert_close(scope["text_only"].norm(dim=-1), torch.ones(1))
