@@ -18,6 +18,7 @@ Ships to the Hub with the model: imports only `torch`, `transformers` and siblin
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import math
 import os
@@ -492,9 +493,8 @@ class HilbertPreTrainedModel(PreTrainedModel):
                              "transcript (or segments).")
         segments = document.get("transcript", document.get("segments"))
         if isinstance(segments, (str, os.PathLike)):
-            from .transcripts_hilbert import load_transcript
-
-            segments = load_transcript(segments)
+            # The reader the processor ships with (no import of it here: the model's files stay the model's own).
+            segments = importlib.import_module(type(processor).__module__).load_transcript(segments)
         if segments is None:
             raise ValueError(f"document {index} has no 'transcript': give a .srt/.vtt/.json path or a list of segments.")
         plan = processor.plan_document({"audio": document["audio"], "sampling_rate": document.get("sampling_rate"),
