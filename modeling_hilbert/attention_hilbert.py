@@ -5,6 +5,8 @@ Ships to the Hub with the model: imports only `torch`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -39,15 +41,20 @@ class MaskedMultiHeadAttention(nn.Module):
         batch, length, width = x.shape
         return x.view(batch, length, self.num_heads, width // self.num_heads).transpose(1, 2)  # (B, h, L, d/h)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None, return_weights: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             queries: `(B, Sq, d)`.
             keys: `(B, Sk, d)` (also the values).
             key_mask: `(B, Sk)` bool, True for real keys; None means all real.
+            return_weights: also return the attention probabilities softmax(q k^T / sqrt(d/h)) `(B, h, Sq, Sk)`
+                (zero at padded keys, and everywhere for a document without any real key). SDPA does not give
+                them, so this path computes the attention explicitly (same result to float rounding).
 
         Returns:
-            `(B, Sq, d)`.
+            `(B, Sq, d)`, and the weights when `return_weights`.
         """
         attn_mask, has_key = None, None
         if key_mask is not None:
@@ -59,12 +66,23 @@ class MaskedMultiHeadAttention(nn.Module):
             safe_mask = key_mask | ~has_key.unsqueeze(-1)
             attn_mask = safe_mask[:, None, None, :]  # (B, 1, 1, Sk), broadcast over heads and queries
         q, k, v = self._split_heads(self.query(queries)), self._split_heads(self.key(keys)), self._split_heads(self.value(keys))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        weights = None
+        if return_weights:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, h, Sq, Sk)
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            if has_key is not None:  # what the output sees: nothing for a document without keys
+                weights = weights * has_key[:, None, None, None].to(weights.dtype)
+            probs = F.dropout(weights, self.dropout) if self.training and self.dropout > 0 else weights
+            out = probs @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
         out = out.transpose(1, 2).flatten(2)  # (B, Sq, d)
         out = self.output(out)
         if has_key is not None:
             out = out * has_key[:, None, None].to(out.dtype)
-        return out
+        return (out, weights) if return_weights else out
 
 
 class CrossAttentionBlock(nn.Module):
@@ -84,10 +102,16 @@ class CrossAttentionBlock(nn.Module):
         )
         self.dropout = DocumentDropout(dropout)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
-        """x `(B, Sq, d)` attends to context `(B, Sk, d)` masked by context_mask `(B, Sk)`; returns `(B, Sq, d)`."""
-        x = x + self.dropout(self.attention(self.query_norm(x), self.context_norm(context), context_mask))
-        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None, return_weights: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x `(B, Sq, d)` attends to context `(B, Sk, d)` masked by context_mask `(B, Sk)`; returns `(B, Sq, d)`
+        (and the attention weights `(B, h, Sq, Sk)` when `return_weights`)."""
+        attended = self.attention(self.query_norm(x), self.context_norm(context), context_mask, return_weights=return_weights)
+        attended, weights = attended if return_weights else (attended, None)
+        x = x + self.dropout(attended)
+        x = x + self.dropout(self.ffn(self.ffn_norm(x)))
+        return (x, weights) if return_weights else x
 
 
 class CrossModalAttentionLayer(nn.Module):
@@ -111,6 +135,14 @@ class CrossModalAttentionLayer(nn.Module):
         text: torch.Tensor,
         audio_mask: torch.Tensor | None,
         text_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """audio `(B, Sa, d)`, text `(B, St, d)` with masks `(B, Sa)`, `(B, St)` -> updated audio and text."""
-        return self.audio_from_text(audio, text, text_mask), self.text_from_audio(text, audio, audio_mask)
+        return_weights: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """audio `(B, Sa, d)`, text `(B, St, d)` with masks `(B, Sa)`, `(B, St)` -> updated audio and text.
+
+        With `return_weights`, also the weights of audio queries over text keys `(B, h, Sa, St)` and of text
+        queries over audio keys `(B, h, St, Sa)`: (audio, text, audio_weights, text_weights)."""
+        if not return_weights:
+            return self.audio_from_text(audio, text, text_mask), self.text_from_audio(text, audio, audio_mask)
+        new_audio, audio_weights = self.audio_from_text(audio, text, text_mask, return_weights=True)
+        new_text, text_weights = self.text_from_audio(text, audio, audio_mask, return_weights=True)
+        return new_audio, new_text, audio_weights, text_weights

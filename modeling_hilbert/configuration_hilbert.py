@@ -217,6 +217,15 @@ class HilbertConfig(PreTrainedConfig):
     """
 
     model_type = "hilbert"
+    # Output fields a plain `Trainer` leaves out of its predictions (everything but the logits), so that
+    # `Trainer.predict(...).predictions` is the logits: a `(N, C)` array for one task, `{task: (N, C_t)}` for several.
+    keys_to_ignore_at_inference = [
+        "classification_loss", "task_losses", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss",
+        "mi_audio_joint", "mi_text_joint", "temperature", "audio_embeds", "text_embeds", "joint_embeds",
+        "gate_weights", "audio_pooling_weights", "text_pooling_weights", "joint_pooling_weights", "audio_documents",
+        "text_documents", "task_logits", "audio_hidden_states", "text_hidden_states", "audio_cross_attentions",
+        "text_cross_attentions", "audio_segment_mask", "text_segment_mask",
+    ]
     sub_configs_defaults = {
         "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper"),
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert"),

@@ -84,8 +84,10 @@ class DocumentDropout(nn.Dropout):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:  # before the context variable: torch.compile cannot trace its read
+            return super().forward(x)
         state = _ACTIVE.get()
-        if not self.training or self.p == 0.0 or state is None or x.shape[0] != len(state.document_ids):
+        if state is None or x.shape[0] != len(state.document_ids):
             return super().forward(x)
         keep = 1.0 - self.p
         masks = []

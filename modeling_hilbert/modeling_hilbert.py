@@ -18,7 +18,11 @@ Ships to the Hub with the model: imports only `torch`, `transformers` and siblin
 from __future__ import annotations
 
 import hashlib
+import importlib
+import logging
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +30,8 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput, logging
+from transformers.utils import ModelOutput
+from transformers.utils import logging as hf_logging
 
 from .attention_hilbert import CrossModalAttentionLayer
 from .dropout_hilbert import DocumentDropout, document_dropout
@@ -57,7 +62,7 @@ from .moe_hilbert import MixtureOfExpertsClassifier, MLPClassifier
 from .pipeline_hilbert import HilbertDocumentClassificationPipeline  # noqa: F401  (ships the pipeline with the model)
 from .pooling_hilbert import SelfAttentivePooling
 
-logger = logging.get_logger(__name__)
+logger = hf_logging.get_logger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -79,6 +84,11 @@ class HilbertModelOutput(ModelOutput):
         audio_pooling_weights, text_pooling_weights: `(B, r, S)` self-attentive pooling weights over segments.
         joint_pooling_weights: `(B, r, S)` (or `(B, r, 2S)`, audio segments first, with "concat_sequence").
         audio_segment_mask, text_segment_mask: `(B, S)` bool, which segments were real for each modality.
+        audio_hidden_states, text_hidden_states (`output_hidden_states=True`): tuples of `(B, S, d)` segment states,
+            the projection's output (time embedding added) and the output of each cross-attention layer (L + 1).
+        audio_cross_attentions, text_cross_attentions (`output_attentions=True`): tuples of L `(B, h, S, S)`:
+            audio segments (queries) over text segments, and text over audio, per layer. The pooling weights (above)
+            are the other attention maps.
     """
 
     loss: torch.FloatTensor | None = None
@@ -98,6 +108,10 @@ class HilbertModelOutput(ModelOutput):
     text_segment_mask: torch.BoolTensor | None = None
     audio_documents: torch.LongTensor | None = None
     text_documents: torch.LongTensor | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    text_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -106,18 +120,22 @@ class HilbertSequenceClassifierOutput(ModelOutput):
 
     Args:
         loss: `()` total L = L_cls + l_dual L_dual + l_cka L_cka + l_mi L_mi + l_moe L_moe (when labels are given).
-        logits: `{task: (B, C_t)}` (binary tasks: `(B, 1)`, a sigmoid logit).
+        logits: one task: a tensor `(B, C)` (binary tasks: `(B, 1)`, a sigmoid logit), so that `logits.argmax(-1)`,
+            plain `Trainer` metrics and `Trainer.predict` work as for any transformers classifier; several tasks:
+            the dict `{task: (B, C_t)}` (a tensor cannot hold tasks with different class counts).
+        task_logits: always the dict `{task: (B, C_t)}`, for code that handles one and several tasks alike.
         classification_loss: `()` L_cls, summed over tasks.  task_losses: `{task: ()}`.
         contrastive_loss, cka_loss, mi_loss, mi_audio_joint, mi_text_joint, temperature, audio_documents,
             text_documents: see `HilbertModelOutput`.
         moe_balance_loss: `()` L_moe, averaged over the task gates.
         audio_embeds, text_embeds, joint_embeds: `(B, d)`.
         gate_weights: `{task: (B, E)}` routing weights of the experts (MoE classifier only).
-        audio_pooling_weights, text_pooling_weights, joint_pooling_weights: see `HilbertModelOutput`.
+        audio_pooling_weights, text_pooling_weights, joint_pooling_weights, audio_hidden_states, text_hidden_states,
+            audio_cross_attentions, text_cross_attentions: see `HilbertModelOutput`.
     """
 
     loss: torch.FloatTensor | None = None
-    logits: dict[str, torch.FloatTensor] | None = None
+    logits: torch.FloatTensor | dict[str, torch.FloatTensor] | None = None
     classification_loss: torch.FloatTensor | None = None
     task_losses: dict[str, torch.FloatTensor] | None = None
     contrastive_loss: torch.FloatTensor | None = None
@@ -136,6 +154,11 @@ class HilbertSequenceClassifierOutput(ModelOutput):
     joint_pooling_weights: torch.FloatTensor | None = None
     audio_documents: torch.LongTensor | None = None
     text_documents: torch.LongTensor | None = None
+    task_logits: dict[str, torch.FloatTensor] | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    text_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------- small blocks
@@ -346,25 +369,139 @@ class HilbertPreTrainedModel(PreTrainedModel):
         full.freeze_encoders()
         return full.to(next(self.parameters()).device)
 
-    # -- convenience for embedding use -----------------------------------------------------------------
-    def _embeddings(self, **inputs) -> HilbertModelOutput:
+    # -- embeddings, as CLIP and sentence-transformers give them ---------------------------------------
+    def _embeddings(self, inputs: dict) -> HilbertModelOutput:
+        """The base model's output on `inputs`, a missing modality filled in as absent (every segment masked)."""
         base = self if isinstance(self, HilbertModel) else self.hilbert
-        return base(**inputs, return_loss=False)
+        inputs = {k: v for k, v in inputs.items() if k not in ("labels", "return_loss", "return_dict")}
+        return base(**_with_missing_modality(self.config, inputs), return_loss=False)
 
-    def get_audio_features(self, **inputs) -> torch.Tensor:
-        """Audio document embeddings z_a `(B, d)` from raw inputs or segment features (see `HilbertModel.forward`)."""
-        return self._embeddings(**inputs).audio_embeds
+    def _document_embedding(self, out: HilbertModelOutput, modality: str, projected: bool) -> torch.Tensor:
+        """z_m `(B, d)` from a base output, or its contrastive-space vector normalize(p_m(z_m)) `(B, projection_dim)`."""
+        if modality not in ("audio", "text", "joint"):
+            raise ValueError(f"modality={modality!r} must be 'audio', 'text' or 'joint'.")
+        embeds = getattr(out, f"{modality}_embeds")
+        if embeds is None:
+            have = "no joint embedding" if modality == "joint" else f"no {modality} stream"
+            raise ValueError(f"This model (modalities={self.config.modalities!r}) has {have}: use modality="
+                             f"{'audio' if self.config.uses_audio else 'text'!r}.")
+        if not projected:
+            return embeds
+        if not self.config.is_multimodal:
+            raise ValueError("projected=True needs a multimodal model: the contrastive projections exist only there.")
+        base = self if isinstance(self, HilbertModel) else self.hilbert
+        return F.normalize(getattr(base, f"{modality}_contrastive_projection")(embeds), dim=-1)
 
-    def get_text_features(self, **inputs) -> torch.Tensor:
-        """Text document embeddings z_t `(B, d)`."""
-        return self._embeddings(**inputs).text_embeds
+    def get_audio_features(self, projected: bool = False, **inputs) -> torch.Tensor:
+        """Audio document embeddings z_a `(B, d)` from raw inputs or segment features (see `HilbertModel.forward`).
 
-    def get_joint_features(self, **inputs) -> torch.Tensor:
-        """Joint document embeddings z_j `(B, d)` (multimodal configs only)."""
-        out = self._embeddings(**inputs)
-        if out.joint_embeds is None:
-            raise ValueError(f"This model is unimodal (modalities={self.config.modalities!r}): it has no joint embedding.")
-        return out.joint_embeds
+        Inputs of one modality are enough: with only audio given, the text is treated as absent (every text
+        segment masked, as for a recording without a transcript); the audio stream then attends to nothing.
+        `projected=True`: the L2-normalised contrastive-space vector normalize(p_a(z_a)) `(B, projection_dim)`, in
+        which the audio, text and joint embeddings of one document were trained to be close (multimodal only).
+        """
+        return self._document_embedding(self._embeddings(inputs), "audio", projected)
+
+    def get_text_features(self, projected: bool = False, **inputs) -> torch.Tensor:
+        """Text document embeddings z_t `(B, d)` (or normalize(p_t(z_t)) with `projected=True`); audio may be absent,
+        as in `get_audio_features`."""
+        return self._document_embedding(self._embeddings(inputs), "text", projected)
+
+    def get_joint_features(self, projected: bool = False, **inputs) -> torch.Tensor:
+        """Joint document embeddings z_j `(B, d)` (or normalize(p_j(z_j)) with `projected=True`); multimodal
+        configs only. A missing modality is treated as absent, as in `get_audio_features`."""
+        return self._document_embedding(self._embeddings(inputs), "joint", projected)
+
+    @torch.no_grad()
+    def encode(
+        self,
+        documents,
+        batch_size: int = 8,
+        normalize_embeddings: bool = False,
+        modality: str = "joint",
+        projected: bool = False,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+        processor=None,
+    ):
+        """Document embeddings for retrieval and clustering, as sentence-transformers' `encode` gives them.
+
+        Args:
+            documents: a list (or one) of
+                - recordings, as the pipeline takes them: `{"audio": path | waveform | {"array", "sampling_rate"},
+                  "sampling_rate"?: int, "transcript": .srt/.vtt/.json path | [{"start", "end", "text", "speaker"?}]}`
+                  (`"segments"` is accepted for `"transcript"`); these need `processor` and a model with its
+                  encoders. The audio is encoded a chunk of segments at a time (`encode_document_in_chunks`).
+                - precomputed features, as a features dataset row or `collate_features` gives them per document:
+                  `audio_features` / `audio_segment_embeds` `(S, D_audio)`, `text_features` /
+                  `text_segment_embeds` `(S, D_text)`, optional `audio_segment_mask`, `text_segment_mask` `(S,)`,
+                  `segment_times` `(S, 2)`. A modality left out is treated as absent.
+            batch_size: documents per head call (each batch is padded to its longest document).
+            normalize_embeddings: L2-normalise each embedding (cosine similarity is then a dot product).
+            modality: "joint" (z_j, multimodal models), "audio" (z_a) or "text" (z_t).
+            projected: the contrastive-space vectors normalize(p_m(z_m)) instead of z_m (multimodal models).
+            show_progress_bar: None: when transformers' logging is at INFO or more verbose.
+            convert_to_numpy: a float32 numpy array; False: a torch tensor on the model's device.
+            processor: the model's `HilbertProcessor`, needed for recordings. A model does not carry its processor:
+                load it from the same folder or repository, `AutoProcessor.from_pretrained(folder)`.
+
+        Returns:
+            `(N, d)` embeddings (`(N, projection_dim)` with `projected=True`), in the order of `documents`.
+        """
+        from transformers.utils.logging import tqdm
+
+        if isinstance(documents, Mapping):
+            documents = [documents]
+        documents = list(documents)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer.")
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        embeddings = []
+        try:
+            for lo in tqdm(range(0, len(documents), batch_size), desc="Encoding", disable=not show_progress_bar):
+                rows = [self._document_features(doc, processor, lo + i) for i, doc in enumerate(documents[lo : lo + batch_size])]
+                out = self._embeddings(_pad_feature_rows(rows, device))
+                embeds = self._document_embedding(out, modality, projected).float()
+                embeddings.append(F.normalize(embeds, dim=-1) if normalize_embeddings else embeds)
+        finally:
+            self.train(was_training)
+        width = self.config.projection_dim if projected else self.config.hidden_size
+        result = torch.cat(embeddings) if embeddings else torch.zeros(0, width, device=device)
+        return result.cpu().numpy() if convert_to_numpy else result
+
+    def _document_features(self, document, processor, index: int) -> dict[str, torch.Tensor]:
+        """One document -> its segment features `{name: (S, ...)}` (forward's names), from features or a recording."""
+        if not isinstance(document, Mapping):
+            raise ValueError(f"document {index} is a {type(document).__name__}: give a dict (a recording with its "
+                             "transcript, or precomputed segment features).")
+        if "audio" not in document:  # precomputed features
+            known = set(FEATURE_ALIASES) | set(_FEATURE_KEYS)
+            if not known & set(document):
+                raise ValueError(f"document {index} has neither 'audio' (a recording) nor segment features "
+                                 f"({sorted(FEATURE_ALIASES)}); its keys are {sorted(document)}.")
+            return {FEATURE_ALIASES.get(k, k): torch.as_tensor(v) for k, v in document.items() if k in known}
+        if processor is None:
+            raise ValueError("Recordings need the model's processor: encode(documents, processor=processor), with "
+                             "processor = AutoProcessor.from_pretrained(<the model's folder or repo>).")
+        unknown = set(document) - {"audio", "sampling_rate", "transcript", "segments"}
+        if unknown:
+            raise ValueError(f"document {index}: unknown keys {sorted(unknown)}; a recording has audio, sampling_rate?, "
+                             "transcript (or segments).")
+        segments = document.get("transcript", document.get("segments"))
+        if isinstance(segments, (str, os.PathLike)):
+            # The reader the processor ships with (no import of it here: the model's files stay the model's own).
+            segments = importlib.import_module(type(processor).__module__).load_transcript(segments)
+        if segments is None:
+            raise ValueError(f"document {index} has no 'transcript': give a .srt/.vtt/.json path or a list of segments.")
+        plan = processor.plan_document({"audio": document["audio"], "sampling_rate": document.get("sampling_rate"),
+                                        "segments": [dict(s) for s in segments]}, index=index)
+        chunks = processor.iter_audio_chunks(plan, self.encoder_batch_size()) if self.config.uses_audio else ()
+        features = self.encode_document_in_chunks(plan.inputs, chunks)
+        return {k: v[0] for k, v in features.items()}
 
     # -- streaming a long recording --------------------------------------------------------------------
     @torch.no_grad()
@@ -610,6 +747,10 @@ class HilbertModel(HilbertPreTrainedModel):
         document_mask: torch.Tensor | None = None,
         return_loss: bool = False,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        audio_features: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
     ) -> HilbertModelOutput | tuple:
         """Document embeddings from raw segment inputs or from precomputed segment features.
 
@@ -630,7 +771,20 @@ class HilbertModel(HilbertPreTrainedModel):
             mates or on how many processes share the batch.
         document_mask: `(B,)` bool, False for rows that must not count (a document that accelerate repeated to fill
             the last batch of an epoch): they are left out of every loss term.
+        output_attentions: also return the cross-attention weights of every layer (`audio_cross_attentions`,
+            `text_cross_attentions`); the pooling weights are always returned. Default: `config.output_attentions`.
+        output_hidden_states: also return the per-layer segment states (`audio_hidden_states`,
+            `text_hidden_states`). Default: `config.output_hidden_states`.
+        audio_features, text_features: the features dataset's column names for `audio_segment_embeds` /
+            `text_segment_embeds` (aliases), so that a plain `Trainer`, which keeps only the dataset columns the
+            forward names, hands them to the collator.
         """
+        audio_segment_embeds = _alias("audio_segment_embeds", audio_segment_embeds, "audio_features", audio_features)
+        text_segment_embeds = _alias("text_segment_embeds", text_segment_embeds, "text_features", text_features)
+        if output_attentions is None:
+            output_attentions = bool(getattr(self.config, "output_attentions", False))
+        if output_hidden_states is None:
+            output_hidden_states = bool(getattr(self.config, "output_hidden_states", False))
         with document_dropout(document_ids, enabled=self.training):
             config = self.config
             audio = text = None
@@ -667,15 +821,32 @@ class HilbertModel(HilbertPreTrainedModel):
             if text is not None:
                 text = self._project(text, text_mask, segment_times, self.text_projection)  # (B, S, d)
 
+            audio_states = [audio] if output_hidden_states and audio is not None else None
+            text_states = [text] if output_hidden_states and text is not None else None
             if config.is_multimodal:
+                audio_attentions, text_attentions = [], []
                 for layer in self.cross_attention:
-                    audio, text = layer(audio, text, audio_mask, text_mask)
+                    if output_attentions:
+                        audio, text, audio_weights, text_weights = layer(audio, text, audio_mask, text_mask, return_weights=True)
+                        audio_attentions.append(audio_weights)
+                        text_attentions.append(text_weights)
+                    else:
+                        audio, text = layer(audio, text, audio_mask, text_mask)
+                    if output_hidden_states:
+                        audio_states.append(audio)
+                        text_states.append(text)
+                if output_attentions:
+                    out.audio_cross_attentions, out.text_cross_attentions = tuple(audio_attentions), tuple(text_attentions)
                 joint, joint_mask = self._fuse(audio, text, audio_mask, text_mask)
                 out.joint_embeds, out.joint_pooling_weights = self.joint_pooling(joint, joint_mask)
             if audio is not None:
                 out.audio_embeds, out.audio_pooling_weights = self.audio_pooling(audio, audio_mask)
             if text is not None:
                 out.text_embeds, out.text_pooling_weights = self.text_pooling(text, text_mask)
+            if audio_states is not None:
+                out.audio_hidden_states = tuple(audio_states)
+            if text_states is not None:
+                out.text_hidden_states = tuple(text_states)
 
             if return_loss and config.is_multimodal:
                 self._representation_losses(out, document_mask)
@@ -700,6 +871,10 @@ class HilbertModel(HilbertPreTrainedModel):
                 f"{name}_segment_mask has shape {tuple(mask.shape)} but {name}_segment_embeds has "
                 f"{tuple(features.shape[:2])} (batch, segments): give one mask entry per segment."
             )
+        if torch.compiler.is_compiling():
+            # The NaN check reads the data (a graph break, an error with fullgraph=True): a compiled head skips it.
+            # Untrusted inputs: run them once through the eager model, which checks them, or check them beforehand.
+            return features
         bad = ~torch.isfinite(features).all(-1)  # (B, S)
         if mask is not None:
             bad &= mask.bool()
@@ -805,6 +980,10 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
         document_mask: torch.Tensor | None = None,
         return_loss: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        audio_features: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
     ) -> HilbertSequenceClassifierOutput | tuple:
         """Classify documents. Inputs as in `HilbertModel.forward`, plus:
 
@@ -813,6 +992,10 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             (tasks may be left out).
         return_loss: compute the loss terms (default: when labels are given).
         document_ids, document_mask: see `HilbertModel.forward`; rows with `document_mask` False count in no loss.
+        output_attentions, output_hidden_states, audio_features, text_features: see `HilbertModel.forward`.
+
+        Returns `logits` as a `(B, C)` tensor for a one-task model and as `{task: (B, C_t)}` for several tasks;
+        `task_logits` is the dict in both cases.
         """
         with document_dropout(document_ids, enabled=self.training):
             config = self.config
@@ -832,11 +1015,16 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
                 document_ids=document_ids,
                 document_mask=document_mask,
                 return_loss=return_loss,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                audio_features=audio_features,
+                text_features=text_features,
             )
             embeddings = [e for e in (base.audio_embeds, base.text_embeds, base.joint_embeds) if e is not None]
             logits, gate_probs, gate_weights = self.classifier(torch.cat(embeddings, dim=-1))
             out = HilbertSequenceClassifierOutput(
-                logits=logits,
+                logits=logits[config.tasks[0]["name"]] if len(config.tasks) == 1 else logits,
+                task_logits=logits,
                 contrastive_loss=base.contrastive_loss,
                 cka_loss=base.cka_loss,
                 mi_loss=base.mi_loss,
@@ -852,6 +1040,10 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
                 joint_pooling_weights=base.joint_pooling_weights,
                 audio_documents=base.audio_documents,
                 text_documents=base.text_documents,
+                audio_hidden_states=base.audio_hidden_states,
+                text_hidden_states=base.text_hidden_states,
+                audio_cross_attentions=base.audio_cross_attentions,
+                text_cross_attentions=base.text_cross_attentions,
             )
             if return_loss:
                 total = base.loss if base.loss is not None else logits[config.tasks[0]["name"]].new_zeros(())
@@ -904,6 +1096,83 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             normaliser = all_reduce_sum(normaliser)
             losses[name] = total * world / normaliser.clamp(min=torch.finfo(total.dtype).tiny)
         return losses
+
+
+# features-dataset column -> forward argument
+FEATURE_ALIASES = {"audio_features": "audio_segment_embeds", "text_features": "text_segment_embeds"}
+_FEATURE_KEYS = ("audio_segment_embeds", "text_segment_embeds", "audio_segment_mask", "text_segment_mask", "segment_times")
+
+
+def _pad_feature_rows(rows: list[dict[str, torch.Tensor]], device) -> dict[str, torch.Tensor]:
+    """Per-document features `{name: (S_b, ...)}` -> a batch `{name: (B, S, ...)}` padded to the longest S.
+
+    Padded segments get mask False (and zeros); a document without a given mask has every segment real, and one
+    without times gets [i, i+1) as in `forward`. A modality missing from every row is left out (absent)."""
+    lengths = []
+    for row in rows:
+        present = [row[k].shape[0] for k in _FEATURE_KEYS if k in row]
+        lengths.append(max(present) if present else 0)
+    slots = max(lengths + [1])
+    batch = {}
+    for modality in ("audio", "text"):
+        name = f"{modality}_segment_embeds"
+        if not any(name in row for row in rows):
+            continue
+        width = next(row[name].shape[-1] for row in rows if name in row)
+        embeds = torch.zeros(len(rows), slots, width, device=device)
+        mask = torch.zeros(len(rows), slots, dtype=torch.bool, device=device)
+        for b, (row, count) in enumerate(zip(rows, lengths)):
+            if name in row:
+                n = row[name].shape[0]
+                embeds[b, :n] = row[name].to(device=device, dtype=torch.float32)
+                given = row.get(f"{modality}_segment_mask")
+                mask[b, :n] = True if given is None else given.to(device=device, dtype=torch.bool)[:n]
+        batch[name], batch[f"{modality}_segment_mask"] = embeds, mask
+    times = torch.arange(slots, device=device, dtype=torch.float32)
+    times = torch.stack([times, times + 1.0], -1).repeat(len(rows), 1, 1)
+    for b, row in enumerate(rows):
+        if "segment_times" in row:
+            given = row["segment_times"].to(device=device, dtype=torch.float32)
+            times[b, : given.shape[0]] = given
+    batch["segment_times"] = times
+    return batch
+
+
+def _with_missing_modality(config: HilbertConfig, inputs: dict) -> dict:
+    """`inputs` with the modality the caller left out filled in as absent: zero features, every segment masked.
+
+    A document without a transcript (or without audio) is legitimate input to HILBERT (the cross-attention then
+    attends to nothing and the pooling skips the masked segments), so this gives the embeddings of the documents
+    as if they had only the given modality."""
+    given = {
+        "audio": any(inputs.get(k) is not None for k in ("input_features", "input_values", "audio_segment_embeds", "audio_features")),
+        "text": any(inputs.get(k) is not None for k in ("input_ids", "text_segment_embeds", "text_features")),
+    }
+    needed = {"audio": config.uses_audio, "text": config.uses_text}
+    if not any(given[m] for m in given if needed[m]):
+        raise ValueError("No inputs: pass audio (input_features / input_values / audio_segment_embeds) or text "
+                         "(input_ids / text_segment_embeds) of the modalities this model uses.")
+    for modality, other in (("audio", "text"), ("text", "audio")):
+        if not needed[modality] or given[modality]:
+            continue
+        reference = next(inputs[k] for k in ("input_features", "input_values", "input_ids", "audio_segment_embeds",
+                                            "audio_features", "text_segment_embeds", "text_features")
+                         if inputs.get(k) is not None)
+        batch, slots = reference.shape[:2]
+        width = encoder_hidden_size(getattr(config, f"{modality}_config"))
+        inputs = dict(inputs)
+        inputs[f"{modality}_segment_embeds"] = torch.zeros(batch, slots, width, device=reference.device)
+        inputs[f"{modality}_segment_mask"] = torch.zeros(batch, slots, dtype=torch.bool, device=reference.device)
+    return inputs
+
+
+def _alias(name: str, value, alias: str, alias_value):
+    """One input given under its name or its features-dataset alias (not both)."""
+    if alias_value is None:
+        return value
+    if value is not None:
+        raise ValueError(f"Give {name} or its alias {alias} (the features dataset's column), not both.")
+    return alias_value
 
 
 def logits_dtype(logits: dict[str, torch.Tensor]) -> torch.dtype:

@@ -26,7 +26,8 @@ input segments sum to 1 -- and the `top_k_segments` largest returned with the in
 processor's policies, or with neither audio nor text) are not listed. The transcript's text is NOT in the output
 unless `return_text=True`: a prediction can be logged or shared without the words that were spoken.
 
-Options, at construction or per call: `top_k_segments` (default 3), `return_text` (default False), `streaming`
+Options, at construction or per call: `top_k` (labels per task, best first; default: every label, as
+`text-classification` with `top_k=None`), `top_k_segments` (default 3), `return_text` (default False), `streaming`
 (default True). Documents are processed one at a time (`batch_size` is ignored): the processor's policies and reports
 are per document anyway.
 
@@ -110,13 +111,17 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         self.model.eval()  # inference: no dropout, whatever mode the given model was in
 
     # ------------------------------------------------------------------------------------------- parameters
-    def _sanitize_parameters(self, top_k_segments=None, return_text=None, streaming=None, **unknown):
+    def _sanitize_parameters(self, top_k_segments=None, return_text=None, streaming=None, top_k=None, **unknown):
         if unknown:
             raise TypeError(
-                f"{type(self).__name__} got unknown options {sorted(unknown)}; it takes top_k_segments, return_text "
-                "and streaming."
+                f"{type(self).__name__} got unknown options {sorted(unknown)}; it takes top_k, top_k_segments, "
+                "return_text and streaming."
             )
         preprocess, postprocess = {}, {}
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+                raise ValueError(f"top_k={top_k!r} must be a positive integer (labels per task; None: every label).")
+            postprocess["top_k"] = top_k
         if streaming is not None:
             if not isinstance(streaming, bool):
                 raise ValueError(f"streaming={streaming!r} must be True or False.")
@@ -187,10 +192,11 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         modalities = self.model.config.modalities
         weights = {"both": out.joint_pooling_weights, "audio": out.audio_pooling_weights, "text": out.text_pooling_weights}[modalities]
         slots = model_inputs["segment_times"].shape[1]
-        return {"logits": {name: logits[0] for name, logits in out.logits.items()}, "pooling_weights": weights[0],
+        return {"logits": {name: logits[0] for name, logits in out.task_logits.items()}, "pooling_weights": weights[0],
                 "slots": slots, "report": inputs["report"], "segments": inputs["segments"]}
 
-    def postprocess(self, outputs: dict[str, Any], top_k_segments: int = DEFAULT_TOP_K_SEGMENTS, return_text: bool = False) -> dict:
+    def postprocess(self, outputs: dict[str, Any], top_k_segments: int = DEFAULT_TOP_K_SEGMENTS, return_text: bool = False,
+                    top_k: int | None = None) -> dict:
         config = self.model.config
         predictions = {}
         for task in config.tasks:
@@ -204,7 +210,7 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             else:  # multilabel: each label on its own
                 scores = torch.sigmoid(logits).tolist()
             ranked = sorted(zip(labels, scores), key=lambda item: -item[1])
-            predictions[task["name"]] = [{"label": label, "score": float(score)} for label, score in ranked]
+            predictions[task["name"]] = [{"label": label, "score": float(score)} for label, score in ranked[:top_k]]
         return {"predictions": predictions,
                 "top_segments": self._top_segments(outputs, top_k_segments, return_text)}
 

@@ -75,7 +75,7 @@ from transformers.utils import logging
 
 from .configuration_hilbert import AUDIO_MODES
 from .audio_hilbert import decode_audio, read_audio, resample
-from .transcripts_hilbert import load_transcript, speaker_names
+from .transcripts_hilbert import TRANSCRIPT_EXTENSIONS, load_transcript, speaker_names
 
 logger = logging.get_logger(__name__)
 
@@ -230,6 +230,7 @@ class HilbertProcessor(ProcessorMixin):
         audio=None,
         segments: list[dict] | None = None,
         sampling_rate: int | None = None,
+        text=None,
         return_report: bool = False,
         return_tensors: str = "pt",
     ) -> BatchFeature | tuple[BatchFeature, list[dict]]:
@@ -242,9 +243,18 @@ class HilbertProcessor(ProcessorMixin):
                 (`datasets.Audio(decode=False)`), the decoded value of a `datasets.Audio()` column (torchcodec
                 `AudioDecoder`), or a file path / bytes (see the module docstring). A source that carries its
                 rate takes `sampling_rate` only if it agrees.
-            audio, segments, sampling_rate: keyword form for a single document (instead of `documents`).
+            audio, segments, sampling_rate: keyword form (instead of `documents`), as transformers processors take
+                it: one document, or a batch when `audio` is a list of recordings and `segments` / `text` a list
+                of as many transcripts.
+            text: the transcript in the keyword form, instead of `segments`: a list of segments, a transcript file
+                (a path, or a string naming an existing file or ending in one of `TRANSCRIPT_EXTENSIONS`), or a
+                bare string without times. A bare string becomes ONE segment spanning the whole recording (then
+                split into pieces of at most `max_segment_seconds` with its words spread evenly over them), with a
+                warning: HILBERT is built on timestamped segments, and without times the text-audio alignment is
+                only approximate.
             return_report: also return the per-document report of what the policies did.
-            return_tensors: "pt" (the only format: the outputs are torch tensors).
+            return_tensors: "pt" (torch tensors, what the model takes) or "np" (numpy arrays, e.g. for
+                `datasets.map`).
 
         Returns:
             `BatchFeature` with exactly the keys `HilbertModel.forward` takes; with `return_report=True`, the tuple
@@ -256,9 +266,9 @@ class HilbertProcessor(ProcessorMixin):
             `overlapping_segments, unordered_segments` (input segments that overlap an earlier one / start before
             the previous one; both are processed as given).
         """
-        if return_tensors not in ("pt", None):
-            raise ValueError(f"return_tensors={return_tensors!r}: HilbertProcessor returns torch tensors ('pt') only.")
-        docs = self._documents(documents, audio, segments, sampling_rate)
+        if return_tensors not in ("pt", "np", None):
+            raise ValueError(f"return_tensors={return_tensors!r} must be 'pt' (torch) or 'np' (numpy).")
+        docs = self._documents(documents, audio, segments, sampling_rate, text)
         target_rate = self.feature_extractor.sampling_rate
         plans, reports = [], []
         for i, doc in enumerate(docs):
@@ -278,6 +288,8 @@ class HilbertProcessor(ProcessorMixin):
             report["segments_out"] = len(plans[b][1])
             report["segment_sources"] = [p["source"] for p in plans[b][1]]
             report["audio_seconds_covered"] = sum(p["audio_end"] - p["audio_start"] for p in plans[b][1]) / target_rate
+        if return_tensors == "np":
+            data = {k: v.numpy() for k, v in data.items()}
         out = BatchFeature(data, tensor_type=return_tensors)
         if return_report:
             return out, reports
@@ -325,6 +337,14 @@ class HilbertProcessor(ProcessorMixin):
         applied; the per-document steps of `__call__`, in the same order, so that the reports are identical)."""
         target_rate = self.feature_extractor.sampling_rate
         waveform, rate = decode_audio(doc["audio"], doc.get("sampling_rate"), where=_where(index))
+        if doc.get("segments") is None:  # a bare transcript without times (`text=`): one segment over the recording
+            logger.warning(
+                f"HilbertProcessor, {_where(index)}: the text has no timestamps; it is taken as one segment spanning the "
+                f"whole recording ({waveform.shape[-1] / rate:.1f} s), split into pieces of at most "
+                f"{self.max_segment_seconds:g} s with its words spread evenly. Give timestamped segments (or an "
+                ".srt/.vtt/.json transcript) to align text and audio."
+            )
+            doc = {**doc, "segments": [{"start": 0.0, "end": waveform.shape[-1] / rate, "text": doc["text"]}]}
         report = _new_report(len(doc["segments"]), waveform.shape[-1] / rate)
         if rate != target_rate:
             waveform = resample(waveform, rate, target_rate)
@@ -360,14 +380,20 @@ class HilbertProcessor(ProcessorMixin):
             yield chunk, BatchFeature(inputs, tensor_type="pt")
 
     # ---------------------------------------------------------------------------------------------- inputs
-    def _documents(self, documents, audio, segments, sampling_rate) -> list[Mapping]:
-        keyword = audio is not None or segments is not None or sampling_rate is not None
+    def _documents(self, documents, audio, segments, sampling_rate, text=None) -> list[Mapping]:
+        keyword = audio is not None or segments is not None or sampling_rate is not None or text is not None
         if documents is not None and keyword:
             raise ValueError("Give either `documents` or the keyword form (audio=..., segments=..., sampling_rate=...), not both.")
         if documents is None:
             if audio is None:
                 raise ValueError("No input: pass a document dict, a list of them, or audio=..., segments=..., sampling_rate=....")
-            documents = {"audio": audio, "segments": segments, "sampling_rate": sampling_rate}
+            if segments is not None and text is not None:
+                raise ValueError("Give the transcript once: segments=... or text=..., not both.")
+            transcripts = segments if segments is not None else text
+            if _is_batch(audio, transcripts):
+                documents = [_keyword_document(a, t, sampling_rate) for a, t in zip(audio, transcripts)]
+            else:
+                documents = _keyword_document(audio, transcripts, sampling_rate)
         if isinstance(documents, Mapping):
             column = documents.get("segments")
             if isinstance(column, list) and column and all(isinstance(s, list) for s in column):
@@ -387,6 +413,8 @@ class HilbertProcessor(ProcessorMixin):
             if "audio" not in doc or doc["audio"] is None:
                 raise ValueError(f"{_where(i)} has no 'audio': give its waveform.")
             segs = doc.get("segments")
+            if segs is None and isinstance(doc.get("text"), str):  # a bare transcript: one segment, made once decoded
+                continue
             if not isinstance(segs, (list, tuple)) or not all(isinstance(s, Mapping) for s in segs):
                 hint = " (a dict of lists? give one dict per segment)" if isinstance(segs, Mapping) else ""
                 raise ValueError(
@@ -588,6 +616,35 @@ class HilbertDocumentPlan:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def _is_transcript_file(text) -> bool:
+    if isinstance(text, Path):
+        return True
+    if not isinstance(text, str) or "\n" in text or len(text) > 4096:
+        return False
+    return text.lower().endswith(tuple(e.lower() for e in TRANSCRIPT_EXTENSIONS)) or Path(text).is_file()
+
+
+def _keyword_document(audio, transcript, sampling_rate) -> dict:
+    """The keyword form's document: `transcript` a list of segments, a transcript file, or a bare string."""
+    if transcript is None:
+        raise ValueError("No transcript: pass segments=[{start, end, text}, ...] or text=... (a transcript file or a string).")
+    if _is_transcript_file(transcript):
+        return {"audio": audio, "sampling_rate": sampling_rate, "segments": [dict(s) for s in load_transcript(transcript)]}
+    if isinstance(transcript, str):
+        return {"audio": audio, "sampling_rate": sampling_rate, "text": transcript}
+    return {"audio": audio, "sampling_rate": sampling_rate, "segments": transcript}
+
+
+def _is_batch(audio, transcripts) -> bool:
+    """Keyword form with a batch: a list of recordings (not one waveform given as a list of numbers) and a list of
+    as many transcripts (each a string, a path or a list of segments)."""
+    if not isinstance(audio, (list, tuple)) or not audio or isinstance(audio[0], numbers.Number):
+        return False
+    if not isinstance(transcripts, (list, tuple)) or len(transcripts) != len(audio):
+        return False
+    return all(isinstance(t, (str, Path, list, tuple)) for t in transcripts)
+
+
 def _new_report(segments_in: int, audio_seconds: float) -> dict[str, Any]:
     return {
         "segments_in": segments_in,

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
         inputs, report = processor([document], return_report=True)
         with torch.no_grad():
             out = model(**inputs)
-        probs = torch.softmax(out.logits[task["name"]][0], -1)
+        probs = torch.softmax(out.task_logits[task["name"]][0], -1)
         best = int(probs.argmax())
         weights = out.joint_pooling_weights[0].mean(0)  # (S,): mean over pooling heads
         top = weights.topk(min(3, int(inputs["audio_segment_mask"].sum()))).indices.tolist()

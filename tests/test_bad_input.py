@@ -367,7 +367,7 @@ def test_unordered_segments_processor_keeps_order_reports_and_the_model_does_not
     order = torch.tensor([3, 0, 4, 1, 2])
     shuffled = {k: v[:, order] for k, v in features.items()}
     with torch.no_grad():
-        a, b = model(**features).logits["label"], model(**shuffled).logits["label"]
+        a, b = model(**features).task_logits["label"], model(**shuffled).task_logits["label"]
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -508,7 +508,7 @@ def test_features_nan_in_padded_segments_is_ignored():
     clean = {k: v.clone() for k, v in batch.items()}
     clean["audio_segment_embeds"][1, 3] = 0.0
     with torch.no_grad():
-        a, b = model(**batch).logits["label"], model(**clean).logits["label"]
+        a, b = model(**batch).task_logits["label"], model(**clean).task_logits["label"]
     assert torch.isfinite(a).all() and torch.equal(a, b)
 
 
@@ -627,6 +627,6 @@ def test_ten_thousand_segments_processor_and_head(tokenizer):
     with torch.no_grad():
         out = model(**features)
     elapsed = time.perf_counter() - start
-    assert torch.isfinite(out.logits["label"]).all() and out.joint_pooling_weights.shape == (1, 2, n)
+    assert torch.isfinite(out.task_logits["label"]).all() and out.joint_pooling_weights.shape == (1, 2, n)
     torch.testing.assert_close(out.joint_pooling_weights.sum(-1), torch.ones(1, 2))  # a distribution over 10,000
     assert elapsed < 90, f"10,000 segments took {elapsed:.0f} s"

@@ -96,7 +96,7 @@ def test_head_stays_float32_and_trains_with_bfloat16_encoders():
     inputs = raw_inputs(config)
     labels = torch.tensor([0, 2, 1])
     with torch.no_grad():
-        expected = reference(**inputs).logits["label"]
+        expected = reference(**inputs).task_logits["label"]
     model.train()  # the encoders stay in eval mode; dropout is 0 in the tiny config
     out = model(**inputs, labels=labels)
     out.loss.backward()
@@ -107,9 +107,9 @@ def test_head_stays_float32_and_trains_with_bfloat16_encoders():
     assert all(p.dtype == torch.float32 and p.requires_grad for _, p in head)
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for _, p in head)
     assert all(p.dtype == torch.bfloat16 and not p.requires_grad and p.grad is None for p in encoders)
-    assert out.loss.dtype == out.logits["label"].dtype == out.joint_embeds.dtype == torch.float32
+    assert out.loss.dtype == out.task_logits["label"].dtype == out.joint_embeds.dtype == torch.float32
     assert torch.isfinite(out.loss)
-    logits = out.logits["label"].detach()
+    logits = out.task_logits["label"].detach()
     assert float(expected.abs().max()) > 0.1
     torch.testing.assert_close(logits, expected, rtol=0.05, atol=0.02 * float(expected.abs().max()))
 
@@ -133,14 +133,14 @@ def test_float16_encoders_on_cuda(audio, text, mode):
     inputs = raw_inputs(model.config)
     with torch.no_grad():
         ref = segment_features(model.hilbert, inputs)
-        ref_logits = model(**inputs).logits["label"]
+        ref_logits = model(**inputs).task_logits["label"]
     model.cuda()
     for encoder in model.frozen_encoders():
         encoder.half()
     cuda_inputs = {k: v.cuda() for k, v in inputs.items()}
     with torch.no_grad():
         got = [t.cpu() for t in segment_features(model.hilbert, cuda_inputs)]
-        logits = model(**cuda_inputs).logits["label"].cpu()
+        logits = model(**cuda_inputs).task_logits["label"].cpu()
     assert got[0].dtype == got[1].dtype == logits.dtype == torch.float32
     assert min_cosine(got[0], ref[0], ref[2]) >= 0.99 and min_cosine(got[1], ref[1], ref[3]) >= 0.99
     assert next(model.hilbert.audio_projection.parameters()).dtype == torch.float32

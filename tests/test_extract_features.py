@@ -156,7 +156,7 @@ def raw_path(encoders, dataset_dir, ids, audio_mode="exact"):
         audio_key = {"input_features": raw["input_features"], "audio_attention_mask": raw["audio_attention_mask"]}
         audio, _ = model.hilbert.get_audio_segment_features(**audio_key, audio_segment_mask=raw["audio_segment_mask"])
         text, _ = model.hilbert.get_text_segment_features(raw["input_ids"], raw["attention_mask"], raw["text_segment_mask"])
-        logits = model(**raw).logits["label"]
+        logits = model(**raw).task_logits["label"]
     return model, raw, audio, text, logits
 
 
@@ -174,7 +174,7 @@ def test_features_equal_the_model_raw_path_and_give_the_same_logits(request, enc
     torch.testing.assert_close(batch["text_segment_embeds"], text, rtol=2**-10, atol=1e-5)
     with torch.no_grad():
         got = model(**batch)
-    torch.testing.assert_close(got.logits["label"], expected, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(got.task_logits["label"], expected, rtol=1e-3, atol=1e-3)
     assert got.loss is not None and torch.isfinite(got.loss)
 
 

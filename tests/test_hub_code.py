@@ -65,7 +65,7 @@ def test_save_then_load_in_a_fresh_process_gives_identical_outputs(tmp_path):
         with torch.no_grad():
             out = classifier(**inputs)
             joint = base(**inputs).joint_embeds
-        torch.save({{"logits": out.logits, "joint": joint, "module": type(classifier).__module__}}, "outputs.pt")
+        torch.save({{"logits": out.task_logits, "joint": joint, "module": type(classifier).__module__}}, "outputs.pt")
         """
     )
     child = run_child(script, tmp_path)
@@ -73,7 +73,7 @@ def test_save_then_load_in_a_fresh_process_gives_identical_outputs(tmp_path):
     got = torch.load(tmp_path / "outputs.pt", weights_only=True)
     assert got["module"].startswith("transformers_modules.")  # loaded as remote code, not from this package
     for task in ("label", "flag"):
-        torch.testing.assert_close(got["logits"][task], expected.logits[task], rtol=0, atol=0)
+        torch.testing.assert_close(got["logits"][task], expected.task_logits[task], rtol=0, atol=0)
     torch.testing.assert_close(got["joint"], expected.joint_embeds, rtol=0, atol=0)
     saved = json.loads((folder / "config.json").read_text())
     assert set(saved["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}

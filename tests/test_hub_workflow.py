@@ -123,7 +123,7 @@ def published(hub_env, tmp_path_factory):
         def predict():
             with torch.no_grad():
                 out = model(**inputs)
-            return {{"logits": out.logits, "joint": out.joint_embeds, "pooling": out.joint_pooling_weights}}
+            return {{"logits": out.task_logits, "joint": out.joint_embeds, "pooling": out.joint_pooling_weights}}
 
         repo = "tester/" + default_repo_name(model.config)
         model.push_to_hub(repo)
@@ -158,7 +158,7 @@ def published(hub_env, tmp_path_factory):
                 out = classifier(**inputs)
                 joint = base(**inputs).joint_embeds
             results[revision or "main"] = {{
-                "logits": out.logits, "joint": joint, "inputs": dict(inputs),
+                "logits": out.task_logits, "joint": joint, "inputs": dict(inputs),
                 "modules": [type(x).__module__ for x in (config, classifier, base, processor)],
                 "tasks": config.task_names}}
         torch.save(results, "loaded.pt")
@@ -390,7 +390,7 @@ def test_multilabel_scores_are_independent_sigmoids(encoders):
     wave = waveform()
     out, _ = model_outputs(model, processor, SEGMENTS, wave)
     scores = {e["label"]: e["score"] for e in pipe(audio=wave, sampling_rate=16000, transcript=SEGMENTS)["predictions"]["symptoms"]}
-    expected = torch.sigmoid(out.logits["symptoms"][0]).tolist()
+    expected = torch.sigmoid(out.task_logits["symptoms"][0]).tolist()
     assert scores == pytest.approx(dict(zip(tasks[0]["labels"], expected)), abs=1e-6)
 
 

@@ -41,7 +41,7 @@ def test_raw_path_equals_precomputed_features_path(audio, text):
         )
     # the padded segment (document 1, last) is detected from its all-zero frame/token mask
     assert not audio_mask[1, -1] and not text_mask[1, -1] and audio_mask.sum() == audio_mask.numel() - 1
-    assert_close(raw_out.logits["label"], feat_out.logits["label"], atol=0)
+    assert_close(raw_out.task_logits["label"], feat_out.task_logits["label"], atol=0)
     for key in ("audio_embeds", "text_embeds", "joint_embeds"):
         assert_close(raw_out[key], feat_out[key], atol=0)
 
@@ -80,7 +80,7 @@ def test_padded_segments_never_change_the_output_raw_path():
         for key, shape in (("audio_attention_mask", (2, 2, WHISPER_FULL)), ("attention_mask", (2, 2, 7))):
             padded[key] = torch.cat([inputs[key], torch.zeros(shape, dtype=torch.long)], dim=1)
         out = model(**padded)
-    assert_close(out.logits["label"], reference.logits["label"])
+    assert_close(out.task_logits["label"], reference.task_logits["label"])
     assert_close(out.joint_embeds, reference.joint_embeds)
     assert torch.all(out.joint_pooling_weights[:, :, -2:] == 0)
 
@@ -100,8 +100,8 @@ def test_padded_segments_never_change_the_output_feature_path_even_nan():
         for key in ("audio_segment_mask", "text_segment_mask"):
             padded[key] = torch.cat([feats[key], torch.zeros(3, 3, dtype=torch.bool)], 1)
         out = model(**padded)
-    assert torch.isfinite(out.logits["label"]).all()
-    assert_close(out.logits["label"], reference.logits["label"])
+    assert torch.isfinite(out.task_logits["label"]).all()
+    assert_close(out.task_logits["label"], reference.task_logits["label"])
 
 
 def test_omitted_masks_mean_every_segment_is_real():
@@ -115,7 +115,7 @@ def test_omitted_masks_mean_every_segment_is_real():
             audio_segment_mask=torch.ones(4, 5, dtype=torch.bool), text_segment_mask=torch.ones(4, 5, dtype=torch.bool),
             segment_times=torch.stack([torch.arange(5.0), torch.arange(5.0) + 1], -1).expand(4, 5, 2),
         )
-    assert_close(implicit.logits["label"], explicit.logits["label"], atol=0)
+    assert_close(implicit.task_logits["label"], explicit.task_logits["label"], atol=0)
 
 
 def test_whisper_fast_mode_features_do_not_depend_on_batch_companions():
@@ -182,7 +182,7 @@ def test_document_without_any_text_gives_finite_output():
     feats["text_segment_mask"] = torch.tensor([[True, True, True], [False, False, False]])
     with torch.no_grad():
         out = model(**feats)
-    assert torch.isfinite(out.logits["label"]).all() and torch.isfinite(out.joint_embeds).all()
+    assert torch.isfinite(out.task_logits["label"]).all() and torch.isfinite(out.joint_embeds).all()
     assert torch.all(out.text_pooling_weights[1] == 0)
 
 
@@ -233,7 +233,7 @@ def test_total_loss_is_the_weighted_sum_of_its_terms_and_terms_match_formulas():
     expected = out.classification_loss + 0.7 * out.contrastive_loss + 0.3 * out.cka_loss + 0.2 * out.mi_loss + 0.05 * out.moe_balance_loss
     assert_close(out.loss, expected, atol=1e-6)
     # classification: plain cross-entropy (no class weights in this config)
-    assert_close(out.classification_loss, F.cross_entropy(out.logits["label"], labels), atol=1e-6)
+    assert_close(out.classification_loss, F.cross_entropy(out.task_logits["label"], labels), atol=1e-6)
     # contrastive terms recomputed from the returned embeddings and the model's projection heads
     base = model.hilbert
     scale = base.logit_scale.exp()
@@ -337,9 +337,9 @@ def test_class_weights_and_focal_gamma_from_the_config_are_used():
     model = build(config)
     feats, labels = feature_inputs(config), torch.tensor([0, 1, 2, 2])
     out = model(**feats, labels=labels)
-    assert_close(out.classification_loss, F.cross_entropy(out.logits["label"], labels, weight=torch.tensor([1.0, 2.0, 5.0])), atol=1e-6)
+    assert_close(out.classification_loss, F.cross_entropy(out.task_logits["label"], labels, weight=torch.tensor([1.0, 2.0, 5.0])), atol=1e-6)
     focal = build(hilbert_config(focal_gamma=2.0))(**feats, labels=labels)
-    logp = F.log_softmax(focal.logits["label"], -1)[torch.arange(4), labels]
+    logp = F.log_softmax(focal.task_logits["label"], -1)[torch.arange(4), labels]
     assert_close(focal.classification_loss, -((1 - logp.exp()) ** 2 * logp).mean(), atol=1e-6)
 
 
@@ -434,9 +434,9 @@ def test_multi_task_heterogeneous_label_regimes():
     assert {k: tuple(v.shape) for k, v in out.logits.items()} == {"diagnosis": (4, 3), "risk": (4, 1), "symptoms": (4, 2)}
     assert set(out.gate_weights) == set(labels)
     expected = (
-        F.cross_entropy(out.logits["diagnosis"][:3], labels["diagnosis"][:3])
-        + F.binary_cross_entropy_with_logits(out.logits["risk"][:, 0], labels["risk"].float(), pos_weight=torch.tensor(3.0))
-        + F.binary_cross_entropy_with_logits(out.logits["symptoms"], labels["symptoms"].float())
+        F.cross_entropy(out.task_logits["diagnosis"][:3], labels["diagnosis"][:3])
+        + F.binary_cross_entropy_with_logits(out.task_logits["risk"][:, 0], labels["risk"].float(), pos_weight=torch.tensor(3.0))
+        + F.binary_cross_entropy_with_logits(out.task_logits["symptoms"], labels["symptoms"].float())
     )
     assert_close(out.classification_loss, expected, atol=1e-6)
     # tasks may be left out of the labels
@@ -493,7 +493,7 @@ def test_unimodal_baselines(modality):
     # a unimodal model ignores the other modality's inputs entirely
     feats = feature_inputs(config)
     feats[f"{other}_segment_embeds"] = torch.full_like(feats[f"{other}_segment_embeds"], float("nan"))
-    assert torch.isfinite(model(**feats).logits["label"]).all()
+    assert torch.isfinite(model(**feats).task_logits["label"]).all()
 
 
 def test_concat_fusion_has_no_cross_attention_and_differs():
@@ -514,7 +514,7 @@ def test_mlp_classifier_has_no_gates():
     config = hilbert_config(classifier="mlp")
     out = build(config)(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
     assert out.gate_weights is None and out.moe_balance_loss is None
-    assert out.logits["label"].shape == (4, 3)
+    assert out.task_logits["label"].shape == (4, 3)
 
 
 def test_concat_sequence_joint_pools_over_both_streams():
@@ -628,7 +628,7 @@ def test_head_only_model_trains_on_features_and_attaches_encoders(tmp_path):
     full = head.attach_encoders(full_template.hilbert.audio_encoder, full_template.hilbert.text_encoder)
     assert full.config.with_encoders and not head.config.with_encoders
     with torch.no_grad():
-        assert_close(full(**feats).logits["label"], head(**feats).logits["label"], atol=0)
+        assert_close(full(**feats).task_logits["label"], head(**feats).task_logits["label"], atol=0)
     assert all(not p.requires_grad for p in full.hilbert.audio_encoder.parameters())
     # a head-only checkpoint is small and loads without encoders
     head.save_pretrained(tmp_path)

@@ -377,7 +377,7 @@ base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
 processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
 inputs = processor([processor.load_document(audio, transcript)])
 with torch.no_grad():
-    logits = model(**inputs).logits["label"]
+    logits = model(**inputs).task_logits["label"]
     joint = base(**inputs).joint_embeds
 pipe = pipeline("hilbert-document-classification", model=folder, trust_remote_code=True, device=-1)
 result = pipe({"audio": audio, "transcript": transcript}, return_text=True)

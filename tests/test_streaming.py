@@ -141,8 +141,8 @@ def test_streaming_gives_the_all_at_once_report_inputs_and_features(tokenizer, a
 
     with torch.no_grad():
         got, expected = model(**streamed), model(**batch)
-    for task in expected.logits:
-        torch.testing.assert_close(got.logits[task], expected.logits[task], rtol=0, atol=1e-6)
+    for task in expected.task_logits:
+        torch.testing.assert_close(got.task_logits[task], expected.task_logits[task], rtol=0, atol=1e-6)
     torch.testing.assert_close(got.joint_pooling_weights, expected.joint_pooling_weights, rtol=0, atol=1e-6)
 
 

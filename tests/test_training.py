@@ -324,7 +324,7 @@ def test_train_py_end_to_end_from_raw_audio_and_transcripts(encoders, tmp_path):
     document = {"audio": np.zeros(16000 * 2, dtype=np.float32) + 0.1, "sampling_rate": 16000,
                 "segments": [{"start": 0.0, "end": 0.9, "text": "calm and steady"}]}
     with torch.no_grad():
-        logits = model(**processor([document], return_tensors="pt")).logits["label"]
+        logits = model(**processor([document], return_tensors="pt")).task_logits["label"]
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
 
 

@@ -87,7 +87,8 @@ class FeaturesCollator:
             batch = collate_features(rows, labels=next(iter(self.label_columns)))
         else:
             batch = collate_features(rows, labels={task: column for column, task in self.label_columns.items()})
-        batch["document_ids"] = document_ids(rows)
+        if all("id" in row for row in rows):  # a plain Trainer drops the `id` column (no forward argument names it)
+            batch["document_ids"] = document_ids(rows)
         return batch
 
 

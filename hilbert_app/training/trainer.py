@@ -213,7 +213,7 @@ class HilbertTrainer(Trainer):
         loss = outputs.loss.detach() if outputs.loss is not None else None
         if prediction_loss_only:
             return loss, None, None
-        logits = {task: value.detach() for task, value in outputs.logits.items()}
+        logits = {task: value.detach() for task, value in outputs.task_logits.items()}  # every task, one or several
         return loss, logits, labels
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
