@@ -234,7 +234,8 @@ def test_model_card_metadata_carries_encoders_tags_and_cross_validated_results()
     card = render_model_card(repo_id="org/hilbert-whisper-bert", config=config, summary=summary, num_runs=2,
                              protocol="2-fold grouped stratified CV x 1 seed(s)", num_documents=40, dataset="org/interviews")
     meta = card_metadata(card)
-    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "audio-classification"
+    assert meta["library_name"] == "transformers" and "pipeline_tag" not in meta  # no Hub pipeline matches
+    assert "hilbert-document-classification" in meta["tags"]  # the custom pipeline, by name
     assert {"custom_code", "audio-text"} <= set(meta["tags"])
     assert meta["base_model"] == ["openai/whisper-tiny.en", "org/some-bert"]
     assert meta["datasets"] == ["org/interviews"]

@@ -1,7 +1,8 @@
 """Render the model card (README.md of a model repository) from `model_cards/model_card_template.md`.
 
 The YAML header carries what the Hub indexes: `library_name`, `base_model` (both encoders), `datasets`, `tags`
-(`custom_code`, `audio-text`, ...), `pipeline_tag` and the cross-validated results as `model-index`.
+(`custom_code`, `audio-text`, `hilbert-document-classification`, ...) and the cross-validated results as
+`model-index` (no `pipeline_tag`: no built-in Hub pipeline matches; see `card_metadata`).
 """
 
 from __future__ import annotations
@@ -62,8 +63,11 @@ def render_model_card(
     base_models = [m for m in (hub_base_model(s) for s in sources.values()) if m]
     metadata = {
         "library_name": "transformers",
-        "pipeline_tag": "audio-classification",
-        "tags": ["custom_code", "audio-text", "hilbert", "multimodal", "long-audio", "document-classification"],
+        # No `pipeline_tag`: the Hub's tags name its built-in pipelines, and none takes a recording with its
+        # transcript (audio-classification takes audio alone, and its widget would fail on this model). The custom
+        # pipeline is named in the tags and in config.json's `custom_pipelines`.
+        "tags": ["custom_code", "audio-text", "hilbert", "multimodal", "long-audio", "document-classification",
+                 "hilbert-document-classification"],
         "license": "apache-2.0",
     }
     if base_models:
