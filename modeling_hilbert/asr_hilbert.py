@@ -37,7 +37,7 @@ import torch
 
 from .audio_hilbert import decode_audio, resample
 
-__all__ = ["WhisperTranscriber", "load_transcriber", "ASR_TASKS"]
+__all__ = ["ASR_TASKS", "WhisperTranscriber", "load_transcriber", "normalize_words", "word_error_rate"]
 
 ASR_TASKS = ("transcribe", "translate")
 DEFAULT_BLOCK_SECONDS = 600.0
@@ -212,3 +212,37 @@ def load_transcriber(asr_model, **options) -> WhisperTranscriber:
         f"asr_model must be a Whisper model id or folder, a loaded WhisperForConditionalGeneration or a "
         f"WhisperTranscriber; got {type(asr_model).__name__}."
     )
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+# Written-out forms of the abbreviations Whisper prints (references such as LibriSpeech's spell them out).
+_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint"}
+
+
+def normalize_words(text: str) -> list[str]:
+    """Lower-case words for scoring: hyphens and other punctuation become spaces (an apostrophe inside a word is
+    kept), `mr`/`mrs`/`dr`/`st` are spelt out, `<s>`-style tags are dropped."""
+    import re
+
+    text = re.sub(r"<[^>]*>", " ", text.lower())
+    text = re.sub(r"[^\w' ]+", " ", text.replace("_", " "))
+    words = [w.strip("'") for w in text.split()]
+    return [_ABBREVIATIONS.get(w, w) for w in words if w]
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """WER = (substitutions + deletions + insertions) / reference words, on `normalize_words` of both.
+
+    The minimum edit distance between the two word sequences (Levenshtein, one row at a time). An empty reference
+    gives 0.0 for an empty hypothesis and inf otherwise.
+    """
+    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    if not ref:
+        return 0.0 if not hyp else math.inf
+    previous = list(range(len(hyp) + 1))  # distance from ref[:0] to hyp[:j]
+    for i, r in enumerate(ref, start=1):
+        current = [i]
+        for j, h in enumerate(hyp, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
+        previous = current
+    return previous[-1] / len(ref)
