@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import soundfile as sf
+import torch
 
-from hilbert_app.encoders import encoder_revision, resolve_encoder  # noqa: E402
-from modeling_hilbert.asr_hilbert import WhisperTranscriber, normalize_words, word_error_rate  # noqa: E402
+from hilbert_app.encoders import encoder_revision, resolve_encoder
+from modeling_hilbert.asr_hilbert import WhisperTranscriber, normalize_words, word_error_rate
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 

@@ -56,7 +56,7 @@ def test_word_error_rate_of_empty_reference_with_words_is_infinite():
 def _distance(a: tuple, b: tuple) -> int:
     """Independent edit distance: the textbook recursion, memoised."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def d(i: int, j: int) -> int:
         if i == 0 or j == 0:
             return i + j
@@ -120,7 +120,7 @@ def test_long_recordings_go_in_blocks_resuming_at_the_last_complete_segment():
 
 
 # ------------------------------------------------------------------------------------------------ real speech
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _offline(name: str) -> str:
     from hilbert_app.encoders import resolve_encoder
 
