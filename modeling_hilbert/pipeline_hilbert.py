@@ -111,17 +111,22 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         self.model.eval()  # inference: no dropout, whatever mode the given model was in
 
     # ------------------------------------------------------------------------------------------- parameters
-    def _sanitize_parameters(self, top_k_segments=None, return_text=None, streaming=None, top_k=None, **unknown):
+    def _sanitize_parameters(self, top_k_segments=None, return_text=None, streaming=None, top_k=None, asr_model=None,
+                             **unknown):
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unknown options {sorted(unknown)}; it takes top_k, top_k_segments, "
-                "return_text and streaming."
+                "return_text, streaming and asr_model."
             )
         preprocess, postprocess = {}, {}
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
                 raise ValueError(f"top_k={top_k!r} must be a positive integer (labels per task; None: every label).")
             postprocess["top_k"] = top_k
+        if asr_model is not None:
+            from .asr_hilbert import load_transcriber
+
+            preprocess["asr_model"] = load_transcriber(asr_model)  # loaded once, here, not per document
         if streaming is not None:
             if not isinstance(streaming, bool):
                 raise ValueError(f"streaming={streaming!r} must be True or False.")
@@ -143,7 +148,7 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         transcript = transcript if transcript is not None else segments
         keyword = audio is not None or sampling_rate is not None or transcript is not None
         if inputs is None:
-            if audio is None or transcript is None:
+            if audio is None:
                 raise ValueError("No document: pass {'audio': ..., 'transcript': ...}, a list of them, or audio=..., transcript=....")
             inputs = {"audio": audio, "sampling_rate": sampling_rate, "transcript": transcript}
         elif keyword:
@@ -166,8 +171,8 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         self.processor.save_pretrained(save_directory)
 
     # ------------------------------------------------------------------------------------------- steps
-    def preprocess(self, document, streaming: bool = True) -> dict[str, Any]:
-        document = self._load(document)
+    def preprocess(self, document, streaming: bool = True, asr_model=None) -> dict[str, Any]:
+        document = self._load(document, asr_model)
         # A processor or model from before streaming existed (passed in by the caller) takes the all-at-once path.
         streaming = streaming and callable(getattr(self.processor, "plan_document", None)) and callable(
             getattr(self.model, "encode_document_in_chunks", None))
@@ -244,7 +249,7 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             return resolve()
         return self.model.config.encoder_batch_size or 4
 
-    def _load(self, document) -> dict[str, Any]:
+    def _load(self, document, asr_model=None) -> dict[str, Any]:
         """A pipeline document -> the processor's `{"audio", "sampling_rate", "segments"}` (files read)."""
         if not isinstance(document, Mapping):
             raise ValueError(
@@ -261,7 +266,14 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         if audio is None:
             raise ValueError("The document has no 'audio': give a file path or a waveform (with 'sampling_rate').")
         if transcript is None:
-            raise ValueError("The document has no 'transcript': give a .srt/.vtt/.json path or a list of segments.")
+            if asr_model is None:
+                raise ValueError(
+                    "The document has no 'transcript': give a transcript file (.srt, .vtt, .json, DAIC-WOZ/E-DAIC "
+                    ".csv/.tsv, CHAT .cha, Praat .TextGrid, ELAN .eaf) or a list of {start, end, text, speaker?} "
+                    "segments, or build the pipeline with asr_model=... (a Whisper model id or folder, e.g. "
+                    "'openai/whisper-base') to transcribe the audio."
+                )
+            transcript = asr_model(audio, document.get("sampling_rate"), where="the document")
         if isinstance(transcript, (str, os.PathLike)):
             if isinstance(audio, (str, os.PathLike)):
                 loaded = self.processor.load_document(audio, transcript)

@@ -233,6 +233,7 @@ class HilbertProcessor(ProcessorMixin):
         text=None,
         return_report: bool = False,
         return_tensors: str = "pt",
+        asr_model=None,
     ) -> BatchFeature | tuple[BatchFeature, list[dict]]:
         """Process one document or a list of documents.
 
@@ -255,6 +256,9 @@ class HilbertProcessor(ProcessorMixin):
             return_report: also return the per-document report of what the policies did.
             return_tensors: "pt" (torch tensors, what the model takes) or "np" (numpy arrays, e.g. for
                 `datasets.map`).
+            asr_model: for documents without `segments` (audio alone): a Whisper model id or folder, a loaded
+                `WhisperForConditionalGeneration` or an `asr_hilbert.WhisperTranscriber` (language, task), which
+                transcribes them into timestamped segments first (`asr_hilbert.py`). None: such documents are an error.
 
         Returns:
             `BatchFeature` with exactly the keys `HilbertModel.forward` takes; with `return_report=True`, the tuple
@@ -268,7 +272,7 @@ class HilbertProcessor(ProcessorMixin):
         """
         if return_tensors not in ("pt", "np", None):
             raise ValueError(f"return_tensors={return_tensors!r} must be 'pt' (torch) or 'np' (numpy).")
-        docs = self._documents(documents, audio, segments, sampling_rate, text)
+        docs = self._documents(documents, audio, segments, sampling_rate, text, asr_model)
         target_rate = self.feature_extractor.sampling_rate
         plans, reports = [], []
         for i, doc in enumerate(docs):
@@ -297,7 +301,7 @@ class HilbertProcessor(ProcessorMixin):
         return out
 
     # ---------------------------------------------------------------------------------------------- streaming
-    def plan_document(self, document: Mapping, *, index: int = 0) -> "HilbertDocumentPlan":
+    def plan_document(self, document: Mapping, *, index: int = 0, asr_model=None) -> "HilbertDocumentPlan":
         """Apply the policies to ONE document and build everything but the audio encoder's inputs.
 
         Long recordings stream in two steps: this one (cheap: the waveform is decoded, mixed and resampled once,
@@ -308,6 +312,7 @@ class HilbertProcessor(ProcessorMixin):
         Args:
             document: `{"audio", "sampling_rate", "segments"}` as for `__call__` (one document, not a list).
             index: the document's position, used only in error messages.
+            asr_model: transcribes a document without `segments` first (as for `__call__`).
 
         Returns:
             a `HilbertDocumentPlan` whose `inputs` hold `input_ids`, `attention_mask`, `text_segment_mask`,
@@ -317,7 +322,7 @@ class HilbertProcessor(ProcessorMixin):
         """
         if not isinstance(document, Mapping):
             raise ValueError(f"plan_document takes one document dict {{audio, sampling_rate, segments}}, got {type(document).__name__}.")
-        (doc,) = self._documents([document], None, None, None)  # the same checks as __call__
+        (doc,) = self._documents([document], None, None, None, asr_model=asr_model)  # the same checks as __call__
         target_rate = self.feature_extractor.sampling_rate
         waveform, pieces, report = self._decode_and_plan(doc, index)
         slots = max(1, len(pieces))
@@ -380,7 +385,7 @@ class HilbertProcessor(ProcessorMixin):
             yield chunk, BatchFeature(inputs, tensor_type="pt")
 
     # ---------------------------------------------------------------------------------------------- inputs
-    def _documents(self, documents, audio, segments, sampling_rate, text=None) -> list[Mapping]:
+    def _documents(self, documents, audio, segments, sampling_rate, text=None, asr_model=None) -> list[Mapping]:
         keyword = audio is not None or segments is not None or sampling_rate is not None or text is not None
         if documents is not None and keyword:
             raise ValueError("Give either `documents` or the keyword form (audio=..., segments=..., sampling_rate=...), not both.")
@@ -407,6 +412,7 @@ class HilbertProcessor(ProcessorMixin):
                 documents = [documents]
         if not isinstance(documents, Sequence) or isinstance(documents, (str, bytes)) or not documents:
             raise ValueError("`documents` must be a document dict or a non-empty list of document dicts.")
+        documents = list(documents)  # a copy: documents given as audio alone are replaced by transcribed ones
         for i, doc in enumerate(documents):
             if not isinstance(doc, Mapping):
                 raise ValueError(f"{_where(i)} is a {type(doc).__name__}, not a dict with keys audio, sampling_rate, segments.")
@@ -415,6 +421,9 @@ class HilbertProcessor(ProcessorMixin):
             segs = doc.get("segments")
             if segs is None and isinstance(doc.get("text"), str):  # a bare transcript: one segment, made once decoded
                 continue
+            if segs is None:  # audio alone: a speech recogniser's segments, or an error saying what to pass
+                documents[i] = doc = self._transcribed(doc, i, asr_model)
+                segs = doc.get("segments")
             if not isinstance(segs, (list, tuple)) or not all(isinstance(s, Mapping) for s in segs):
                 hint = " (a dict of lists? give one dict per segment)" if isinstance(segs, Mapping) else ""
                 raise ValueError(
@@ -422,6 +431,20 @@ class HilbertProcessor(ProcessorMixin):
                     f"{type(segs).__name__}{hint}."
                 )
         return list(documents)
+
+    @staticmethod
+    def _transcribed(doc: Mapping, index: int, asr_model) -> dict:
+        """A document given as audio alone -> the same document with the segments a speech recogniser heard."""
+        if asr_model is None:
+            raise ValueError(
+                f"{_where(index)} has no 'segments' (no transcript). Give its timestamped segments, or read a "
+                f"transcript file with load_transcript ({', '.join(TRANSCRIPT_EXTENSIONS)}), or pass asr_model=... "
+                "(a Whisper model id or folder, e.g. 'openai/whisper-base') to transcribe the audio."
+            )
+        from .asr_hilbert import load_transcriber
+
+        segments = load_transcriber(asr_model)(doc["audio"], doc.get("sampling_rate"), where=_where(index))
+        return {**doc, "segments": segments}
 
     def _plan(self, doc: int, segments, num_samples: int, rate: int, report: dict) -> list[dict]:
         """Apply the policies to one document's segments -> the output segments (pieces) with their sample ranges."""

