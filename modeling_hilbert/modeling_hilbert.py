@@ -372,7 +372,7 @@ class HilbertPreTrainedModel(PreTrainedModel):
     # -- embeddings, as CLIP and sentence-transformers give them ---------------------------------------
     def _embeddings(self, inputs: dict) -> HilbertModelOutput:
         """The base model's output on `inputs`, a missing modality filled in as absent (every segment masked)."""
-        base = self if isinstance(self, HilbertModel) else self.hilbert
+        base = self.base_model
         inputs = {k: v for k, v in inputs.items() if k not in ("labels", "return_loss", "return_dict")}
         return base(**_with_missing_modality(self.config, inputs), return_loss=False)
 
@@ -383,13 +383,13 @@ class HilbertPreTrainedModel(PreTrainedModel):
         embeds = getattr(out, f"{modality}_embeds")
         if embeds is None:
             have = "no joint embedding" if modality == "joint" else f"no {modality} stream"
-            raise ValueError(f"This model (modalities={self.config.modalities!r}) has {have}: use modality="
-                             f"{'audio' if self.config.uses_audio else 'text'!r}.")
+            raise ValueError(f"This model is unimodal (modalities={self.config.modalities!r}): it has {have}; use "
+                             f"modality={'audio' if self.config.uses_audio else 'text'!r}.")
         if not projected:
             return embeds
         if not self.config.is_multimodal:
             raise ValueError("projected=True needs a multimodal model: the contrastive projections exist only there.")
-        base = self if isinstance(self, HilbertModel) else self.hilbert
+        base = self.base_model
         return F.normalize(getattr(base, f"{modality}_contrastive_projection")(embeds), dim=-1)
 
     def get_audio_features(self, projected: bool = False, **inputs) -> torch.Tensor:
