@@ -11,15 +11,22 @@ tokens (text). Whisper needs care: it is trained on inputs padded to 30 s and it
   each convolution (exactly what the convolution's own zero padding does at a segment's end) and masked out of
   self-attention, so a segment's features do not depend on what it is batched with.
 
+Which encoder a checkpoint becomes (`load_pretrained_encoder`, `build_encoder`): Whisper -> `WhisperEncoder`;
+BERT, RoBERTa, T5, mT5, UMT5 -> their `AutoModelForTextEncoding` class (`T5EncoderModel` for T5); other
+encoder-decoder models -> their encoder; anything else -> `AutoModel`. docs/backbones.md lists the tested pairings.
+
 Ships to the Hub with the model: imports only `torch`, `transformers` and sibling files.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForTextEncoding, PreTrainedConfig, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES
 
 from .pooling_hilbert import masked_mean
 
@@ -33,27 +40,55 @@ def whisper_full_length(config: PreTrainedConfig) -> int:
     return 2 * config.max_source_positions
 
 
-def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
-    """Build the encoder-only part of a model from its config (random weights; `from_pretrained` fills them).
+# Arguments of `from_pretrained` that say where a checkpoint is; used to read its config before choosing the class.
+_HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download", "proxies", "trust_remote_code")
 
-    Encoder-decoder models (Whisper, T5) keep only their encoder: the decoder is never used.
+
+def _is_text_encoding_family(config: PreTrainedConfig) -> bool:
+    """Families transformers lists for `AutoModelForTextEncoding`: BERT -> BertModel, RoBERTa -> RobertaModel,
+    T5 / mT5 / UMT5 (ByT5 is "t5") -> T5EncoderModel / MT5EncoderModel / UMT5EncoderModel."""
+    return config.model_type in MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES
+
+
+def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
+    """Build the encoder HILBERT keeps from a config (random weights; `from_pretrained` fills them).
+
+    * Whisper: `WhisperEncoder` (the decoder is never used).
+    * Text families of `AutoModelForTextEncoding` (BERT, RoBERTa, T5, mT5, UMT5): that class. For T5 it is
+      `T5EncoderModel`, whose encoder stack gets a config with `use_cache=False`; a T5 stack given the full
+      encoder-decoder config refuses to run ("use_cache can only be set to True if T5Stack is used as a decoder").
+      The config is copied: `T5EncoderModel` edits the config it is given, which is `HilbertConfig.text_config`.
+    * Other encoder-decoder models: the encoder of `AutoModel`. Everything else: `AutoModel`.
     """
     if is_whisper(config):
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
         return WhisperEncoder(config)
+    if _is_text_encoding_family(config):
+        return AutoModelForTextEncoding.from_config(copy.deepcopy(config))
     if getattr(config, "is_encoder_decoder", False):
         return AutoModel.from_config(config).get_encoder()
     return AutoModel.from_config(config)
 
 
 def load_pretrained_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
-    """Load a pretrained model and keep only its encoder (see `build_encoder`)."""
+    """Load a pretrained checkpoint as the encoder `build_encoder` makes for its config.
+
+    Accepts a checkpoint saved as the family's full class: `WhisperForConditionalGeneration` or `WhisperModel`
+    (the encoder is taken out; its config is the full Whisper config, which the encoder needs), `T5ForConditionalGeneration`,
+    `T5Model` or `T5EncoderModel` (loaded as `T5EncoderModel`: decoder weights are skipped, the encoder's config
+    is the encoder-only one), `BertModel`, `RobertaModel`, `HubertModel`, `Wav2Vec2Model` (and their task
+    classes such as `Wav2Vec2ForCTC`, whose base-model prefix transformers strips). A local folder is read, never
+    downloaded; a Hub id goes through the usual cache (`kwargs` such as `revision` are passed on).
+    """
+    config = AutoConfig.from_pretrained(name_or_path, **{k: v for k, v in kwargs.items() if k in _HUB_KWARGS})
+    if is_whisper(config):
+        return AutoModel.from_pretrained(name_or_path, **kwargs).get_encoder()  # WhisperModel -> WhisperEncoder
+    if _is_text_encoding_family(config):
+        return AutoModelForTextEncoding.from_pretrained(name_or_path, **kwargs)
     model = AutoModel.from_pretrained(name_or_path, **kwargs)
     if getattr(model.config, "is_encoder_decoder", False):
-        encoder = model.get_encoder()
-        encoder.config = model.config  # the encoder module of some models holds a trimmed copy
-        return encoder
+        return model.get_encoder()
     return model
 
 
