@@ -303,7 +303,9 @@ class HilbertPreTrainedModel(PreTrainedModel):
             audio_name_or_path: Hub id or folder of a speech model (Whisper, HuBERT, wav2vec2, ...). May be None
                 when `head_kwargs` set `modalities="text"`.
             text_name_or_path: Hub id or folder of a text model (BERT, RoBERTa, T5, ...). May be None with
-                `modalities="audio"`.
+                `modalities="audio"`. Either may be saved as its family's full class (`WhisperForConditionalGeneration`,
+                `T5ForConditionalGeneration`, ...): only the encoder is kept (`load_pretrained_encoder`; the tested
+                pairings are listed in docs/backbones.md).
             audio_kwargs, text_kwargs: extra arguments of each encoder's `from_pretrained` (e.g. `revision`).
             head_kwargs: `HilbertConfig` fields: `num_labels` / `id2label` for one task, or `tasks=[...]`, sizes,
                 loss weights, ablation switches.
