@@ -63,10 +63,21 @@ def run(name: str, language: str | None, refs: dict[str, str]) -> dict:
     segments = transcriber(torch.from_numpy(joined), 16000)
     joined_seconds = time.perf_counter() - start
     joined_wer = word_error_rate(" ".join(refs.values()), " ".join(s["text"] for s in segments))
-    return {"model": name, "revision": encoder_revision(name), "language": language, "pooled_wer": edits / words,
-            "reference_words": words, "real_time_factor": compute / audio, "utterances": rows,
-            "concatenated": {"seconds": len(joined) / 16000, "wer": joined_wer, "segments": segments,
-                             "real_time_factor": joined_seconds / (len(joined) / 16000)}}
+    return {
+        "model": name,
+        "revision": encoder_revision(name),
+        "language": language,
+        "pooled_wer": edits / words,
+        "reference_words": words,
+        "real_time_factor": compute / audio,
+        "utterances": rows,
+        "concatenated": {
+            "seconds": len(joined) / 16000,
+            "wer": joined_wer,
+            "segments": segments,
+            "real_time_factor": joined_seconds / (len(joined) / 16000),
+        },
+    }
 
 
 def main(argv=None) -> None:
@@ -85,11 +96,18 @@ def main(argv=None) -> None:
         for language in languages:
             result = run(name, language, refs)
             results.append(result)
-            print(f"{name} language={language}: pooled WER {result['pooled_wer']:.3f} over {result['reference_words']} "
-                  f"words, concatenated {result['concatenated']['wer']:.3f}, RTF {result['real_time_factor']:.2f}")
+            print(
+                f"{name} language={language}: pooled WER {result['pooled_wer']:.3f} over {result['reference_words']} "
+                f"words, concatenated {result['concatenated']['wer']:.3f}, RTF {result['real_time_factor']:.2f}"
+            )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"machine": platform.platform(), "torch": torch.__version__,
-                                       "threads": args.threads, "results": results}, indent=2) + "\n")
+    args.output.write_text(
+        json.dumps(
+            {"machine": platform.platform(), "torch": torch.__version__, "threads": args.threads, "results": results},
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.output}")
 
 

@@ -33,17 +33,16 @@ import statistics
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
 import soundfile as sf
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-import datasets
-
 from hilbert_app.features.extract import load_extractor
 from modeling_hilbert.pooling_hilbert import masked_mean
 from modeling_hilbert.processing_hilbert import _split  # (the processor's own word split)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 AUDIO = "offline:whisper-tiny.en"
 TEXT = "offline:all-MiniLM-L6-v2"
@@ -142,8 +141,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup-segments", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (the CI machine has 2 cores)")
-    parser.add_argument("--encoder-batch-size", type=int, default=None,
-                        help="segments per encoder call in (b)/(c) (default: extract_features.py's auto, 4 on CPU)")
+    parser.add_argument(
+        "--encoder-batch-size",
+        type=int,
+        default=None,
+        help="segments per encoder call in (b)/(c) (default: extract_features.py's auto, 4 on CPU)",
+    )
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/extraction.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -152,8 +155,11 @@ def main(argv=None) -> int:
     segments = select_segments(args.dataset, args.segments)
     seconds = sum(len(clip(s)) for s in segments) / 16000
     lengths = [len(clip(s)) / 16000 for s in segments]
-    print(f"{len(segments)} segments from {len({s['doc'] for s in segments})} documents, {seconds:.1f} s of audio "
-          f"({min(lengths):.2f}-{max(lengths):.2f} s each); torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"{len(segments)} segments from {len({s['doc'] for s in segments})} documents, {seconds:.1f} s of audio "
+        f"({min(lengths):.2f}-{max(lengths):.2f} s each); torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
     # One set of encoders for every path (the exact/fast extractors differ only in processor + model audio_mode).
     exact = load_extractor(AUDIO, TEXT, fast=False, device="cpu", encoder_batch_size=args.encoder_batch_size)
@@ -169,10 +175,14 @@ def main(argv=None) -> int:
     for name, fn in paths.items():
         fn(segments[: args.warmup_segments])  # warm-up (allocator, kernels, tokenizer)
         SPLITS.clear()
-        median, all_times, (audio, text) = timed(lambda: fn(segments), args.repeats)
+        median, all_times, (audio, text) = timed(lambda fn=fn: fn(segments), args.repeats)
         features[name] = (audio, text)
-        results[name] = {"median_s": median, "times_s": all_times, "segments_per_s": len(segments) / median,
-                         "real_time_factor": seconds / median}
+        results[name] = {
+            "median_s": median,
+            "times_s": all_times,
+            "segments_per_s": len(segments) / median,
+            "real_time_factor": seconds / median,
+        }
         if SPLITS:  # where the time goes in the project's path
             results[name]["processor_s_median"] = statistics.median(p for p, _ in SPLITS)
             results[name]["encoders_s_median"] = statistics.median(e for _, e in SPLITS)
@@ -187,30 +197,46 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "segment feature extraction",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.is_available(), "torch": torch.__version__, "python": platform.python_version()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "encoders": {"audio": AUDIO, "text": TEXT},
-        "segments": len(segments), "audio_seconds": seconds, "segment_seconds_min": min(lengths),
+        "segments": len(segments),
+        "audio_seconds": seconds,
+        "segment_seconds_min": min(lengths),
         "segment_seconds_max": max(lengths),
-        "encoder_batch_size": exact.model.config.encoder_batch_size, "repeats": args.repeats, "warmup_segments": args.warmup_segments,
+        "encoder_batch_size": exact.model.config.encoder_batch_size,
+        "repeats": args.repeats,
+        "warmup_segments": args.warmup_segments,
         "results": results,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-    print("\n| path | median s | segments/s | real-time factor | speed-up vs naive | audio cos vs naive (mean / min) "
-          "| text cos vs naive (mean / min) |\n|---|---|---|---|---|---|---|")
+    print(
+        "\n| path | median s | segments/s | real-time factor | speed-up vs naive | audio cos vs naive (mean / min) "
+        "| text cos vs naive (mean / min) |\n|---|---|---|---|---|---|---|"
+    )
     for name, r in results.items():
         sp = f"{r['speedup_vs_naive']:.2f}x" if "speedup_vs_naive" in r else "1.00x"
         ac = r.get("audio_cosine_vs_naive")
         tc = r.get("text_cosine_vs_naive")
         ac = f"{ac['mean']:.6f} / {ac['min']:.6f}" if ac else "-"
         tc = f"{tc['mean']:.6f} / {tc['min']:.6f}" if tc else "-"
-        print(f"| {name} | {r['median_s']:.2f} | {r['segments_per_s']:.2f} | {r['real_time_factor']:.2f} | {sp} | {ac} | {tc} |")
+        print(
+            f"| {name} | {r['median_s']:.2f} | {r['segments_per_s']:.2f} | {r['real_time_factor']:.2f} | {sp} | {ac} | {tc} |"
+        )
     for name in ("exact", "fast"):
         r = results[name]
-        print(f"{name}: processor (log-mel + tokenizer) {r['processor_s_median']:.2f} s, encoders {r['encoders_s_median']:.2f} s "
-              f"(medians; encoder_batch_size {report['encoder_batch_size']})")
+        print(
+            f"{name}: processor (log-mel + tokenizer) {r['processor_s_median']:.2f} s, encoders {r['encoders_s_median']:.2f} s "
+            f"(medians; encoder_batch_size {report['encoder_batch_size']})"
+        )
     print(f"\nfast vs exact: {results['fast']['speedup_vs_exact']:.2f}x; wrote {args.output}")
     return 0
 

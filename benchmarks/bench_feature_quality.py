@@ -37,17 +37,16 @@ import sys
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-
-import datasets
 from tqdm.auto import tqdm
 
 from hilbert_app.features.extract import decode_audio, load_extractor
 from hilbert_app.features.store import METADATA_NAME, load_features
 from modeling_hilbert.pooling_hilbert import masked_mean
+
+ROOT = Path(__file__).resolve().parents[1]
 
 AUDIO = "offline:whisper-tiny.en"
 TEXT = "offline:all-MiniLM-L6-v2"
@@ -58,8 +57,13 @@ def run(command: list[str], log: Path) -> None:
     """Run a CLI step, its output in `log`; fail loudly with the log's tail."""
     print("  $ " + " ".join(command), flush=True)
     with open(log, "a", encoding="utf-8") as out:
-        code = subprocess.call(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+        code = subprocess.call(
+            command,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        )
     if code != 0:
         tail = log.read_text(encoding="utf-8").splitlines()[-30:]
         raise SystemExit(f"{command[1]} failed (exit {code}); the end of {log}:\n" + "\n".join(tail))
@@ -75,7 +79,7 @@ def naive_audio_features(extractor, wave: np.ndarray, rate: int, times: np.ndarr
         if not keep:
             continue
         start, end = float(times[s][0]), float(times[s][1])
-        samples = wave[round(start * rate): round(end * rate)]  # the processor's sample range
+        samples = wave[round(start * rate) : round(end * rate)]  # the processor's sample range
         mel = fe(samples, sampling_rate=rate, return_tensors="pt")["input_features"]  # (1, 80, 3000)
         hidden = encoder(input_features=mel.to(encoder.dtype)).last_hidden_state  # (1, 1500, D)
         real_mel = math.ceil(len(samples) / fe.hop_length)
@@ -103,20 +107,28 @@ def build_naive(dataset_dir: str, exact_dir: str, out_dir: Path, threads: int) -
             wave, rate = decode_audio(audio, row["id"], split)  # mono, as the processor sees it
             wave = wave.numpy()
             if rate != 16000:
-                raise SystemExit(f"{row['id']}: {rate} Hz; the demo corpus is 16 kHz (this benchmark does not resample).")
+                raise SystemExit(
+                    f"{row['id']}: {rate} Hz; the demo corpus is 16 kHz (this benchmark does not resample)."
+                )
             times = np.asarray(row["segment_times"], dtype=np.float64)
             features = naive_audio_features(extractor, wave, rate, times, row["audio_segment_mask"])
             vectors.append(features.astype(np.float16))  # stored like the exact set
             segments += int(sum(row["audio_segment_mask"]))
-        new_splits[split] = table.map(lambda _, i: {"audio_features": vectors[i]}, with_indices=True,
-                                      features=table.features, desc="naive features")
+        new_splits[split] = table.map(
+            lambda _, i, vectors=vectors: {"audio_features": vectors[i]},
+            with_indices=True,
+            features=table.features,
+            desc="naive features",
+        )
     seconds = time.perf_counter() - t0
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     datasets.DatasetDict(new_splits).save_to_disk(str(tmp))
     metadata = json.loads((Path(exact_dir) / METADATA_NAME).read_text(encoding="utf-8"))
-    metadata["benchmark_note"] = ("naive per-segment loop (30-s padded window, one encoder call per segment); text "
-                                  "features copied from the exact set")
+    metadata["benchmark_note"] = (
+        "naive per-segment loop (30-s padded window, one encoder call per segment); text "
+        "features copied from the exact set"
+    )
     (tmp / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     timing = {"segments": segments, "seconds": seconds, "segments_per_s": segments / seconds, "threads": threads}
     (tmp / "naive_timing.json").write_text(json.dumps(timing) + "\n")
@@ -147,8 +159,13 @@ def compare(vectors: dict[str, np.ndarray], reference: dict[str, np.ndarray]) ->
             continue
         cos.extend((x * ref).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(ref, axis=1)))
         diff = max(diff, float(np.abs(x - ref).max()))
-    return {"segments": len(cos), "cosine_mean": float(np.mean(cos)), "cosine_min": float(np.min(cos)),
-            "max_abs_diff": diff, "documents_with_other_segment_count": shapes_differ}
+    return {
+        "segments": len(cos),
+        "cosine_mean": float(np.mean(cos)),
+        "cosine_min": float(np.min(cos)),
+        "max_abs_diff": diff,
+        "documents_with_other_segment_count": shapes_differ,
+    }
 
 
 def fold_aucs(metrics_path: Path) -> list[float]:
@@ -177,8 +194,23 @@ def main(argv=None) -> int:
 
     print("== fast features (extract_features.py --fast)", flush=True)
     if not (Path(paths["fast"]) / METADATA_NAME).is_file():
-        run([py, "dataset_scripts/extract_features.py", "--dataset", args.dataset, "--audio-encoder", AUDIO,
-             "--text-encoder", TEXT, "--fast", "--output", paths["fast"], "--no-progress"], work / "extract_fast.log")
+        run(
+            [
+                py,
+                "dataset_scripts/extract_features.py",
+                "--dataset",
+                args.dataset,
+                "--audio-encoder",
+                AUDIO,
+                "--text-encoder",
+                TEXT,
+                "--fast",
+                "--output",
+                paths["fast"],
+                "--no-progress",
+            ],
+            work / "extract_fast.log",
+        )
     print("== naive features (one 30-s padded Whisper call per segment)", flush=True)
     naive_timing = build_naive(args.dataset, args.exact_features, Path(paths["naive"]), args.threads)
 
@@ -187,8 +219,24 @@ def main(argv=None) -> int:
     for name in SETS:
         out = work / f"train_{name}"
         if not (out / "metrics.json").is_file():
-            run([py, "train.py", "--config", args.config, "--features", paths[name], "--output-dir", str(out),
-                 "--variants", "HILBERT", "--seeds", args.seeds, "--no_final_model"], work / f"train_{name}.log")
+            run(
+                [
+                    py,
+                    "train.py",
+                    "--config",
+                    args.config,
+                    "--features",
+                    paths[name],
+                    "--output-dir",
+                    str(out),
+                    "--variants",
+                    "HILBERT",
+                    "--seeds",
+                    args.seeds,
+                    "--no_final_model",
+                ],
+                work / f"train_{name}.log",
+            )
         aucs[name] = fold_aucs(out / "metrics.json")
 
     exact_vectors = audio_vectors(paths["exact"])
@@ -196,33 +244,50 @@ def main(argv=None) -> int:
     for name in SETS:
         paired = [a - b for a, b in zip(aucs[name], aucs["exact"])]
         results[name] = {
-            "macro_auc_mean": statistics.mean(aucs[name]), "macro_auc_std": statistics.stdev(aucs[name]),
-            "macro_auc_runs": aucs[name], "runs": len(aucs[name]),
-            "paired_diff_vs_exact_mean": statistics.mean(paired), "paired_diff_vs_exact_std": statistics.stdev(paired),
+            "macro_auc_mean": statistics.mean(aucs[name]),
+            "macro_auc_std": statistics.stdev(aucs[name]),
+            "macro_auc_runs": aucs[name],
+            "runs": len(aucs[name]),
+            "paired_diff_vs_exact_mean": statistics.mean(paired),
+            "paired_diff_vs_exact_std": statistics.stdev(paired),
             "audio_vs_exact": compare(audio_vectors(paths[name]), exact_vectors) if name != "exact" else None,
         }
     report = {
         "benchmark": "HILBERT macro-AUC on naive vs exact vs fast segment features",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "python": platform.python_version()},
-        "dataset": args.dataset, "config": args.config, "seeds": args.seeds, "variant": "HILBERT",
-        "naive_loop_timing": naive_timing, "results": results,
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "dataset": args.dataset,
+        "config": args.config,
+        "seeds": args.seeds,
+        "variant": "HILBERT",
+        "naive_loop_timing": naive_timing,
+        "results": results,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-    print("\n| features | macro-AUC (mean ± std, runs) | paired diff vs exact (points) | audio cos vs exact (mean / min) | max abs diff |")
+    print(
+        "\n| features | macro-AUC (mean ± std, runs) | paired diff vs exact (points) | audio cos vs exact (mean / min) | max abs diff |"
+    )
     print("|---|---|---|---|---|")
     for name in SETS:
         r = results[name]
         cmp = r["audio_vs_exact"]
         cos = f"{cmp['cosine_mean']:.4f} / {cmp['cosine_min']:.4f}" if cmp else "-"
         diff = f"{cmp['max_abs_diff']:.3g}" if cmp else "-"
-        print(f"| {name} | {r['macro_auc_mean']:.3f} ± {r['macro_auc_std']:.3f} ({r['runs']}) | "
-              f"{100 * r['paired_diff_vs_exact_mean']:+.1f} ± {100 * r['paired_diff_vs_exact_std']:.1f} | {cos} | {diff} |")
-    print(f"\nnaive loop over the corpus: {naive_timing['segments']} segments in {naive_timing['seconds']:.0f} s "
-          f"({naive_timing['segments_per_s']:.2f} segments/s); wrote {args.output}")
+        print(
+            f"| {name} | {r['macro_auc_mean']:.3f} ± {r['macro_auc_std']:.3f} ({r['runs']}) | "
+            f"{100 * r['paired_diff_vs_exact_mean']:+.1f} ± {100 * r['paired_diff_vs_exact_std']:.1f} | {cos} | {diff} |"
+        )
+    print(
+        f"\nnaive loop over the corpus: {naive_timing['segments']} segments in {naive_timing['seconds']:.0f} s "
+        f"({naive_timing['segments_per_s']:.2f} segments/s); wrote {args.output}"
+    )
     return 0
 
 

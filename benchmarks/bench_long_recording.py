@@ -93,23 +93,33 @@ def build_recording(corpus: Path, minutes: float, max_piece_seconds: float) -> t
         used += 1
         audio, rate = sf.read(corpus / row["file_name"], dtype="float32", always_2d=True)
         if rate != RATE:
-            raise SystemExit(f"{row['file_name']}: {rate} Hz; this benchmark expects the demo corpus's {RATE} Hz audio.")
+            raise SystemExit(
+                f"{row['file_name']}: {rate} Hz; this benchmark expects the demo corpus's {RATE} Hz audio."
+            )
         audio = audio.mean(1)[: total - offset]
         for seg in json.loads((corpus / row["transcript"]).read_text(encoding="utf-8")):
             start, end = float(seg["start"]) + offset / RATE, min(float(seg["end"]) + offset / RATE, total / RATE)
             if end - start <= 0.05:  # cut off by the end of the hour
                 continue
             for p_start, p_end, p_text in split_turn(start, end, seg["text"], max_piece_seconds):
-                segments.append({"start": round(p_start, 4), "end": round(p_end, 4), "text": p_text, "speaker": seg.get("speaker")})
+                segments.append(
+                    {"start": round(p_start, 4), "end": round(p_end, 4), "text": p_text, "speaker": seg.get("speaker")}
+                )
         chunks.append(audio)
         offset += audio.shape[0]
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     sf.write(wav, np.concatenate(chunks), RATE, subtype="PCM_16")
     transcript.write_text(json.dumps(segments, indent=0), encoding="utf-8")
     lengths = [s["end"] - s["start"] for s in segments]
-    meta = {"minutes": minutes, "audio_seconds": total / RATE, "segments": len(segments), "source_recordings": used,
-            "segment_seconds": {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)},
-            "segments_2_to_8_s": sum(2.0 <= x <= 8.0 for x in lengths), "max_piece_seconds": max_piece_seconds}
+    meta = {
+        "minutes": minutes,
+        "audio_seconds": total / RATE,
+        "segments": len(segments),
+        "source_recordings": used,
+        "segment_seconds": {"min": min(lengths), "mean": sum(lengths) / len(lengths), "max": max(lengths)},
+        "segments_2_to_8_s": sum(2.0 <= x <= 8.0 for x in lengths),
+        "max_piece_seconds": max_piece_seconds,
+    }
     meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return wav, transcript, meta
 
@@ -166,7 +176,7 @@ def matmul_rate(threads: int, repeats: int = 5) -> dict:
     for b, m, k, n in GEMM_SHAPES:
         x, w = torch.randn(b, m, k), torch.randn(k, n)
         x @ w  # warm-up
-        best = min(_timed(lambda: x @ w) for _ in range(repeats))
+        best = min(_timed(lambda x=x, w=w: x @ w) for _ in range(repeats))
         rates[f"({b}x{m}x{k})@({k}x{n})"] = 2 * b * m * k * n / best
     return {"best_flops_per_s": max(rates.values()), "per_shape_flops_per_s": rates}
 
@@ -282,9 +292,17 @@ def run_child(args) -> dict:
 
     t0 = time.perf_counter()
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True, audio_mode=args.mode)
-    pipe = pipeline(PIPELINE_TASK, model=args.model, processor=processor, trust_remote_code=True, device=-1,
-                    model_kwargs={"audio_mode": args.mode,
-                                  "encoder_batch_size": None if args.encoder_batch_size == "auto" else int(args.encoder_batch_size)})
+    pipe = pipeline(
+        PIPELINE_TASK,
+        model=args.model,
+        processor=processor,
+        trust_remote_code=True,
+        device=-1,
+        model_kwargs={
+            "audio_mode": args.mode,
+            "encoder_batch_size": None if args.encoder_batch_size == "auto" else int(args.encoder_batch_size),
+        },
+    )
     load_s = time.perf_counter() - t0
     assert pipe.model.config.audio_mode == pipe.processor.audio_mode == args.mode
     streaming = args.path == "streaming"
@@ -292,8 +310,10 @@ def run_child(args) -> dict:
     # Warm-up (kernels, allocator, lazy imports) on the recording's first seconds, same path.
     segments = json.loads(Path(args.transcript).read_text())
     head, rate = sf.read(args.wav, dtype="float32", frames=int(WARMUP_SECONDS * RATE))
-    pipe({"audio": head, "sampling_rate": rate, "transcript": [s for s in segments if s["end"] <= WARMUP_SECONDS]},
-         streaming=streaming)
+    pipe(
+        {"audio": head, "sampling_rate": rate, "transcript": [s for s in segments if s["end"] <= WARMUP_SECONDS]},
+        streaming=streaming,
+    )
 
     timers = Timers()
     instrument(pipe, timers)
@@ -313,11 +333,14 @@ def run_child(args) -> dict:
     # Operation counts for exactly the calls of the run, and the head on the run's feature shapes.
     audio_config, text_config = pipe.model.config.audio_config, pipe.model.config.text_config
     audio_flops = sum(whisper_flops(audio_config, n, t) for n, t in timers.audio_shapes)
-    text_flops = sum(bert_flops(text_config, n, l) for n, l in timers.text_shapes)
+    text_flops = sum(bert_flops(text_config, n, length) for n, length in timers.text_shapes)
     masks = timers.head_inputs  # the masks and times the model's forward got in the run
     s = masks["segment_times"].shape[1]
-    head_inputs = {"audio_segment_embeds": torch.randn(1, s, audio_config.d_model),
-                   "text_segment_embeds": torch.randn(1, s, text_config.hidden_size), **masks}
+    head_inputs = {
+        "audio_segment_embeds": torch.randn(1, s, audio_config.d_model),
+        "text_segment_embeds": torch.randn(1, s, text_config.hidden_size),
+        **masks,
+    }
     head_flops = counted_flops(lambda: pipe.model(**head_inputs))
 
     # Check the analytic formulas against FlopCounterMode on one real call of each encoder (one row of a recorded shape).
@@ -325,27 +348,48 @@ def run_child(args) -> dict:
     n, t = timers.audio_shapes[0]
     mel = torch.randn(1, audio_config.num_mel_bins, t)
     from_module = sys.modules[type(base).__module__]
-    audio_check = counted_flops(lambda: from_module.encode_audio_batch(base.audio_encoder, mel, None, torch.ones(1, t, dtype=torch.long), args.mode))
-    n, l = timers.text_shapes[0]
-    ids = torch.randint(1000, 2000, (1, l))
+    audio_check = counted_flops(
+        lambda: from_module.encode_audio_batch(
+            base.audio_encoder, mel, None, torch.ones(1, t, dtype=torch.long), args.mode
+        )
+    )
+    n, length = timers.text_shapes[0]
+    ids = torch.randint(1000, 2000, (1, length))
     text_check = counted_flops(lambda: base.text_encoder(input_ids=ids, attention_mask=torch.ones_like(ids)))
 
     return {
-        "mode": args.mode, "path": args.path, "minutes": args.minutes, "segments": len(segments),
+        "mode": args.mode,
+        "path": args.path,
+        "minutes": args.minutes,
+        "segments": len(segments),
         "encoder_batch_size": pipe.model.encoder_batch_size(),
-        "wall_s": wall, "load_s": load_s, "cpu_s": cpu,
+        "wall_s": wall,
+        "load_s": load_s,
+        "cpu_s": cpu,
         "cpu_share": cpu / (wall * args.threads),  # < 1: the process waited (other jobs on the cores, or serial work)
-        "baseline_rss_mb": baseline, "peak_rss_mb": peak,
-        "peak_over_baseline_mb": peak - baseline, "process_peak_rss_mb": process_peak,
+        "baseline_rss_mb": baseline,
+        "peak_rss_mb": peak,
+        "peak_over_baseline_mb": peak - baseline,
+        "process_peak_rss_mb": process_peak,
         "breakdown_s": seconds,
-        "flops": {"audio_encoder": audio_flops, "text_encoder": text_flops, "head": head_flops,
-                  "total": audio_flops + text_flops + head_flops},
-        "flop_check": {"whisper_analytic": whisper_flops(audio_config, 1, timers.audio_shapes[0][1]),
-                       "whisper_flop_counter": audio_check,
-                       "bert_analytic": bert_flops(text_config, 1, timers.text_shapes[0][1]), "bert_flop_counter": text_check},
-        "encoder_calls": {"audio": len(timers.audio_shapes), "text": len(timers.text_shapes),
-                          "audio_segments": sum(n for n, _ in timers.audio_shapes),
-                          "audio_mel_frames": sorted({t for _, t in timers.audio_shapes})[-3:]},
+        "flops": {
+            "audio_encoder": audio_flops,
+            "text_encoder": text_flops,
+            "head": head_flops,
+            "total": audio_flops + text_flops + head_flops,
+        },
+        "flop_check": {
+            "whisper_analytic": whisper_flops(audio_config, 1, timers.audio_shapes[0][1]),
+            "whisper_flop_counter": audio_check,
+            "bert_analytic": bert_flops(text_config, 1, timers.text_shapes[0][1]),
+            "bert_flop_counter": text_check,
+        },
+        "encoder_calls": {
+            "audio": len(timers.audio_shapes),
+            "text": len(timers.text_shapes),
+            "audio_segments": sum(n for n, _ in timers.audio_shapes),
+            "audio_mel_frames": sorted({t for _, t in timers.audio_shapes})[-3:],
+        },
         "prediction": result["predictions"],
         "top_segments": result["top_segments"],
     }
@@ -353,11 +397,35 @@ def run_child(args) -> dict:
 
 # ------------------------------------------------------------------------------------------- the parent
 def spawn(args, mode: str, path: str, wav: Path, transcript: Path, minutes: float, model: Path) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--mode", mode, "--path", path, "--wav", str(wav),
-               "--transcript", str(transcript), "--model", str(model), "--threads", str(args.threads), "--minutes", str(minutes),
-               "--encoder-batch-size", str(args.encoder_batch_size)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-           "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--mode",
+        mode,
+        "--path",
+        path,
+        "--wav",
+        str(wav),
+        "--transcript",
+        str(transcript),
+        "--model",
+        str(model),
+        "--threads",
+        str(args.threads),
+        "--minutes",
+        str(minutes),
+        "--encoder-batch-size",
+        str(args.encoder_batch_size),
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "PYTHONWARNINGS": "ignore",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{mode}/{path} ({minutes:g} min) failed:\n{done.stderr[-4000:]}")
@@ -367,15 +435,22 @@ def spawn(args, mode: str, path: str, wav: Path, transcript: Path, minutes: floa
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--scaling-minutes", type=float, default=6.0,
-                        help="also run every configuration on a recording this long, to show how memory scales (0: skip)")
+    parser.add_argument(
+        "--scaling-minutes",
+        type=float,
+        default=6.0,
+        help="also run every configuration on a recording this long, to show how memory scales (0: skip)",
+    )
     parser.add_argument("--max-piece-seconds", type=float, default=4.0)
     parser.add_argument("--modes", default="exact,fast")
     parser.add_argument("--paths", default="streaming,all-at-once")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (the CI machine has 2 cores)")
-    parser.add_argument("--encoder-batch-size", default="auto",
-                        help="segments per encoder call: auto (the package default, by device: 4 on CPU) or a number "
-                             "(the demo model's saved config says 32, from before the default became auto)")
+    parser.add_argument(
+        "--encoder-batch-size",
+        default="auto",
+        help="segments per encoder call: auto (the package default, by device: 4 on CPU) or a number "
+        "(the demo model's saved config says 32, from before the default became auto)",
+    )
     parser.add_argument("--corpus", default=str(ROOT / "outputs/demo/corpus"))
     parser.add_argument("--demo-model", default=str(ROOT / "outputs/demo/model"))
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/long_recording.json"))
@@ -394,30 +469,48 @@ def main(argv=None) -> int:
     modes, paths = args.modes.split(","), args.paths.split(",")
     model = prepare_model(Path(args.demo_model))
     rate = matmul_rate(args.threads)
-    print(f"dense float32 matmul rate ({args.threads} threads, best of {len(GEMM_SHAPES)} shapes): "
-          f"{rate['best_flops_per_s'] / 1e9:.1f} GFLOP/s", flush=True)
+    print(
+        f"dense float32 matmul rate ({args.threads} threads, best of {len(GEMM_SHAPES)} shapes): "
+        f"{rate['best_flops_per_s'] / 1e9:.1f} GFLOP/s",
+        flush=True,
+    )
     lengths = [args.minutes] + ([args.scaling_minutes] if 0 < args.scaling_minutes < args.minutes else [])
     recordings, results = {}, []
     for minutes in lengths:
         wav, transcript, meta = build_recording(Path(args.corpus), minutes, args.max_piece_seconds)
-        recordings[f"{minutes:g}"] = {**meta, "wav": str(wav.relative_to(ROOT)), "transcript": str(transcript.relative_to(ROOT))}
-        print(f"{minutes:g} min recording: {meta['segments']} segments, {meta['segment_seconds']['mean']:.2f} s mean "
-              f"({meta['segment_seconds']['min']:.2f}-{meta['segment_seconds']['max']:.2f} s)", flush=True)
+        recordings[f"{minutes:g}"] = {
+            **meta,
+            "wav": str(wav.relative_to(ROOT)),
+            "transcript": str(transcript.relative_to(ROOT)),
+        }
+        print(
+            f"{minutes:g} min recording: {meta['segments']} segments, {meta['segment_seconds']['mean']:.2f} s mean "
+            f"({meta['segment_seconds']['min']:.2f}-{meta['segment_seconds']['max']:.2f} s)",
+            flush=True,
+        )
         for mode in modes:
             for path in paths:
                 r = spawn(args, mode, path, wav, transcript, minutes, model)
                 r["lower_bound_s"] = r["flops"]["total"] / rate["best_flops_per_s"]
                 r["wall_over_lower_bound"] = r["wall_s"] / r["lower_bound_s"]
-                r["encoders_over_their_bound"] = (r["breakdown_s"]["audio_encoder"] + r["breakdown_s"]["text_encoder"]) / (
-                    (r["flops"]["audio_encoder"] + r["flops"]["text_encoder"]) / rate["best_flops_per_s"])
+                r["encoders_over_their_bound"] = (
+                    r["breakdown_s"]["audio_encoder"] + r["breakdown_s"]["text_encoder"]
+                ) / ((r["flops"]["audio_encoder"] + r["flops"]["text_encoder"]) / rate["best_flops_per_s"])
                 results.append(r)
-                print(f"  {mode:5s} {path:11s} {minutes:g} min: wall {r['wall_s']:.1f} s, bound {r['lower_bound_s']:.1f} s "
-                      f"({r['wall_over_lower_bound']:.2f}x), CPU share {r['cpu_share']:.2f}, peak RSS {r['peak_rss_mb']:.0f} MB "
-                      f"(+{r['peak_over_baseline_mb']:.0f} MB over {r['baseline_rss_mb']:.0f})", flush=True)
+                print(
+                    f"  {mode:5s} {path:11s} {minutes:g} min: wall {r['wall_s']:.1f} s, bound {r['lower_bound_s']:.1f} s "
+                    f"({r['wall_over_lower_bound']:.2f}x), CPU share {r['cpu_share']:.2f}, peak RSS {r['peak_rss_mb']:.0f} MB "
+                    f"(+{r['peak_over_baseline_mb']:.0f} MB over {r['baseline_rss_mb']:.0f})",
+                    flush=True,
+                )
     for mode in modes:  # the paths must agree (the tests check this on tiny models; here on the real one)
         same = [r for r in results if r["mode"] == mode and r["minutes"] == args.minutes]
         for r in same[1:]:
-            scores = [(a["score"], b["score"]) for t in r["prediction"] for a, b in zip(r["prediction"][t], same[0]["prediction"][t])]
+            scores = [
+                (a["score"], b["score"])
+                for t in r["prediction"]
+                for a, b in zip(r["prediction"][t], same[0]["prediction"][t])
+            ]
             r["max_score_diff_vs_" + same[0]["path"]] = max(abs(a - b) for a, b in scores)
 
     import torch
@@ -425,27 +518,42 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "one long recording end to end (file on disk -> prediction)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": args.threads,
-                    "torch": torch.__version__, "python": platform.python_version()},
-        "model": str(Path(args.demo_model).relative_to(ROOT)) if Path(args.demo_model).is_relative_to(ROOT) else args.demo_model,
-        "recordings": recordings, "matmul_rate": rate,
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": args.threads,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "model": str(Path(args.demo_model).relative_to(ROOT))
+        if Path(args.demo_model).is_relative_to(ROOT)
+        else args.demo_model,
+        "recordings": recordings,
+        "matmul_rate": rate,
         "lower_bound": "analytic matmul/convolution operation counts of every encoder call of the run + FlopCounterMode "
-                       "on the head, divided by matmul_rate.best_flops_per_s",
+        "on the head, divided by matmul_rate.best_flops_per_s",
         "results": results,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-    print("\n| mode | path | minutes | segments | wall s | lower bound s | wall / bound | peak RSS MB | over baseline MB "
-          "| decode | log-mel | tokenizer | audio enc | text enc | head | other |\n" + "|---" * 16 + "|")
+    print(
+        "\n| mode | path | minutes | segments | wall s | lower bound s | wall / bound | peak RSS MB | over baseline MB "
+        "| decode | log-mel | tokenizer | audio enc | text enc | head | other |\n" + "|---" * 16 + "|"
+    )
     for r in results:
         b = r["breakdown_s"]
-        print(f"| {r['mode']} | {r['path']} | {r['minutes']:g} | {r['segments']} | {r['wall_s']:.1f} | {r['lower_bound_s']:.1f} "
-              f"| {r['wall_over_lower_bound']:.2f} | {r['peak_rss_mb']:.0f} | {r['peak_over_baseline_mb']:.0f} | "
-              + " | ".join(f"{b[k]:.1f}" for k in (*COMPONENTS, "other")) + " |")
+        print(
+            f"| {r['mode']} | {r['path']} | {r['minutes']:g} | {r['segments']} | {r['wall_s']:.1f} | {r['lower_bound_s']:.1f} "
+            f"| {r['wall_over_lower_bound']:.2f} | {r['peak_rss_mb']:.0f} | {r['peak_over_baseline_mb']:.0f} | "
+            + " | ".join(f"{b[k]:.1f}" for k in (*COMPONENTS, "other"))
+            + " |"
+        )
     checks = results[0]["flop_check"]
-    print(f"\nanalytic vs FlopCounterMode, one segment: Whisper {checks['whisper_analytic']:.4g} vs "
-          f"{checks['whisper_flop_counter']:.4g}, BERT {checks['bert_analytic']:.4g} vs {checks['bert_flop_counter']:.4g}")
+    print(
+        f"\nanalytic vs FlopCounterMode, one segment: Whisper {checks['whisper_analytic']:.4g} vs "
+        f"{checks['whisper_flop_counter']:.4g}, BERT {checks['bert_analytic']:.4g} vs {checks['bert_flop_counter']:.4g}"
+    )
     print(f"wrote {args.output}")
     return 0
 

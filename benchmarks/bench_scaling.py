@@ -43,9 +43,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from hilbert_app.training.settings import head_settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FULL_SEGMENTS = (10, 30, 100, 300, 1000, 3000, 5000)
 FULL_BATCHES = (1, 4, 8)
@@ -86,8 +86,13 @@ def head_config(settings: dict):
 
     head = head_settings(settings)
     tasks = [{"name": "label", "type": "multiclass", "labels": [f"class_{i}" for i in range(NUM_LABELS)]}]
-    return HilbertConfig(audio_config=WhisperConfig(d_model=FEATURE_WIDTH), text_config=BertConfig(hidden_size=FEATURE_WIDTH),
-                         with_encoders=False, tasks=tasks, **head)
+    return HilbertConfig(
+        audio_config=WhisperConfig(d_model=FEATURE_WIDTH),
+        text_config=BertConfig(hidden_size=FEATURE_WIDTH),
+        with_encoders=False,
+        tasks=tasks,
+        **head,
+    )
 
 
 def random_batch(batch: int, segments: int, seed: int) -> dict:
@@ -95,18 +100,28 @@ def random_batch(batch: int, segments: int, seed: int) -> dict:
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    lengths = [segments] + [int(torch.randint(max(segments // 2, 1), segments + 1, (), generator=generator))
-                            for _ in range(batch - 1)]
+    lengths = [segments] + [
+        int(torch.randint(max(segments // 2, 1), segments + 1, (), generator=generator)) for _ in range(batch - 1)
+    ]
     mask = torch.arange(segments)[None, :] < torch.tensor(lengths)[:, None]  # (B, S)
     start = torch.arange(segments, dtype=torch.float32) * 5.0  # 5-s segments back to back
     times = torch.stack([start, start + 4.5], dim=-1).expand(batch, segments, 2).clone()
-    features = {name: torch.randn(batch, segments, FEATURE_WIDTH, generator=generator) * mask[..., None]
-                for name in ("audio_segment_embeds", "text_segment_embeds")}
-    return {**features, "audio_segment_mask": mask, "text_segment_mask": mask.clone(), "segment_times": times * mask[..., None],
-            "labels": torch.randint(0, NUM_LABELS, (batch,), generator=generator)}
+    features = {
+        name: torch.randn(batch, segments, FEATURE_WIDTH, generator=generator) * mask[..., None]
+        for name in ("audio_segment_embeds", "text_segment_embeds")
+    }
+    return {
+        **features,
+        "audio_segment_mask": mask,
+        "text_segment_mask": mask.clone(),
+        "segment_times": times * mask[..., None],
+        "labels": torch.randint(0, NUM_LABELS, (batch,), generator=generator),
+    }
 
 
-def measure_point(segments: int, batch: int, settings: dict, repeats: int, warmup: int, threads: int, seed: int) -> dict:
+def measure_point(
+    segments: int, batch: int, settings: dict, repeats: int, warmup: int, threads: int, seed: int
+) -> dict:
     """One training step at (S, B), measured in this process (call it in a fresh one)."""
     import torch
 
@@ -116,8 +131,11 @@ def measure_point(segments: int, batch: int, settings: dict, repeats: int, warmu
     torch.manual_seed(seed)
     config = head_config(settings)
     model = HilbertForSequenceClassification(config).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=float(settings.get("learning_rate", 1e-3)), weight_decay=float(settings.get("weight_decay", 0.01)))
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=float(settings.get("learning_rate", 1e-3)),
+        weight_decay=float(settings.get("weight_decay", 0.01)),
+    )
     inputs = random_batch(batch, segments, seed)
 
     def step() -> float:
@@ -139,10 +157,17 @@ def measure_point(segments: int, batch: int, settings: dict, repeats: int, warmu
     peak = _status_bytes("VmHWM")
     heads = config.num_attention_heads
     return {
-        "segments": segments, "batch_size": batch, "times_s": times, "median_s": statistics.median(times),
-        "baseline_rss_bytes": baseline, "peak_rss_bytes": peak, "step_peak_bytes": max(peak - baseline, 0),
-        "peak_reset": reset, "score_matrix_bytes": batch * heads * segments * segments * 4,
-        "real_segments": int(inputs["audio_segment_mask"].sum()), "torch_threads": torch.get_num_threads(),
+        "segments": segments,
+        "batch_size": batch,
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "baseline_rss_bytes": baseline,
+        "peak_rss_bytes": peak,
+        "step_peak_bytes": max(peak - baseline, 0),
+        "peak_reset": reset,
+        "score_matrix_bytes": batch * heads * segments * segments * 4,
+        "real_segments": int(inputs["audio_segment_mask"].sum()),
+        "torch_threads": torch.get_num_threads(),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
 
@@ -174,9 +199,22 @@ def predict_bytes(segments: int, batch: int, heads: int, measured: list[dict]) -
 
 
 def run_point(args, segments: int, batch: int) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", f"{segments},{batch}", "--config", args.config,
-               "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--threads", str(args.threads),
-               "--seed", str(args.seed)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        f"{segments},{batch}",
+        "--config",
+        args.config,
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"The point S={segments}, B={batch} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -198,24 +236,43 @@ def plot(report: dict, path: str) -> None:
             continue
         s = [p["segments"] for p in mine]
         line = ax_time.plot(s, [p["median_s"] for p in mine], "o-", label=f"B={batch}")[0]
-        ax_mem.plot(s, [p["step_peak_bytes"] / MiB for p in mine], "o-", color=line.get_color(), label=f"B={batch}: step peak")
-        ax_mem.plot(s, [p["score_matrix_bytes"] / MiB for p in mine], ":", color=line.get_color(),
-                    label=f"B={batch}: one score matrix (B*h*S*S*4)")
+        ax_mem.plot(
+            s, [p["step_peak_bytes"] / MiB for p in mine], "o-", color=line.get_color(), label=f"B={batch}: step peak"
+        )
+        ax_mem.plot(
+            s,
+            [p["score_matrix_bytes"] / MiB for p in mine],
+            ":",
+            color=line.get_color(),
+            label=f"B={batch}: one score matrix (B*h*S*S*4)",
+        )
     # S^2 reference through the largest measured point of each panel (slope 2 on log-log axes).
     for axis, key, scale in ((ax_time, "median_s", 1.0), (ax_mem, "step_peak_bytes", 1.0 / MiB)):
         anchor = max(points, key=lambda p: (p["segments"], p["batch_size"]))
         s = sorted({p["segments"] for p in points})
-        axis.plot(s, [anchor[key] * scale * (x / anchor["segments"]) ** 2 for x in s], "k--", lw=1, label="∝ S² (reference)")
+        axis.plot(
+            s, [anchor[key] * scale * (x / anchor["segments"]) ** 2 for x in s], "k--", lw=1, label="∝ S² (reference)"
+        )
     ax_mem.axhline(TARGET_BYTES / MiB, color="red", lw=1, label="4 GB target")
     # Axes span the measurements (and the target); the reference lines are clipped rather than squashing the data.
     times = [p["median_s"] for p in points]
     memory = [p["step_peak_bytes"] / MiB for p in points if p["step_peak_bytes"] > 0]
     ax_time.set_ylim(min(times) / 2, max(times) * 2)
     ax_mem.set_ylim(min(memory) / 2, max(memory + [TARGET_BYTES / MiB]) * 2)
-    ax_time.set(xscale="log", yscale="log", xlabel="segments per document S", ylabel="median step time (s)",
-                title="forward + backward + AdamW step")
-    ax_mem.set(xscale="log", yscale="log", xlabel="segments per document S", ylabel="peak memory of the step (MiB)",
-               title="peak RSS - RSS before the step (CPU)")
+    ax_time.set(
+        xscale="log",
+        yscale="log",
+        xlabel="segments per document S",
+        ylabel="median step time (s)",
+        title="forward + backward + AdamW step",
+    )
+    ax_mem.set(
+        xscale="log",
+        yscale="log",
+        xlabel="segments per document S",
+        ylabel="peak memory of the step (MiB)",
+        title="peak RSS - RSS before the step (CPU)",
+    )
     for axis in (ax_time, ax_mem):
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7)
@@ -235,8 +292,11 @@ def parse_ints(text: str) -> tuple[int, ...]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"fewer points (S {QUICK_SEGMENTS}, B {QUICK_BATCHES}, 2 repeats) for development")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"fewer points (S {QUICK_SEGMENTS}, B {QUICK_BATCHES}, 2 repeats) for development",
+    )
     parser.add_argument("--segments", type=parse_ints, help=f"segments per document (default {FULL_SEGMENTS})")
     parser.add_argument("--batch-sizes", type=parse_ints, help=f"documents per batch (default {FULL_BATCHES})")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per point (median; default 3, quick 2)")
@@ -266,20 +326,28 @@ def main(argv=None) -> int:
     budget = int(args.memory_budget_gb * 2**30)
     heads = int(head_config(settings).num_attention_heads)
     points, skipped = [], []
-    print(f"HILBERT head, one training step; S {list(segment_counts)}, B {list(batch_sizes)}; {args.repeats} repeats "
-          f"after {args.warmup} warm-up; {args.threads} threads; memory budget {args.memory_budget_gb:g} GB", flush=True)
+    print(
+        f"HILBERT head, one training step; S {list(segment_counts)}, B {list(batch_sizes)}; {args.repeats} repeats "
+        f"after {args.warmup} warm-up; {args.threads} threads; memory budget {args.memory_budget_gb:g} GB",
+        flush=True,
+    )
     for batch in sorted(batch_sizes):
         for segments in sorted(segment_counts):
             predicted = predict_bytes(segments, batch, heads, points)
             if predicted > budget:
                 skipped.append({"segments": segments, "batch_size": batch, "predicted_bytes": predicted})
-                print(f"  S={segments:5d} B={batch}: skipped, predicted {predicted / 2**30:.1f} GB > budget", flush=True)
+                print(
+                    f"  S={segments:5d} B={batch}: skipped, predicted {predicted / 2**30:.1f} GB > budget", flush=True
+                )
                 continue
             point = run_point(args, segments, batch)
             points.append(point)
-            print(f"  S={segments:5d} B={batch}: {point['median_s']:8.3f} s  step peak {point['step_peak_bytes'] / MiB:8.1f} MiB"
-                  f"  (process {point['peak_rss_bytes'] / MiB:7.1f} MiB; one score matrix "
-                  f"{point['score_matrix_bytes'] / MiB:8.1f} MiB)", flush=True)
+            print(
+                f"  S={segments:5d} B={batch}: {point['median_s']:8.3f} s  step peak {point['step_peak_bytes'] / MiB:8.1f} MiB"
+                f"  (process {point['peak_rss_bytes'] / MiB:7.1f} MiB; one score matrix "
+                f"{point['score_matrix_bytes'] / MiB:8.1f} MiB)",
+                flush=True,
+            )
 
     slopes = {}
     for batch in sorted(batch_sizes):
@@ -294,8 +362,13 @@ def main(argv=None) -> int:
     single = next((p for p in points if p["batch_size"] == 1 and p["segments"] == largest), None)
     target = None
     if single is not None:
-        target = {"segments": largest, "batch_size": 1, "process_peak_bytes": single["peak_rss_bytes"],
-                  "step_peak_bytes": single["step_peak_bytes"], "under_4gb": single["peak_rss_bytes"] < TARGET_BYTES}
+        target = {
+            "segments": largest,
+            "batch_size": 1,
+            "process_peak_bytes": single["peak_rss_bytes"],
+            "step_peak_bytes": single["step_peak_bytes"],
+            "under_4gb": single["peak_rss_bytes"] < TARGET_BYTES,
+        }
     memory_slopes = [v["memory"] for v in slopes.values() if v["memory"] is not None]
 
     import torch
@@ -303,14 +376,29 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "HILBERT head scaling: one training step vs segments per document and batch size",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": args.threads,
-                    "cuda": torch.cuda.is_available(), "torch": torch.__version__, "python": platform.python_version()},
-        "head": head_settings(settings), "feature_width": FEATURE_WIDTH,
-        "num_attention_heads": heads, "segments": list(segment_counts), "batch_sizes": list(batch_sizes),
-        "repeats": args.repeats, "warmup": args.warmup, "memory_budget_bytes": budget, "quick": args.quick,
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": args.threads,
+            "cuda": torch.cuda.is_available(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "head": head_settings(settings),
+        "feature_width": FEATURE_WIDTH,
+        "num_attention_heads": heads,
+        "segments": list(segment_counts),
+        "batch_sizes": list(batch_sizes),
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "memory_budget_bytes": budget,
+        "quick": args.quick,
         "memory_method": "peak VmHWM (reset via /proc/self/clear_refs) minus VmRSS after building model, optimizer and "
-                         "inputs; each point in a fresh subprocess",
-        "points": points, "skipped": skipped, "loglog_slopes": slopes, "fit_min_segments": args.fit_min_segments,
+        "inputs; each point in a fresh subprocess",
+        "points": points,
+        "skipped": skipped,
+        "loglog_slopes": slopes,
+        "fit_min_segments": args.fit_min_segments,
         "memory_slope_at_most_2": bool(memory_slopes) and max(memory_slopes) <= 2.0,
         "target_4gb": target,
     }
@@ -318,21 +406,31 @@ def main(argv=None) -> int:
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     plot(report, args.plot)
 
-    print("\n| B | S | median step s | step peak MiB | process peak MiB | one score matrix MiB |\n|---|---|---|---|---|---|")
+    print(
+        "\n| B | S | median step s | step peak MiB | process peak MiB | one score matrix MiB |\n|---|---|---|---|---|---|"
+    )
     for p in points:
-        print(f"| {p['batch_size']} | {p['segments']} | {p['median_s']:.3f} | {p['step_peak_bytes'] / MiB:.1f} | "
-              f"{p['peak_rss_bytes'] / MiB:.1f} | {p['score_matrix_bytes'] / MiB:.1f} |")
+        print(
+            f"| {p['batch_size']} | {p['segments']} | {p['median_s']:.3f} | {p['step_peak_bytes'] / MiB:.1f} | "
+            f"{p['peak_rss_bytes'] / MiB:.1f} | {p['score_matrix_bytes'] / MiB:.1f} |"
+        )
     for p in skipped:
-        print(f"| {p['batch_size']} | {p['segments']} | skipped: predicted {p['predicted_bytes'] / 2**30:.1f} GB > "
-              f"{args.memory_budget_gb:g} GB budget | | | |")
+        print(
+            f"| {p['batch_size']} | {p['segments']} | skipped: predicted {p['predicted_bytes'] / 2**30:.1f} GB > "
+            f"{args.memory_budget_gb:g} GB budget | | | |"
+        )
     print()
     for batch, fit in slopes.items():
         fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
-        print(f"B={batch}: log-log slope vs S over S in {fit['fit_segments']}: time {fmt(fit['time'])}, memory {fmt(fit['memory'])}")
+        print(
+            f"B={batch}: log-log slope vs S over S in {fit['fit_segments']}: time {fmt(fit['time'])}, memory {fmt(fit['memory'])}"
+        )
     print(f"memory slope <= 2 at large S: {report['memory_slope_at_most_2']}")
     if target is not None:
-        print(f"B=1, S={largest}: process peak {target['process_peak_bytes'] / 2**30:.2f} GB -> "
-              f"{'under' if target['under_4gb'] else 'NOT under'} 4 GB")
+        print(
+            f"B=1, S={largest}: process peak {target['process_peak_bytes'] / 2**30:.2f} GB -> "
+            f"{'under' if target['under_4gb'] else 'NOT under'} 4 GB"
+        )
     print(f"wrote {args.output} and {args.plot}")
     return 0
 

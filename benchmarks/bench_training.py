@@ -32,25 +32,22 @@ import statistics
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-
-from hilbert_app.training.settings import head_settings
-
-import datasets
 from transformers import AutoConfig
 
+from hilbert_app.encoders import resolve_encoder
 from hilbert_app.features.extract import decode_audio
 from hilbert_app.features.store import load_features
-from hilbert_app.encoders import resolve_encoder
+from hilbert_app.training.data import FeaturesCollator, RawDocumentsCollator, label_columns, tasks_from_dataset
+from hilbert_app.training.settings import head_settings
 from modeling_hilbert import HilbertConfig, HilbertProcessor
 from modeling_hilbert.encoders_hilbert import load_pretrained_encoder
 from modeling_hilbert.modeling_hilbert import HilbertForSequenceClassification
-from hilbert_app.training.data import FeaturesCollator, RawDocumentsCollator, label_columns, tasks_from_dataset
 
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def batches(order: list[int], size: int) -> list[list[int]]:
@@ -102,26 +99,44 @@ def main(argv=None) -> int:
 
     # (a) cached features
     torch.manual_seed(args.seed)
-    config = HilbertConfig(audio_config=configs["audio"], text_config=configs["text"], with_encoders=False,
-                           audio_mode=audio_mode, tasks=tasks, **head)
+    config = HilbertConfig(
+        audio_config=configs["audio"],
+        text_config=configs["text"],
+        with_encoders=False,
+        audio_mode=audio_mode,
+        tasks=tasks,
+        **head,
+    )
     model = HilbertForSequenceClassification(config)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=wd)
     collator = FeaturesCollator(label_columns(split))
     run_epoch(model, optimizer, split, collator, order, batch_size)  # warm-up
     cached_times = [run_epoch(model, optimizer, split, collator, order, batch_size) for _ in range(args.repeats)]
     cached = statistics.median(cached_times)
-    print(f"cached epoch ({n_docs} documents): median {cached:.3f} s ({', '.join(f'{t:.3f}' for t in cached_times)})", flush=True)
+    print(
+        f"cached epoch ({n_docs} documents): median {cached:.3f} s ({', '.join(f'{t:.3f}' for t in cached_times)})",
+        flush=True,
+    )
 
     # (b) re-encoding through the frozen encoders (exact mode, as the features were extracted)
     raw = datasets.load_from_disk(args.dataset)["train"].cast_column("audio", datasets.Audio(decode=False))
     if list(raw["id"]) != list(split.with_format(None)["id"]):
-        raise SystemExit("The raw dataset and the features list different documents; pass matching --dataset/--features.")
+        raise SystemExit(
+            "The raw dataset and the features list different documents; pass matching --dataset/--features."
+        )
     encoders = {k: load_pretrained_encoder(resolve_encoder(n)) for k, n in names.items()}
-    processor = HilbertProcessor.from_encoders_pretrained(resolve_encoder(names["audio"]), resolve_encoder(names["text"]),
-                                                          audio_mode=audio_mode)
+    processor = HilbertProcessor.from_encoders_pretrained(
+        resolve_encoder(names["audio"]), resolve_encoder(names["text"]), audio_mode=audio_mode
+    )
     torch.manual_seed(args.seed)
-    e2e_config = HilbertConfig(audio_config=encoders["audio"].config, text_config=encoders["text"].config,
-                               with_encoders=True, audio_mode=audio_mode, tasks=tasks, **head)
+    e2e_config = HilbertConfig(
+        audio_config=encoders["audio"].config,
+        text_config=encoders["text"].config,
+        with_encoders=True,
+        audio_mode=audio_mode,
+        tasks=tasks,
+        **head,
+    )
     e2e = HilbertForSequenceClassification(e2e_config, audio_encoder=encoders["audio"], text_encoder=encoders["text"])
     trainable = [p for p in e2e.parameters() if p.requires_grad]
     e2e_optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=wd)
@@ -129,29 +144,54 @@ def main(argv=None) -> int:
     k = min(args.reencode_documents, n_docs)
     subset = order[:k]
     run_epoch(e2e, e2e_optimizer, raw, raw_collator, order[k : k + 1] or subset[:1], batch_size)  # warm-up, 1 doc
-    e2e_times = [run_epoch(e2e, e2e_optimizer, raw, raw_collator, subset, batch_size) for _ in range(args.reencode_repeats)]
+    e2e_times = [
+        run_epoch(e2e, e2e_optimizer, raw, raw_collator, subset, batch_size) for _ in range(args.reencode_repeats)
+    ]
     e2e_subset = statistics.median(e2e_times)
     subset_segments = int(segments_per_doc[subset].sum())
     per_doc = e2e_subset / k
     e2e_epoch_docs = per_doc * n_docs
     e2e_epoch_segs = e2e_subset / subset_segments * int(segments_per_doc.sum())
-    print(f"re-encoding pass ({k} documents, {subset_segments} segments): median {e2e_subset:.2f} s "
-          f"({', '.join(f'{t:.2f}' for t in e2e_times)}) -> epoch of {n_docs} documents ~{e2e_epoch_docs:.1f} s "
-          f"(scaled per document; per segment: {e2e_epoch_segs:.1f} s)", flush=True)
+    print(
+        f"re-encoding pass ({k} documents, {subset_segments} segments): median {e2e_subset:.2f} s "
+        f"({', '.join(f'{t:.2f}' for t in e2e_times)}) -> epoch of {n_docs} documents ~{e2e_epoch_docs:.1f} s "
+        f"(scaled per document; per segment: {e2e_epoch_segs:.1f} s)",
+        flush=True,
+    )
 
     report = {
         "benchmark": "one training epoch: cached features vs re-encoding",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.is_available(), "torch": torch.__version__, "python": platform.python_version()},
-        "encoders": names, "audio_mode": audio_mode, "head": head, "batch_size": batch_size,
-        "documents": n_docs, "segments": int(segments_per_doc.sum()),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "encoders": names,
+        "audio_mode": audio_mode,
+        "head": head,
+        "batch_size": batch_size,
+        "documents": n_docs,
+        "segments": int(segments_per_doc.sum()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "cached": {"epoch_s": cached, "times_s": cached_times, "documents_per_s": n_docs / cached, "repeats": args.repeats},
+        "cached": {
+            "epoch_s": cached,
+            "times_s": cached_times,
+            "documents_per_s": n_docs / cached,
+            "repeats": args.repeats,
+        },
         "reencode": {
-            "subset_documents": k, "subset_segments": subset_segments, "subset_s": e2e_subset, "times_s": e2e_times,
-            "documents_per_s": k / e2e_subset, "epoch_s_scaled_per_document": e2e_epoch_docs,
-            "epoch_s_scaled_per_segment": e2e_epoch_segs, "repeats": args.reencode_repeats,
+            "subset_documents": k,
+            "subset_segments": subset_segments,
+            "subset_s": e2e_subset,
+            "times_s": e2e_times,
+            "documents_per_s": k / e2e_subset,
+            "epoch_s_scaled_per_document": e2e_epoch_docs,
+            "epoch_s_scaled_per_segment": e2e_epoch_segs,
+            "repeats": args.reencode_repeats,
             "note": f"measured on {k} of {n_docs} documents (seeded random subset), scaled to the epoch per document",
         },
         "ratio_reencode_over_cached": e2e_epoch_docs / cached,
@@ -161,7 +201,9 @@ def main(argv=None) -> int:
 
     print(f"\n| path | epoch s ({n_docs} docs) | documents/s | note |\n|---|---|---|---|")
     print(f"| cached features | {cached:.3f} | {n_docs / cached:.1f} | median of {args.repeats} epochs |")
-    print(f"| re-encode (exact) | {e2e_epoch_docs:.1f} | {k / e2e_subset:.3f} | {k} docs measured, scaled per document |")
+    print(
+        f"| re-encode (exact) | {e2e_epoch_docs:.1f} | {k / e2e_subset:.3f} | {k} docs measured, scaled per document |"
+    )
     print(f"\nre-encoding / cached: {report['ratio_reencode_over_cached']:.0f}x; wrote {args.output}")
     return 0
 

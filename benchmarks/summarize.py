@@ -24,7 +24,9 @@ def _load(folder: Path, name: str) -> dict | None:
 def _machine(report: dict) -> str:
     m = report.get("machine", {})
     threads = m.get("torch_threads", report.get("threads"))
-    return f"{report.get('date', '?')[:10]}, {m.get('cpu_count', '?')} CPU cores" + (f", torch threads {threads}" if threads else "")
+    return f"{report.get('date', '?')[:10]}, {m.get('cpu_count', '?')} CPU cores" + (
+        f", torch threads {threads}" if threads else ""
+    )
 
 
 def rows(results: dict) -> list[tuple[str, str, str, str]]:
@@ -34,32 +36,68 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
     if ex:
         r = ex["results"]
         fast, exact = r["fast"], r["exact"]
-        out.append(("fast mode vs naive loop, segments/s", f"{fast['speedup_vs_naive']:.2f}x ({fast['segments_per_s']:.1f} vs "
-                    f"{r['naive']['segments_per_s']:.1f} segments/s, encoder batch {ex['encoder_batch_size']})", ">= 5x",
-                    "yes" if fast["speedup_vs_naive"] >= 5 else "no"))
-        out.append(("exact mode vs naive loop", f"{exact['speedup_vs_naive']:.2f}x, features identical "
-                    f"(max abs diff {exact['audio_cosine_vs_naive']['max_abs_diff']:.3g})", "-", "-"))
+        out.append(
+            (
+                "fast mode vs naive loop, segments/s",
+                f"{fast['speedup_vs_naive']:.2f}x ({fast['segments_per_s']:.1f} vs "
+                f"{r['naive']['segments_per_s']:.1f} segments/s, encoder batch {ex['encoder_batch_size']})",
+                ">= 5x",
+                "yes" if fast["speedup_vs_naive"] >= 5 else "no",
+            )
+        )
+        out.append(
+            (
+                "exact mode vs naive loop",
+                f"{exact['speedup_vs_naive']:.2f}x, features identical "
+                f"(max abs diff {exact['audio_cosine_vs_naive']['max_abs_diff']:.3g})",
+                "-",
+                "-",
+            )
+        )
         cos = fast["audio_cosine_vs_naive"]
-        out.append(("fast vs exact audio cosine (48 benchmark segments)", f"{cos['mean']:.4f} mean / {cos['min']:.4f} min",
-                    ">= 0.95 mean", "yes" if cos["mean"] >= 0.95 else "no"))
+        out.append(
+            (
+                "fast vs exact audio cosine (48 benchmark segments)",
+                f"{cos['mean']:.4f} mean / {cos['min']:.4f} min",
+                ">= 0.95 mean",
+                "yes" if cos["mean"] >= 0.95 else "no",
+            )
+        )
     q = results.get("feature_quality")
     if q:
         r = q["results"]
         fast = r["fast"]
-        out.append(("fast vs exact audio cosine (whole demo corpus)", f"{fast['audio_vs_exact']['cosine_mean']:.4f} mean / "
-                    f"{fast['audio_vs_exact']['cosine_min']:.4f} min ({fast['audio_vs_exact']['segments']} segments)",
-                    ">= 0.95 mean", "yes" if fast["audio_vs_exact"]["cosine_mean"] >= 0.95 else "no"))
-        out.append(("HILBERT macro-AUC: naive / exact / fast features",
-                    f"{r['naive']['macro_auc_mean']:.3f} / {r['exact']['macro_auc_mean']:.3f} / {r['fast']['macro_auc_mean']:.3f} "
-                    f"(fast - exact, paired: {100 * fast['paired_diff_vs_exact_mean']:+.1f} ± "
-                    f"{100 * fast['paired_diff_vs_exact_std']:.1f} points over {fast['runs']} runs)",
-                    "fast within 1 point of exact", "yes" if abs(fast["paired_diff_vs_exact_mean"]) <= 0.01 else "no"))
+        out.append(
+            (
+                "fast vs exact audio cosine (whole demo corpus)",
+                f"{fast['audio_vs_exact']['cosine_mean']:.4f} mean / "
+                f"{fast['audio_vs_exact']['cosine_min']:.4f} min ({fast['audio_vs_exact']['segments']} segments)",
+                ">= 0.95 mean",
+                "yes" if fast["audio_vs_exact"]["cosine_mean"] >= 0.95 else "no",
+            )
+        )
+        out.append(
+            (
+                "HILBERT macro-AUC: naive / exact / fast features",
+                f"{r['naive']['macro_auc_mean']:.3f} / {r['exact']['macro_auc_mean']:.3f} / {r['fast']['macro_auc_mean']:.3f} "
+                f"(fast - exact, paired: {100 * fast['paired_diff_vs_exact_mean']:+.1f} ± "
+                f"{100 * fast['paired_diff_vs_exact_std']:.1f} points over {fast['runs']} runs)",
+                "fast within 1 point of exact",
+                "yes" if abs(fast["paired_diff_vs_exact_mean"]) <= 0.01 else "no",
+            )
+        )
     t = results.get("training")
     if t:
         ratio = t["ratio_reencode_over_cached"]
-        out.append(("training epoch: re-encoding / cached features", f"{ratio:.0f}x ({t['cached']['epoch_s']:.2f} s vs "
-                    f"~{t['reencode']['epoch_s_scaled_per_document']:.0f} s per {t['documents']}-document epoch)",
-                    ">= 100x", "yes" if ratio >= 100 else "no"))
+        out.append(
+            (
+                "training epoch: re-encoding / cached features",
+                f"{ratio:.0f}x ({t['cached']['epoch_s']:.2f} s vs "
+                f"~{t['reencode']['epoch_s_scaled_per_document']:.0f} s per {t['documents']}-document epoch)",
+                ">= 100x",
+                "yes" if ratio >= 100 else "no",
+            )
+        )
     s = results.get("scaling")
     if s:
         point = next((p for p in s["points"] if p["segments"] == max(s["segments"]) and p["batch_size"] == 1), None)
@@ -67,18 +105,35 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         slope = max((v["memory"] for v in slopes.values()), default=float("nan"))
         if point:
             gb = point["peak_rss_bytes"] / 2**30
-            out.append((f"head training step, {point['segments']}-segment document (B=1)",
-                        f"{point['median_s']:.2f} s, peak {gb:.2f} GB for the whole process", "< 4 GB", "yes" if gb < 4 else "no"))
-        out.append(("head memory growth vs segments (log-log slope, largest over B)", f"{slope:.2f}", "<= 2 (S x S)",
-                    "yes" if slope <= 2 else "no"))
+            out.append(
+                (
+                    f"head training step, {point['segments']}-segment document (B=1)",
+                    f"{point['median_s']:.2f} s, peak {gb:.2f} GB for the whole process",
+                    "< 4 GB",
+                    "yes" if gb < 4 else "no",
+                )
+            )
+        out.append(
+            (
+                "head memory growth vs segments (log-log slope, largest over B)",
+                f"{slope:.2f}",
+                "<= 2 (S x S)",
+                "yes" if slope <= 2 else "no",
+            )
+        )
     lr = results.get("long_recording")
     if lr:
         for r in lr["results"]:
             if r["minutes"] == 60:
-                out.append((f"one hour end to end, {r['mode']} mode, {r['path']}",
-                            f"{r['wall_s']:.0f} s wall, bound {r['lower_bound_s']:.0f} s: {r['wall_over_lower_bound']:.2f}x; "
-                            f"peak +{r['peak_over_baseline_mb']:.0f} MB", "<= 2x the bound",
-                            "yes" if r["wall_over_lower_bound"] <= 2 else "no"))
+                out.append(
+                    (
+                        f"one hour end to end, {r['mode']} mode, {r['path']}",
+                        f"{r['wall_s']:.0f} s wall, bound {r['lower_bound_s']:.0f} s: {r['wall_over_lower_bound']:.2f}x; "
+                        f"peak +{r['peak_over_baseline_mb']:.0f} MB",
+                        "<= 2x the bound",
+                        "yes" if r["wall_over_lower_bound"] <= 2 else "no",
+                    )
+                )
     return out
 
 
@@ -93,7 +148,11 @@ def plot(results: dict, path: Path) -> None:
     ex = results.get("extraction")
     if ex:
         names = list(ex["results"])
-        ax.bar(names, [ex["results"][n]["segments_per_s"] for n in names], color=["#999", "#4477aa", "#ee6677"][: len(names)])
+        ax.bar(
+            names,
+            [ex["results"][n]["segments_per_s"] for n in names],
+            color=["#999", "#4477aa", "#ee6677"][: len(names)],
+        )
         ax.set_ylabel("segments / s")
         ax.set_title(f"segment features ({ex['segments']} segments, 2 CPU threads)")
     ax = axes[0, 1]
@@ -110,8 +169,12 @@ def plot(results: dict, path: Path) -> None:
     s = results.get("scaling")
     if s:
         for b in s["batch_sizes"]:
-            pts = sorted((p for p in s["points"] if p["batch_size"] == b and "step_peak_bytes" in p), key=lambda p: p["segments"])
-            ax.loglog([p["segments"] for p in pts], [p["step_peak_bytes"] / 2**20 for p in pts], "o-", label=f"memory, B={b}")
+            pts = sorted(
+                (p for p in s["points"] if p["batch_size"] == b and "step_peak_bytes" in p), key=lambda p: p["segments"]
+            )
+            ax.loglog(
+                [p["segments"] for p in pts], [p["step_peak_bytes"] / 2**20 for p in pts], "o-", label=f"memory, B={b}"
+            )
         ax.axhline(4096, color="k", ls=":", label="4 GB")
         ax.set_xlabel("segments per document")
         ax.set_ylabel("training-step peak (MiB)")
@@ -146,7 +209,13 @@ def main(argv=None) -> int:
     lines = ["| measure | measured | target | met |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(results)]
     runs = sorted({_machine(r) for r in results.values() if r})
-    text = "\n".join(lines) + "\n\nRuns: " + "; ".join(runs) + (f"\nNot measured: {', '.join(missing)}" if missing else "") + "\n"
+    text = (
+        "\n".join(lines)
+        + "\n\nRuns: "
+        + "; ".join(runs)
+        + (f"\nNot measured: {', '.join(missing)}" if missing else "")
+        + "\n"
+    )
     print(text)
     (folder / "summary.md").write_text(text, encoding="utf-8")
     plot(results, folder / "summary.png")

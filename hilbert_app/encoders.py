@@ -50,7 +50,7 @@ HUB_EQUIVALENTS = {
 
 def hub_equivalent(name: str) -> str | None:
     """`offline:whisper-tiny.en` -> `openai/whisper-tiny.en` (None for unknown names)."""
-    return HUB_EQUIVALENTS.get(name[len(PREFIX):] if is_offline_name(name) else name)
+    return HUB_EQUIVALENTS.get(name[len(PREFIX) :] if is_offline_name(name) else name)
 
 
 def cache_dir() -> Path:
@@ -75,7 +75,7 @@ def resolve_encoder(name_or_path: str | os.PathLike) -> str:
     name_or_path = str(name_or_path)
     if not is_offline_name(name_or_path):
         return name_or_path
-    name = name_or_path[len(PREFIX):]
+    name = name_or_path[len(PREFIX) :]
     if name not in OFFLINE_ENCODERS:
         known = ", ".join(PREFIX + n for n in OFFLINE_ENCODERS)
         raise ValueError(f"Unknown offline encoder {name_or_path!r}; known: {known}.")
@@ -149,7 +149,7 @@ def convert_ct2_whisper(source: Path, target: Path, parts: list[Path] | None = N
 def encoder_revision(name_or_path: str) -> str | None:
     """A revision string for provenance: the shipping package's version for `offline:` names, else None."""
     if is_offline_name(name_or_path):
-        name = name_or_path[len(PREFIX):]
+        name = name_or_path[len(PREFIX) :]
         distributions = [OFFLINE_ENCODERS[name][0]] + [d for d, _ in EXTRA_PARTS.get(name, [])]
         return ", ".join(f"{d}=={package_version(d)}" for d in distributions)
     return None
@@ -161,8 +161,10 @@ class EncoderLoadError(UserError):
 
 def _advice() -> str:
     known = ", ".join(PREFIX + n for n in OFFLINE_ENCODERS)
-    return (f"Give a Hub id (org/name) that this machine can reach, a folder saved with save_pretrained (config.json "
-            f"and model.safetensors), or an offline name ({known}).")
+    return (
+        f"Give a Hub id (org/name) that this machine can reach, a folder saved with save_pretrained (config.json "
+        f"and model.safetensors), or an offline name ({known})."
+    )
 
 
 def _reason(error: BaseException) -> str:
@@ -197,20 +199,24 @@ def check_encoder(name_or_path: str | os.PathLike, option: str) -> str:
     if folder.is_dir():
         weights = sorted(folder.glob("*.safetensors"))
         if not weights:
-            raise EncoderLoadError(f"{option} {name}: the folder holds no *.safetensors weights (only safetensors are "
-                                   "loaded, never pickles). Re-save the encoder with save_pretrained.")
+            raise EncoderLoadError(
+                f"{option} {name}: the folder holds no *.safetensors weights (only safetensors are "
+                "loaded, never pickles). Re-save the encoder with save_pretrained."
+            )
         for file in weights:
             try:
                 with safe_open(str(file), framework="pt"):
                     pass
             except Exception as error:  # safetensors' own error type: truncated header, bad JSON, wrong sizes
-                raise EncoderLoadError(f"{option} {name}: {file} is damaged ({_reason(error)}); re-save or re-download "
-                                       "the encoder.") from None
+                raise EncoderLoadError(
+                    f"{option} {name}: {file} is damaged ({_reason(error)}); re-save or re-download the encoder."
+                ) from None
     return resolved
 
 
-def encoder_provenance(requested: str | os.PathLike, encoder, *, revision: str | None = None,
-                       sha256: str | None = None) -> dict:
+def encoder_provenance(
+    requested: str | os.PathLike, encoder, *, revision: str | None = None, sha256: str | None = None
+) -> dict:
     """The one record of where an encoder came from, as `config.encoder_sources` and the features' fingerprint keep it.
 
     `{"name_or_path": requested, "model_type", "revision", "sha256"}` (+ `"resolved_path"` for an `offline:` name,

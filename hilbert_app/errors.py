@@ -51,8 +51,10 @@ def check_input_folder(path: str | Path, option: str, what: str, made_by: str) -
     if folder.is_file():
         raise UserError(f"{option} {path}: this is a file; give the folder {made_by} wrote ({what}).")
     if not folder.is_dir():
-        raise UserError(f"{option} {path}: no such folder. Give the folder {made_by} wrote ({what}), or a Hub "
-                        "dataset id (org/name).")
+        raise UserError(
+            f"{option} {path}: no such folder. Give the folder {made_by} wrote ({what}), or a Hub "
+            "dataset id (org/name)."
+        )
     return folder
 
 
@@ -60,5 +62,9 @@ def looks_like_local_path(name: str) -> bool:
     """A name that can only be a local path (absolute, ./, ../, ~, a Windows drive, or more than one '/'), as opposed
     to a Hub id `org/name`: such a name that does not exist is a typo, not something to look for on the Hub."""
     text = str(name)
-    return (text.startswith(("/", "./", "../", "~", ".\\")) or (len(text) > 1 and text[1] == ":")
-            or text.count("/") > 1 or "\\" in text)
+    return (
+        text.startswith(("/", "./", "../", "~", ".\\"))
+        or (len(text) > 1 and text[1] == ":")
+        or text.count("/") > 1
+        or "\\" in text
+    )

@@ -44,17 +44,20 @@ def assign_folds(labels: Sequence, groups: Sequence, k: int, seed: int, *, optio
     distinct = sorted(set(groups))
     if len(distinct) < k:
         sample = f"{distinct[:5]}{' ...' if len(distinct) > 5 else ''}"
-        raise FoldError(f"{k} folds need at least {k} groups, but the documents have {len(distinct)} ({sample}): a "
-                        f"group (participant) is never split across folds, so a held-out fold would be empty; "
-                        f"{_advice(option)} If each recording is in fact independent, give each its own group.")
+        raise FoldError(
+            f"{k} folds need at least {k} groups, but the documents have {len(distinct)} ({sample}): a "
+            f"group (participant) is never split across folds, so a held-out fold would be empty; "
+            f"{_advice(option)} If each recording is in fact independent, give each its own group."
+        )
     groups_per_class: dict[str, set[str]] = defaultdict(set)
     for label, group in zip(labels, groups):
         groups_per_class[label].add(group)
     rare = sorted((len(g), c) for c, g in groups_per_class.items() if len(g) < k)
     if rare:
         classes = "; ".join(f"class {c!r} has only {n} group(s), fewer than the {k} folds" for n, c in rare)
-        raise FoldError(f"Cannot assign {k} stratified folds: {classes}, so some fold would have none of it; "
-                        f"{_advice(option)}")
+        raise FoldError(
+            f"Cannot assign {k} stratified folds: {classes}, so some fold would have none of it; {_advice(option)}"
+        )
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     fold_of = np.full(len(labels), -1)
     for fold, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), np.asarray(labels), np.asarray(groups))):
@@ -82,8 +85,12 @@ def check_no_group_leakage(groups: np.ndarray, folds: np.ndarray) -> None:
         )
 
 
-def fold_label_problems(labels: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], names: list[str] | None = None,
-                        column: str = "label") -> tuple[list[str], list[str]]:
+def fold_label_problems(
+    labels: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    names: list[str] | None = None,
+    column: str = "label",
+) -> tuple[list[str], list[str]]:
     """Label problems of cross-validation splits -> `(fatal, warnings)`, each a list of sentences.
 
     fatal: a training split whose labelled items are all one class (a classifier cannot learn from it).

@@ -26,7 +26,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["TMP_PREFIX", "atomic_path", "atomic_write_text", "describe_write_error", "move_into", "remove_stale_temporaries"]
+__all__ = [
+    "TMP_PREFIX",
+    "atomic_path",
+    "atomic_write_text",
+    "describe_write_error",
+    "move_into",
+    "remove_stale_temporaries",
+]
 
 TMP_PREFIX = ".tmp-"
 # errno values that mean "this folder cannot be written" and "there is no room left".
@@ -172,7 +179,11 @@ def describe_write_error(error: BaseException, output: str | os.PathLike, what_n
         if code in NOT_WRITABLE:
             advice = f"Make {output} writable for this user, or choose another output folder"
         else:
-            advice = f"Free space on the disk holding {output} (or raise the quota / file-size limit), or choose an " \
-                     "output folder on another disk"
-    return (f"cannot write {where}: {reason}. {advice}, then {what_next}. Outputs written completely before this "
-            "error were left as they were.")
+            advice = (
+                f"Free space on the disk holding {output} (or raise the quota / file-size limit), or choose an "
+                "output folder on another disk"
+            )
+    return (
+        f"cannot write {where}: {reason}. {advice}, then {what_next}. Outputs written completely before this "
+        "error were left as they were."
+    )

@@ -6,8 +6,7 @@ marks the classes for `register_for_auto_class`, so that `save_pretrained` / `pu
 and the `auto_map` that let anyone load a checkpoint with `trust_remote_code=True` without this package.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-from transformers import AutoProcessor
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoProcessor
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_hilbert import HilbertConfig
@@ -34,7 +33,9 @@ HilbertProcessor.register_for_auto_class("AutoProcessor")
 # `pipeline("hilbert-document-classification", model=...)`; checkpoints name it in config.custom_pipelines and ship
 # pipeline_hilbert.py, so that `trust_remote_code=True` finds it without this package.
 PIPELINE_REGISTRY.register_pipeline(
-    PIPELINE_TASK, pipeline_class=HilbertDocumentClassificationPipeline, pt_model=AutoModelForSequenceClassification,
+    PIPELINE_TASK,
+    pipeline_class=HilbertDocumentClassificationPipeline,
+    pt_model=AutoModelForSequenceClassification,
     type="multimodal",
 )
 

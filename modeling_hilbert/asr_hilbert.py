@@ -58,8 +58,17 @@ class WhisperTranscriber:
         name_or_path: where the model came from (for provenance; default `model.config._name_or_path`).
     """
 
-    def __init__(self, model, processor, *, language: str | None = None, task: str = "transcribe",
-                 block_seconds: float = DEFAULT_BLOCK_SECONDS, num_beams: int = 1, name_or_path: str | None = None):
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        language: str | None = None,
+        task: str = "transcribe",
+        block_seconds: float = DEFAULT_BLOCK_SECONDS,
+        num_beams: int = 1,
+        name_or_path: str | None = None,
+    ):
         config = getattr(model, "config", None)
         if getattr(config, "model_type", None) != "whisper" or not callable(getattr(model, "generate", None)):
             raise ValueError(
@@ -86,8 +95,10 @@ class WhisperTranscriber:
             if task != "transcribe":
                 raise ValueError("An English-only Whisper model only transcribes English: use task='transcribe'.")
             language = None  # its prompt has no language token: generate refuses one
-        if isinstance(block_seconds, bool) or not isinstance(block_seconds, (int, float)) or not (
-            math.isfinite(block_seconds) and block_seconds >= 60
+        if (
+            isinstance(block_seconds, bool)
+            or not isinstance(block_seconds, (int, float))
+            or not (math.isfinite(block_seconds) and block_seconds >= 60)
         ):
             raise ValueError(f"block_seconds={block_seconds!r} must be a number of seconds >= 60.")
         self.model = model.eval()
@@ -164,17 +175,25 @@ class WhisperTranscriber:
         """One block -> `[(start, end, text)]` in seconds from the block's start (Whisper long-form decoding)."""
         fe, tokenizer = self.processor.feature_extractor, self.processor.tokenizer
         # truncation=False + attention_mask: generate's long-form path walks the whole block in 30-s windows.
-        features = fe(waveform.numpy(), sampling_rate=fe.sampling_rate, truncation=False, padding="longest",
-                      return_attention_mask=True, return_tensors="pt")
+        features = fe(
+            waveform.numpy(),
+            sampling_rate=fe.sampling_rate,
+            truncation=False,
+            padding="longest",
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
         if features["input_features"].shape[-1] < fe.nb_max_frames:  # short audio: one padded 30-s window
-            features = fe(waveform.numpy(), sampling_rate=fe.sampling_rate, return_attention_mask=True,
-                          return_tensors="pt")
+            features = fe(
+                waveform.numpy(), sampling_rate=fe.sampling_rate, return_attention_mask=True, return_tensors="pt"
+            )
         device, dtype = self.model.device, self.model.dtype
         kwargs = dict(return_timestamps=True, return_segments=True, num_beams=self.num_beams)
         if self.multilingual:
             kwargs.update(task=self.task, language=self.language)
-        out = self.model.generate(features["input_features"].to(device, dtype),
-                                  attention_mask=features["attention_mask"].to(device), **kwargs)
+        out = self.model.generate(
+            features["input_features"].to(device, dtype), attention_mask=features["attention_mask"].to(device), **kwargs
+        )
         found = []
         for seg in out["segments"][0] if isinstance(out, Mapping) else []:
             text = tokenizer.decode(seg["tokens"], skip_special_tokens=True)
@@ -205,8 +224,10 @@ def load_transcriber(asr_model, **options) -> WhisperTranscriber:
 
         source = asr_model.config._name_or_path
         if not source:
-            raise ValueError("asr_model is a Whisper model without a name_or_path to load its processor from: pass "
-                             "WhisperTranscriber(model, WhisperProcessor.from_pretrained(...)) instead.")
+            raise ValueError(
+                "asr_model is a Whisper model without a name_or_path to load its processor from: pass "
+                "WhisperTranscriber(model, WhisperProcessor.from_pretrained(...)) instead."
+            )
         return WhisperTranscriber(asr_model, WhisperProcessor.from_pretrained(source), **options)
     raise ValueError(
         f"asr_model must be a Whisper model id or folder, a loaded WhisperForConditionalGeneration or a "

@@ -9,9 +9,9 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .dropout_hilbert import DocumentDropout
-from torch.nn import functional as F
 
 
 class MaskedMultiHeadAttention(nn.Module):
@@ -42,7 +42,11 @@ class MaskedMultiHeadAttention(nn.Module):
         return x.view(batch, length, self.num_heads, width // self.num_heads).transpose(1, 2)  # (B, h, L, d/h)
 
     def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None, return_weights: bool = False
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        return_weights: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
@@ -65,7 +69,11 @@ class MaskedMultiHeadAttention(nn.Module):
             # Rows without any real key would be NaN: let them attend everywhere, then zero their output below.
             safe_mask = key_mask | ~has_key.unsqueeze(-1)
             attn_mask = safe_mask[:, None, None, :]  # (B, 1, 1, Sk), broadcast over heads and queries
-        q, k, v = self._split_heads(self.query(queries)), self._split_heads(self.key(keys)), self._split_heads(self.value(keys))
+        q, k, v = (
+            self._split_heads(self.query(queries)),
+            self._split_heads(self.key(keys)),
+            self._split_heads(self.value(keys)),
+        )
         weights = None
         if return_weights:
             scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, h, Sq, Sk)
@@ -77,7 +85,9 @@ class MaskedMultiHeadAttention(nn.Module):
             probs = F.dropout(weights, self.dropout) if self.training and self.dropout > 0 else weights
             out = probs @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            )
         out = out.transpose(1, 2).flatten(2)  # (B, Sq, d)
         out = self.output(out)
         if has_key is not None:
@@ -88,7 +98,9 @@ class MaskedMultiHeadAttention(nn.Module):
 class CrossAttentionBlock(nn.Module):
     """Pre-LayerNorm residual block: x <- x + Attn(LN(x), LN(context)); x <- x + FFN(LN(x))."""
 
-    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, attention_dropout: float):
+    def __init__(
+        self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, attention_dropout: float
+    ):
         super().__init__()
         self.query_norm = nn.LayerNorm(hidden_size)
         self.context_norm = nn.LayerNorm(hidden_size)
@@ -107,7 +119,9 @@ class CrossAttentionBlock(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x `(B, Sq, d)` attends to context `(B, Sk, d)` masked by context_mask `(B, Sk)`; returns `(B, Sq, d)`
         (and the attention weights `(B, h, Sq, Sk)` when `return_weights`)."""
-        attended = self.attention(self.query_norm(x), self.context_norm(context), context_mask, return_weights=return_weights)
+        attended = self.attention(
+            self.query_norm(x), self.context_norm(context), context_mask, return_weights=return_weights
+        )
         attended, weights = attended if return_weights else (attended, None)
         x = x + self.dropout(attended)
         x = x + self.dropout(self.ffn(self.ffn_norm(x)))
@@ -124,10 +138,16 @@ class CrossModalAttentionLayer(nn.Module):
         text'  = Block_t<-a(text, audio)      transcript segments query the audio
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, attention_dropout: float):
+    def __init__(
+        self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, attention_dropout: float
+    ):
         super().__init__()
-        self.audio_from_text = CrossAttentionBlock(hidden_size, num_heads, intermediate_size, dropout, attention_dropout)
-        self.text_from_audio = CrossAttentionBlock(hidden_size, num_heads, intermediate_size, dropout, attention_dropout)
+        self.audio_from_text = CrossAttentionBlock(
+            hidden_size, num_heads, intermediate_size, dropout, attention_dropout
+        )
+        self.text_from_audio = CrossAttentionBlock(
+            hidden_size, num_heads, intermediate_size, dropout, attention_dropout
+        )
 
     def forward(
         self,

@@ -27,6 +27,7 @@ Ships to the Hub with the model: imports only `torch`, `transformers` and siblin
 from __future__ import annotations
 
 import copy
+import inspect
 from contextlib import contextmanager
 
 import torch
@@ -48,7 +49,16 @@ def whisper_full_length(config: PreTrainedConfig) -> int:
 
 
 # Arguments of `from_pretrained` that say where a checkpoint is; used to read its config before choosing the class.
-_HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download", "proxies", "trust_remote_code")
+_HUB_KWARGS = (
+    "revision",
+    "token",
+    "cache_dir",
+    "local_files_only",
+    "subfolder",
+    "force_download",
+    "proxies",
+    "trust_remote_code",
+)
 
 
 def _is_text_encoding_family(config: PreTrainedConfig) -> bool:
@@ -72,10 +82,23 @@ def build_encoder(config: PreTrainedConfig) -> PreTrainedModel:
 
         return WhisperEncoder(config)
     if _is_text_encoding_family(config):
-        return AutoModelForTextEncoding.from_config(copy.deepcopy(config))
+        return AutoModelForTextEncoding.from_config(copy.deepcopy(config), **_without_pooler(config))
     if getattr(config, "is_encoder_decoder", False):
         return AutoModel.from_config(config).get_encoder()
     return AutoModel.from_config(config)
+
+
+def _without_pooler(config: PreTrainedConfig) -> dict:
+    """`{"add_pooling_layer": False}` for text encoders that have the option (BERT, RoBERTa, ...), else `{}`.
+
+    HILBERT mean-pools the last hidden states; the [CLS] pooler is never used. Kept, it would also break the weights'
+    fingerprint: a checkpoint saved without one (roberta-base is saved as `RobertaForMaskedLM`) gets a randomly
+    initialised pooler at every load, so `weights_sha256` would differ between two loads of the same checkpoint.
+    """
+    model_class = AutoModelForTextEncoding._model_mapping.get(type(config), None)
+    if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+        return {"add_pooling_layer": False}
+    return {}
 
 
 def load_pretrained_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
@@ -92,7 +115,7 @@ def load_pretrained_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
     if is_whisper(config):
         return AutoModel.from_pretrained(name_or_path, **kwargs).get_encoder()  # WhisperModel -> WhisperEncoder
     if _is_text_encoding_family(config):
-        return AutoModelForTextEncoding.from_pretrained(name_or_path, **kwargs)
+        return AutoModelForTextEncoding.from_pretrained(name_or_path, **_without_pooler(config), **kwargs)
     model = AutoModel.from_pretrained(name_or_path, **kwargs)
     if getattr(model.config, "is_encoder_decoder", False):
         return model.get_encoder()
@@ -215,7 +238,9 @@ def masked_group_norm(norm: nn.GroupNorm, hidden: torch.Tensor, lengths: torch.T
     for row, length in enumerate(lengths.tolist()):
         length = min(max(length, 0), hidden.shape[-1])
         if length > 0:
-            out[row, :, :length] = F.group_norm(hidden[row : row + 1, :, :length], norm.num_groups, norm.weight, norm.bias, norm.eps)[0]
+            out[row, :, :length] = F.group_norm(
+                hidden[row : row + 1, :, :length], norm.num_groups, norm.weight, norm.bias, norm.eps
+            )[0]
         out[row, :, length:] = 0
     return out
 

@@ -85,10 +85,15 @@ class MixtureOfExpertsClassifier(nn.Module):
         self.experts = nn.ModuleList(expert_mlp(input_size, expert_hidden_size, dropout) for _ in range(num_experts))
         self.gates = nn.ModuleDict({task: nn.Linear(input_size, num_experts) for task in task_output_sizes})
         self.towers = nn.ModuleDict(
-            {task: nn.Sequential(DocumentDropout(dropout), nn.Linear(expert_hidden_size, size)) for task, size in task_output_sizes.items()}
+            {
+                task: nn.Sequential(DocumentDropout(dropout), nn.Linear(expert_hidden_size, size))
+                for task, size in task_output_sizes.items()
+            }
         )
 
-    def forward(self, features: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def forward(
+        self, features: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """
         Args:
             features: h `(B, input_size)`.
@@ -115,7 +120,9 @@ class MLPClassifier(nn.Module):
         super().__init__()
         self.heads = nn.ModuleDict(
             {
-                task: nn.Sequential(expert_mlp(input_size, hidden_size, dropout), DocumentDropout(dropout), nn.Linear(hidden_size, size))
+                task: nn.Sequential(
+                    expert_mlp(input_size, hidden_size, dropout), DocumentDropout(dropout), nn.Linear(hidden_size, size)
+                )
                 for task, size in task_output_sizes.items()
             }
         )

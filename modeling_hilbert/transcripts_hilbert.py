@@ -168,6 +168,7 @@ _NAME_PREFIX = re.compile(r"^([^\W\d_][\w.'-]*(?: [\w.'-]+){0,2}):\s+(?=\S)")
 _BRACKET_PREFIX = re.compile(r"^\[([^\[\]]{1,40})\]\s*(?=\S)")
 _SPACES = re.compile(r"\s+")
 
+
 # Error messages end up in logs and build reports, where transcripts must not. A line that is mostly digits (a
 # timestamp, a cue number, a corrupt time such as 00:00:0x,000) is quoted; anything else could be speech, so the
 # message only says how long it is.
@@ -206,7 +207,9 @@ def _parse_timestamp(token: str, *, path, line: int) -> float:
     hours, minutes, seconds, millis = match.groups()
     if int(minutes) > 59 or int(seconds) > 59:
         raise TranscriptError(
-            f"bad timestamp {_describe(token)}: minutes and seconds must be below 60.", path=path, line=line,
+            f"bad timestamp {_describe(token)}: minutes and seconds must be below 60.",
+            path=path,
+            line=line,
             fix=_TIMING_HINT,
         )
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
@@ -224,7 +227,9 @@ def _parse_timing_line(raw: str, *, path, line: int) -> tuple[float, float]:
     end = _parse_timestamp(right_parts[0], path=path, line=line)  # what follows are cue settings
     if end < start:
         raise TranscriptError(
-            f"cue ends ({format_timestamp(end)}) before it starts ({format_timestamp(start)}).", path=path, line=line,
+            f"cue ends ({format_timestamp(end)}) before it starts ({format_timestamp(start)}).",
+            path=path,
+            line=line,
             fix="Swap or correct the two times.",
         )
     return start, end
@@ -249,7 +254,7 @@ def _speaker_and_text(cue_lines: list[str], *, unescape: bool) -> tuple[str | No
             prefix = pattern.match(lines[0])
             if prefix:
                 speaker = prefix.group(1).strip()
-                lines[0] = lines[0][prefix.end():]
+                lines[0] = lines[0][prefix.end() :]
                 break
     text = _SPACES.sub(" ", " ".join(lines)).strip()
     return (speaker or None), text
@@ -280,7 +285,9 @@ def _blocks(lines: list[str], first: int = 0) -> list[tuple[int, list[str]]]:
 # A line that starts like a timing line ("00:00:03,000 -->", "3.5 -->"): inside a cue's text it means the blank
 # line before the next cue is missing. "a --> b" in speech does not start with a digit, so it stays text.
 _GLUED_TIMING = re.compile(r"\s*\d[\d:,.]*\s*-->")
-_MISSING_BLANK_FIX = "Put one blank line between two cues (the line before a cue's number or timing line must be empty)."
+_MISSING_BLANK_FIX = (
+    "Put one blank line between two cues (the line before a cue's number or timing line must be empty)."
+)
 
 
 def _glued_cue_line(text_lines: list[str], first_line: int) -> int | None:
@@ -306,24 +313,30 @@ def _cue(block: list[str], first_line: int, *, path, unescape: bool, numbered: b
         ident = block[0].strip()
         if numbered and not (ident.isascii() and ident.isdigit()):
             raise TranscriptError(
-                f"expected a cue number or a timing line, got {_describe(ident)}.", path=path, line=first_line,
+                f"expected a cue number or a timing line, got {_describe(ident)}.",
+                path=path,
+                line=first_line,
                 fix="Each SRT cue starts with its number, then 'start --> end', then text; cues are separated "
                 "by one blank line (a blank line inside a cue's text splits it).",
             )
         if len(block) < 2:
             raise TranscriptError(
-                f"truncated cue: {_describe(ident)} is not followed by a timing line.", path=path, line=first_line,
+                f"truncated cue: {_describe(ident)} is not followed by a timing line.",
+                path=path,
+                line=first_line,
                 fix="Add the 'start --> end' line or delete the cue.",
             )
     line = first_line + timing_at
     start, end = _parse_timing_line(block[timing_at], path=path, line=line)
-    text_lines = block[timing_at + 1:]
+    text_lines = block[timing_at + 1 :]
     if numbered:
         glued = _glued_cue_line(text_lines, line + 1)
         if glued is not None:  # without this, the next cue's number and timing became this cue's text
             raise TranscriptError(
                 f"a new cue starts inside the cue timed at line {line}: a blank line is missing before line {glued}.",
-                path=path, line=glued, fix=_MISSING_BLANK_FIX,
+                path=path,
+                line=glued,
+                fix=_MISSING_BLANK_FIX,
             )
     speaker, text = _speaker_and_text(text_lines, unescape=unescape)
     return Segment(start=start, end=end, text=text, speaker=speaker), line
@@ -363,7 +376,9 @@ def _parse_vtt(text: str, path=None) -> list[tuple[Segment, int]]:
     header = lines[0] if lines else ""
     if not (header == "WEBVTT" or header.startswith(("WEBVTT ", "WEBVTT\t"))):
         raise TranscriptError(
-            f"missing WEBVTT header (first line is {_describe(header)}).", path=path, line=1,
+            f"missing WEBVTT header (first line is {_describe(header)}).",
+            path=path,
+            line=1,
             fix="A WebVTT file must start with the line 'WEBVTT'; if this is an SRT file, rename it to .srt.",
         )
     out = []
@@ -382,9 +397,11 @@ def _parse_vtt(text: str, path=None) -> list[tuple[Segment, int]]:
                 glued = _GLUED_TIMING.match(part[0]) is not None
                 raise TranscriptError(
                     "a new cue starts inside the cue above: a blank line is missing before this line "
-                    "(or before the cue identifier above it)." if glued else
-                    "'-->' inside a cue's text (WebVTT does not allow it there).",
-                    path=path, line=j + 1,
+                    "(or before the cue identifier above it)."
+                    if glued
+                    else "'-->' inside a cue's text (WebVTT does not allow it there).",
+                    path=path,
+                    line=j + 1,
                     fix=_MISSING_BLANK_FIX if glued else "Write '--&gt;' in cue text, or add the missing blank line.",
                 )
             out.append(_cue(part, j + 1, path=path, unescape=True, numbered=False))
@@ -436,18 +453,30 @@ def _json_time(item: dict, key: str, *, path, line: int, index: int) -> float:
     value = item.get(key)
     where = f"segment {index}: "
     if value is None:
-        raise TranscriptError(f"{where}missing {key!r}.", path=path, line=line,
-                              fix='Each segment needs "start" and "end" in seconds, e.g. {"start": 1.5, "end": 3.0, "text": "..."}.')
+        raise TranscriptError(
+            f"{where}missing {key!r}.",
+            path=path,
+            line=line,
+            fix='Each segment needs "start" and "end" in seconds, e.g. {"start": 1.5, "end": 3.0, "text": "..."}.',
+        )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TranscriptError(f"{where}{key!r} is not a number (got a {type(value).__name__}).", path=path, line=line,
-                              fix=f'Write {key!r} as a number of seconds, e.g. 1.5, not a string.')
+        raise TranscriptError(
+            f"{where}{key!r} is not a number (got a {type(value).__name__}).",
+            path=path,
+            line=line,
+            fix=f"Write {key!r} as a number of seconds, e.g. 1.5, not a string.",
+        )
     try:
         seconds = float(value)
     except OverflowError:
         seconds = math.inf
     if not math.isfinite(seconds):
-        raise TranscriptError(f"{where}{key!r} is not a finite number (got {value!r}).", path=path, line=line,
-                              fix="Write the time in seconds as an ordinary number.")
+        raise TranscriptError(
+            f"{where}{key!r} is not a finite number (got {value!r}).",
+            path=path,
+            line=line,
+            fix="Write the time in seconds as an ordinary number.",
+        )
     return seconds
 
 
@@ -457,37 +486,58 @@ def _parse_json(text: str, path=None) -> list[tuple[Segment, int]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise TranscriptError(f"invalid JSON: {err.msg}.", path=path, line=err.lineno,
-                              fix="Fix the JSON syntax (a validator such as `python -m json.tool FILE` shows it).") from None
+        raise TranscriptError(
+            f"invalid JSON: {err.msg}.",
+            path=path,
+            line=err.lineno,
+            fix="Fix the JSON syntax (a validator such as `python -m json.tool FILE` shows it).",
+        ) from None
     except (ValueError, RecursionError) as err:  # e.g. an integer too long to convert, absurd nesting
-        raise TranscriptError(f"invalid JSON: {err}.", path=path, line=None,
-                              fix="Fix the JSON so that it is a list of segments.") from None
+        raise TranscriptError(
+            f"invalid JSON: {err}.", path=path, line=None, fix="Fix the JSON so that it is a list of segments."
+        ) from None
     items = data.get("segments") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise TranscriptError(
-            "expected a list of segments or an object with a 'segments' list.", path=path, line=1,
+            "expected a list of segments or an object with a 'segments' list.",
+            path=path,
+            line=1,
             fix='Write [{"start": 0.0, "end": 1.2, "text": "...", "speaker": "A"}, ...].',
         )
     lines = _json_element_lines(text, data)
     out = []
     for index, (item, line) in enumerate(zip(items, lines)):
         if not isinstance(item, dict):
-            raise TranscriptError(f"segment {index} is a {type(item).__name__}, not an object.", path=path, line=line,
-                                  fix='Each segment is an object like {"start": 0.0, "end": 1.2, "text": "..."}.')
+            raise TranscriptError(
+                f"segment {index} is a {type(item).__name__}, not an object.",
+                path=path,
+                line=line,
+                fix='Each segment is an object like {"start": 0.0, "end": 1.2, "text": "..."}.',
+            )
         start = _json_time(item, "start", path=path, line=line, index=index)
         end = _json_time(item, "end", path=path, line=line, index=index)
         if end < start:
             raise TranscriptError(
                 f"segment {index} ends ({format_timestamp(end)}) before it starts ({format_timestamp(start)}).",
-                path=path, line=line, fix="Swap or correct the two times.",
+                path=path,
+                line=line,
+                fix="Swap or correct the two times.",
             )
         seg_text, speaker = item.get("text", ""), item.get("speaker")
         if not isinstance(seg_text, str):
-            raise TranscriptError(f"segment {index}: 'text' is not a string (got a {type(seg_text).__name__}).", path=path, line=line,
-                                  fix='Write the text as a JSON string ("...").')
+            raise TranscriptError(
+                f"segment {index}: 'text' is not a string (got a {type(seg_text).__name__}).",
+                path=path,
+                line=line,
+                fix='Write the text as a JSON string ("...").',
+            )
         if isinstance(speaker, bool) or not isinstance(speaker, (str, int, type(None))):
-            raise TranscriptError(f"segment {index}: 'speaker' is not a string (got a {type(speaker).__name__}).", path=path,
-                                  line=line, fix="Write the speaker as a string, or leave it out.")
+            raise TranscriptError(
+                f"segment {index}: 'speaker' is not a string (got a {type(speaker).__name__}).",
+                path=path,
+                line=line,
+                fix="Write the speaker as a string, or leave it out.",
+            )
         speaker = None if speaker is None else (str(speaker).strip() or None)
         out.append((Segment(start=start, end=end, text=seg_text.strip(), speaker=speaker), line))
     return out
@@ -505,19 +555,29 @@ _TABLE_COLUMNS = {
     "text": ("value", "text"),
     "speaker": ("speaker",),
 }
-_TABLE_HINT = ("Expected a header line naming the columns: DAIC-WOZ 'start_time<TAB>stop_time<TAB>speaker<TAB>value', "
-               "E-DAIC 'Start_Time,End_Time,Text,Confidence', or 'start,end,text[,speaker]' (times in seconds).")
+_TABLE_HINT = (
+    "Expected a header line naming the columns: DAIC-WOZ 'start_time<TAB>stop_time<TAB>speaker<TAB>value', "
+    "E-DAIC 'Start_Time,End_Time,Text,Confidence', or 'start,end,text[,speaker]' (times in seconds)."
+)
 
 
 def _table_time(cell: str, column: str, *, path, line: int) -> float:
     try:
         seconds = float(cell.strip())
     except ValueError:
-        raise TranscriptError(f"column {column!r} is not a number of seconds (got {_describe(cell)}).", path=path,
-                              line=line, fix="Write times as seconds, e.g. 36.588.") from None
+        raise TranscriptError(
+            f"column {column!r} is not a number of seconds (got {_describe(cell)}).",
+            path=path,
+            line=line,
+            fix="Write times as seconds, e.g. 36.588.",
+        ) from None
     if not math.isfinite(seconds):
-        raise TranscriptError(f"column {column!r} is not a finite number (got {_describe(cell)}).", path=path,
-                              line=line, fix="Write times as seconds, e.g. 36.588.")
+        raise TranscriptError(
+            f"column {column!r} is not a finite number (got {_describe(cell)}).",
+            path=path,
+            line=line,
+            fix="Write times as seconds, e.g. 36.588.",
+        )
     return seconds
 
 
@@ -535,8 +595,12 @@ def _parse_table(text: str, path=None) -> list[tuple[Segment, int]]:
     for key, aliases in _TABLE_COLUMNS.items():
         found = [k for k, name in enumerate(names) if name in aliases]
         if len(found) > 1:
-            raise TranscriptError(f"the header names the {key} column twice ({names[found[0]]!r}, {names[found[1]]!r}).",
-                                  path=path, line=h + 1, fix=_TABLE_HINT)
+            raise TranscriptError(
+                f"the header names the {key} column twice ({names[found[0]]!r}, {names[found[1]]!r}).",
+                path=path,
+                line=h + 1,
+                fix=_TABLE_HINT,
+            )
         if found:
             column[key] = found[0]
     missing = [key for key in ("start", "end", "text") if key not in column]
@@ -549,8 +613,12 @@ def _parse_table(text: str, path=None) -> list[tuple[Segment, int]]:
         raise TranscriptError(f"{what}.", path=path, line=h + 1, fix=_TABLE_HINT)
     # Tab-separated files are not quoted (a '"' in DAIC-WOZ text is text); comma-separated ones quote fields
     # that hold commas.
-    reader = csv.reader(io.StringIO("\n".join(lines[h + 1:])), delimiter=delimiter, strict=True,
-                        quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
+    reader = csv.reader(
+        io.StringIO("\n".join(lines[h + 1 :])),
+        delimiter=delimiter,
+        strict=True,
+        quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL,
+    )
     out: list[tuple[Segment, int]] = []
     consumed = 0  # physical lines the reader has consumed: a quoted field may span several
     try:
@@ -561,20 +629,30 @@ def _parse_table(text: str, path=None) -> list[tuple[Segment, int]]:
                 continue
             if len(row) != len(names):
                 raise TranscriptError(
-                    f"row has {len(row)} field(s) but the header has {len(names)}.", path=path, line=line,
+                    f"row has {len(row)} field(s) but the header has {len(names)}.",
+                    path=path,
+                    line=line,
                     fix="A separator inside the text? Quote the text field (comma-separated files) or remove the "
-                        "extra tab; a missing field? Write it, even empty.",
+                    "extra tab; a missing field? Write it, even empty.",
                 )
             start = _table_time(row[column["start"]], names[column["start"]], path=path, line=line)
             end = _table_time(row[column["end"]], names[column["end"]], path=path, line=line)
             if end < start:
-                raise TranscriptError(f"row ends ({format_timestamp(end)}) before it starts ({format_timestamp(start)}).",
-                                      path=path, line=line, fix="Swap or correct the two times.")
+                raise TranscriptError(
+                    f"row ends ({format_timestamp(end)}) before it starts ({format_timestamp(start)}).",
+                    path=path,
+                    line=line,
+                    fix="Swap or correct the two times.",
+                )
             speaker = (_collapse(row[column["speaker"]]) or None) if "speaker" in column else None
             out.append((Segment(start=start, end=end, text=_collapse(row[column["text"]]), speaker=speaker), line))
     except csv.Error as err:
-        raise TranscriptError(f"unreadable row ({err}).", path=path, line=h + 2 + consumed,
-                              fix="Check the quoting of this row (a '\"' that opens a field must close it).") from None
+        raise TranscriptError(
+            f"unreadable row ({err}).",
+            path=path,
+            line=h + 2 + consumed,
+            fix="Check the quoting of this row (a '\"' that opens a field must close it).",
+        ) from None
     return out
 
 
@@ -583,7 +661,7 @@ def _parse_table(text: str, path=None) -> list[tuple[Segment, int]]:
 # --------------------------------------------------------------------------------------------------
 
 # A media bullet: NAK-delimited "start_end" in milliseconds; CLAN before 2009 wrote %snd:"file"_start_end.
-_BULLET = re.compile("\x15(?:%(?:snd|mov):\"[^\"\x15]*\"_)?(\\d+)_(\\d+)\x15")
+_BULLET = re.compile('\x15(?:%(?:snd|mov):"[^"\x15]*"_)?(\\d+)_(\\d+)\x15')
 _MAIN_TIER = re.compile(r"\*([^:\s]+):")
 # [...] annotations after a word or a <scope>: retracing [/] [//] [///], replacements [: word], errors [* m],
 # explanations [= x], comments [% x], events [=! laughs], postcodes [+ bch], repetition [x 3], overlap [>] [<].
@@ -591,12 +669,16 @@ _CHAT_ANNOTATION = re.compile(r"\[[^\[\]]*\]")
 _CHAT_PAUSE = re.compile(r"\((?:\.{1,3}|\d[\d:.]*)\)")  # (.), (..), (...), (1.5), (1:02.5)
 # Scope brackets, quotation marks, tag/vocative markers, CA overlap and intonation marks, stress marks,
 # within-word pauses: none is spoken.
-_CHAT_MARKS = re.compile("[<>\u201c\u201d\u2021\u201e\u2308\u2309\u230a\u230b\u2191\u2193\u21d7\u2197\u2192\u2198"
-                         "\u21d8\u221e\u224b\u2261\u2219\u2206\u2207\u00b0\u2581\u2594\u263a\u264b\u223e\u21bb"
-                         "\u02c8\u02cc\u2260\u21ab^]")
+_CHAT_MARKS = re.compile(
+    "[<>\u201c\u201d\u2021\u201e\u2308\u2309\u230a\u230b\u2191\u2193\u21d7\u2197\u2192\u2198"
+    "\u21d8\u221e\u224b\u2261\u2219\u2206\u2207\u00b0\u2581\u2594\u263a\u264b\u223e\u21bb"
+    "\u02c8\u02cc\u2260\u21ab^]"
+)
 _CHAT_UNTRANSCRIBED = {"xxx", "yyy", "www", "xx", "yy"}
-_CHAT_FIX_BULLET = ("A time-aligned transcript is required: link every utterance to the media in CLAN (each main "
-                    "tier ends with a bullet \u2022start_end\u2022 in milliseconds), or delete the utterance.")
+_CHAT_FIX_BULLET = (
+    "A time-aligned transcript is required: link every utterance to the media in CLAN (each main "
+    "tier ends with a bullet \u2022start_end\u2022 in milliseconds), or delete the utterance."
+)
 
 
 def _chat_words(body: str) -> str:
@@ -640,12 +722,16 @@ def _chat_participants(value: str, *, path, line: int) -> dict[str, str]:
         if not parts:
             continue
         if len(parts) < 2:
-            raise TranscriptError(f"@Participants entry {parts[0]!r} has no role.", path=path, line=line,
-                                  fix="Write each participant as 'CODE [Name] Role', e.g. 'PAR Participant, INV "
-                                      "Investigator'.")
+            raise TranscriptError(
+                f"@Participants entry {parts[0]!r} has no role.",
+                path=path,
+                line=line,
+                fix="Write each participant as 'CODE [Name] Role', e.g. 'PAR Participant, INV Investigator'.",
+            )
         if parts[0] in out:
-            raise TranscriptError(f"@Participants lists {parts[0]!r} twice.", path=path, line=line,
-                                  fix="Give each participant one entry.")
+            raise TranscriptError(
+                f"@Participants lists {parts[0]!r} twice.", path=path, line=line, fix="Give each participant one entry."
+            )
         out[parts[0]] = parts[-1]
     return out
 
@@ -660,8 +746,12 @@ def _parse_chat(text: str, path=None) -> list[tuple[Segment, int]]:
             continue
         if line[0] in "\t ":
             if not tiers:
-                raise TranscriptError("continuation line (starting with a tab) before any header or tier.", path=path,
-                                      line=i + 1, fix="CHAT files start with '@UTF8' and '@Begin'.")
+                raise TranscriptError(
+                    "continuation line (starting with a tab) before any header or tier.",
+                    path=path,
+                    line=i + 1,
+                    fix="CHAT files start with '@UTF8' and '@Begin'.",
+                )
             tiers[-1][1].append(line.strip())
         else:
             tiers.append((i + 1, [line.rstrip()]))
@@ -671,8 +761,12 @@ def _parse_chat(text: str, path=None) -> list[tuple[Segment, int]]:
     for line, parts in tiers:
         content = " ".join(parts)
         if ended:
-            raise TranscriptError("text after @End.", path=path, line=line,
-                                  fix="@End must be the last line; move or delete what follows it.")
+            raise TranscriptError(
+                "text after @End.",
+                path=path,
+                line=line,
+                fix="@End must be the last line; move or delete what follows it.",
+            )
         if content.startswith("@"):
             name, _, value = content.partition(":")
             name = name.strip()
@@ -687,43 +781,70 @@ def _parse_chat(text: str, path=None) -> list[tuple[Segment, int]]:
             continue  # dependent tiers (%mor, %gra, %com, %wor, ...) annotate the utterance above
         match = _MAIN_TIER.match(content)
         if not match:
-            raise TranscriptError(f"unexpected line ({_describe(content)}).", path=path, line=line,
-                                  fix="CHAT lines start with '@' (header), '*' (utterance), '%' (dependent tier) or "
-                                      "a tab (continuation).")
+            raise TranscriptError(
+                f"unexpected line ({_describe(content)}).",
+                path=path,
+                line=line,
+                fix="CHAT lines start with '@' (header), '*' (utterance), '%' (dependent tier) or "
+                "a tab (continuation).",
+            )
         if not begun:
-            raise TranscriptError("utterance before @Begin.", path=path, line=line,
-                                  fix="Add the headers '@Begin', '@Languages:' and '@Participants:' before the "
-                                      "first utterance.")
+            raise TranscriptError(
+                "utterance before @Begin.",
+                path=path,
+                line=line,
+                fix="Add the headers '@Begin', '@Languages:' and '@Participants:' before the first utterance.",
+            )
         code = match.group(1)
         if participants is None or code not in participants:
             raise TranscriptError(
                 f"speaker *{code} is not declared in @Participants"
-                + ("." if participants else " (no @Participants header)."), path=path, line=line,
+                + ("." if participants else " (no @Participants header)."),
+                path=path,
+                line=line,
                 fix="List every speaker code in '@Participants:', e.g. 'PAR Participant, INV Investigator'.",
             )
-        body = content[match.end():]
+        body = content[match.end() :]
         bullets = list(_BULLET.finditer(body))
         rest = _BULLET.sub(" ", body)
         if "\x15" in rest:
-            raise TranscriptError("malformed time bullet (expected \u2022start_end\u2022 in milliseconds).", path=path,
-                                  line=line, fix=_CHAT_FIX_BULLET)
+            raise TranscriptError(
+                "malformed time bullet (expected \u2022start_end\u2022 in milliseconds).",
+                path=path,
+                line=line,
+                fix=_CHAT_FIX_BULLET,
+            )
         if not bullets:
-            raise TranscriptError(f"utterance of *{code} has no time bullet.", path=path, line=line, fix=_CHAT_FIX_BULLET)
+            raise TranscriptError(
+                f"utterance of *{code} has no time bullet.", path=path, line=line, fix=_CHAT_FIX_BULLET
+            )
         start, end = int(bullets[0].group(1)) / 1000, int(bullets[-1].group(2)) / 1000
         if end < start:
-            raise TranscriptError(f"utterance ends ({format_timestamp(end)}) before it starts ({format_timestamp(start)}).",
-                                  path=path, line=line, fix="Correct the bullet's two times (start_end, in milliseconds).")
+            raise TranscriptError(
+                f"utterance ends ({format_timestamp(end)}) before it starts ({format_timestamp(start)}).",
+                path=path,
+                line=line,
+                fix="Correct the bullet's two times (start_end, in milliseconds).",
+            )
         words = _chat_words(rest)
         if words:  # an utterance of only events, pauses or xxx has no text for the text encoder
             role = participants[code]
             speaker = code if role == code else f"{role} ({code})"
             out.append((Segment(start=start, end=end, text=words, speaker=speaker), line))
     if not begun:
-        raise TranscriptError("no @Begin header: this is not a CHAT transcript.", path=path, line=1,
-                              fix="A CHAT file starts with '@UTF8' and '@Begin' and ends with '@End'.")
+        raise TranscriptError(
+            "no @Begin header: this is not a CHAT transcript.",
+            path=path,
+            line=1,
+            fix="A CHAT file starts with '@UTF8' and '@Begin' and ends with '@End'.",
+        )
     if not ended:
-        raise TranscriptError("missing @End: is the file cut off?", path=path, line=len(lines),
-                              fix="Check that the file is complete; a CHAT file ends with the line '@End'.")
+        raise TranscriptError(
+            "missing @End: is the file cut off?",
+            path=path,
+            line=len(lines),
+            fix="Check that the file is complete; a CHAT file ends with the line '@End'.",
+        )
     return out
 
 
@@ -755,8 +876,9 @@ def _textgrid_tokens(text: str, path) -> list[tuple[str, object, int]]:
             if number:
                 seconds = float(number.group())
                 if not math.isfinite(seconds):
-                    raise TranscriptError(f"number {_describe(number.group())} is out of range.", path=path,
-                                          line=line, fix=_TG_FIX)
+                    raise TranscriptError(
+                        f"number {_describe(number.group())} is out of range.", path=path, line=line, fix=_TG_FIX
+                    )
                 tokens.append(("number", seconds, line))
             elif value.startswith("<") and value.endswith(">"):
                 tokens.append(("flag", value, line))
@@ -767,8 +889,12 @@ def _textgrid_tokens(text: str, path) -> list[tuple[str, object, int]]:
 def _parse_textgrid(text: str, path=None) -> list[tuple[Segment, int]]:
     text = "\n".join(_lines(text))
     if text.startswith("ooBinaryFile"):
-        raise TranscriptError("binary TextGrid.", path=path, line=1,
-                              fix="Open it in Praat and use Save as text file... (long or short text format).")
+        raise TranscriptError(
+            "binary TextGrid.",
+            path=path,
+            line=1,
+            fix="Open it in Praat and use Save as text file... (long or short text format).",
+        )
     tokens = _textgrid_tokens(text, path)
     last_line = text.count("\n") + 1
     pos = 0
@@ -776,8 +902,9 @@ def _parse_textgrid(text: str, path=None) -> list[tuple[Segment, int]]:
     def take(kind: str, what: str):
         nonlocal pos
         if pos >= len(tokens):
-            raise TranscriptError(f"the file ends where {what} was expected: is it cut off?", path=path, line=last_line,
-                                  fix=_TG_FIX)
+            raise TranscriptError(
+                f"the file ends where {what} was expected: is it cut off?", path=path, line=last_line, fix=_TG_FIX
+            )
         got_kind, value, line = tokens[pos]
         if got_kind != kind:
             raise TranscriptError(f"expected {what} (a {kind}), found a {got_kind}.", path=path, line=line, fix=_TG_FIX)
@@ -792,15 +919,27 @@ def _parse_textgrid(text: str, path=None) -> list[tuple[Segment, int]]:
 
     file_type, line = take("string", "the file type")
     if file_type == "Praat chronological TextGrid text file":
-        raise TranscriptError("chronological TextGrid: not supported.", path=path, line=line,
-                              fix="Open it in Praat and use Save as text file... (long or short text format).")
+        raise TranscriptError(
+            "chronological TextGrid: not supported.",
+            path=path,
+            line=line,
+            fix="Open it in Praat and use Save as text file... (long or short text format).",
+        )
     if not file_type.startswith("ooTextFile"):
-        raise TranscriptError(f"not a Praat text file (file type {_describe(file_type)}, expected 'ooTextFile').",
-                              path=path, line=line, fix="A TextGrid starts with 'File type = \"ooTextFile\"'.")
+        raise TranscriptError(
+            f"not a Praat text file (file type {_describe(file_type)}, expected 'ooTextFile').",
+            path=path,
+            line=line,
+            fix="A TextGrid starts with 'File type = \"ooTextFile\"'.",
+        )
     object_class, line = take("string", "the object class")
     if object_class != "TextGrid":
-        raise TranscriptError(f"a Praat {_describe(object_class)} object, not a TextGrid.", path=path, line=line,
-                              fix="Give the TextGrid of the recording (Object class = \"TextGrid\").")
+        raise TranscriptError(
+            f"a Praat {_describe(object_class)} object, not a TextGrid.",
+            path=path,
+            line=line,
+            fix='Give the TextGrid of the recording (Object class = "TextGrid").',
+        )
     take("number", "the TextGrid's start time (xmin)")
     take("number", "the TextGrid's end time (xmax)")
     if pos < len(tokens) and tokens[pos][0] == "flag":
@@ -820,8 +959,12 @@ def _parse_textgrid(text: str, path=None) -> list[tuple[Segment, int]]:
                 end, _ = take("number", f"the end time (xmax) of {where}")
                 label, _ = take("string", f"the text of {where}")
                 if end < start:
-                    raise TranscriptError(f"{where} ends ({format_timestamp(end)}) before it starts "
-                                          f"({format_timestamp(start)}).", path=path, line=line, fix=_TG_FIX)
+                    raise TranscriptError(
+                        f"{where} ends ({format_timestamp(end)}) before it starts ({format_timestamp(start)}).",
+                        path=path,
+                        line=line,
+                        fix=_TG_FIX,
+                    )
                 label = _collapse(label)
                 if label:  # empty intervals are the silences between turns
                     out.append((Segment(start=start, end=end, text=label, speaker=_collapse(name) or None), line))
@@ -830,11 +973,19 @@ def _parse_textgrid(text: str, path=None) -> list[tuple[Segment, int]]:
                 take("number", f"the time of point {k + 1} of tier {t + 1}")
                 take("string", f"the mark of point {k + 1} of tier {t + 1}")
         else:
-            raise TranscriptError(f"tier {t + 1} has unknown class {_describe(tier_class)}.", path=path, line=line,
-                                  fix="TextGrid tiers are \"IntervalTier\" or \"TextTier\".")
+            raise TranscriptError(
+                f"tier {t + 1} has unknown class {_describe(tier_class)}.",
+                path=path,
+                line=line,
+                fix='TextGrid tiers are "IntervalTier" or "TextTier".',
+            )
     if pos < len(tokens):
-        raise TranscriptError("unexpected data after the last tier (is the tier count right?).", path=path,
-                              line=tokens[pos][2], fix=_TG_FIX)
+        raise TranscriptError(
+            "unexpected data after the last tier (is the tier count right?).",
+            path=path,
+            line=tokens[pos][2],
+            fix=_TG_FIX,
+        )
     # Tiers are listed one after another; a transcript runs in time order (sorted() is stable: ties keep tier order).
     return sorted(out, key=lambda pair: (pair[0]["start"], pair[0]["end"]))
 
@@ -886,17 +1037,24 @@ def _xml_tree(text: str, path, keep_text: Iterable[str]) -> _XmlNode:
             stack[-1].text += chunk
 
     def entity(*args):
-        raise TranscriptError("the XML declares entities (<!ENTITY ...>), which transcripts never need.", path=path,
-                              line=parser.CurrentLineNumber, fix="Remove the DOCTYPE/ENTITY declarations.")
+        raise TranscriptError(
+            "the XML declares entities (<!ENTITY ...>), which transcripts never need.",
+            path=path,
+            line=parser.CurrentLineNumber,
+            fix="Remove the DOCTYPE/ENTITY declarations.",
+        )
 
     parser.StartElementHandler, parser.EndElementHandler, parser.CharacterDataHandler = start, end, data
     parser.EntityDeclHandler = entity
     try:
         parser.Parse(text.encode("utf-8", "surrogatepass"), True)
     except expat.ExpatError as err:
-        raise TranscriptError(f"invalid XML: {expat.errors.messages[err.code]}.", path=path, line=err.lineno,
-                              fix="Fix the XML syntax (e.g. `xmllint --noout FILE` shows it) or save the file again "
-                                  "from ELAN.") from None
+        raise TranscriptError(
+            f"invalid XML: {expat.errors.messages[err.code]}.",
+            path=path,
+            line=err.lineno,
+            fix="Fix the XML syntax (e.g. `xmllint --noout FILE` shows it) or save the file again from ELAN.",
+        ) from None
     return root
 
 
@@ -904,25 +1062,35 @@ def _parse_eaf(text: str, path=None) -> list[tuple[Segment, int]]:
     root = _xml_tree(text, path, keep_text=("ANNOTATION_VALUE",))
     doc = root.children[0] if root.children else None
     if doc is None or doc.tag != "ANNOTATION_DOCUMENT":
-        raise TranscriptError(f"not an ELAN file (root element {doc.tag if doc else None!r}, expected ANNOTATION_DOCUMENT).",
-                              path=path, line=doc.line if doc else 1, fix="Give the .eaf file ELAN saved.")
+        raise TranscriptError(
+            f"not an ELAN file (root element {doc.tag if doc else None!r}, expected ANNOTATION_DOCUMENT).",
+            path=path,
+            line=doc.line if doc else 1,
+            fix="Give the .eaf file ELAN saved.",
+        )
     slots: dict[str, int | None] = {}
     tiers: list[_XmlNode] = []
     for child in doc.children:
         if child.tag == "HEADER":
             units = child.attrs.get("TIME_UNITS", "milliseconds")
             if units != "milliseconds":
-                raise TranscriptError(f"TIME_UNITS is {units!r}; only milliseconds are supported.", path=path,
-                                      line=child.line, fix="Save the file from a current ELAN (it writes milliseconds).")
+                raise TranscriptError(
+                    f"TIME_UNITS is {units!r}; only milliseconds are supported.",
+                    path=path,
+                    line=child.line,
+                    fix="Save the file from a current ELAN (it writes milliseconds).",
+                )
             for media in child.children:
                 origin = media.attrs.get("TIME_ORIGIN", "0") if media.tag == "MEDIA_DESCRIPTOR" else "0"
                 if origin.strip() not in ("", "0"):
                     # ELAN plays this media offset by TIME_ORIGIN ms: the annotation times are not times in the file.
                     raise TranscriptError(
                         f"the media is offset by TIME_ORIGIN={origin!r} ms, so annotation times are not times in the "
-                        "audio file.", path=path, line=media.line,
+                        "audio file.",
+                        path=path,
+                        line=media.line,
                         fix="In ELAN, remove the media offset (shifting the annotations by it) and save, or cut the "
-                            "audio to match.",
+                        "audio to match.",
                     )
         elif child.tag == "TIME_ORDER":
             for slot in child.children:
@@ -930,11 +1098,16 @@ def _parse_eaf(text: str, path=None) -> list[tuple[Segment, int]]:
                 if slot_id is None:
                     raise TranscriptError("TIME_SLOT without TIME_SLOT_ID.", path=path, line=slot.line, fix=_EAF_FIX)
                 if slot_id in slots:
-                    raise TranscriptError(f"time slot {slot_id!r} is defined twice.", path=path, line=slot.line,
-                                          fix=_EAF_FIX)
+                    raise TranscriptError(
+                        f"time slot {slot_id!r} is defined twice.", path=path, line=slot.line, fix=_EAF_FIX
+                    )
                 if value is not None and not (value.strip().isascii() and value.strip().isdigit()):
-                    raise TranscriptError(f"time slot {slot_id!r} has TIME_VALUE {_describe(value)}, not a number of "
-                                          "milliseconds.", path=path, line=slot.line, fix=_EAF_FIX)
+                    raise TranscriptError(
+                        f"time slot {slot_id!r} has TIME_VALUE {_describe(value)}, not a number of milliseconds.",
+                        path=path,
+                        line=slot.line,
+                        fix=_EAF_FIX,
+                    )
                 slots[slot_id] = None if value is None else int(value)
         elif child.tag == "TIER":
             tiers.append(child)
@@ -957,19 +1130,34 @@ def _parse_eaf(text: str, path=None) -> list[tuple[Segment, int]]:
                     slot_id = node.attrs.get(ref)
                     if slot_id is None or slot_id not in slots:
                         raise TranscriptError(
-                            f"annotation {ident!r}: {ref} " + ("is missing." if slot_id is None else
-                                                               f"names time slot {slot_id!r}, which TIME_ORDER lacks."),
-                            path=path, line=node.line, fix=_EAF_FIX)
+                            f"annotation {ident!r}: {ref} "
+                            + (
+                                "is missing."
+                                if slot_id is None
+                                else f"names time slot {slot_id!r}, which TIME_ORDER lacks."
+                            ),
+                            path=path,
+                            line=node.line,
+                            fix=_EAF_FIX,
+                        )
                     if slots[slot_id] is None:
                         raise TranscriptError(
                             f"annotation {ident!r} on top-level tier {tier_id!r} uses the unaligned time slot {slot_id!r} "
-                            "(no TIME_VALUE).", path=path, line=node.line,
-                            fix="Align the annotation in ELAN (top-level annotations need both times) and save.")
+                            "(no TIME_VALUE).",
+                            path=path,
+                            line=node.line,
+                            fix="Align the annotation in ELAN (top-level annotations need both times) and save.",
+                        )
                     times.append(slots[slot_id] / 1000)
                 start, end = times
                 if end < start:
-                    raise TranscriptError(f"annotation {ident!r} ends ({format_timestamp(end)}) before it starts "
-                                          f"({format_timestamp(start)}).", path=path, line=node.line, fix=_EAF_FIX)
+                    raise TranscriptError(
+                        f"annotation {ident!r} ends ({format_timestamp(end)}) before it starts "
+                        f"({format_timestamp(start)}).",
+                        path=path,
+                        line=node.line,
+                        fix=_EAF_FIX,
+                    )
                 value = next((n for n in node.children if n.tag == "ANNOTATION_VALUE"), None)
                 words = _collapse(value.text) if value is not None else ""
                 out.append((Segment(start=start, end=end, text=words, speaker=speaker), node.line))
@@ -1095,8 +1283,10 @@ _BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
     (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
     (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"),
 )
-_REENCODE_FIX = ("Re-encode the file as UTF-8, e.g. `iconv -f cp1252 -t utf-8 FILE > FILE.utf8` (use the file's real "
-                 "encoding); UTF-16 files with a byte-order mark are read as they are.")
+_REENCODE_FIX = (
+    "Re-encode the file as UTF-8, e.g. `iconv -f cp1252 -t utf-8 FILE > FILE.utf8` (use the file's real "
+    "encoding); UTF-16 files with a byte-order mark are read as they are."
+)
 
 
 def _bomless_utf16(raw: bytes) -> str | None:
@@ -1132,13 +1322,23 @@ def decode_transcript_bytes(raw: bytes, path: str | Path | None = None) -> str:
         text = data.decode(codec)
     except UnicodeDecodeError as err:
         line = len(_lines(data[: err.start].decode(codec, errors="replace")))
-        detail = f"byte 0x{data[err.start]:02x} at offset {err.start + offset}" if err.start < len(data) else "it is cut off"
-        raise TranscriptError(f"not {name} ({detail}).", path=path, line=line,
-                              fix=_REENCODE_FIX if name == "UTF-8" else "Save the file again as UTF-8.") from None
+        detail = (
+            f"byte 0x{data[err.start]:02x} at offset {err.start + offset}" if err.start < len(data) else "it is cut off"
+        )
+        raise TranscriptError(
+            f"not {name} ({detail}).",
+            path=path,
+            line=line,
+            fix=_REENCODE_FIX if name == "UTF-8" else "Save the file again as UTF-8.",
+        ) from None
     nul = text.find("\x00")
     if nul >= 0:
-        raise TranscriptError("NUL character: a binary file, or UTF-16/UTF-32 text without a byte-order mark?", path=path,
-                              line=len(_lines(text[:nul])), fix="Give the transcript as a text file saved as UTF-8.")
+        raise TranscriptError(
+            "NUL character: a binary file, or UTF-16/UTF-32 text without a byte-order mark?",
+            path=path,
+            line=len(_lines(text[:nul])),
+            fix="Give the transcript as a text file saved as UTF-8.",
+        )
     return text
 
 
@@ -1148,17 +1348,25 @@ def load_transcript_with_lines(path: str | Path) -> tuple[list[Segment], list[in
     parser = _PARSERS.get(path.suffix.lower())
     if parser is None:
         raise TranscriptError(
-            f"unknown transcript extension {path.suffix!r}.", path=path,
+            f"unknown transcript extension {path.suffix!r}.",
+            path=path,
             fix=f"Use one of {', '.join(TRANSCRIPT_EXTENSIONS)} (the extension picks the parser).",
         )
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise TranscriptError(f"cannot read the file ({err.strerror or err}).", path=path,
-                              fix="Check that the path exists and is readable.") from None
+        raise TranscriptError(
+            f"cannot read the file ({err.strerror or err}).",
+            path=path,
+            fix="Check that the path exists and is readable.",
+        ) from None
     if raw.startswith(b"ooBinaryFile"):
-        raise TranscriptError("binary Praat file.", path=path, line=1,
-                              fix="Open it in Praat and use Save as text file... (long or short text format).")
+        raise TranscriptError(
+            "binary Praat file.",
+            path=path,
+            line=1,
+            fix="Open it in Praat and use Save as text file... (long or short text format).",
+        )
     pairs = parser(decode_transcript_bytes(raw, path), str(path))
     return [segment for segment, _ in pairs], [line for _, line in pairs]
 
@@ -1208,14 +1416,17 @@ def select_speakers(segments: Sequence[Segment], speakers: str | Iterable[str]) 
     kept = [segment for segment in segments if speaker_names(segment.get("speaker")) & wanted]
     if segments and not kept:
         present = Counter(segment.get("speaker") for segment in segments)
-        listed = ", ".join(f"{name!r} ({n} segment{'s' * (n != 1)})" for name, n in sorted(
-            ((k, v) for k, v in present.items() if k is not None), key=lambda kv: str(kv[0])))
+        listed = ", ".join(
+            f"{name!r} ({n} segment{'s' * (n != 1)})"
+            for name, n in sorted(((k, v) for k, v in present.items() if k is not None), key=lambda kv: str(kv[0]))
+        )
         unnamed = present.get(None, 0)
         raise SpeakerSelectionError(
             f"no segment is spoken by {', '.join(repr(s) for s in speakers)}; the speakers present are "
             f"{listed or 'none (no segment names its speaker)'}"
             + (f", and {unnamed} segment(s) name no speaker." if unnamed and listed else "."),
-            requested=speakers, present=dict(present),
+            requested=speakers,
+            present=dict(present),
         )
     return kept
 
@@ -1259,17 +1470,26 @@ def validate_segments(
         if end < start:
             report(i, "end_before_start", f"ends before it starts ({span}); swap or correct the times.")
         if i > 0 and start < segments[i - 1]["start"]:
-            report(i, "out_of_order",
-                   f"starts at {format_timestamp(start)}, before segment {i - 1} "
-                   f"({format_timestamp(segments[i - 1]['start'])}); sort the segments by start time.")
+            report(
+                i,
+                "out_of_order",
+                f"starts at {format_timestamp(start)}, before segment {i - 1} "
+                f"({format_timestamp(segments[i - 1]['start'])}); sort the segments by start time.",
+            )
         elif latest_i is not None and start < latest_end:
-            report(i, "overlap",
-                   f"starts at {format_timestamp(start)}, before segment {latest_i} ends "
-                   f"({format_timestamp(latest_end)}); trim one of the two so they do not overlap.")
+            report(
+                i,
+                "overlap",
+                f"starts at {format_timestamp(start)}, before segment {latest_i} ends "
+                f"({format_timestamp(latest_end)}); trim one of the two so they do not overlap.",
+            )
         if audio_duration is not None and max(start, end) > audio_duration + tolerance:
-            report(i, "beyond_audio",
-                   f"{span} goes past the end of the audio ({format_timestamp(audio_duration)}, tolerance "
-                   f"{tolerance:g} s); is this the transcript of another recording?")
+            report(
+                i,
+                "beyond_audio",
+                f"{span} goes past the end of the audio ({format_timestamp(audio_duration)}, tolerance "
+                f"{tolerance:g} s); is this the transcript of another recording?",
+            )
         if not str(seg.get("text") or "").strip():
             report(i, "empty_text", "empty text; remove the segment or fill in its text.")
         if end > latest_end:

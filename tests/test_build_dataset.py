@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
+from hilbert_app.cli.build_dataset import main
 from hilbert_app.corpus.build import (
     DatasetBuildError,
     FoldError,
@@ -20,12 +20,19 @@ from hilbert_app.corpus.build import (
     build_dataset,
     render_dataset_card,
 )
-from hilbert_app.cli.build_dataset import main
+
+REPO = Path(__file__).resolve().parents[1]
 
 SRT = "1\n00:00:00,100 --> 00:00:00,900\nALICE: good <i>morning</i>\n\n2\n00:00:01,000 --> 00:00:01,800\nhow are you\n"
 VTT = "WEBVTT\n\n00:00.000 --> 00:00.700\n<v Bob>fine thanks\n\n00:00.800 --> 00:01.400\nand you\n"
-JSON = json.dumps({"segments": [{"start": 0.0, "end": 0.5, "text": "hello", "speaker": "C"},
-                                {"start": 0.6, "end": 1.2, "text": "world"}]})
+JSON = json.dumps(
+    {
+        "segments": [
+            {"start": 0.0, "end": 0.5, "text": "hello", "speaker": "C"},
+            {"start": 0.6, "end": 1.2, "text": "world"},
+        ]
+    }
+)
 TRANSCRIPTS = {"srt": SRT, "vtt": VTT, "json": JSON}
 
 # id, sampling rate, seconds, transcript format, label, label_topic, group ("" = its own group)
@@ -90,13 +97,22 @@ def add_bad_rows(root, rows):
         (["audio/noframes.wav", "transcripts/rec1.srt", "calm", "news", "", ""], "audio_empty", "metadata.csv"),
         (["audio/missing.wav", "transcripts/rec1.srt", "calm", "news", "", ""], "file_missing", "metadata.csv"),
         (["../outside.wav", "transcripts/rec1.srt", "calm", "news", "", ""], "path_escapes", "metadata.csv"),
-        ([str(root.parent / "outside.wav"), "transcripts/rec1.srt", "calm", "news", "", ""], "path_escapes",
-         "metadata.csv"),
-        (["audio/badsrt.wav", "transcripts/bad.srt", "calm", "news", "", ""], "transcript_syntax",
-         "transcripts/bad.srt:6"),
+        (
+            [str(root.parent / "outside.wav"), "transcripts/rec1.srt", "calm", "news", "", ""],
+            "path_escapes",
+            "metadata.csv",
+        ),
+        (
+            ["audio/badsrt.wav", "transcripts/bad.srt", "calm", "news", "", ""],
+            "transcript_syntax",
+            "transcripts/bad.srt:6",
+        ),
         (["audio/short.wav", "transcripts/long.srt", "calm", "news", "", ""], "beyond_audio", "transcripts/long.srt:6"),
-        (["audio/latin.wav", "transcripts/latin1.srt", "angry", "news", "", ""], "transcript_syntax",
-         "transcripts/latin1.srt:3"),
+        (
+            ["audio/latin.wav", "transcripts/latin1.srt", "angry", "news", "", ""],
+            "transcript_syntax",
+            "transcripts/latin1.srt:3",
+        ),
         (["audio/rec1.wav", "transcripts/rec1.srt", "", "news", "", ""], "label_empty", "metadata.csv"),
     ]
     expected = {}
@@ -120,8 +136,17 @@ def test_builds_columns_labels_segments_and_folds(corpus, tmp_path):
     dd, report = build_dataset(corpus, out, folds=3, seed=1, progress=False)
     assert list(dd) == ["train"]
     train = dd["train"]
-    assert train.column_names == ["id", "audio", "sampling_rate", "duration", "segments", "label", "label_topic",
-                                  "group", "fold"]
+    assert train.column_names == [
+        "id",
+        "audio",
+        "sampling_rate",
+        "duration",
+        "segments",
+        "label",
+        "label_topic",
+        "group",
+        "fold",
+    ]
     assert train.features["audio"] == datasets.Audio(decode=False)
     assert train.features["label"].names == ["angry", "calm"]
     assert train.features["label_topic"].names == ["news", "sport"]
@@ -129,14 +154,23 @@ def test_builds_columns_labels_segments_and_folds(corpus, tmp_path):
     assert sorted(rows) == [r[0] for r in RECORDINGS]
 
     rec1, rec2, rec3 = rows["rec1"], rows["rec2"], rows["rec3"]
-    assert rec1["segments"] == [{"start": 0.1, "end": 0.9, "text": "good morning", "speaker": "ALICE"},
-                                {"start": 1.0, "end": 1.8, "text": "how are you", "speaker": None}]
-    assert rec2["segments"] == [{"start": 0.0, "end": 0.7, "text": "fine thanks", "speaker": "Bob"},
-                                {"start": 0.8, "end": 1.4, "text": "and you", "speaker": None}]
-    assert rec3["segments"] == [{"start": 0.0, "end": 0.5, "text": "hello", "speaker": "C"},
-                                {"start": 0.6, "end": 1.2, "text": "world", "speaker": None}]
+    assert rec1["segments"] == [
+        {"start": 0.1, "end": 0.9, "text": "good morning", "speaker": "ALICE"},
+        {"start": 1.0, "end": 1.8, "text": "how are you", "speaker": None},
+    ]
+    assert rec2["segments"] == [
+        {"start": 0.0, "end": 0.7, "text": "fine thanks", "speaker": "Bob"},
+        {"start": 0.8, "end": 1.4, "text": "and you", "speaker": None},
+    ]
+    assert rec3["segments"] == [
+        {"start": 0.0, "end": 0.5, "text": "hello", "speaker": "C"},
+        {"start": 0.6, "end": 1.2, "text": "world", "speaker": None},
+    ]
     assert (rec1["sampling_rate"], rec1["duration"], rec2["sampling_rate"], rec2["duration"]) == (16000, 2.0, 8000, 1.5)
-    assert rec1["audio"] == {"bytes": (corpus / "audio" / "rec1.wav").read_bytes(), "path": "rec1.wav"}  # datasets keeps the base name
+    assert rec1["audio"] == {
+        "bytes": (corpus / "audio" / "rec1.wav").read_bytes(),
+        "path": "rec1.wav",
+    }  # datasets keeps the base name
     assert (rec1["label"], rec1["label_topic"], rows["rec5"]["label"]) == (1, 0, 0)
     assert (rec1["group"], rows["rec4"]["group"]) == ("spk1", "rec4")  # empty group = the recording itself
 
@@ -167,8 +201,18 @@ def test_jsonl_metadata_with_ids(tmp_path):
     root = tmp_path / "corpus"
     make_corpus(root)
     (root / "metadata.csv").unlink()
-    lines = [json.dumps({"id": f"doc-{rid}", "file_name": f"audio/{rid}.wav", "transcript": f"transcripts/{rid}.{fmt}",
-                         "label": label, "group": group or None}) for rid, _, _, fmt, label, _, group in RECORDINGS]
+    lines = [
+        json.dumps(
+            {
+                "id": f"doc-{rid}",
+                "file_name": f"audio/{rid}.wav",
+                "transcript": f"transcripts/{rid}.{fmt}",
+                "label": label,
+                "group": group or None,
+            }
+        )
+        for rid, _, _, fmt, label, _, group in RECORDINGS
+    ]
     (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     dd, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
     assert sorted(dd["train"]["id"]) == [f"doc-{r[0]}" for r in RECORDINGS]
@@ -218,9 +262,25 @@ def test_cli_exit_code_2_on_bad_input(corpus, tmp_path):
     add_bad_rows(corpus, rows)
     out, report = tmp_path / "out", tmp_path / "failure.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, str(REPO / "dataset_scripts" / "build_dataset.py"), "--input", str(corpus),
-                           "--output", str(out), "--folds", "2", "--report", str(report), "--no-progress"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "dataset_scripts" / "build_dataset.py"),
+            "--input",
+            str(corpus),
+            "--output",
+            str(out),
+            "--folds",
+            "2",
+            "--report",
+            str(report),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "error: " in proc.stderr and "transcripts/bad.srt:6: bad timestamp" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
@@ -232,8 +292,18 @@ def test_cli_main_skip_invalid_prints_summary(corpus, tmp_path, capsys):
     rows = make_corpus(corpus)
     rows.append(["audio/missing.wav", "transcripts/rec1.srt", "calm", "news", "", ""])
     write_metadata(corpus, rows)
-    argv = ["--input", str(corpus), "--output", str(tmp_path / "out"), "--folds", "2", "--skip-invalid",
-            "--report", str(tmp_path / "r.json"), "--no-progress"]
+    argv = [
+        "--input",
+        str(corpus),
+        "--output",
+        str(tmp_path / "out"),
+        "--folds",
+        "2",
+        "--skip-invalid",
+        "--report",
+        str(tmp_path / "r.json"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Built 8 of 9 rows" in printed and "metadata.csv:10: id 'missing'" in printed
@@ -321,8 +391,13 @@ def test_push_to_hub_is_private_with_a_card_and_loads_back(corpus, tmp_path, hub
         print(json.dumps({{"code": code, "private": info.private, "card": card, "ids": sorted(loaded["train"]["id"]),
                           "labels": loaded["train"].features["label"].names}}))
     """)
-    child = subprocess.run([sys.executable, "-c", script], env=dict(hub_env, HF_HOME=str(tmp_path / "hf")),
-                           capture_output=True, text=True, timeout=240)
+    child = subprocess.run(
+        [sys.executable, "-c", script],
+        env=dict(hub_env, HF_HOME=str(tmp_path / "hf")),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert child.returncode == 0, child.stderr[-3000:]
     result = json.loads(child.stdout.strip().splitlines()[-1])
     assert result["code"] == 0 and result["private"] is True

@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from tiny_models import AUDIO_CONFIGS, TEXT_CONFIGS, hilbert_config
 
 from modeling_hilbert import HilbertConfig
-from tiny_models import AUDIO_CONFIGS, TEXT_CONFIGS, hilbert_config
 
 
 @pytest.mark.parametrize("audio", list(AUDIO_CONFIGS))
@@ -22,7 +22,15 @@ def test_any_audio_and_text_sub_config_round_trips(audio, text, tmp_path):
 def test_defaults_build_whisper_and_bert_sub_configs():
     config = HilbertConfig()
     assert config.audio_config.model_type == "whisper" and config.text_config.model_type == "bert"
-    assert config.tasks == [{"name": "label", "type": "multiclass", "id2label": {0: "LABEL_0", 1: "LABEL_1"}, "class_weights": None, "focal_gamma": None}]
+    assert config.tasks == [
+        {
+            "name": "label",
+            "type": "multiclass",
+            "id2label": {0: "LABEL_0", 1: "LABEL_1"},
+            "class_weights": None,
+            "focal_gamma": None,
+        }
+    ]
 
 
 def test_unknown_keys_raise_a_clear_error():
@@ -48,10 +56,12 @@ def test_single_task_from_num_labels_and_id2label():
 
 
 def test_tasks_accept_labels_or_id2label_and_sync_the_first_task(tmp_path):
-    config = HilbertConfig(tasks=[
-        {"name": "phq", "type": "multiclass", "id2label": {"0": "none", "1": "mild", "2": "severe"}},
-        {"name": "ptsd", "type": "binary", "labels": ["no", "yes"], "class_weights": [4.0], "focal_gamma": 2},
-    ])
+    config = HilbertConfig(
+        tasks=[
+            {"name": "phq", "type": "multiclass", "id2label": {"0": "none", "1": "mild", "2": "severe"}},
+            {"name": "ptsd", "type": "binary", "labels": ["no", "yes"], "class_weights": [4.0], "focal_gamma": 2},
+        ]
+    )
     assert config.id2label == {0: "none", 1: "mild", 2: "severe"}
     assert config.task("ptsd")["class_weights"] == [4.0] and config.task("ptsd")["focal_gamma"] == 2.0
     assert [config.task_num_outputs(t) for t in config.tasks] == [3, 1]
@@ -103,9 +113,13 @@ def test_impossible_settings_raise(overrides, message):
 
 
 def test_every_ablation_switch_value_is_accepted():
-    for key, values in {"modalities": ["both", "audio", "text"], "fusion": ["cross_attention", "concat"],
-                        "classifier": ["moe", "mlp"], "contrastive_target": ["joint", "audio_text"],
-                        "joint_sequence": ["per_segment", "concat_sequence"]}.items():
+    for key, values in {
+        "modalities": ["both", "audio", "text"],
+        "fusion": ["cross_attention", "concat"],
+        "classifier": ["moe", "mlp"],
+        "contrastive_target": ["joint", "audio_text"],
+        "joint_sequence": ["per_segment", "concat_sequence"],
+    }.items():
         for value in values:
             assert getattr(HilbertConfig(**{key: value}), key) == value
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import feature_inputs, hilbert_config
 
 from modeling_hilbert import HilbertForSequenceClassification
-from tiny_models import feature_inputs, hilbert_config
 
 HERE = Path(__file__).parent
 
@@ -37,10 +37,29 @@ def test_two_process_gradients_equal_single_process_on_the_global_batch(tmp_path
 
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE.parent))
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--main_process_port", "0", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(HERE / "distributed_grad_check.py"), "--model", str(tmp_path / "model"), "--inputs", str(tmp_path / "inputs.pt"),
-        "--splits", "3,4", "--out", str(tmp_path / "grads.pt"),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "0",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(HERE / "distributed_grad_check.py"),
+        "--model",
+        str(tmp_path / "model"),
+        "--inputs",
+        str(tmp_path / "inputs.pt"),
+        "--splits",
+        "3,4",
+        "--out",
+        str(tmp_path / "grads.pt"),
     ]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]

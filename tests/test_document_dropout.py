@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 
 import torch
+from tiny_models import feature_inputs, hilbert_config
 from torch import nn
 
 from hilbert_app.training.trainer import HilbertTrainer
 from modeling_hilbert import HilbertForSequenceClassification
 from modeling_hilbert.dropout_hilbert import DocumentDropout, document_dropout, document_key, mix_seed
-from tiny_models import feature_inputs, hilbert_config
 
 
 def test_a_documents_mask_ignores_batch_mates_position_and_padding():

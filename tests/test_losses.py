@@ -57,7 +57,7 @@ def np_info_nce(q: np.ndarray, k: np.ndarray, s: float) -> float:
     for i in range(b):
         logits = [s * float(np.dot(q[i], k[j])) for j in range(b)]
         m = max(logits)
-        lse = m + math.log(sum(math.exp(l - m) for l in logits))
+        lse = m + math.log(sum(math.exp(value - m) for value in logits))
         total += -(logits[i] - lse)
     return total / b
 
@@ -111,6 +111,7 @@ def test_linear_cka_orthogonal_and_scale_invariance_property(batch, width_x, wid
     x, y = rng.standard_normal((batch, width_x)), rng.standard_normal((batch, width_y))
     qx, _ = np.linalg.qr(rng.standard_normal((width_x, width_x)))
     qy, _ = np.linalg.qr(rng.standard_normal((width_y, width_y)))
+
     # linear_cka guards its denominator with an absolute eps = 1e-12: keep to inputs whose Gram norms make it negligible
     # (tiny inputs are covered by test_linear_cka_scale_invariance_small_embeddings).
     def gram_norm(a):
@@ -273,6 +274,7 @@ def test_mi_estimates_use_each_modality_s_own_document_count():
 def np_masked_terms(a, t, j, s, has_a, has_t):
     """Reference of the representation terms with documents missing a modality: each modality's terms on its own
     documents only (numpy loops on the selected rows), 0 with fewer than 2."""
+
     def on(mask, fn, *xs):
         return fn(*(x[mask] for x in xs)) if mask.sum() >= 2 else 0.0
 
@@ -323,7 +325,11 @@ def test_all_documents_missing_a_modality_gives_zero_terms_with_finite_gradients
     rng = np.random.default_rng(21)
     a, t, j = (t64(normalised_rows(rng, 5, 4)).requires_grad_(True) for _ in range(3))
     scale = torch.tensor(8.0, dtype=torch.float64, requires_grad=True)
-    none, one, every = torch.zeros(5, dtype=torch.bool), torch.tensor([False, False, True, False, False]), torch.ones(5, dtype=torch.bool)
+    none, one, every = (
+        torch.zeros(5, dtype=torch.bool),
+        torch.tensor([False, False, True, False, False]),
+        torch.ones(5, dtype=torch.bool),
+    )
     for audio_present, text_present in ((every, none), (none, none), (one, every), (one, one)):
         for x in (a, t, j, scale):
             x.grad = None
@@ -733,9 +739,19 @@ def test_multiclass_focal_matches_analytic_gradient_property(gamma, scale, seed)
 def test_terms_divide_to_the_mean():
     rng = np.random.default_rng(13)
     cases = [
-        ("multiclass", t64(rng.standard_normal((6, 4))), torch.tensor([0, 1, -100, 3, 2, 2]), t64([1.0, 2.0, 0.5, 1.5])),
+        (
+            "multiclass",
+            t64(rng.standard_normal((6, 4))),
+            torch.tensor([0, 1, -100, 3, 2, 2]),
+            t64([1.0, 2.0, 0.5, 1.5]),
+        ),
         ("binary", t64(rng.standard_normal((6, 1))), torch.tensor([0, 1, -100, 1, 1, 0]), t64([2.0])),
-        ("multilabel", t64(rng.standard_normal((6, 2))), torch.tensor([[0, 1], [1, 1], [-100, 0], [0, 0], [1, 0], [0, 1]]), None),
+        (
+            "multilabel",
+            t64(rng.standard_normal((6, 2))),
+            torch.tensor([[0, 1], [1, 1], [-100, 0], [0, 0], [1, 0], [0, 1]]),
+            None,
+        ),
     ]
     for task, logits, labels, weights in cases:
         total, normaliser = classification_loss_terms(logits, labels, task, weights, focal_gamma=1.0)

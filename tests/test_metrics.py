@@ -110,7 +110,11 @@ def test_multiclass_against_hand_values_and_sklearn():
     assert r["recall"] == pytest.approx(dict(zip(names, rec)))
     assert r["f1"] == pytest.approx(dict(zip(names, f1)))
     assert r["support"] == dict(zip(names, sup.tolist())) == {"calm": 2, "angry": 2, "sad": 2}
-    assert r["confusion_matrix"] == confusion_matrix(y, pred, labels=[0, 1, 2]).tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 2]]
+    assert (
+        r["confusion_matrix"]
+        == confusion_matrix(y, pred, labels=[0, 1, 2]).tolist()
+        == [[1, 1, 0], [1, 1, 0], [0, 0, 2]]
+    )
     assert r["classes_without_positives"] == [] and r["warnings"] == []
     assert plain(r)
     json.dumps(r)
@@ -237,8 +241,16 @@ def test_binary_from_single_logit_against_hand_values_and_sklearn():
 def test_multilabel_against_sklearn_with_ignored_row():
     y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1], [1, 0, 1], [-100, -100, -100], [1, -1, 0]])
     logits = np.array(
-        [[2.0, -1.0, -2.0], [-0.5, 1.0, 0.3], [0.4, -0.2, -1.0], [-1.0, -2.0, 0.8],
-         [0.1, 0.9, -0.4], [1.2, 0.5, 1.5], [9.0, 9.0, 9.0], [9.0, 9.0, 9.0]]
+        [
+            [2.0, -1.0, -2.0],
+            [-0.5, 1.0, 0.3],
+            [0.4, -0.2, -1.0],
+            [-1.0, -2.0, 0.8],
+            [0.1, 0.9, -0.4],
+            [1.2, 0.5, 1.5],
+            [9.0, 9.0, 9.0],
+            [9.0, 9.0, 9.0],
+        ]
     )
     p = probabilities(logits, "multilabel")
     r = task_metrics(y, p, ML)
@@ -249,7 +261,9 @@ def test_multilabel_against_sklearn_with_ignored_row():
     assert r["macro_auprc"] == pytest.approx(average_precision_score(yk, pk, average="macro"))
     assert r["macro_f1"] == pytest.approx(f1_score(yk, pred, average="macro", zero_division=0))
     assert r["accuracy"] == pytest.approx(accuracy_score(yk, pred))  # subset accuracy
-    assert r["balanced_accuracy"] == pytest.approx(np.mean([balanced_accuracy_score(yk[:, k], pred[:, k]) for k in range(3)]))
+    assert r["balanced_accuracy"] == pytest.approx(
+        np.mean([balanced_accuracy_score(yk[:, k], pred[:, k]) for k in range(3)])
+    )
     assert r["confusion_matrix"] == multilabel_confusion_matrix(yk, pred).tolist()
     prec, rec, f1, sup = precision_recall_fscore_support(yk, pred, zero_division=0)
     assert r["precision"] == pytest.approx(dict(zip(ML["labels"], prec)))
@@ -270,7 +284,9 @@ def test_multilabel_label_without_positives_or_negatives():
     pred = (p > 0.5).astype(int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert r["balanced_accuracy"] == pytest.approx(np.mean([balanced_accuracy_score(y[:, k], pred[:, k]) for k in range(3)]))
+        assert r["balanced_accuracy"] == pytest.approx(
+            np.mean([balanced_accuracy_score(y[:, k], pred[:, k]) for k in range(3)])
+        )
 
 
 # ------------------------------------------------------------------------------------------------ Trainer hook
@@ -280,12 +296,18 @@ def test_compute_metrics_fn_with_dict_predictions_and_labels():
     fn = compute_metrics_fn([MC, BIN, ML])
     # Trainer's predictions: (logits dict, other outputs...); the multilabel task is not labelled here
     pred = EvalPrediction(
-        predictions=({"emotion": np.log(MC_PROBS + 1e-9), "deceptive": bin_logits, "topics": np.zeros((7, 3))}, np.ones(7)),
+        predictions=(
+            {"emotion": np.log(MC_PROBS + 1e-9), "deceptive": bin_logits, "topics": np.zeros((7, 3))},
+            np.ones(7),
+        ),
         label_ids={"emotion": MC_LABELS, "deceptive": bin_labels},
     )
     flat = fn(pred)
-    assert set(flat) == {f"{t}/{m}" for t in ("emotion", "deceptive")
-                         for m in ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc", "accuracy")}
+    assert set(flat) == {
+        f"{t}/{m}"
+        for t in ("emotion", "deceptive")
+        for m in ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc", "accuracy")
+    }
     assert all(type(v) is float for v in flat.values())
     ref = task_metrics(bin_labels, probabilities(bin_logits, "binary"), BIN)
     assert flat["deceptive/macro_auc"] == ref["macro_auc"]
@@ -314,7 +336,9 @@ def test_summarize_runs_mean_std_nan_and_order():
     s = summarize_runs(runs)
     auc = s["emotion"]["macro_auc"]
     assert auc["folds"] == [0.8, 0.9, 0.7] and auc["n"] == 3
-    assert auc["mean"] == pytest.approx(np.mean([0.8, 0.9, 0.7])) and auc["std"] == pytest.approx(np.std([0.8, 0.9, 0.7]))
+    assert auc["mean"] == pytest.approx(np.mean([0.8, 0.9, 0.7])) and auc["std"] == pytest.approx(
+        np.std([0.8, 0.9, 0.7])
+    )
     f1 = s["emotion"]["macro_f1"]
     assert f1["n"] == 2 and math.isnan(f1["folds"][1]) and f1["folds"][::2] == [0.5, 0.3]
     assert f1["mean"] == pytest.approx(0.4) and f1["std"] == pytest.approx(np.std([0.5, 0.3]))
@@ -344,16 +368,36 @@ def test_plots_write_png_files(tmp_path):
     assert is_png(plot_confusion_matrix(ml_y, ml_p, ML, tmp_path / "cm_ml.png"))
     history = []
     for step in range(10, 110, 10):
-        history.append({"step": step, "epoch": step / 50, "loss": 2.0 / step ** 0.3, "classification_loss": 1.5 / step ** 0.3,
-                        "contrastive_loss": 0.5, "cka_loss": 0.1, "temperature": 0.07, "learning_rate": 1e-4})
+        history.append(
+            {
+                "step": step,
+                "epoch": step / 50,
+                "loss": 2.0 / step**0.3,
+                "classification_loss": 1.5 / step**0.3,
+                "contrastive_loss": 0.5,
+                "cka_loss": 0.1,
+                "temperature": 0.07,
+                "learning_rate": 1e-4,
+            }
+        )
         if step % 50 == 0:
-            history.append({"step": step, "eval_loss": 2.2 / step ** 0.3, "eval_classification_loss": 1.6 / step ** 0.3,
-                            "eval_emotion/macro_auc": 0.7})
+            history.append(
+                {
+                    "step": step,
+                    "eval_loss": 2.2 / step**0.3,
+                    "eval_classification_loss": 1.6 / step**0.3,
+                    "eval_emotion/macro_auc": 0.7,
+                }
+            )
     history.append({"step": 100, "train_loss": 0.9, "train_runtime": 12.0})
     assert is_png(plot_loss_curves(history, tmp_path / "loss.png"))
     results = {
-        "HILBERT": summarize_runs([{"emotion": {"macro_auc": v}, "deceptive": {"macro_auc": v - 0.1}} for v in (0.8, 0.85, 0.9)]),
-        "audio only": summarize_runs([{"emotion": {"macro_auc": v}, "deceptive": {"macro_auc": v}} for v in (0.6, 0.7, 0.65)]),
+        "HILBERT": summarize_runs(
+            [{"emotion": {"macro_auc": v}, "deceptive": {"macro_auc": v - 0.1}} for v in (0.8, 0.85, 0.9)]
+        ),
+        "audio only": summarize_runs(
+            [{"emotion": {"macro_auc": v}, "deceptive": {"macro_auc": v}} for v in (0.6, 0.7, 0.65)]
+        ),
         "no CKA": {"emotion": {"macro_auc": {"mean": 0.75, "std": 0.02}}},  # a task missing: "n/a"
     }
     assert is_png(plot_results_table(results, "macro_auc", tmp_path / "table.png"))

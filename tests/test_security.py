@@ -32,11 +32,11 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from synthetic import make_features_dataset, save_tiny_encoders
+from tiny_models import hilbert_config
 
 from modeling_hilbert import HilbertForSequenceClassification, HilbertProcessor
 from modeling_hilbert.pipeline_hilbert import PIPELINE_TASK, HilbertDocumentClassificationPipeline
-from synthetic import make_features_dataset, save_tiny_encoders
-from tiny_models import hilbert_config
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
@@ -79,13 +79,18 @@ def unsafe_loading(source: str, filename: str = "<source>") -> list[str]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] in PICKLE_MODULES:
-                    report(node, f"import {alias.name} (pickle-family loaders run code; store tensors as safetensors, data as JSON)")
+                    report(
+                        node,
+                        f"import {alias.name} (pickle-family loaders run code; store tensors as safetensors, data as JSON)",
+                    )
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             root = node.module.split(".")[0]
             if root in PICKLE_MODULES:
                 report(node, f"from {node.module} import ... (pickle-family loaders run code)")
             if node.module in ("torch", "torch.serialization") and any(a.name == "load" for a in node.names):
-                report(node, "from torch import load (call torch.load(..., weights_only=True) so that it can be checked)")
+                report(
+                    node, "from torch import load (call torch.load(..., weights_only=True) so that it can be checked)"
+                )
         elif isinstance(node, ast.Call):
             name = _dotted(node.func)
             last = name.rsplit(".", 1)[-1]
@@ -127,32 +132,37 @@ def test_no_project_file_loads_pickles():
     assert problems == []
 
 
-@pytest.mark.parametrize("snippet", [
-    "import pickle\npickle.load(f)",
-    "import dill",
-    "from joblib import load",
-    "import cloudpickle as cp",
-    "torch.load(path)",
-    "torch.load(path, weights_only=False)",
-    "torch.load(path, **kwargs)",
-    "torch.load(path, weights_only=flag)",
-    "torch.load(path, weights_only=True, pickle_module=dill)",
-    "from torch import load",
-    "torch.jit.load('m.pt')",
-    "np.load('x.npy', allow_pickle=True)",
-    "numpy.load('x.npy', None, True)",
-    "pd.read_pickle('x.pkl')",
-    "AutoModel.from_pretrained(p, use_safetensors=False)",
-    "Model.from_pretrained(p, weights_only=False)",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "import pickle\npickle.load(f)",
+        "import dill",
+        "from joblib import load",
+        "import cloudpickle as cp",
+        "torch.load(path)",
+        "torch.load(path, weights_only=False)",
+        "torch.load(path, **kwargs)",
+        "torch.load(path, weights_only=flag)",
+        "torch.load(path, weights_only=True, pickle_module=dill)",
+        "from torch import load",
+        "torch.jit.load('m.pt')",
+        "np.load('x.npy', allow_pickle=True)",
+        "numpy.load('x.npy', None, True)",
+        "pd.read_pickle('x.pkl')",
+        "AutoModel.from_pretrained(p, use_safetensors=False)",
+        "Model.from_pretrained(p, weights_only=False)",
+    ],
+)
 def test_the_static_check_finds_each_unsafe_form(snippet):
     assert len(unsafe_loading(snippet)) >= 1, snippet
 
 
 def test_the_static_check_accepts_the_safe_forms():
-    safe = ("torch.load(p, weights_only=True)\ntorch.load(p, map_location='cpu', weights_only=True)\n"
-            "np.load('x.npy')\nnp.load('x.npy', allow_pickle=False)\nAutoModel.from_pretrained(p)\n"
-            "AutoModel.from_pretrained(p, use_safetensors=True)\nsafetensors.torch.load_file(p)\njson.load(f)\n")
+    safe = (
+        "torch.load(p, weights_only=True)\ntorch.load(p, map_location='cpu', weights_only=True)\n"
+        "np.load('x.npy')\nnp.load('x.npy', allow_pickle=False)\nAutoModel.from_pretrained(p)\n"
+        "AutoModel.from_pretrained(p, use_safetensors=True)\nsafetensors.torch.load_file(p)\njson.load(f)\n"
+    )
     assert unsafe_loading(safe) == []
 
 
@@ -169,9 +179,19 @@ def tiny_pipeline(encoders) -> HilbertDocumentClassificationPipeline:
     audio_dir, text_dir = encoders
     torch.manual_seed(0)
     model = HilbertForSequenceClassification.from_encoders_pretrained(
-        str(audio_dir), str(text_dir), tasks=[{"name": "label", "type": "multiclass", "labels": ["calm", "tense"]}],
-        hidden_size=16, num_attention_heads=2, intermediate_size=32, pooling_heads=2, pooling_hidden_size=8,
-        projection_dim=8, num_experts=2, expert_hidden_size=16, dropout=0.0).eval()
+        str(audio_dir),
+        str(text_dir),
+        tasks=[{"name": "label", "type": "multiclass", "labels": ["calm", "tense"]}],
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        pooling_heads=2,
+        pooling_hidden_size=8,
+        projection_dim=8,
+        num_experts=2,
+        expert_hidden_size=16,
+        dropout=0.0,
+    ).eval()
     processor = HilbertProcessor.from_encoders_pretrained(str(audio_dir), str(text_dir), max_text_tokens=32)
     return HilbertDocumentClassificationPipeline(model=model, processor=processor, device=-1)
 
@@ -190,7 +210,10 @@ def test_saved_models_and_processors_hold_only_safetensors_weights(saved_model, 
     assert [f for f in files if f.endswith(WEIGHT_SUFFIXES)] == [], files
     # a head-only model (what training saves in its checkpoints) too
     HilbertForSequenceClassification(hilbert_config(with_encoders=False)).save_pretrained(tmp_path / "head")
-    assert sorted(p.name for p in (tmp_path / "head").iterdir() if p.suffix not in (".py",)) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "head").iterdir() if p.suffix not in (".py",)) == [
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 class _RunsCodeWhenUnpickled:
@@ -236,7 +259,9 @@ def test_a_pickled_bin_that_runs_code_is_refused_without_running_it(saved_model,
 def test_a_folder_with_only_a_pickled_bin_is_refused(saved_model, tmp_path):
     """HILBERT checkpoints are always saved as safetensors, so a folder holding only `pytorch_model.bin` did not
     come from us: refuse it rather than unpickle it (even with the restricted unpickler)."""
-    state = {k: v.clone() for k, v in HilbertForSequenceClassification.from_pretrained(saved_model).state_dict().items()}
+    state = {
+        k: v.clone() for k, v in HilbertForSequenceClassification.from_pretrained(saved_model).state_dict().items()
+    }
     folder = bin_only_copy(saved_model, tmp_path / "benign_bin", state)
     with pytest.raises(OSError, match="safetensors"):
         HilbertForSequenceClassification.from_pretrained(folder)
@@ -261,7 +286,9 @@ class LoadRecorder:
 
         class RecordingUnpickler(pickle.Unpickler):
             def __init__(self, file, *args, **kwargs):
-                recorder.calls.append({"loader": "pickle", "file": str(getattr(file, "name", file)), "weights_only": False})
+                recorder.calls.append(
+                    {"loader": "pickle", "file": str(getattr(file, "name", file)), "weights_only": False}
+                )
                 super().__init__(file, *args, **kwargs)
 
         real_loads, real_pickle_load = pickle.loads, pickle.load
@@ -291,12 +318,21 @@ def test_resuming_training_loads_checkpoints_with_weights_only(encoders, tmp_pat
     in transformers 5.23) and the weights from model.safetensors; nothing is fully unpickled. (trainer_state.json
     is JSON; training_args.bin, a full pickle of the TrainingArguments, is written but never read back.)"""
     from test_training import HEAD, StopAfter, experiment_data, settings
+
     from hilbert_app.training.data import fold_splits
     from hilbert_app.training.experiment import train_run
 
     data = experiment_data(make_features_dataset(tmp_path / "features", *encoders))
     train, test = fold_splits(data.dataset, 3)[0]
-    run = dict(data=data, head=HEAD, switches={}, train_indices=train, test_indices=test, seed=0, settings=settings(num_train_epochs=2))
+    run = dict(
+        data=data,
+        head=HEAD,
+        switches={},
+        train_indices=train,
+        test_indices=test,
+        seed=0,
+        settings=settings(num_train_epochs=2),
+    )
     steps_per_epoch = int(np.ceil(len(train) / 4))
     with pytest.raises(KeyboardInterrupt):
         train_run(run_dir=tmp_path / "run", callbacks=[StopAfter(steps_per_epoch + 1)], **run)
@@ -395,15 +431,23 @@ def write_document(folder: Path, text: str = "good morning to you", seconds: flo
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     soundfile.write(folder / "doc.wav", (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
-    (folder / "doc.srt").write_text(f"1\n00:00:00,000 --> 00:00:00,900\nA: {text}\n\n2\n00:00:01,000 --> 00:00:02,500\nB: {text} again\n")
+    (folder / "doc.srt").write_text(
+        f"1\n00:00:00,000 --> 00:00:00,900\nA: {text}\n\n2\n00:00:01,000 --> 00:00:02,500\nB: {text} again\n"
+    )
     return folder / "doc.wav", folder / "doc.srt"
 
 
 def audit_child(folder: Path, document: tuple[Path, Path], tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
-    child = subprocess.run([sys.executable, "-c", AUDIT_CHILD, json.dumps(SHIPPED), str(REPO), str(folder), *map(str, document)],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", AUDIT_CHILD, json.dumps(SHIPPED), str(REPO), str(folder), *map(str, document)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == 0, child.stderr[-4000:]
     return json.loads(child.stdout.strip().splitlines()[-1])
 
@@ -425,19 +469,26 @@ def test_the_audit_catches_a_write_and_a_connection_injected_into_shipped_code(s
     shutil.copytree(saved_model, folder)
     target = tmp_path / "written_by_shipped_code.txt"
     with open(folder / "modeling_hilbert.py", "a") as f:
-        f.write(textwrap.dedent(f"""
+        f.write(
+            textwrap.dedent(f"""
             import socket as _socket
             open({str(target)!r}, "w").close()
             try:
                 _socket.create_connection(("127.0.0.1", 9), timeout=0.2).close()
             except OSError:
                 pass
-        """))
+        """)
+        )
     processing = (folder / "processing_hilbert.py").read_text()
     assert "    def __call__(\n" in processing
-    (folder / "processing_hilbert.py").write_text(processing.replace(
-        "    def __call__(\n", f"    def __call__(self, *a, **k):\n        import pathlib; pathlib.Path({str(target) + '.2'!r}).write_text('x')\n"
-        "        return self._real_call(*a, **k)\n\n    def _real_call(\n", 1))
+    (folder / "processing_hilbert.py").write_text(
+        processing.replace(
+            "    def __call__(\n",
+            f"    def __call__(self, *a, **k):\n        import pathlib; pathlib.Path({str(target) + '.2'!r}).write_text('x')\n"
+            "        return self._real_call(*a, **k)\n\n    def _real_call(\n",
+            1,
+        )
+    )
     result = audit_child(folder, write_document(tmp_path / "doc"), tmp_path)
     writes = {(event, Path(where.rsplit(":", 1)[0]).name) for event, _, where in result["ours"]}
     assert ("open", "modeling_hilbert.py") in writes and ("open", "processing_hilbert.py") in writes, result["ours"]
@@ -449,8 +500,24 @@ CANARY = "zorblaxquintet"  # in every transcript; must appear nowhere but in the
 # A recognisable audio pattern: 64 random 16-bit samples, tiled over every recording (stored as raw PCM_16 WAV).
 PATTERN = np.random.default_rng(7).integers(-12000, 12000, 64).astype(np.int16)
 AUDIO_SIGNATURES = {"pcm16": PATTERN.tobytes(), "float32": (PATTERN / 32768.0).astype(np.float32).tobytes()}
-TINY_HEAD = ["--hidden-size", "16", "--num-attention-heads", "2", "--intermediate-size", "32", "--pooling-hidden-size", "8",
-             "--projection-dim", "8", "--num-experts", "2", "--expert-hidden-size", "16", "--dropout", "0.0"]
+TINY_HEAD = [
+    "--hidden-size",
+    "16",
+    "--num-attention-heads",
+    "2",
+    "--intermediate-size",
+    "32",
+    "--pooling-hidden-size",
+    "8",
+    "--projection-dim",
+    "8",
+    "--num-experts",
+    "2",
+    "--expert-hidden-size",
+    "16",
+    "--dropout",
+    "0.0",
+]
 
 
 def write_canary_corpus(root: Path, documents: int = 8) -> Path:
@@ -460,9 +527,13 @@ def write_canary_corpus(root: Path, documents: int = 8) -> Path:
     for i in range(documents):
         label = ["quiet", "loud"][i % 2]
         wave = np.tile(PATTERN, 16000 * 2 // len(PATTERN))  # 2 s at 16 kHz
-        soundfile.write(root / "audio" / f"r{i}.wav", wave if label == "loud" else wave // 2 * 2, 16000, subtype="PCM_16")
-        (root / f"r{i}.srt").write_text(f"1\n00:00:00,000 --> 00:00:00,900\nA: the {CANARY} said hello\n\n"
-                                        f"2\n00:00:01,000 --> 00:00:01,900\nB: {CANARY} number {i}\n")
+        soundfile.write(
+            root / "audio" / f"r{i}.wav", wave if label == "loud" else wave // 2 * 2, 16000, subtype="PCM_16"
+        )
+        (root / f"r{i}.srt").write_text(
+            f"1\n00:00:00,000 --> 00:00:00,900\nA: the {CANARY} said hello\n\n"
+            f"2\n00:00:01,000 --> 00:00:01,900\nB: {CANARY} number {i}\n"
+        )
         rows.append(f"audio/r{i}.wav,r{i}.srt,{label},p{i // 2}")
     (root / "metadata.csv").write_text("\n".join(rows) + "\n")
     return root
@@ -477,8 +548,11 @@ def leaks(data: bytes) -> list[str]:
 
 
 def leaking_files(root: Path, exclude=lambda path: False) -> dict[str, list[str]]:
-    return {str(p.relative_to(root)): found for p in sorted(root.rglob("*"))
-            if p.is_file() and not exclude(p) and (found := leaks(p.read_bytes()))}
+    return {
+        str(p.relative_to(root)): found
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not exclude(p) and (found := leaks(p.read_bytes()))
+    }
 
 
 def cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -496,18 +570,77 @@ def canary_run(encoders, hub_env, tmp_path_factory):
     work, home, tmp = root / "cwd", root / "home", root / "tmp"
     for folder in (work, home, tmp):
         folder.mkdir()
-    env = dict(hub_env, HOME=str(home), TMPDIR=str(tmp), HF_HOME=str(root / "hf_home"), PYTHONPATH=str(REPO),
-               OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    env = dict(
+        hub_env,
+        HOME=str(home),
+        TMPDIR=str(tmp),
+        HF_HOME=str(root / "hf_home"),
+        PYTHONPATH=str(REPO),
+        OMP_NUM_THREADS="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     out = {"dataset": root / "dataset", "features": root / "features", "model": root / "model"}
     runs = [
-        cli([str(REPO / "dataset_scripts" / "build_dataset.py"), "--input", str(corpus), "--output", str(out["dataset"]),
-             "--folds", "2", "--no-progress", "--push-to-hub", "tester/canary-dataset"], env, work),
-        cli([str(REPO / "dataset_scripts" / "extract_features.py"), "--dataset", str(out["dataset"]), "--output",
-             str(out["features"]), "--audio-encoder", str(encoders[0]), "--text-encoder", str(encoders[1]), "--no-progress",
-             "--push-to-hub", "tester/canary-features"], env, work),
-        cli([str(REPO / "train.py"), "--features", str(out["features"]), "--output-dir", str(out["model"]), "--cv", "2",
-             "--seeds", "0", "--num-train-epochs", "2", "--per-device-train-batch-size", "2", "--logging-steps", "1",
-             "--variants", "audio-only,HILBERT", *TINY_HEAD, "--push-to-hub", "tester/canary-model"], env, work),
+        cli(
+            [
+                str(REPO / "dataset_scripts" / "build_dataset.py"),
+                "--input",
+                str(corpus),
+                "--output",
+                str(out["dataset"]),
+                "--folds",
+                "2",
+                "--no-progress",
+                "--push-to-hub",
+                "tester/canary-dataset",
+            ],
+            env,
+            work,
+        ),
+        cli(
+            [
+                str(REPO / "dataset_scripts" / "extract_features.py"),
+                "--dataset",
+                str(out["dataset"]),
+                "--output",
+                str(out["features"]),
+                "--audio-encoder",
+                str(encoders[0]),
+                "--text-encoder",
+                str(encoders[1]),
+                "--no-progress",
+                "--push-to-hub",
+                "tester/canary-features",
+            ],
+            env,
+            work,
+        ),
+        cli(
+            [
+                str(REPO / "train.py"),
+                "--features",
+                str(out["features"]),
+                "--output-dir",
+                str(out["model"]),
+                "--cv",
+                "2",
+                "--seeds",
+                "0",
+                "--num-train-epochs",
+                "2",
+                "--per-device-train-batch-size",
+                "2",
+                "--logging-steps",
+                "1",
+                "--variants",
+                "audio-only,HILBERT",
+                *TINY_HEAD,
+                "--push-to-hub",
+                "tester/canary-model",
+            ],
+            env,
+            work,
+        ),
     ]
     hub_files = root / "from_hub"
     check = textwrap.dedent(f"""
@@ -522,8 +655,16 @@ def canary_run(encoders, hub_env, tmp_path_factory):
         print(json.dumps(private))
     """)
     pushed = cli(["-c", check], dict(env, HF_HOME=str(root / "hf_checker")), root)
-    return {"root": root, "out": out, "runs": runs, "work": work, "home": home, "tmp": tmp, "hub_files": hub_files,
-            "private": json.loads(pushed.stdout.strip().splitlines()[-1])}
+    return {
+        "root": root,
+        "out": out,
+        "runs": runs,
+        "work": work,
+        "home": home,
+        "tmp": tmp,
+        "hub_files": hub_files,
+        "private": json.loads(pushed.stdout.strip().splitlines()[-1]),
+    }
 
 
 @pytest.mark.slow
@@ -545,8 +686,16 @@ def test_transcripts_and_audio_reach_no_output_but_the_dataset(canary_run):
 
     # Everything else: features (arrow included), fingerprint, card; metrics, baselines, report, plots, model card,
     # trainer_state.json, run results, TensorBoard event files, the saved model; what was pushed; every log line.
-    expected = ("hilbert_features.json", "metrics.json", "baselines.json", "report.md", "README.md", "model.safetensors",
-                "trainer_state.json", "run_result.json")
+    expected = (
+        "hilbert_features.json",
+        "metrics.json",
+        "baselines.json",
+        "report.md",
+        "README.md",
+        "model.safetensors",
+        "trainer_state.json",
+        "run_result.json",
+    )
     for name in expected:
         assert any(p.name == name for folder in (out["features"], out["model"]) for p in folder.rglob(name)), name
     assert list(out["model"].rglob("events.out.tfevents.*")) and list((out["model"] / "plots").glob("*.png"))
@@ -579,7 +728,9 @@ def test_the_saved_model_contains_only_safetensors_weights(canary_run):
     shipped = [p for p in model.iterdir() if p.is_file()]
     assert "model.safetensors" in {p.name for p in shipped}
     assert [p.name for p in shipped if p.name.endswith(WEIGHT_SUFFIXES)] == []
-    assert [p.name for p in (canary_run["hub_files"] / "canary-model").rglob("*") if p.name.endswith(WEIGHT_SUFFIXES)] == []
+    assert [
+        p.name for p in (canary_run["hub_files"] / "canary-model").rglob("*") if p.name.endswith(WEIGHT_SUFFIXES)
+    ] == []
 
 
 @pytest.mark.slow
@@ -680,15 +831,21 @@ def test_transcript_errors_give_file_and_line_but_no_transcript_text(case, tmp_p
     assert CANARY not in str(error.value)
 
 
-@pytest.mark.parametrize("segment", [
-    pytest.param({"end": 1.0, "text": CANARY}, id="missing start"),
-    pytest.param({"start": 2.0, "end": 1.0, "text": CANARY}, id="end before start"),
-    pytest.param({"start": CANARY, "end": 1.0, "text": "x"}, id="start not a number"),
-])
+@pytest.mark.parametrize(
+    "segment",
+    [
+        pytest.param({"end": 1.0, "text": CANARY}, id="missing start"),
+        pytest.param({"start": 2.0, "end": 1.0, "text": CANARY}, id="end before start"),
+        pytest.param({"start": CANARY, "end": 1.0, "text": "x"}, id="start not a number"),
+    ],
+)
 def test_processor_errors_quote_no_transcript_text(encoders, segment):
     processor = HilbertProcessor.from_encoders_pretrained(str(encoders[0]), str(encoders[1]), max_text_tokens=32)
-    document = {"audio": np.zeros(16000, dtype=np.float32), "sampling_rate": 16000,
-                "segments": [{"start": 0.0, "end": 0.5, "text": "fine"}, segment]}
+    document = {
+        "audio": np.zeros(16000, dtype=np.float32),
+        "sampling_rate": 16000,
+        "segments": [{"start": 0.0, "end": 0.5, "text": "fine"}, segment],
+    }
     with pytest.raises(ValueError) as error:
         processor([document])
     assert "document 0, segment 1" in str(error.value)

@@ -21,9 +21,20 @@ VOCAB = 100
 
 def whisper_config() -> WhisperConfig:
     return WhisperConfig(
-        d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=N_MELS,
-        max_source_positions=WHISPER_FULL // 2, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32,
-        vocab_size=VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        num_mel_bins=N_MELS,
+        max_source_positions=WHISPER_FULL // 2,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=32,
+        vocab_size=VOCAB,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
         max_target_positions=16,
     )
 
@@ -32,10 +43,19 @@ def _wav2vec_like(cls, feat_extract_norm: str):
     # "layer": the large/lv60 layout (LayerNorm in every conv layer, pre-LN transformer); "group": the base layout
     # (wav2vec2-base, hubert-base: one GroupNorm over time after the first conv, post-LN transformer).
     return cls(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2, feat_extract_norm=feat_extract_norm, do_stable_layer_norm=feat_extract_norm == "layer",
-        vocab_size=VOCAB, mask_time_prob=0.0,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm=feat_extract_norm,
+        do_stable_layer_norm=feat_extract_norm == "layer",
+        vocab_size=VOCAB,
+        mask_time_prob=0.0,
     )
 
 
@@ -48,11 +68,26 @@ def wav2vec2_config(feat_extract_norm: str = "layer") -> Wav2Vec2Config:
 
 
 def bert_config() -> BertConfig:
-    return BertConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48, vocab_size=VOCAB, max_position_embeddings=64)
+    return BertConfig(
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=48,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+    )
 
 
 def roberta_config() -> RobertaConfig:
-    return RobertaConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48, vocab_size=VOCAB, max_position_embeddings=64, pad_token_id=1)
+    return RobertaConfig(
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=48,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        pad_token_id=1,
+    )
 
 
 def t5_config() -> T5Config:
@@ -60,8 +95,11 @@ def t5_config() -> T5Config:
 
 
 AUDIO_CONFIGS = {
-    "whisper": whisper_config, "hubert": hubert_config, "wav2vec2": wav2vec2_config,
-    "hubert_group": lambda: hubert_config("group"), "wav2vec2_group": lambda: wav2vec2_config("group"),
+    "whisper": whisper_config,
+    "hubert": hubert_config,
+    "wav2vec2": wav2vec2_config,
+    "hubert_group": lambda: hubert_config("group"),
+    "wav2vec2_group": lambda: wav2vec2_config("group"),
 }
 TEXT_CONFIGS = {"bert": bert_config, "roberta": roberta_config, "t5": t5_config}
 
@@ -69,9 +107,20 @@ TEXT_CONFIGS = {"bert": bert_config, "roberta": roberta_config, "t5": t5_config}
 def hilbert_config(audio="whisper", text="bert", **overrides) -> HilbertConfig:
     """A small HILBERT config (dropout off so that outputs are deterministic)."""
     kwargs = dict(
-        audio_config=AUDIO_CONFIGS[audio](), text_config=TEXT_CONFIGS[text](), hidden_size=16, num_attention_heads=2,
-        num_cross_attention_layers=2, intermediate_size=32, pooling_heads=2, pooling_hidden_size=8, projection_dim=8,
-        num_experts=3, expert_hidden_size=16, num_labels=3, dropout=0.0, encoder_batch_size=4,
+        audio_config=AUDIO_CONFIGS[audio](),
+        text_config=TEXT_CONFIGS[text](),
+        hidden_size=16,
+        num_attention_heads=2,
+        num_cross_attention_layers=2,
+        intermediate_size=32,
+        pooling_heads=2,
+        pooling_hidden_size=8,
+        projection_dim=8,
+        num_experts=3,
+        expert_hidden_size=16,
+        num_labels=3,
+        dropout=0.0,
+        encoder_batch_size=4,
     )
     kwargs.update(overrides)
     return HilbertConfig(**kwargs)
@@ -114,8 +163,12 @@ def feature_inputs(config: HilbertConfig, batch=4, segments=5, seed=0, dtype=tor
     if batch > 1:
         text_mask[1, 0] = False  # a segment without text
     return {
-        "audio_segment_embeds": torch.randn(batch, segments, encoder_hidden_size(config.audio_config), generator=g, dtype=dtype),
-        "text_segment_embeds": torch.randn(batch, segments, encoder_hidden_size(config.text_config), generator=g, dtype=dtype),
+        "audio_segment_embeds": torch.randn(
+            batch, segments, encoder_hidden_size(config.audio_config), generator=g, dtype=dtype
+        ),
+        "text_segment_embeds": torch.randn(
+            batch, segments, encoder_hidden_size(config.text_config), generator=g, dtype=dtype
+        ),
         "audio_segment_mask": audio_mask,
         "text_segment_mask": text_mask,
         "segment_times": torch.cumsum(torch.rand(batch, segments, 2, generator=g, dtype=dtype) * 3, dim=1),
@@ -124,9 +177,16 @@ def feature_inputs(config: HilbertConfig, batch=4, segments=5, seed=0, dtype=tor
 
 # ------------------------------------------------------------------------ checkpoints saved as users have them
 SENTENCES = [
-    "hello there", "I read the words", "a much longer sentence with many words", "one two three four five six seven",
-    "please describe how you have been sleeping over the last two weeks", "the stock market fell sharply today",
-    "thanks and bye", "only one segment here", "a long single turn of speech", "left right calm steady urgent loud",
+    "hello there",
+    "I read the words",
+    "a much longer sentence with many words",
+    "one two three four five six seven",
+    "please describe how you have been sleeping over the last two weeks",
+    "the stock market fell sharply today",
+    "thanks and bye",
+    "only one segment here",
+    "a long single turn of speech",
+    "left right calm steady urgent loud",
 ]
 MAX_TEXT_TOKENS = 60  # the tiny BERT/RoBERTa have 64 position embeddings (RoBERTa's first two are its padding offset)
 
@@ -149,7 +209,8 @@ def tiny_tokenizer(kind: str):
         tok.decoder = decoders.WordPiece()
         tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
         tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        )
         names = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
         max_length = MAX_TEXT_TOKENS
     elif kind == "bpe":
@@ -157,20 +218,35 @@ def tiny_tokenizer(kind: str):
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=320, special_tokens=specials,
-                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        tok.train_from_iterator(
+            corpus,
+            trainers.BpeTrainer(
+                vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            ),
+        )
         tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-        names = dict(bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>", mask_token="<mask>",
-                     cls_token="<s>", sep_token="</s>")
+        names = dict(
+            bos_token="<s>",
+            pad_token="<pad>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            mask_token="<mask>",
+            cls_token="<s>",
+            sep_token="</s>",
+        )
         max_length = MAX_TEXT_TOKENS
     elif kind == "unigram":
         tok = Tokenizer(models.Unigram())
         tok.normalizer = normalizers.NFKC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
-        tok.train_from_iterator(corpus, trainers.UnigramTrainer(vocab_size=100, special_tokens=["<pad>", "</s>", "<unk>"],
-                                                                unk_token="<unk>"))
-        tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
+        tok.train_from_iterator(
+            corpus,
+            trainers.UnigramTrainer(vocab_size=100, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"),
+        )
+        tok.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+        )
         names = dict(pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
         max_length = 512
     else:
@@ -183,8 +259,13 @@ def _waveform_extractor(return_attention_mask: bool):
 
     # wav2vec2-base / hubert-base ship return_attention_mask=False (they were trained without masks), the large
     # layer-norm checkpoints True; HilbertProcessor asks for the mask either way.
-    return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                                    return_attention_mask=return_attention_mask)
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=16000,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=return_attention_mask,
+    )
 
 
 def _text_config(base, tokenizer):
@@ -197,18 +278,34 @@ def _text_config(base, tokenizer):
 
 def _build_checkpoint(name: str):
     """(full-class model, feature extractor or tokenizer) of a named tiny backbone (see CHECKPOINTS)."""
-    from transformers import (BertModel, HubertForCTC, HubertModel, RobertaModel, T5EncoderModel, T5ForConditionalGeneration,
-                              Wav2Vec2ForCTC, Wav2Vec2Model, WhisperFeatureExtractor, WhisperForConditionalGeneration)
+    from transformers import (
+        BertModel,
+        HubertForCTC,
+        HubertModel,
+        RobertaModel,
+        T5EncoderModel,
+        T5ForConditionalGeneration,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Model,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
 
     if name == "whisper":
         # chunk_length=1: the tiny Whisper's window is 100 mel frames (1 s), like the real one's 3000 (30 s)
-        return WhisperForConditionalGeneration(whisper_config()), WhisperFeatureExtractor(feature_size=N_MELS, chunk_length=1)
+        return WhisperForConditionalGeneration(whisper_config()), WhisperFeatureExtractor(
+            feature_size=N_MELS, chunk_length=1
+        )
     if name in ("hubert_group", "hubert_layer", "wav2vec2_group", "wav2vec2_layer"):
         family, norm = name.split("_")
         cls, config = (HubertModel, hubert_config) if family == "hubert" else (Wav2Vec2Model, wav2vec2_config)
         return cls(config(norm)), _waveform_extractor(return_attention_mask=norm == "layer")
     if name in ("wav2vec2_ctc", "hubert_ctc"):  # fine-tuned ASR checkpoints: wav2vec2-base-960h, hubert-large-ls960-ft
-        cls, config = (Wav2Vec2ForCTC, wav2vec2_config("group")) if name == "wav2vec2_ctc" else (HubertForCTC, hubert_config("layer"))
+        cls, config = (
+            (Wav2Vec2ForCTC, wav2vec2_config("group"))
+            if name == "wav2vec2_ctc"
+            else (HubertForCTC, hubert_config("layer"))
+        )
         return cls(config), _waveform_extractor(return_attention_mask=name == "hubert_ctc")
     if name == "bert":
         tokenizer = tiny_tokenizer("wordpiece")
@@ -229,11 +326,16 @@ def _build_checkpoint(name: str):
 # name -> the full class it is saved as
 CHECKPOINTS = {
     "whisper": "WhisperForConditionalGeneration",
-    "hubert_group": "HubertModel", "hubert_layer": "HubertModel",
-    "wav2vec2_group": "Wav2Vec2Model", "wav2vec2_layer": "Wav2Vec2Model",
-    "wav2vec2_ctc": "Wav2Vec2ForCTC", "hubert_ctc": "HubertForCTC",
-    "bert": "BertModel", "roberta": "RobertaModel",
-    "t5": "T5ForConditionalGeneration", "t5_encoder": "T5EncoderModel",
+    "hubert_group": "HubertModel",
+    "hubert_layer": "HubertModel",
+    "wav2vec2_group": "Wav2Vec2Model",
+    "wav2vec2_layer": "Wav2Vec2Model",
+    "wav2vec2_ctc": "Wav2Vec2ForCTC",
+    "hubert_ctc": "HubertForCTC",
+    "bert": "BertModel",
+    "roberta": "RobertaModel",
+    "t5": "T5ForConditionalGeneration",
+    "t5_encoder": "T5EncoderModel",
 }
 
 

@@ -12,29 +12,37 @@ import shlex
 import sys
 from pathlib import Path
 
-from hilbert_app.corpus.build import __doc__ as BUILD_DOC
+from hilbert_app.cli.common import run_cli
 from hilbert_app.corpus.build import (
     OVERLAP_POLICIES,
     build_dataset,
     push_dataset_to_hub,
 )
-from hilbert_app.cli.common import run_cli
+from hilbert_app.corpus.build import __doc__ as BUILD_DOC
 from hilbert_app.errors import UserError, check_positive
 from hilbert_app.hub import check_push_visibility, hub_url
 from hilbert_app.safe_write import atomic_write_text
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=BUILD_DOC.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=BUILD_DOC.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--input", required=True, type=Path, help="corpus folder with metadata.csv or metadata.jsonl")
-    p.add_argument("--output", required=True, type=Path, help="folder for save_to_disk (new, empty or a previous build)")
+    p.add_argument(
+        "--output", required=True, type=Path, help="folder for save_to_disk (new, empty or a previous build)"
+    )
     p.add_argument("--folds", type=int, default=5, help="number of cross-validation folds (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--skip-invalid", action="store_true", help="leave invalid rows out (listed in the report)")
     p.add_argument("--tolerance", type=float, default=0.5, help="seconds a segment may run past its audio (0.5)")
-    p.add_argument("--overlap", choices=OVERLAP_POLICIES, default="error",
-                   help="overlapping segments: 'error' (a problem, default) or 'allow' (kept and counted in the report, "
-                   "e.g. crosstalk in diarised transcripts)")
+    p.add_argument(
+        "--overlap",
+        choices=OVERLAP_POLICIES,
+        default="error",
+        help="overlapping segments: 'error' (a problem, default) or 'allow' (kept and counted in the report, "
+        "e.g. crosstalk in diarised transcripts)",
+    )
     p.add_argument("--report", type=Path, help="also write the report here (on failure: the problems)")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the dataset and its card to this Hub dataset repo")
     p.add_argument("--public", action="store_true", help="make the pushed dataset public (default: private)")
@@ -54,9 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.push_to_hub:  # before the build: a refused push should not cost the whole build first
             check_push_visibility(args.push_to_hub, "dataset", args.public)
         try:
-            dataset, report = build_dataset(args.input, args.output, args.folds, args.seed, args.skip_invalid,
-                                            tolerance=args.tolerance, overlap=args.overlap, command=command,
-                                            progress=not args.no_progress)
+            dataset, report = build_dataset(
+                args.input,
+                args.output,
+                args.folds,
+                args.seed,
+                args.skip_invalid,
+                tolerance=args.tolerance,
+                overlap=args.overlap,
+                command=command,
+                progress=not args.no_progress,
+            )
         except UserError as err:  # a DatasetBuildError (problems with file and line), a FoldError, ...
             if args.report:
                 write_failure_report(args.report, command, err)
@@ -74,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_failure_report(path: Path, command: str, err: UserError) -> None:
     """`--report` on failure: the problems (and skipped rows) as JSON, so that a script can read them."""
-    failure = {"status": "failed", "command": command,
-               "problems": [str(p) for p in getattr(err, "problems", None) or [err]],
-               "skipped": [row.to_dict() for row in getattr(err, "skipped", None) or []]}
+    failure = {
+        "status": "failed",
+        "command": command,
+        "problems": [str(p) for p in getattr(err, "problems", None) or [err]],
+        "skipped": [row.to_dict() for row in getattr(err, "skipped", None) or []],
+    }
     try:
         atomic_write_text(path, json.dumps(failure, indent=2, ensure_ascii=False) + "\n")
     except OSError as write_error:

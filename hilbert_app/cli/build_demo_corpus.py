@@ -10,22 +10,32 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hilbert_app.corpus.demo import __doc__ as DEMO_DOC
 from hilbert_app.corpus.demo import SIZES, EspeakNotFoundError, build_demo_corpus
+from hilbert_app.corpus.demo import __doc__ as DEMO_DOC
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=DEMO_DOC.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=DEMO_DOC.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--output", required=True, type=Path, help="folder to build (or resume) in")
-    parser.add_argument("--size", default="small", choices=sorted(SIZES),
-                        help="small: 56 docs of 1-2 min; medium: 200 of 1-4 min; "
-                             "large: 600 of 1-5 min")
+    parser.add_argument(
+        "--size",
+        default="small",
+        choices=sorted(SIZES),
+        help="small: 56 docs of 1-2 min; medium: 200 of 1-4 min; large: 600 of 1-5 min",
+    )
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--num-documents", type=int, default=None, help="override the size's count")
     parser.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
-    parser.add_argument("--duration", type=float, nargs=2, metavar=("MIN_S", "MAX_S"), default=None,
-                        help="override the size's range of target durations per document")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        nargs=2,
+        metavar=("MIN_S", "MAX_S"),
+        default=None,
+        help="override the size's range of target durations per document",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser.parse_args(argv)
 
@@ -33,10 +43,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        path = build_demo_corpus(args.output, size=args.size, seed=args.seed,
-                                 num_documents=args.num_documents, workers=args.workers,
-                                 duration_range=tuple(args.duration) if args.duration else None,
-                                 progress=not args.no_progress)
+        path = build_demo_corpus(
+            args.output,
+            size=args.size,
+            seed=args.seed,
+            num_documents=args.num_documents,
+            workers=args.workers,
+            duration_range=tuple(args.duration) if args.duration else None,
+            progress=not args.no_progress,
+        )
     except (EspeakNotFoundError, ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

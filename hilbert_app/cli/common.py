@@ -39,8 +39,10 @@ def run_cli(body: Callable[[], int], *, output: str | Path | Callable[[], str | 
     except UserError as error:
         say_error(str(error))
     except KeyboardInterrupt:
-        say_error(f"interrupted. Outputs written completely before the interrupt were kept: re-run the same command "
-                  f"to continue ({resume_hint}).")
+        say_error(
+            f"interrupted. Outputs written completely before the interrupt were kept: re-run the same command "
+            f"to continue ({resume_hint})."
+        )
     except Exception as error:
         folder = output() if callable(output) else output
         message = describe_write_error(error, folder, f"re-run the same command ({resume_hint})") if folder else None

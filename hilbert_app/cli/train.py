@@ -52,7 +52,11 @@ def parse_arguments(argv=None) -> tuple[DataArguments, HeadArguments, Experiment
         parser.set_defaults(**read_config(known.config))
     data, head, experiment = parser.parse_args_into_dataclasses(args=rest)
     if experiment.end_to_end:
-        required = (("--dataset", data.dataset), ("--audio-encoder", data.audio_encoder), ("--text-encoder", data.text_encoder))
+        required = (
+            ("--dataset", data.dataset),
+            ("--audio-encoder", data.audio_encoder),
+            ("--text-encoder", data.text_encoder),
+        )
     else:
         required = (("--features", data.features),)
     missing = [name for name, value in (*required, ("--output-dir", experiment.output_dir)) if not value]
@@ -77,8 +81,10 @@ def read_config(path: str) -> dict:
         mark = getattr(error, "context_mark", None) or getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise UserError(f"--config {where}: not valid YAML ({problem}); the file holds flat `option: value` lines, "
-                        "e.g. `num_train_epochs: 12`.") from None
+        raise UserError(
+            f"--config {where}: not valid YAML ({problem}); the file holds flat `option: value` lines, "
+            "e.g. `num_train_epochs: 12`."
+        ) from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -86,8 +92,10 @@ def read_config(path: str) -> dict:
     valid = {f.name for cls in (DataArguments, HeadArguments, ExperimentArguments) for f in fields(cls)}
     unknown = sorted(set(values) - valid)
     if unknown:
-        raise UserError(f"--config {path}: unknown keys {unknown}. Valid keys are the options of "
-                        "`python train.py --help` (with underscores).")
+        raise UserError(
+            f"--config {path}: unknown keys {unknown}. Valid keys are the options of "
+            "`python train.py --help` (with underscores)."
+        )
     return values
 
 
@@ -102,5 +110,8 @@ def main(argv=None) -> int:
             check_push_visibility(args.push_to_hub, "model", args.public)
         return run(data_args, head_args, args)
 
-    return run_cli(body, output=lambda: output.get("dir"),
-                   resume_hint="finished runs are kept and an interrupted one resumes from its last complete checkpoint")
+    return run_cli(
+        body,
+        output=lambda: output.get("dir"),
+        resume_hint="finished runs are kept and an interrupted one resumes from its last complete checkpoint",
+    )

@@ -116,24 +116,32 @@ def check_fingerprint(metadata: Mapping, encoder_sources: Any) -> None:
     for modality, want in sorted(expected.items()):
         have = made_by.get(modality)
         if have is None:
-            problems.append(f"{modality}: the model uses {_describe(want)}, but the features have no {modality} encoder")
+            problems.append(
+                f"{modality}: the model uses {_describe(want)}, but the features have no {modality} encoder"
+            )
             continue
         if want.get("sha256") and have.get("sha256"):
             same = want["sha256"] == have["sha256"]
         else:
-            same = (str(want.get("name_or_path")), want.get("revision")) == (str(have.get("name_or_path")), have.get("revision"))
+            same = (str(want.get("name_or_path")), want.get("revision")) == (
+                str(have.get("name_or_path")),
+                have.get("revision"),
+            )
         if not same:
             problems.append(f"{modality}: features made by {_describe(have)}, the model uses {_describe(want)}")
         elif want.get("dtype") and have.get("dtype") and want["dtype"] != have["dtype"]:
-            problems.append(f"{modality}: features made with the encoder in {have['dtype']}, the model expects "
-                            f"{want['dtype']} features (re-extract with --encoder-dtype {want['dtype']})")
+            problems.append(
+                f"{modality}: features made with the encoder in {have['dtype']}, the model expects "
+                f"{want['dtype']} features (re-extract with --encoder-dtype {want['dtype']})"
+            )
     if problems:
         command = "python dataset_scripts/extract_features.py --dataset DATASET --output NEW_DIR --model CHECKPOINT"
         audio, text = (expected.get(k, {}).get("name_or_path") for k in ("audio", "text"))
         if audio and text:
             command += f"   (or --audio-encoder {audio} --text-encoder {text})"
         raise FeatureFingerprintError(
-            "These features were extracted with other encoders (or encoder dtypes) than the model's:\n  - " + "\n  - ".join(problems)
+            "These features were extracted with other encoders (or encoder dtypes) than the model's:\n  - "
+            + "\n  - ".join(problems)
             + f"\nFeatures from other encoders are meaningless to this model's head. Re-extract them with the "
             f"model's encoders:\n  {command}"
         )
@@ -144,20 +152,26 @@ def read_metadata(path: str | os.PathLike) -> dict:
     folder = Path(path)
     file = folder / METADATA_NAME
     if not folder.is_dir():
-        raise NotFeaturesError(f"{path}: no such folder. Give the --output folder of extract_features.py, or the Hub "
-                               "dataset id it was pushed to.")
+        raise NotFeaturesError(
+            f"{path}: no such folder. Give the --output folder of extract_features.py, or the Hub "
+            "dataset id it was pushed to."
+        )
     if not file.is_file():
         if (folder / "build_report.json").is_file():
             raise NotFeaturesError(
                 f"{path} is a corpus dataset made by build_dataset.py, not cached features: run "
                 f"`python dataset_scripts/extract_features.py --dataset {path} --output FEATURES_DIR ...` first and "
-                "pass FEATURES_DIR, or train on it directly with --end-to-end --dataset (slow).")
+                "pass FEATURES_DIR, or train on it directly with --end-to-end --dataset (slow)."
+            )
         if (folder / "_shards").is_dir():
             raise NotFeaturesError(
                 f"{path} holds an unfinished extraction (its work is in _shards/): re-run extract_features.py with "
-                "the same arguments to finish it.")
-        raise NotFeaturesError(f"{path} has no {METADATA_NAME}: it is not a HILBERT features dataset. Make one with "
-                               "dataset_scripts/extract_features.py.")
+                "the same arguments to finish it."
+            )
+        raise NotFeaturesError(
+            f"{path} has no {METADATA_NAME}: it is not a HILBERT features dataset. Make one with "
+            "dataset_scripts/extract_features.py."
+        )
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -212,7 +226,8 @@ def load_features(
             raise NotFeaturesError(
                 f"{repo_id}: no such folder here, and it could not be loaded as a Hub dataset "
                 f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). Give the --output folder of "
-                "extract_features.py, or a Hub dataset id (org/name) you can read.") from None
+                "extract_features.py, or a Hub dataset id (org/name) you can read."
+            ) from None
         try:
             from huggingface_hub import hf_hub_download
 
@@ -226,9 +241,13 @@ def load_features(
                     "info.description: it was not made by extract_features.py, or the upload was interrupted."
                 ) from error
     if metadata.get("format") != FORMAT:
-        raise NotFeaturesError(f"{path_or_repo_id}: {METADATA_NAME} is not a HILBERT features fingerprint (format "
-                         f"{metadata.get('format')!r}).")
-    missing = {split: [c for c in FEATURE_COLUMNS + ("id",) if c not in ds.column_names] for split, ds in dataset.items()}
+        raise NotFeaturesError(
+            f"{path_or_repo_id}: {METADATA_NAME} is not a HILBERT features fingerprint (format "
+            f"{metadata.get('format')!r})."
+        )
+    missing = {
+        split: [c for c in FEATURE_COLUMNS + ("id",) if c not in ds.column_names] for split, ds in dataset.items()
+    }
     missing = {split: cols for split, cols in missing.items() if cols}
     if missing:
         raise NotFeaturesError(f"{path_or_repo_id}: not a features dataset, columns missing: {missing}.")
@@ -255,8 +274,10 @@ def _check_finite(batch: dict, names: list[str]) -> None:
     A NaN feature would otherwise make the document's embedding, its loss and then every weight NaN, with
     nothing pointing at the document that caused it.
     """
-    checks = [("audio_segment_embeds", "audio_features", "audio_segment_mask"),
-              ("text_segment_embeds", "text_features", "text_segment_mask")]
+    checks = [
+        ("audio_segment_embeds", "audio_features", "audio_segment_mask"),
+        ("text_segment_embeds", "text_features", "text_segment_mask"),
+    ]
     for name, column, mask_name in checks:
         if name not in batch:
             continue
@@ -272,12 +293,15 @@ def _check_finite(batch: dict, names: list[str]) -> None:
             )
     if "segment_times" in batch:
         real = batch.get("audio_segment_mask", torch.zeros(1, dtype=torch.bool)) | batch.get(
-            "text_segment_mask", torch.zeros(1, dtype=torch.bool))
+            "text_segment_mask", torch.zeros(1, dtype=torch.bool)
+        )
         bad = (~torch.isfinite(batch["segment_times"])).any(-1) & real
         if bool(bad.any()):
             b, s = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(f"{names[b]}: segment_times of segment {s} are not finite; fix the transcript's times "
-                             "and rebuild the dataset and its features.")
+            raise ValueError(
+                f"{names[b]}: segment_times of segment {s} are not finite; fix the transcript's times "
+                "and rebuild the dataset and its features."
+            )
 
 
 def collate_features(rows: Sequence[Mapping], labels: str | Mapping[str, str] | None = None) -> dict:
@@ -329,5 +353,7 @@ def collate_features(rows: Sequence[Mapping], labels: str | Mapping[str, str] | 
         if isinstance(labels, str):
             out["labels"] = torch.tensor([int(row[labels]) for row in rows], dtype=torch.long)
         else:
-            out["labels"] = {task: torch.tensor([int(row[c]) for row in rows], dtype=torch.long) for task, c in labels.items()}
+            out["labels"] = {
+                task: torch.tensor([int(row[c]) for row in rows], dtype=torch.long) for task, c in labels.items()
+            }
     return out

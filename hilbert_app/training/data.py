@@ -8,14 +8,14 @@ A features dataset (see `hilbert_app.features.extract`) holds one row per record
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
-from modeling_hilbert.dropout_hilbert import document_key
 from hilbert_app.folds import FoldError, assign_folds, check_fold_count, check_no_group_leakage, fold_label_problems
+from modeling_hilbert.dropout_hilbert import document_key
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +27,11 @@ def label_columns(dataset) -> dict[str, str]:
         if column == "label":
             columns[column] = "label"
         elif column.startswith("label_"):
-            columns[column] = column[len("label_"):]
+            columns[column] = column[len("label_") :]
     if not columns:
-        raise ValueError(f"No label column in the dataset (expected 'label' or 'label_<task>'); columns: {dataset.column_names}.")
+        raise ValueError(
+            f"No label column in the dataset (expected 'label' or 'label_<task>'); columns: {dataset.column_names}."
+        )
     return columns
 
 
@@ -41,7 +43,9 @@ def tasks_from_dataset(dataset, task_types: dict[str, str] | None = None) -> lis
         feature = dataset.features[column]
         names = getattr(feature, "names", None)
         if names is None:
-            raise ValueError(f"Label column {column!r} is not a ClassLabel ({feature}); build the dataset with build_dataset.py.")
+            raise ValueError(
+                f"Label column {column!r} is not a ClassLabel ({feature}); build the dataset with build_dataset.py."
+            )
         tasks.append({"name": name, "type": task_types.get(name, "multiclass"), "labels": list(names)})
     unknown = set(task_types) - {t["name"] for t in tasks}
     if unknown:
@@ -126,7 +130,9 @@ class RawDocumentsCollator:
         return batch
 
 
-def fold_splits(dataset, num_folds: int, seed: int = 0, fold_column: str = "fold") -> list[tuple[np.ndarray, np.ndarray]]:
+def fold_splits(
+    dataset, num_folds: int, seed: int = 0, fold_column: str = "fold"
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """`[(train_indices, test_indices)]` for grouped, stratified K-fold cross-validation.
 
     Uses the dataset's own `fold` column when it has exactly `num_folds` folds (so every tool sees the same

@@ -130,7 +130,9 @@ def labelled_items(labels: Any, probs: Any, task: Mapping[str, Any]) -> tuple[np
         raise ValueError(f"task {name!r}: probs must be (N, {num_classes}), got shape {p.shape}")
     if task_type == "multilabel":
         if y.shape != p.shape:
-            raise ValueError(f"task {name!r}: multilabel labels must be (N, {num_classes}) like probs {p.shape}, got {y.shape}")
+            raise ValueError(
+                f"task {name!r}: multilabel labels must be (N, {num_classes}) like probs {p.shape}, got {y.shape}"
+            )
         keep = ~(y < 0).any(axis=1)
         y = y[keep]
         if not np.isin(y, (0, 1)).all():
@@ -261,7 +263,9 @@ def task_metrics(labels: Any, probs: Any, task: Mapping[str, Any], train_labels:
             "are undefined (macro_auc = macro_auprc = NaN)"
         )
     elif math.isnan(out["macro_auc"]):
-        warnings.append(f"task {name!r}: no class has both positive and negative items; macro_auc and macro_auprc are NaN")
+        warnings.append(
+            f"task {name!r}: no class has both positive and negative items; macro_auc and macro_auprc are NaN"
+        )
     elif undefined:
         defined = [c for c in auc if c not in undefined]
         reasons = []

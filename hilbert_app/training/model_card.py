@@ -11,12 +11,24 @@ import math
 from pathlib import Path
 from string import Template
 
-from hilbert_app.model_cards import template
-
 import yaml
 
-METRIC_TYPES = {"macro_auc": "roc_auc", "macro_f1": "f1", "balanced_accuracy": "balanced_accuracy", "macro_auprc": "average_precision", "accuracy": "accuracy"}
-METRIC_NAMES = {"macro_auc": "macro ROC-AUC", "macro_f1": "macro F1", "balanced_accuracy": "balanced accuracy", "macro_auprc": "macro AUPRC", "accuracy": "accuracy"}
+from hilbert_app.model_cards import template
+
+METRIC_TYPES = {
+    "macro_auc": "roc_auc",
+    "macro_f1": "f1",
+    "balanced_accuracy": "balanced_accuracy",
+    "macro_auprc": "average_precision",
+    "accuracy": "accuracy",
+}
+METRIC_NAMES = {
+    "macro_auc": "macro ROC-AUC",
+    "macro_f1": "macro F1",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_auprc": "macro AUPRC",
+    "accuracy": "accuracy",
+}
 
 
 def hub_base_model(source: dict) -> str | None:
@@ -37,12 +49,20 @@ def model_index(model_name: str, summary: dict, dataset: str | None, protocol: s
             stat = metrics.get(key)
             if not stat or stat.get("mean") is None or (isinstance(stat["mean"], float) and math.isnan(stat["mean"])):
                 continue
-            entries.append({"type": metric_type, "value": round(float(stat["mean"]), 4), "name": f"{METRIC_NAMES[key]} ({protocol} mean; std {stat['std']:.4f})"})
-        results.append({
-            "task": {"type": "audio-classification", "name": f"Recording classification ({task})"},
-            "dataset": {"name": dataset or "private dataset", "type": dataset or "private"},
-            "metrics": entries,
-        })
+            entries.append(
+                {
+                    "type": metric_type,
+                    "value": round(float(stat["mean"]), 4),
+                    "name": f"{METRIC_NAMES[key]} ({protocol} mean; std {stat['std']:.4f})",
+                }
+            )
+        results.append(
+            {
+                "task": {"type": "audio-classification", "name": f"Recording classification ({task})"},
+                "dataset": {"name": dataset or "private dataset", "type": dataset or "private"},
+                "metrics": entries,
+            }
+        )
     return [{"name": model_name, "results": results}]
 
 
@@ -66,8 +86,15 @@ def render_model_card(
         # No `pipeline_tag`: the Hub's tags name its built-in pipelines, and none takes a recording with its
         # transcript (audio-classification takes audio alone, and its widget would fail on this model). The custom
         # pipeline is named in the tags and in config.json's `custom_pipelines`.
-        "tags": ["custom_code", "audio-text", "hilbert", "multimodal", "long-audio", "document-classification",
-                 "hilbert-document-classification"],
+        "tags": [
+            "custom_code",
+            "audio-text",
+            "hilbert",
+            "multimodal",
+            "long-audio",
+            "document-classification",
+            "hilbert-document-classification",
+        ],
         "license": "apache-2.0",
     }
     if base_models:
@@ -81,9 +108,16 @@ def render_model_card(
     ]
     table = ["| task | macro ROC-AUC | macro F1 | balanced accuracy | macro AUPRC |", "|---|---|---|---|---|"]
     for task, metrics in summary.items():
-        table.append(f"| {task} | " + " | ".join(
-            f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" if metrics.get(m) and metrics[m].get("mean") is not None else "n/a"
-            for m in ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc")) + " |")
+        table.append(
+            f"| {task} | "
+            + " | ".join(
+                f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}"
+                if metrics.get(m) and metrics[m].get("mean") is not None
+                else "n/a"
+                for m in ("macro_auc", "macro_f1", "balanced_accuracy", "macro_auprc")
+            )
+            + " |"
+        )
     tasks = config.tasks
     return Template(template("model_card_template.md")).substitute(
         metadata=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),

@@ -76,8 +76,14 @@ def plot_roc_curves(labels: Any, probs: Any, task: Mapping[str, Any], path: str 
         fpr, tpr, _ = roc_curve(yk, p[:, k])
         auc = roc_auc_score(yk, p[:, k])
         aucs.append(auc)
-        ax.plot(fpr, tpr, color=colors(i % colors.N), linewidth=2, drawstyle="default",
-                label=f"{_short(names[k])}: AUC = {auc:.3f} (n+ = {npos})")
+        ax.plot(
+            fpr,
+            tpr,
+            color=colors(i % colors.N),
+            linewidth=2,
+            drawstyle="default",
+            label=f"{_short(names[k])}: AUC = {auc:.3f} (n+ = {npos})",
+        )
     macro = f"macro AUC = {np.mean(aucs):.3f}" if aucs else "macro AUC undefined"
     kind = "ROC" if task_type == "binary" else "one-vs-rest ROC"
     ax.set_title(f"{name}: {kind} ({macro}, N = {len(y)})")
@@ -108,8 +114,12 @@ def _draw_matrix(ax, counts: np.ndarray, row_names, col_names, normalize: bool, 
                 text = f"{counts[i, j]}\n{frac[i, j]:.0%}" if normalize else f"{counts[i, j]}"
                 dark = shown[i, j] > 0.55 * vmax
             ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color="white" if dark else "black")
-    ax.set_xticks(range(len(col_names)), [_short(c) for c in col_names], rotation=35 if len(col_names) > 3 else 0,
-                  ha="right" if len(col_names) > 3 else "center")
+    ax.set_xticks(
+        range(len(col_names)),
+        [_short(c) for c in col_names],
+        rotation=35 if len(col_names) > 3 else 0,
+        ha="right" if len(col_names) > 3 else "center",
+    )
     ax.set_yticks(range(len(row_names)), [f"{_short(r)} ({int(rows[i, 0])})" for i, r in enumerate(row_names)])
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True (support)")
@@ -117,7 +127,9 @@ def _draw_matrix(ax, counts: np.ndarray, row_names, col_names, normalize: bool, 
     return im
 
 
-def plot_confusion_matrix(labels: Any, probs: Any, task: Mapping[str, Any], path: str | Path, normalize: bool = True) -> Path:
+def plot_confusion_matrix(
+    labels: Any, probs: Any, task: Mapping[str, Any], path: str | Path, normalize: bool = True
+) -> Path:
     """Confusion matrix (rows = true classes), colour = row-normalised rate, cells annotated with counts.
 
     Multilabel: one 2x2 (negative/positive) matrix per label. Rows without items are left blank.
@@ -129,14 +141,22 @@ def plot_confusion_matrix(labels: Any, probs: Any, task: Mapping[str, Any], path
         k = len(names)
         cols = min(4, k)
         nrows = math.ceil(k / cols)
-        fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols + 1.0, 3.0 * nrows + 0.6), squeeze=False,
-                                 layout="constrained")
+        fig, axes = plt.subplots(
+            nrows, cols, figsize=(3.4 * cols + 1.0, 3.0 * nrows + 0.6), squeeze=False, layout="constrained"
+        )
         for idx, ax in enumerate(axes.flat):
             if idx >= k:
                 ax.axis("off")
                 continue
-            im = _draw_matrix(ax, result["confusion_matrix"][idx], ["neg", "pos"], ["neg", "pos"], normalize,
-                              _short(names[idx], 24), 9)
+            im = _draw_matrix(
+                ax,
+                result["confusion_matrix"][idx],
+                ["neg", "pos"],
+                ["neg", "pos"],
+                normalize,
+                _short(names[idx], 24),
+                9,
+            )
             if idx % cols:
                 ax.set_ylabel("")
         fig.suptitle(f"{name}: per-label confusion matrices ({what}, N = {result['num_examples']})")
@@ -146,10 +166,17 @@ def plot_confusion_matrix(labels: Any, probs: Any, task: Mapping[str, Any], path
         size = max(4.5, 0.75 * c + 2.5)
         fig, ax = plt.subplots(figsize=(size + 1.0, size))
         fontsize = 10 if c <= 6 else (8 if c <= 12 else 6)
-        im = _draw_matrix(ax, result["confusion_matrix"], names, names, normalize,
-                          f"{name}: confusion matrix ({what}, N = {result['num_examples']})\n"
-                          f"accuracy {result['accuracy']:.3f}, balanced accuracy {result['balanced_accuracy']:.3f}, "
-                          f"macro F1 {result['macro_f1']:.3f}", fontsize)
+        im = _draw_matrix(
+            ax,
+            result["confusion_matrix"],
+            names,
+            names,
+            normalize,
+            f"{name}: confusion matrix ({what}, N = {result['num_examples']})\n"
+            f"accuracy {result['accuracy']:.3f}, balanced accuracy {result['balanced_accuracy']:.3f}, "
+            f"macro F1 {result['macro_f1']:.3f}",
+            fontsize,
+        )
         fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of true row" if normalize else "count")
     return _save(fig, path)
 
@@ -161,7 +188,7 @@ def _loss_terms(history: Sequence[Mapping[str, Any]]) -> list[str]:
         for key, value in entry.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
-            base = key[len("eval_"):] if key.startswith("eval_") else key
+            base = key[len("eval_") :] if key.startswith("eval_") else key
             if key in _NOT_CURVES or base in keys:
                 continue
             if base in LOSS_TERMS or base.endswith("_loss"):
@@ -184,10 +211,15 @@ def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> 
     rows = math.ceil(len(terms) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax, term in zip(axes.flat, terms):
-        for key, label, style in ((term, "train", dict(color="tab:blue", linewidth=1.5)),
-                                  (f"eval_{term}", "eval", dict(color="tab:orange", linewidth=1.5, marker="o", markersize=4))):
-            pts = [(e["step"], e[key]) for e in history if "step" in e and isinstance(e.get(key), (int, float))
-                   and not isinstance(e.get(key), bool)]
+        for key, label, style in (
+            (term, "train", dict(color="tab:blue", linewidth=1.5)),
+            (f"eval_{term}", "eval", dict(color="tab:orange", linewidth=1.5, marker="o", markersize=4)),
+        ):
+            pts = [
+                (e["step"], e[key])
+                for e in history
+                if "step" in e and isinstance(e.get(key), (int, float)) and not isinstance(e.get(key), bool)
+            ]
             if pts:
                 steps, values = zip(*sorted(pts))
                 ax.plot(steps, values, label=label, **style)
@@ -196,7 +228,7 @@ def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> 
         ax.set_ylabel("value" if term == "temperature" else "loss")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(terms):]:
+    for ax in list(axes.flat)[len(terms) :]:
         ax.axis("off")
     fig.suptitle("Training curves (train and eval)")
     fig.tight_layout()
@@ -237,16 +269,36 @@ def plot_results_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]], m
             label_y = mean + std
             if folds:
                 jitter = rng.uniform(-width * 0.2, width * 0.2, size=len(folds))
-                ax.scatter(x + jitter, folds, s=10, color="black", alpha=0.55, zorder=3,
-                           label="individual runs" if not runs_labelled else None)
+                ax.scatter(
+                    x + jitter,
+                    folds,
+                    s=10,
+                    color="black",
+                    alpha=0.55,
+                    zorder=3,
+                    label="individual runs" if not runs_labelled else None,
+                )
                 runs_labelled = True
                 label_y = max(label_y, max(folds))
             ax.text(x, label_y + 0.01, f"{mean:.3f}", ha="center", va="bottom", fontsize=7)
             top = max(top, label_y)
-        ax.bar(xs, means, width=width * 0.92, yerr=stds, capsize=3, color=colors(j % 10), alpha=0.85,
-               label=task, error_kw=dict(elinewidth=1, ecolor="black"))
-    ax.set_xticks(range(len(variants)), variants, rotation=20 if len(variants) > 4 else 0,
-                  ha="right" if len(variants) > 4 else "center")
+        ax.bar(
+            xs,
+            means,
+            width=width * 0.92,
+            yerr=stds,
+            capsize=3,
+            color=colors(j % 10),
+            alpha=0.85,
+            label=task,
+            error_kw=dict(elinewidth=1, ecolor="black"),
+        )
+    ax.set_xticks(
+        range(len(variants)),
+        variants,
+        rotation=20 if len(variants) > 4 else 0,
+        ha="right" if len(variants) > 4 else "center",
+    )
     ax.set_xlabel("variant")
     ax.set_ylabel(f"{metric} (mean ± std over runs)")
     if top <= 1.0:

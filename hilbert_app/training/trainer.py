@@ -33,8 +33,18 @@ from hilbert_app.safe_write import atomic_write_text
 
 # Output fields of HilbertSequenceClassifierOutput that are logged as loss terms (audio_documents / text_documents:
 # how many documents of a batch entered each modality's representation terms; logged as means per batch).
-LOSS_TERMS = ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature", "mi_audio_joint", "mi_text_joint",
-              "audio_documents", "text_documents")
+LOSS_TERMS = (
+    "classification_loss",
+    "contrastive_loss",
+    "cka_loss",
+    "mi_loss",
+    "moe_balance_loss",
+    "temperature",
+    "mi_audio_joint",
+    "mi_text_joint",
+    "audio_documents",
+    "text_documents",
+)
 
 # Written last into a checkpoint folder: the checkpoint is whole. transformers writes checkpoint-N file by file and
 # `get_last_checkpoint` takes the highest N whatever it holds, so a kill while saving could make resuming start
@@ -84,7 +94,11 @@ class TermAccumulator:
         if accelerator is not None and accelerator.num_processes > 1:
             # Processes may not have seen the same terms; reduce a fixed vector over the full list.
             names = list(LOSS_TERMS)
-            values = torch.tensor([[self.sums.get(n, 0.0), self.weights.get(n, 0.0)] for n in names], dtype=torch.float64, device=accelerator.device)
+            values = torch.tensor(
+                [[self.sums.get(n, 0.0), self.weights.get(n, 0.0)] for n in names],
+                dtype=torch.float64,
+                device=accelerator.device,
+            )
             values = accelerator.reduce(values, reduction="sum")
             return {n: float(s / w) for n, (s, w) in zip(names, values.tolist()) if w > 0}
         return {n: self.sums[n] / self.weights[n] for n in names if self.weights[n] > 0}
@@ -184,7 +198,9 @@ class HilbertTrainer(Trainer):
         from hilbert_app.training.data import balanced_sample_weights
 
         weights = torch.as_tensor(balanced_sample_weights(self.balanced_sampling_labels), dtype=torch.float64)
-        generator = torch.Generator().manual_seed(self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+        generator = torch.Generator().manual_seed(
+            self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        )
         return WeightedRandomSampler(weights, num_samples=len(weights), replacement=True, generator=generator)
 
     def _save_checkpoint(self, model, trial) -> None:
@@ -199,8 +215,12 @@ class HilbertTrainer(Trainer):
             run_dir = Path(self._get_output_dir(trial=trial))
             folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             atomic_write_text(folder / CHECKPOINT_DONE, json.dumps({"global_step": self.state.global_step}) + "\n")
-            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
+            )
 
     # -- evaluation -------------------------------------------------------------------------------------
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -216,7 +236,9 @@ class HilbertTrainer(Trainer):
         logits = {task: value.detach() for task, value in outputs.task_logits.items()}  # every task, one or several
         return loss, logits, labels
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
         self._eval_terms.reset()
         self._seen_in_evaluation.clear()  # predictions are gathered without repeats by accelerate; the loss terms too
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
