@@ -298,7 +298,7 @@ BLOCK_PACKAGE = textwrap.dedent(
     import sys
     class _Block:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_hilbert", "dataset_scripts"):
+            if name.split(".")[0] in ("modeling_hilbert", "hilbert_app"):
                 raise ImportError(f"{name} must not be importable in this test")
             return None
     sys.meta_path.insert(0, _Block())
@@ -504,9 +504,9 @@ def test_extract_features_script_gives_the_models_features(checkpoints, tmp_path
 
     import datasets
     import soundfile
-    from dataset_scripts.features import load_features
+    from hilbert_app.features.store import load_features
 
-    from dataset_scripts.build_dataset import build_dataset
+    from hilbert_app.corpus.build import build_dataset
 
     build_dataset(write_corpus(tmp_path / "corpus"), tmp_path / "dataset", folds=2, progress=False)
     audio, text = checkpoints["hubert_group"], checkpoints["t5"]
