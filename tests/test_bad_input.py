@@ -477,6 +477,33 @@ def test_timestamps_past_the_end_processor_clips_and_reports(tokenizer):
     np.testing.assert_array_equal(out["input_values"][0, 0, : SR // 2].numpy(), audio[24000:].numpy())
     assert out["audio_segment_mask"][0].tolist() == [True, False]  # wholly past the end: no audio (missing_audio=keep)
     assert report[0]["kept_without_audio"] == 1
+    assert report[0]["beyond_audio_segments"] == 1 and report[0]["beyond_audio_seconds"] == pytest.approx(0.5)
+
+
+def test_timestamps_past_the_end_are_all_counted_in_the_warning(tokenizer, caplog):
+    """1.0 s clipped off segment 0 (1.5-3.0 s of 2.0 s) plus the whole 0.5 s of segment 1 (2.5-3.0 s): 1.50 s."""
+    with caplog.at_level(logging.WARNING):
+        HilbertProcessor(raw_fe(), tokenizer)(audio=noise(2.0), sampling_rate=SR, segments=[seg(1.5, 3.0), seg(2.5, 3.0)])
+    assert "document 0: dropped 1.50 s of 2 segments past the end of the audio (1 of them wholly: kept without " \
+           "audio)" in caplog.text
+
+
+def test_a_transcript_wholly_past_the_end_of_its_audio_is_refused(tokenizer):
+    """Every segment starts after the audio ends: the transcript is another recording's. An error, not a text-only
+    prediction that looks like an audio-text one; one segment with audio is enough to proceed (and warn)."""
+    proc = HilbertProcessor(raw_fe(), tokenizer)
+    with pytest.raises(ValueError, match=r"^document 0: all 2 segments start after the audio ends \(the recording lasts "
+                                         r"2.000 s, the first segment starts at 2.500 s\)\. Is this the transcript of "
+                                         r"another recording\?"):
+        proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(3.0, 4.0), seg(2.5, 3.0)])
+    _, report = proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(1.9, 2.2), seg(2.5, 3.0)], return_report=True)
+    assert report[0]["beyond_audio_segments"] == 1 and report[0]["clipped_seconds"] == pytest.approx(0.2)
+
+
+def test_a_document_with_zero_segments_is_refused(tokenizer):
+    with pytest.raises(ValueError, match=r"^document 1 has no segments \(an empty transcript\?\)"):
+        HilbertProcessor(raw_fe(), tokenizer)([{"audio": noise(1.0), "sampling_rate": SR, "segments": [seg(0, 1)]},
+                                               {"audio": noise(1.0), "sampling_rate": SR, "segments": []}])
 
 
 def test_empty_text_builder(tmp_path):
