@@ -39,7 +39,7 @@ from hilbert_app.corpus.build import (
 )
 from hilbert_app.cli.build_dataset import main
 from hilbert_app.features.store import FeatureFingerprintError, check_fingerprint, collate_features
-from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertProcessor
+from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertModel, HilbertProcessor
 from modeling_hilbert.audio_hilbert import resample as blockwise_resample
 from modeling_hilbert.transcripts_hilbert import (
     TranscriptError,
@@ -805,6 +805,80 @@ def test_config_unknown_keys():
 def test_config_impossible_sizes_and_wrong_types(overrides, message):
     with pytest.raises(ValueError, match=message):
         HilbertConfig(**overrides)
+
+
+# ================================================================================================ loading a saved model
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A tiny HilbertForSequenceClassification with its encoders, saved by save_pretrained (code files included)."""
+    folder = tmp_path_factory.mktemp("checkpoint") / "full"
+    torch.manual_seed(0)
+    HilbertForSequenceClassification(hilbert_config("whisper", "bert")).save_pretrained(folder)
+    return folder
+
+
+def _edited_copy(saved: Path, folder: Path, edit) -> Path:
+    """A copy of the checkpoint whose tensors are `edit(tensors)`, written with safetensors as save_pretrained does."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(saved, folder)
+    tensors = load_file(folder / "model.safetensors")
+    save_file(edit(dict(tensors)), folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def test_a_checkpoint_missing_a_head_tensor_is_an_error_naming_it_and_the_file(saved_model, tmp_path):
+    """transformers would fill it with random values and log a generic report: the classifier would predict noise."""
+    key = "classifier.experts.0.0.weight"
+    folder = _edited_copy(saved_model, tmp_path / "no-head", lambda t: {k: v for k, v in t.items() if k != key})
+    from modeling_hilbert.modeling_hilbert import CheckpointError
+
+    with pytest.raises(CheckpointError) as info:
+        HilbertForSequenceClassification.from_pretrained(folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder / 'model.safetensors'} does not fit HilbertForSequenceClassification")
+    assert f"1 head tensor(s) are missing ({key}) and would be left random" in message
+    # the same through the Hub-shipped code that AutoModel loads from the folder (trust_remote_code)
+    from transformers import AutoModelForSequenceClassification
+
+    with pytest.raises(ValueError, match=r"1 head tensor\(s\) are missing \(classifier.experts.0.0.weight\)"):
+        AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+
+
+def test_a_checkpoint_with_extra_or_missing_encoder_tensors_is_an_error(saved_model, tmp_path):
+    from safetensors.torch import load_file
+
+    from modeling_hilbert.modeling_hilbert import CheckpointError
+
+    extra = _edited_copy(saved_model, tmp_path / "extra", lambda t: {**t, "classifier.stray.weight": torch.ones(2)})
+    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) in the file belong to no part of "
+                                              r"HilbertForSequenceClassification \(classifier.stray.weight\)"):
+        HilbertForSequenceClassification.from_pretrained(extra)
+    encoder_key = "hilbert.text_encoder.pooler.dense.weight"
+    no_encoder = _edited_copy(saved_model, tmp_path / "no-encoder", lambda t: {k: v for k, v in t.items() if k != encoder_key})
+    with pytest.raises(CheckpointError, match=r"1 encoder tensor\(s\) are missing \(hilbert.text_encoder.pooler"):
+        HilbertForSequenceClassification.from_pretrained(no_encoder)
+    # head-only: the encoders' tensors are not part of the model, and every head tensor is the saved one
+    head = HilbertForSequenceClassification.from_pretrained(no_encoder, with_encoders=False)
+    saved = load_file(saved_model / "model.safetensors")
+    for name, value in head.state_dict().items():
+        torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
+    # the base model of a classification checkpoint leaves the classifier out: allowed
+    HilbertModel.from_pretrained(saved_model)
+
+
+@pytest.mark.parametrize("keep", [100, -100], ids=["header", "tensor-data"])
+def test_a_truncated_weights_file_is_an_error_naming_the_file(saved_model, tmp_path, keep):
+    from modeling_hilbert.modeling_hilbert import CheckpointError
+
+    folder = tmp_path / "cut"
+    shutil.copytree(saved_model, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:keep])
+    with pytest.raises(CheckpointError) as info:
+        HilbertForSequenceClassification.from_pretrained(folder)
+    assert str(info.value).startswith(f"{weights} is damaged or incomplete (Error while deserializing header")
+    assert "Download the model again" in str(info.value) and "save it again with save_pretrained" in str(info.value)
 
 
 # ================================================================================================ 10,000 segments
