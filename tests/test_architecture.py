@@ -2,7 +2,7 @@
 
 Layers, top to bottom (docs/architecture.md):
     entry points (train.py, dataset_scripts/*.py)  ->  hilbert_app.cli  ->  hilbert_app.training
-    ->  hilbert_app.features  ->  hilbert_app.corpus  ->  shared leaves (hilbert_app.encoders, .hub, .safe_write,
+    ->  hilbert_app.features  ->  hilbert_app.corpus  ->  shared leaves (hilbert_app.encoders, .hub, .safe_write, .output_lock,
     .errors, .whisper_ct2, .model_cards)  ->  modeling_hilbert (the Hub-shipped library: imports none of the above).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LEAVES = ("encoders", "folds", "hub", "safe_write", "errors", "whisper_ct2", "model_cards")
+LEAVES = ("encoders", "folds", "hub", "safe_write", "errors", "output_lock", "whisper_ct2", "model_cards")
 # Lower number = lower layer. A module may import from its own layer or below, never above.
 RANKS = {"modeling_hilbert": 0, "hilbert_app": 1, **{f"hilbert_app.{leaf}": 1 for leaf in LEAVES}, "hilbert_app.corpus": 2,
          "hilbert_app.features": 3, "hilbert_app.training": 4, "hilbert_app.cli": 5}

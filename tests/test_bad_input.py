@@ -881,6 +881,46 @@ def test_a_truncated_weights_file_is_an_error_naming_the_file(saved_model, tmp_p
     assert "Download the model again" in str(info.value) and "save it again with save_pretrained" in str(info.value)
 
 
+# ================================================================================================ resuming a run
+def _provenance_data():
+    from hilbert_app.training.experiment import ExperimentData
+
+    ds = datasets.Dataset.from_dict({"id": [f"d{i}" for i in range(8)], "label": [0, 1] * 4},
+                                    features=datasets.Features({"id": datasets.Value("string"),
+                                                                "label": datasets.ClassLabel(names=["a", "b"])}))
+    return ExperimentData(dataset=ds, tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b"]}],
+                          audio_config=None, text_config=None)
+
+
+def test_an_interrupted_run_of_another_experiment_is_not_resumed(tmp_path):
+    """Checkpoints are resumed only under the provenance they were made with (written before the run trains)."""
+    from hilbert_app.errors import UserError
+    from hilbert_app.training.experiment import PROVENANCE_NAME, RunSettings, check_reusable, run_provenance
+
+    data, train, test = _provenance_data(), np.arange(6), np.arange(6, 8)
+
+    def provenance(head=16, seed=0, train=train, test=test, lr=1e-3, key="features-a"):
+        return run_provenance(data, {"hidden_size": head}, {}, train, test, seed, RunSettings(learning_rate=lr), key)
+
+    run_dir = tmp_path / "out" / "runs" / "HILBERT" / "fold0-seed0"
+    (run_dir / "checkpoint-3").mkdir(parents=True)
+    (run_dir / PROVENANCE_NAME).write_text(json.dumps(provenance()))
+    check_reusable(run_dir, provenance())  # the same run: resumed
+    assert provenance()["key"] == provenance()["key"] != provenance(train=np.array([0, 1, 2, 3, 4, 6]))["key"]
+    for changed, phrase in [(provenance(head=32), "head settings hidden_size 16 then, 32 now"),
+                            (provenance(seed=1), "seed: 0 then, 1 now"),
+                            (provenance(lr=2e-3), "trainer settings learning_rate 0.001 then, 0.002 now"),
+                            (provenance(key="features-b"), "the data (another features dataset"),
+                            (provenance(test=np.array([7, 6])), "the documents of the held-out split")]:
+        with pytest.raises(UserError) as info:
+            check_reusable(run_dir, changed, tmp_path / "out")
+        assert f"{run_dir} holds the interrupted run of another experiment: it differs in " in str(info.value)
+        assert phrase in str(info.value) and f"Pass --overwrite to discard the earlier runs of {tmp_path / 'out'}" in str(info.value)
+    (run_dir / PROVENANCE_NAME).unlink()  # checkpoints from before provenance was recorded: cannot be matched
+    with pytest.raises(UserError, match="it records no provenance"):
+        check_reusable(run_dir, provenance())
+
+
 # ================================================================================================ 10,000 segments
 def test_ten_thousand_segments_transcripts_parse_in_linear_time():
     segments = [seg(0.5 * i, 0.5 * i + 0.4, f"turn {i} " + "with quite a few words in it " * 3, "A") for i in range(10_000)]

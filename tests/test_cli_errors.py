@@ -69,8 +69,8 @@ def train_args(w, *extra, features=None):
             *extra]
 
 
-def extract_args(w, *extra, audio=None, text=None, dataset=None):
-    return ["--dataset", str(dataset or w["raw"]), "--output", str(w["root"] / "out-extract"), "--audio-encoder",
+def extract_args(w, *extra, audio=None, text=None, dataset=None, output=None):
+    return ["--dataset", str(dataset or w["raw"]), "--output", str(output or w["root"] / "out-extract"), "--audio-encoder",
             str(audio or w["audio"]), "--text-encoder", str(text or w["text"]), "--no-progress", *extra]
 
 
@@ -202,3 +202,97 @@ def test_full_disk_while_building_is_one_paragraph(world, tmp_path):
     child = subprocess.run(command, capture_output=True, text=True, env=_child_env(), preexec_fn=limit, timeout=300)
     assert child.returncode == 2, child.stderr
     assert "cannot write" in " ".join(child.stderr.split()) and "Traceback" not in child.stderr
+
+
+# ------------------------------------------------------------------------------------------- one run per output folder
+HOLD_LOCK = """
+import sys, time
+from hilbert_app.output_lock import lock_output
+lock = lock_output(sys.argv[1], "--output")
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def _hold_lock(folder: Path) -> subprocess.Popen:
+    """Another process holding the output lock of `folder`, as a running extraction or training does."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True,
+                              env=_child_env())
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_extraction_into_a_folder_being_written_is_refused_then_a_dead_lock_is_taken_over(world, capsys):
+    """Two real processes: while one holds the folder, `extract_features.py` (a subprocess, as a user runs it) stops at
+    once naming the holder, and touches nothing; once the holder is SIGKILLed, its lock is taken over."""
+    import socket
+
+    out = world["root"] / "out-locked"
+    holder = _hold_lock(out)
+    try:
+        command = [sys.executable, str(REPO / "dataset_scripts" / "extract_features.py"), *extract_args(world, output=out)]
+        child = subprocess.run(command, capture_output=True, text=True, env=_child_env(), timeout=300)
+        assert child.returncode == 2, child.stderr
+        flat = " ".join(child.stderr.split())
+        assert f"--output {out} is being written by process {holder.pid} on {socket.gethostname()} since" in flat
+        assert "wait for it to finish or choose another --output" in flat and "Traceback" not in child.stderr
+        assert [p.name for p in out.iterdir()] == [".hilbert-lock"]  # nothing else was written
+    finally:
+        holder.kill()
+        holder.wait()
+    code, err = invoke(extract_cli.main, extract_args(world, output=out), capsys)
+    assert code == 0, err
+    assert f"taking over the lock left by process {holder.pid}" in err and "which is no longer running" in err
+    from hilbert_app.features.store import load_features
+
+    features, _ = load_features(out)
+    assert features["train"].num_rows == 12 and not (out / ".hilbert-lock").exists()
+
+
+def test_a_second_training_into_a_folder_being_written_is_refused(world, capsys):
+    out = world["root"] / "out-train-locked"
+    holder = _hold_lock(out)
+    try:
+        code, err = invoke(train_cli.main, [*train_args(world), "--output-dir", str(out)], capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2, err
+    assert f"--output-dir {out} is being written by process {holder.pid} on" in " ".join(err.split())
+    assert not (out / "runs").exists()
+
+
+# ------------------------------------------------------------------------------------------- resume only what matches
+def test_training_into_the_folder_of_another_corpus_is_refused_and_overwrite_redoes_it(world, capsys):
+    """It used to say "done earlier (skipped)" and write the other corpus's metrics.json byte for byte."""
+    import torch
+
+    other = make_features_dataset(world["root"] / "features-other", world["audio"], world["text"], seed=1)
+    metadata = json.loads((other / "hilbert_features.json").read_text())  # as extract_features.py records it
+    (other / "hilbert_features.json").write_text(json.dumps({**metadata, "source_dataset": {"path": "other/corpus"}}))
+    out = world["root"] / "out-provenance"
+
+    def train(*extra, features=None):
+        """-> (exit code, stdout + stderr) of train.py in this process."""
+        threads = torch.get_num_threads()
+        try:
+            code = train_cli.main([*train_args(world, *extra, features=features), "--output-dir", str(out)])
+        finally:
+            torch.set_num_threads(threads)
+        captured = capsys.readouterr()
+        return code, " ".join((captured.out + captured.err).split())
+
+    assert train()[0] == 0
+    first = (out / "metrics.json").read_bytes()
+    code, said = train(features=other)
+    assert code == 2 and "holds the finished run of another experiment: it differs in the data (another features" in said, said
+    assert "the documents of the training split (another corpus, or other folds)" in said
+    assert f"Pass --overwrite to discard the earlier runs of {out}" in said and "Traceback" not in said
+    assert (out / "metrics.json").read_bytes() == first  # refused before anything was written
+    code, said = train("--learning-rate", "0.002")
+    assert code == 2 and "trainer settings learning_rate 0.001 then, 0.002 now" in said, said
+    code, said = train("--overwrite", features=other)
+    assert code == 0 and f"--overwrite: discarded the earlier runs in {out / 'runs'}" in said, said
+    assert (out / "metrics.json").read_bytes() != first
+    code, said = train(features=other)  # the same command again: the runs are reused
+    assert code == 0 and "done earlier (skipped)" in said
