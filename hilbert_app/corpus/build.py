@@ -429,7 +429,9 @@ class _Checker:
                    "corpus folder.")
             return None
         if not os.path.isfile(full):
-            at_row("file_missing", f"{column} {name!r}: no such file in the corpus folder; fix the path or add the file.")
+            hint = " (Windows paths: write folders with '/', e.g. audio/r1.wav)" if "\\" in name else ""
+            at_row("file_missing", f"{column} {name!r}: no such file in the corpus folder; fix the path or add the "
+                   f"file{hint}.")
             return None
         return Path(full)
 
