@@ -9,6 +9,7 @@ Layers, top to bottom (docs/architecture.md):
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,45 @@ def test_nothing_edits_sys_path():
                     and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "path"):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_every_guarantee_names_tests_that_exist():
+    """docs/guarantees.md promises only what is tested: each bullet names at least one test (`file::test`, or
+    `…::test` for the file named before it), and every named test exists (a prefix ending in `*` or `_` names a
+    family of tests)."""
+    text = (REPO / "docs" / "guarantees.md").read_text(encoding="utf-8")
+    bullets = ["".join(block) for block in _bullets(text)]
+    assert len(bullets) > 30
+    defined = {}
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        defined[path.name] = {node.name for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                              if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+    missing, untested, current = [], [], None
+    for bullet in bullets:
+        references = re.findall(r"`((?:test_\w+\.py)|…)::(test_\w*\*?|…\w*\*?)`", bullet)
+        if not references:
+            untested.append(bullet[:80])
+        for file, name in references:
+            current = file if file != "…" else current
+            if name.startswith("…"):  # `…_processor`: the previous test's name with another ending
+                continue
+            prefix = name.rstrip("*")
+            found = any(t == name or (name.endswith(("*", "_")) and t.startswith(prefix)) for t in defined[current])
+            if not found:
+                missing.append(f"{current}::{name}")
+    assert not untested, f"guarantees without a test: {untested}"
+    assert not missing, f"guarantees name tests that do not exist: {missing}"
+
+
+def _bullets(text: str) -> list[str]:
+    """The Markdown bullets: a "- " line and its indented continuation lines."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        if line.startswith("- "):
+            current = [line]
+            blocks.append(current)
+        elif line.startswith("  ") and current is not None:
+            current.append(" " + line.strip())
+        else:
+            current = None
+    return blocks
