@@ -30,17 +30,20 @@ import numbers
 import os
 import re
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 
 __all__ = [
     "AudioError",
     "AudioFileNotFoundError",
+    "AudioScan",
     "decode_audio",
     "load_waveform",
     "read_audio",
     "resample",
     "resampled_length",
+    "scan_audio",
 ]
 
 RESAMPLE_BLOCK = 1 << 20  # input samples per resampling call (~65 s at 16 kHz): bounds its temporary memory
@@ -115,6 +118,69 @@ def read_audio(source, *, where: str | None = None) -> tuple[torch.Tensor, int]:
     if not _is_file_source(source):
         raise AudioError(f"{where or 'audio'}: read_audio takes a path, bytes or a binary file, got {type(source).__name__}.")
     return _read_file(*_file_and_name(source), where, mono=False)
+
+
+class AudioScan(NamedTuple):
+    """What decoding a whole file found (`scan_audio`): the decoded length, not the header's claim.
+
+    (A NamedTuple, not a dataclass: this file is also loaded on its own, outside any package.)"""
+
+    frames: int  # decoded frames (samples per channel)
+    sampling_rate: int
+    channels: int
+    header_frames: int | None  # what the file's header claims (None: it does not say)
+    first_non_finite: int | None  # the first frame holding a NaN/inf sample, None if every sample is finite
+    decoder: str  # "soundfile" or "torchcodec": the decoder `decode_audio` uses for this file too
+
+    @property
+    def duration(self) -> float:
+        """Decoded seconds: frames / sampling_rate."""
+        return self.frames / self.sampling_rate
+
+
+def scan_audio(source, *, where: str | None = None) -> AudioScan:
+    """Decode a whole file (path, bytes, binary file object) once, to measure it: its real length and the first
+    NaN/inf sample, with the decoder `decode_audio` would use, so the length is the one the processor will see.
+
+    Headers lie: a truncated MP3 keeps the header of the whole file, a truncated WAV claims the missing frames,
+    and a truncated FLAC opens fine and fails part way. soundfile's formats (WAV, FLAC, OGG, MP3, ...) are read
+    block by block (memory: one block of `READ_BLOCK` frames); the others (M4A/AAC, ...) go through torchcodec, in
+    one go, as `decode_audio` does. Raises `AudioError` (`AudioFileNotFoundError` for a missing path) for a file
+    that cannot be decoded to its end; an empty one scans to `frames=0` (the caller decides what that means).
+    """
+    if not _is_file_source(source):
+        kind = type(source).__name__
+        raise AudioError(f"{where or 'audio'}: scan_audio takes a path, bytes or a binary file, got {kind}.")
+    source, name = _file_and_name(source)
+    handle, sf_reason = _open_soundfile(source, name, where)
+    if handle is None:
+        decoder, samples = _decode_with_torchcodec(source, name, where, sf_reason)
+        data = torch.as_tensor(samples.data)
+        data = data[None] if data.dim() == 1 else data  # (channels, samples)
+        header = getattr(getattr(decoder, "metadata", None), "duration_seconds_from_header", None)
+        rate = int(samples.sample_rate)
+        bad = (~torch.isfinite(data).all(0)).nonzero()
+        header_frames = None if header is None else round(header * rate)
+        return AudioScan(int(data.shape[-1]), rate, int(data.shape[0]), header_frames,
+                         int(bad[0, 0]) if len(bad) else None, "torchcodec")
+    import numpy  # soundfile's own dependency: its blocks are numpy arrays
+
+    with handle:
+        known = handle.frames if 0 <= handle.frames < (1 << 40) else None  # a stream may not know its length
+        frames, first_bad = 0, None
+        buffer = torch.empty(min(READ_BLOCK, known or READ_BLOCK), handle.channels, dtype=torch.float32).numpy()
+        while True:
+            try:
+                read = handle.read(buffer.shape[0], out=buffer)
+            except (RuntimeError, ValueError, OSError) as err:
+                raise AudioError(f"{_prefix(where, name)}: decoding failed after {frames / handle.samplerate:.2f} s "
+                                 f"({str(err).strip()}). {CONVERT_ADVICE}") from None
+            if read.shape[0] == 0:
+                break
+            if first_bad is None and not numpy.isfinite(read).all():  # numpy: ~100x faster here than torch.isfinite
+                first_bad = frames + int(numpy.argmax(~numpy.isfinite(read).all(1)))
+            frames += read.shape[0]
+        return AudioScan(frames, int(handle.samplerate), int(handle.channels), known, first_bad, "soundfile")
 
 
 def resampled_length(num_samples: int, rate: int, target: int) -> int:
@@ -268,8 +334,9 @@ def _prefix(where: str | None, name: str) -> str:
     return f"{where}: {name}" if where else name
 
 
-def _read_file(source, name: str, where: str | None, mono: bool) -> tuple[torch.Tensor, int]:
-    """A path or binary file object -> `(samples,)` (mono) or `(channels, samples)` float32 and its rate."""
+def _open_soundfile(source, name: str, where: str | None):
+    """-> (an open `soundfile.SoundFile`, None) or (None, why soundfile cannot read it). A missing path or a folder
+    raises `AudioError` at once: no decoder can help."""
     if isinstance(source, str):
         if not os.path.exists(source):
             shown = source if os.path.isabs(source) else f"{source} (from {os.getcwd()})"
@@ -279,21 +346,17 @@ def _read_file(source, name: str, where: str | None, mono: bool) -> tuple[torch.
     try:
         import soundfile
     except ImportError:
-        soundfile, sf_reason = None, "soundfile not installed: `pip install soundfile`"
-    if soundfile is not None:
-        try:
-            handle = soundfile.SoundFile(source)
-        except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as err:
-            sf_reason = (getattr(err, "error_string", None) or str(err)).rstrip(".")
-        else:
-            with handle:
-                wave = _read_blocks(handle, name, where, mono)
-                rate = int(handle.samplerate)
-            if wave.shape[-1] == 0:
-                raise AudioError(f"{_prefix(where, name)}: the audio holds no samples (duration 0 s); re-export the "
-                                 "recording.")
-            return wave, rate
-    # libsndfile does not know the format (M4A/AAC, WebM, ...): FFmpeg through torchcodec, if installed.
+        return None, "soundfile not installed: `pip install soundfile`"
+    try:
+        return soundfile.SoundFile(source), None
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as err:
+        return None, (getattr(err, "error_string", None) or str(err)).rstrip(".")
+
+
+def _decode_with_torchcodec(source, name: str, where: str | None, sf_reason: str):
+    """Formats libsndfile cannot open (M4A/AAC, WebM, ...): FFmpeg through torchcodec, if installed, in one go.
+
+    Returns `(torchcodec AudioDecoder, its AudioSamples)`; raises `AudioError` with both decoders' reasons."""
     if hasattr(source, "seek"):
         source.seek(0)
     try:
@@ -303,15 +366,28 @@ def _read_file(source, name: str, where: str | None, mono: bool) -> tuple[torch.
     else:
         try:
             decoder = AudioDecoder(source.read() if hasattr(source, "read") else source)
-            return _from_decoder(decoder, where, mono, name=name, reraise=True)
-        except AudioError:  # decoded, but empty
-            raise
+            return decoder, decoder.get_all_samples()
         except (RuntimeError, ValueError, TypeError, OSError) as err:
             last_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
             codec_reason = "FFmpeg: " + re.sub(r"^.*?\.cpp:\d+, ", "", last_line)  # drop torchcodec's source location
     raise AudioError(
         f"{_prefix(where, name)}: cannot be decoded as audio (soundfile: {sf_reason}; {codec_reason}). {CONVERT_ADVICE}"
     )
+
+
+def _read_file(source, name: str, where: str | None, mono: bool) -> tuple[torch.Tensor, int]:
+    """A path or binary file object -> `(samples,)` (mono) or `(channels, samples)` float32 and its rate."""
+    handle, sf_reason = _open_soundfile(source, name, where)
+    if handle is not None:
+        with handle:
+            wave = _read_blocks(handle, name, where, mono)
+            rate = int(handle.samplerate)
+        if wave.shape[-1] == 0:
+            raise AudioError(f"{_prefix(where, name)}: the audio holds no samples (duration 0 s); re-export the "
+                             "recording.")
+        return wave, rate
+    decoder, samples = _decode_with_torchcodec(source, name, where, sf_reason)
+    return _from_decoder(decoder, where, mono, name=name, samples=samples)
 
 
 def _read_blocks(handle, name: str, where: str | None, mono: bool) -> torch.Tensor:
@@ -347,18 +423,17 @@ def _read_blocks(handle, name: str, where: str | None, mono: bool) -> torch.Tens
     return out if filled == known else out[:filled].clone()
 
 
-def _from_decoder(decoder, where: str | None, mono: bool, *, name: str | None = None, reraise: bool = False):
+def _from_decoder(decoder, where: str | None, mono: bool, *, name: str | None = None, samples=None):
     """An object with `get_all_samples()` (torchcodec's `AudioDecoder`, what datasets' `Audio()` columns return)
-    -> `(samples,)` (mono) or `(channels, samples)` float32 and its rate. It decodes the whole stream in one go."""
+    -> `(samples,)` (mono) or `(channels, samples)` float32 and its rate. It decodes the whole stream in one go
+    (`samples`: what `get_all_samples()` already returned)."""
     if name is None:  # datasets' decoder keeps its source in `_hf_encoded`: a better name for messages, if there
         encoded = getattr(decoder, "_hf_encoded", None)
         name = (encoded.get("path") if isinstance(encoded, Mapping) else None) or f"the {type(decoder).__name__}"
     try:
-        samples = decoder.get_all_samples()
+        samples = decoder.get_all_samples() if samples is None else samples
         data, rate = torch.as_tensor(samples.data), int(samples.sample_rate)
     except (RuntimeError, ValueError, TypeError, OSError, AttributeError) as err:
-        if reraise:  # the caller reports its own failure
-            raise
         raise AudioError(f"{_prefix(where, name)}: decoding failed ({err}). {CONVERT_ADVICE}") from None
     if data.dim() == 1:
         data = data[None]

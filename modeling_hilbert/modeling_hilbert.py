@@ -214,6 +214,59 @@ def weights_sha256(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+class CheckpointError(ValueError):
+    """A saved HILBERT model that cannot be loaded as it was saved: a damaged weights file, or tensors missing from
+    it (they would be left random) or unexpected in it. The message names the file and the tensors."""
+
+
+def _weights_file(args: tuple, kwargs: dict) -> str:
+    """Where `from_pretrained` read the weights, for messages: the folder's model.safetensors, or the repository's."""
+    source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+    folder = os.path.join(os.fspath(source), kwargs.get("subfolder") or "") if source is not None else None
+    if folder is not None and os.path.isdir(folder):
+        index = os.path.join(folder, "model.safetensors.index.json")
+        return index if os.path.isfile(index) else os.path.join(folder, "model.safetensors")
+    return f"model.safetensors of the Hub repository {source}"
+
+
+def _check_loading_info(model, info: dict, weights: str, allow_mismatched: bool = False) -> None:
+    """Raise `CheckpointError` unless every tensor of `model` came from the checkpoint and nothing else was in it
+    (see `HilbertPreTrainedModel.from_pretrained` for the two allowed cases)."""
+    def is_encoder(key: str) -> bool:
+        return any(f"{name}." in key for name in HilbertPreTrainedModel.ENCODER_NAMES)
+
+    def shown(keys: list[str]) -> str:
+        return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+    missing = sorted(info.get("missing_keys") or ())
+    unexpected = sorted(
+        key for key in info.get("unexpected_keys") or ()
+        if not (is_encoder(key) and not model.config.with_encoders)  # a full checkpoint loaded head-only
+        and not (isinstance(model, HilbertModel) and key.startswith("classifier."))  # the base of a classifier
+    )
+    mismatched = [] if allow_mismatched else sorted(str(item[0]) for item in info.get("mismatched_keys") or ())
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    head_missing = [key for key in missing if not is_encoder(key)]
+    if head_missing:
+        parts.append(f"{len(head_missing)} head tensor(s) are missing ({shown(head_missing)}) and would be left "
+                     "random")
+    if len(head_missing) < len(missing):
+        encoders = [key for key in missing if is_encoder(key)]
+        parts.append(f"{len(encoders)} encoder tensor(s) are missing ({shown(encoders)}); a head-only checkpoint "
+                     "loads with with_encoders=False")
+    if unexpected:
+        parts.append(f"{len(unexpected)} tensor(s) in the file belong to no part of {type(model).__name__} "
+                     f"({shown(unexpected)})")
+    if mismatched:
+        parts.append(f"{len(mismatched)} tensor(s) have another shape than the config gives ({shown(mismatched)})")
+    raise CheckpointError(
+        f"{weights} does not fit {type(model).__name__} as configured: " + "; ".join(parts) + ". Load it with the "
+        "class and config it was saved with, or save the model again (save_pretrained writes every tensor)."
+    )
+
+
 # --------------------------------------------------------------------------------------------- base class
 class HilbertPreTrainedModel(PreTrainedModel):
     config_class = HilbertConfig
@@ -280,12 +333,32 @@ class HilbertPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, then re-freeze the encoders (loading re-creates trainable parameters)."""
+        """`PreTrainedModel.from_pretrained`, strictly: every tensor the model has must come from the checkpoint.
+
+        transformers fills a missing tensor with random values and only logs a generic report; a HILBERT head with
+        a random classifier would then predict noise that looks like a prediction. So a missing tensor (head, or
+        encoder when the model holds encoders), an unexpected one, or a damaged/truncated weights file raises
+        `CheckpointError` (a `ValueError`) naming the file and the tensors. Allowed: the encoders' tensors of a
+        full checkpoint loaded with `with_encoders=False`, and the classifier's when `HilbertModel` loads a
+        `HilbertForSequenceClassification` checkpoint. Then the encoders are re-frozen (loading re-creates
+        trainable parameters). `output_loading_info=True` returns `(model, info)` as in transformers.
+        """
         kwargs.setdefault("use_safetensors", True)  # HILBERT saves safetensors only: never fall back to a pickled .bin
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        want_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        except Exception as error:  # only a damaged weights file is translated; anything else is re-raised as is
+            if type(error).__name__ != "SafetensorError":  # safetensors' own type, not imported: Hub code stays lean
+                raise
+            raise CheckpointError(
+                f"{_weights_file(args, kwargs)} is damaged or incomplete ({error}): the download or the save was cut "
+                "short. Download the model again (for a Hub repository: delete it from the Hugging Face cache or use "
+                "`force_download=True`), or save it again with save_pretrained."
+            ) from None
+        weights = _weights_file(args, kwargs)
+        _check_loading_info(model, info, weights, allow_mismatched=bool(kwargs.get("ignore_mismatched_sizes")))
         model.freeze_encoders()
-        return loaded
+        return (model, info) if want_info else model
 
     @classmethod
     def from_encoders_pretrained(

@@ -172,19 +172,25 @@ class HilbertDocumentClassificationPipeline(Pipeline):
 
     # ------------------------------------------------------------------------------------------- steps
     def preprocess(self, document, streaming: bool = True, asr_model=None) -> dict[str, Any]:
-        document = self._load(document, asr_model)
+        given, document = document, self._load(document, asr_model)
         # A processor or model from before streaming existed (passed in by the caller) takes the all-at-once path.
         streaming = streaming and callable(getattr(self.processor, "plan_document", None)) and callable(
             getattr(self.model, "encode_document_in_chunks", None))
-        if streaming:
-            plan = self.processor.plan_document(document)  # the audio features come later, a chunk at a time
-            batch, reports = plan.inputs, [plan.report]
-        else:
-            plan = None
-            batch, reports = self.processor([document], return_report=True)
+        try:
+            if streaming:
+                plan = self.processor.plan_document(document)  # the audio features come later, a chunk at a time
+                batch, reports = plan.inputs, [plan.report]
+            else:
+                plan = None
+                batch, reports = self.processor([document], return_report=True)
+        except ValueError as error:  # the processor's "document 0" is this pipeline's document: name its files
+            if type(error) is not ValueError or not str(error).startswith("document 0"):
+                raise
+            raise ValueError(_describe(given) + str(error)[len("document 0"):]) from None
         warn = getattr(self.processor, "_warn_losses", None)
         if callable(warn):  # what the processor's capacity limits cut (it warns itself only without a report)
             warn(reports)
+        self._check_something_to_classify(batch, reports[0], given)
         # `plan` (not a dict) keeps its waveform on the CPU when the base class moves `model_inputs` to the device.
         return {"model_inputs": dict(batch), "plan": plan, "report": reports[0], "segments": document["segments"]}
 
@@ -241,6 +247,22 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             top.append(entry)
         return top
 
+    def _check_something_to_classify(self, batch, report: dict, document: dict) -> None:
+        """Refuse a document none of whose kept segments carries what the model reads (audio for an audio model,
+        text for a text model, either for both): its prediction would be the head's answer to padding."""
+        config = self.model.config
+        usable = (config.uses_audio and bool(batch["audio_segment_mask"].any())) or (
+            config.uses_text and bool(batch["text_segment_mask"].any()))
+        if usable:
+            return
+        dropped = ", ".join(f"{n} by {reason}" for reason, n in report["dropped"].items() if n) or "none dropped"
+        needs = {"both": "audio or text", "audio": "audio", "text": "text"}[config.modalities]
+        raise ValueError(
+            f"{_describe(document)}: nothing to classify: of its {report['segments_in']} segments, "
+            f"{report['segments_out']} are left ({dropped}) and none has {needs}. Check the transcript's times and "
+            "texts and the processor's options (speakers, missing_text, missing_audio)."
+        )
+
     def _encoder_batch_size(self) -> int:
         """The model's segments per encoder call (device default when its config says None), also for a model
         object from before `encoder_batch_size()` existed."""
@@ -274,6 +296,14 @@ class HilbertDocumentClassificationPipeline(Pipeline):
                     "'openai/whisper-base') to transcribe the audio."
                 )
             transcript = asr_model(audio, document.get("sampling_rate"), where="the document")
+        loaded = self._read(audio, transcript, document)
+        if not loaded["segments"]:  # an empty transcript: there is nothing to classify
+            raise ValueError(f"{_describe(document)}: the transcript has no segments; give a transcript with at least "
+                             "one timed, non-empty segment.")
+        return loaded
+
+    def _read(self, audio, transcript, document: Mapping) -> dict[str, Any]:
+        """Read the audio file and the transcript file, whichever are paths."""
         if isinstance(transcript, (str, os.PathLike)):
             if isinstance(audio, (str, os.PathLike)):
                 loaded = self.processor.load_document(audio, transcript)
@@ -302,6 +332,13 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         if load_transcript is None:
             raise ValueError(f"{type(self.processor).__name__} cannot read transcript files; pass the segments as a list.")
         return [dict(s) for s in load_transcript(path)]
+
+
+def _describe(document: Mapping) -> str:
+    """A document in messages: its files when it was given files, else "the document" (never transcript words)."""
+    names = [f"{key} {os.fspath(document[key])!r}" for key in ("audio", "transcript", "segments")
+             if isinstance(document.get(key), (str, os.PathLike))]
+    return f"document ({', '.join(names)})" if names else "the document"
 
 
 # ---------------------------------------------------------------------------------------------- naming

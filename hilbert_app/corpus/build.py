@@ -18,11 +18,25 @@ anything is written, and every problem is reported with its file and line: by de
 stops (`DatasetBuildError`, exit code 2); with ``--skip-invalid`` the invalid rows are left out and
 listed in the report. Nothing is dropped silently.
 
-Audio is stored as the original file's bytes (``Audio(decode=False)``), so building needs neither
-torchcodec nor decoding, and the saved dataset does not depend on the input folder. Stereo and any
-sampling rate are kept as they are (the processor mixes to mono and resamples; the report counts
-recordings per sampling rate and per channel count). Float WAV/FLAC files are scanned for NaN/inf
-samples, which are refused (integer PCM cannot hold them).
+Audio is stored as the original file's bytes (``Audio(decode=False)``), so the saved dataset does not
+depend on the input folder. Every recording is decoded once, to its end, when building
+(`audio_hilbert.scan_audio`, the decoder extraction uses: soundfile block by block for WAV, FLAC, OGG,
+MP3; torchcodec for M4A and other FFmpeg formats), because headers lie: a file that fails part way (a
+truncated FLAC) is refused here, not in the extraction, and the *decoded* length is the duration the
+segments are checked against (a truncated MP3 keeps its whole-file header; the report lists recordings
+that decode more than 0.1 s shorter than their header claims). The same pass refuses NaN/inf samples.
+A segment that starts at or after the last decoded sample has no audio at all and is refused whatever
+``--tolerance`` is. Stereo and any sampling rate are kept as they are (the processor mixes to mono and
+resamples; the report counts recordings per sampling rate and per channel count).
+
+Labels: one class has one spelling. Numbers are written in their canonical form (``1.0``, ``01`` and
+``1`` are the class ``1``: JSON and spreadsheets write them differently), true/false in lower case
+(Excel writes ``TRUE``), surrounding whitespace is dropped; the report lists every spelling that was
+changed (``normalised_values``). A label column that mixes numbers and true/false, or two spellings
+that differ only in case (``Calm``, ``calm``), is refused with its lines; ``nan``/``inf`` is not a
+class. Group values that are numbers are unified the same way (``1.0`` and ``1`` are one participant).
+``metadata.csv`` may have a UTF-8 byte-order mark (Excel writes one) and Windows line endings; a
+semicolon- or tab-separated export, or a UTF-16 file, is refused with what to export instead.
 
 Overlapping segments (``--overlap``): by default a segment that starts before an earlier one ends is a
 problem, as a sign of misaligned timestamps. Diarised transcripts with crosstalk overlap legitimately:
@@ -35,17 +49,18 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import string
 import tempfile
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path, PurePath
 
-import numpy as np
-import soundfile as sf
 from tqdm.auto import tqdm
 
 import datasets
@@ -55,10 +70,12 @@ from hilbert_app.folds import FoldError, assign_folds
 from hilbert_app.model_cards import template
 from hilbert_app.hub import check_push_visibility
 from hilbert_app.safe_write import TMP_PREFIX, atomic_write_text, describe_write_error, remove_stale_temporaries
+from modeling_hilbert.audio_hilbert import CONVERT_ADVICE, AudioError, AudioScan, scan_audio
 from modeling_hilbert.transcripts_hilbert import (
     Problem,
     Segment,
     TranscriptError,
+    format_timestamp,
     load_transcript_with_lines,
     validate_segments,
 )
@@ -82,7 +99,6 @@ REQUIRED_COLUMNS = ("file_name", "transcript", "label")
 OPTIONAL_COLUMNS = ("id", "group")
 EXIT_INVALID_INPUT = 2
 OVERLAP_POLICIES = ("error", "allow")
-AUDIO_SCAN_BLOCK = 1 << 20  # frames per read when scanning float audio for NaN/inf (bounded memory)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,6 +154,10 @@ class BuildReport:
     channels: dict[str, int] = field(default_factory=dict)  # channel count -> recordings (the processor mixes to mono)
     overlap_policy: str = "error"
     overlapping_segments: dict[str, int] = field(default_factory=dict)  # id -> segments overlapping an earlier one
+    # column -> [{"from": "1.0", "to": "1", "rows": 3}]: the spellings unified so that one class stays one class
+    normalised_values: dict[str, list[dict]] = field(default_factory=dict)
+    # id -> {"header_s", "decoded_s"}: recordings whose header claims more than decodes (durations are decoded ones)
+    decoded_shorter_than_header: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -160,6 +180,14 @@ class BuildReport:
         ]
         if self.ignored_columns:
             lines.append(f"Ignored metadata columns (not part of the schema): {', '.join(self.ignored_columns)}.")
+        for column, changes in self.normalised_values.items():
+            lines.append(f"Normalised {column!r} spellings: " + ", ".join(
+                f"{c['from']!r} -> {c['to']!r} ({c['rows']} rows)" for c in changes) + ".")
+        if self.decoded_shorter_than_header:
+            shown = ", ".join(f"{rid} ({d['header_s']:.2f} s claimed, {d['decoded_s']:.2f} s decoded)"
+                              for rid, d in list(self.decoded_shorter_than_header.items())[:5])
+            lines.append(f"{len(self.decoded_shorter_than_header)} recordings decode shorter than their headers claim "
+                         f"(truncated files?): {shown}; their decoded length is used.")
         if self.overlapping_segments:
             lines.append(f"Kept {sum(self.overlapping_segments.values())} overlapping segments in "
                          f"{len(self.overlapping_segments)} recordings (--overlap allow).")
@@ -196,6 +224,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[Row]]:
         with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
             header = [name.strip() for name in next(reader, [])]
+            _check_separator(path.name, header)
             next_line = reader.line_num + 1
             for values in reader:
                 line, next_line = next_line, reader.line_num + 1  # a quoted field may span lines
@@ -207,15 +236,41 @@ def _read_csv(path: Path) -> tuple[list[str], list[Row]]:
                 else:
                     rows.append(Row(line, dict(zip(header, values))))
     except UnicodeDecodeError:
-        raise _corpus_error(path.name, "not UTF-8; re-encode it as UTF-8 (spreadsheet programs: 'CSV UTF-8').") from None
+        raise _corpus_error(path.name, f"{_encoding_name(path)}re-encode it as UTF-8 (spreadsheet programs: "
+                            "save as 'CSV UTF-8 (Comma delimited)').") from None
     except csv.Error as err:
         raise _corpus_error(path.name, f"malformed CSV ({err}); fix the quoting.", line=reader.line_num) from None
     return header, rows
 
 
+def _check_separator(metadata: str, header: list[str]) -> None:
+    """A header read as one or two fields holding ';' or tabs: a spreadsheet's semicolon- or tab-separated export
+    saved as .csv (European Excel uses ';' where the decimal separator is a comma)."""
+    if all(column in header for column in REQUIRED_COLUMNS):
+        return
+    for separator, name in ((";", "semicolons (';')"), ("\t", "tabs")):
+        if any(separator in column for column in header):
+            raise _corpus_error(metadata, f"the header is separated by {name}, not commas; export the sheet as "
+                                "comma-separated CSV (Excel: 'CSV UTF-8 (Comma delimited)'; LibreOffice: field "
+                                "delimiter ',') or replace the separators.", line=1)
+
+
+def _encoding_name(path: Path) -> str:
+    """'not UTF-8 (UTF-16, ...); ' -- Excel's 'Unicode Text' and Windows tools write UTF-16 with a byte-order mark."""
+    with path.open("rb") as f:
+        start = f.read(4)
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "not UTF-8 but UTF-16 (it starts with a UTF-16 byte-order mark); "
+    return "not UTF-8; "
+
+
 def _jsonl_value(value) -> str | None:
+    """A JSON value as metadata text: strings as they are, true/false as 'true'/'false', numbers as JSON writes them
+    (1, 1.0; label columns normalise them later), null as empty; None for arrays and objects."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, (str, int, float)):
         return str(value)
     return None
@@ -227,7 +282,7 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[Row]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise _corpus_error(path.name, "not UTF-8; re-encode it as UTF-8.") from None
+        raise _corpus_error(path.name, f"{_encoding_name(path)}re-encode it as UTF-8.") from None
     for line, raw in enumerate(text.split("\n"), 1):
         if not raw.strip():
             continue
@@ -300,6 +355,8 @@ class Recording:
     group: str
     channels: int = 1
     overlaps: int = 0  # segments overlapping an earlier one, kept under --overlap allow
+    header_frames: int | None = None  # what the file's header claims (the duration is the decoded length, `frames`)
+    frames: int = 0
 
 
 @dataclass
@@ -325,13 +382,13 @@ class _Checker:
             found.append(Problem(self.metadata, row.line, kind, f"id {rid!r}: {message}" if rid else message))
 
         audio_path = self._inside(file_name, "file_name", at_row)
-        info = self._audio_info(audio_path, file_name, at_row) if audio_path else None
-        duration = info.frames / info.samplerate if info else None
+        scan = self._scan_audio(audio_path, file_name, at_row) if audio_path else None
+        duration = scan.duration if scan else None
         transcript = values.get("transcript", "")
         transcript_path = self._inside(transcript, "transcript", at_row)
         segments, overlaps = None, 0
         if transcript_path:
-            segments, transcript_problems = self._segments(transcript_path, transcript, duration,
+            segments, transcript_problems = self._segments(transcript_path, transcript, scan,
                                                            f"row {self.metadata}:{row.line}, id {rid!r}")
             if self.overlap == "allow":  # legitimate crosstalk: counted for the report instead of refused
                 overlaps = sum(p.kind == "overlap" for p in transcript_problems)
@@ -341,12 +398,15 @@ class _Checker:
         for column, value in labels.items():
             if not value:
                 at_row("label_empty", f"empty {column!r}; every recording needs a value in each label column.")
+            elif _value_kind(value)[0] == "not_finite":
+                at_row("label_invalid", f"{column} {value!r} is not a class (a missing value written by a spreadsheet "
+                       "or pandas?); fill in the label or remove the row.")
         if found:
             return rid, None, found
         return rid, Recording(
-            id=rid, line=row.line, file_name=file_name, audio_path=audio_path, sampling_rate=int(info.samplerate),
+            id=rid, line=row.line, file_name=file_name, audio_path=audio_path, sampling_rate=scan.sampling_rate,
             duration=duration, segments=segments, labels=labels, group=values.get("group") or rid,
-            channels=int(info.channels), overlaps=overlaps,
+            channels=scan.channels, overlaps=overlaps, header_frames=scan.header_frames, frames=scan.frames,
         ), []
 
     def _inside(self, name: str, column: str, at_row) -> Path | None:
@@ -364,35 +424,43 @@ class _Checker:
             at_row("path_escapes", f"{column} {name!r} points outside the corpus folder; move the file into the "
                    "folder and give its path relative to it (no '..', no absolute path elsewhere).")
             return None
+        if os.path.isdir(full):
+            at_row("file_missing", f"{column} {name!r} is a folder, not a file; give the file's path relative to the "
+                   "corpus folder.")
+            return None
         if not os.path.isfile(full):
-            at_row("file_missing", f"{column} {name!r}: no such file in the corpus folder; fix the path or add the file.")
+            hint = " (Windows paths: write folders with '/', e.g. audio/r1.wav)" if "\\" in name else ""
+            at_row("file_missing", f"{column} {name!r}: no such file in the corpus folder; fix the path or add the "
+                   f"file{hint}.")
             return None
         return Path(full)
 
     @staticmethod
-    def _audio_info(path: Path, name: str, at_row):
+    def _scan_audio(path: Path, name: str, at_row) -> AudioScan | None:
+        """Decode the whole recording once (`audio_hilbert.scan_audio`, the decoder extraction uses): its decoded
+        length, not its header's, becomes the duration, and a file that fails part way is refused here rather than
+        in the extraction. The same pass finds NaN/inf samples."""
         if path.stat().st_size == 0:
             at_row("audio_empty", f"audio {name!r} is an empty file (0 bytes); re-export the recording.")
             return None
         try:
-            info = sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
-            reason = (getattr(err, "error_string", None) or str(err)).rstrip(".")
-            at_row("audio_unreadable", f"audio {name!r} cannot be read by soundfile ({reason}); convert it to WAV or "
-                   "FLAC (e.g. `ffmpeg -i IN OUT.flac`).")
+            scan = scan_audio(path)
+        except AudioError as err:
+            detail = str(err).replace(str(path) + ": ", "").replace(CONVERT_ADVICE, "").strip()
+            at_row("audio_unreadable", f"audio {name!r} cannot be decoded to its end: {detail} Re-export the "
+                   "recording, or convert it to WAV or FLAC (e.g. `ffmpeg -i IN OUT.flac`) and check the result.")
             return None
-        if info.frames <= 0 or info.samplerate <= 0:
+        if scan.frames <= 0 or scan.sampling_rate <= 0:
             at_row("audio_empty", f"audio {name!r} holds no samples (duration 0 s); re-export the recording.")
             return None
-        if info.subtype in ("FLOAT", "DOUBLE"):  # only float samples can be NaN/inf
-            first = _first_non_finite(path)
-            if first is not None:
-                at_row("audio_not_finite", f"audio {name!r} holds NaN/inf samples (the first at {first / info.samplerate:.3f} "
-                       "s); repair the recording or re-export it (e.g. as 16-bit PCM).")
-                return None
-        return info
+        if scan.first_non_finite is not None:
+            at_row("audio_not_finite", f"audio {name!r} holds NaN/inf samples (the first at "
+                   f"{scan.first_non_finite / scan.sampling_rate:.3f} s); repair the recording or re-export it (e.g. "
+                   "as 16-bit PCM).")
+            return None
+        return scan
 
-    def _segments(self, path: Path, name: str, duration: float | None, row_ref: str):
+    def _segments(self, path: Path, name: str, scan: AudioScan | None, row_ref: str):
         """Parse and validate one transcript -> (segments or None, problems located in the transcript)."""
         try:
             segments, lines = load_transcript_with_lines(path)
@@ -402,19 +470,105 @@ class _Checker:
         if not segments:
             return segments, [Problem(name, None, "transcript_empty",
                                       f"no segments; a recording needs at least one transcript turn ({row_ref}).")]
+        duration = scan.duration if scan else None
         problems = validate_segments(segments, duration, name, lines=lines, tolerance=self.tolerance)
+        if scan is not None:
+            problems += _segments_without_audio(segments, scan, name, lines, {p.index for p in problems
+                                                                               if p.kind == "beyond_audio"})
+            problems.sort(key=lambda p: (p.index is None, p.index or 0))
         return segments, [replace(p, message=f"{p.message} ({row_ref})") for p in problems]
 
 
-def _first_non_finite(path: Path) -> int | None:
-    """Index of the first frame holding a NaN/inf sample, or None; reads the file block by block."""
-    offset = 0
-    for block in sf.blocks(str(path), blocksize=AUDIO_SCAN_BLOCK, dtype="float32", always_2d=True):
-        bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            return offset + int(np.argmax(bad))
-        offset += block.shape[0]
-    return None
+def _segments_without_audio(segments: list[Segment], scan: AudioScan, name: str, lines: list[int],
+                            reported: set[int]) -> list[Problem]:
+    """Segments that start at or after the recording's last sample have no audio at all, whatever the tolerance
+    (which only absorbs cue ends rounded up): the processor's rule, first sample round(start * rate) >= frames.
+    A 1-sample recording with a cue at 0.1-0.4 s is such a case; `reported`: indices validate_segments already
+    flagged as past the end."""
+    out = []
+    for i, segment in enumerate(segments):
+        start = segment["start"]
+        if i in reported or not math.isfinite(start) or round(start * scan.sampling_rate) < scan.frames:
+            continue
+        out.append(Problem(name, lines[i] if i < len(lines) else None, "beyond_audio",
+                           f"segment {i}: starts at {format_timestamp(start)}, when the audio has ended "
+                           f"({format_timestamp(scan.duration)} decoded), so it has no audio at all; fix its times, "
+                           "or is this the transcript of another recording?", index=i))
+    return out
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _value_kind(value: str) -> tuple[str, str]:
+    """A metadata value -> (kind, canonical spelling): ("number", "1") for 1, 1.0, 01, 1e0 or +1 (whole numbers
+    lose their decimals, others their trailing zeros: 0.50 -> 0.5); ("boolean", "true") for TRUE, True, true
+    (spreadsheets write TRUE); ("not_finite", v) for nan / inf; ("text", v) for anything else."""
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return "boolean", lowered
+    if lowered.lstrip("+-") in ("nan", "inf", "infinity"):
+        return "not_finite", value
+    if not _NUMBER.fullmatch(value):
+        return "text", value
+    number = Decimal(value)  # exact: 12345678901234567890 stays itself (a float would not)
+    if number == number.to_integral_value():
+        return "number", str(int(number))
+    return "number", format(number.normalize(), "f")
+
+
+def _normalise_values(recordings: list[Recording], label_columns: list[str], metadata: str) -> dict[str, list[dict]]:
+    """Give every label (and group) one spelling, so that one class cannot become two: numbers in their canonical
+    form (1.0 and 1 -> "1": JSON writes both, spreadsheets write 1.0 for a number cell with decimals), true/false in
+    lower case. Changes `recordings` in place; returns {column: [{"from", "to", "rows"}]} of what changed.
+
+    Refuses (`DatasetBuildError`, every case with its lines) a label column that mixes numbers and true/false (is
+    TRUE the class 1?) or holds two spellings of a word that differ only in case ("Calm" and "calm").
+    """
+    changed: dict[str, Counter] = {}
+    problems = []
+    for column in [*label_columns, "group"]:
+        spellings: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))  # kind -> value -> lines
+        for rec in recordings:
+            raw = rec.group if column == "group" else rec.labels[column]
+            kind, canonical = _value_kind(raw)
+            if column == "group" and kind != "number":  # group names are names: only number spellings are unified
+                kind, canonical = "text", raw
+            spellings[kind][canonical].append(rec.line)
+            if canonical != raw:
+                changed.setdefault(column, Counter())[(raw, canonical)] += 1
+                if column == "group":
+                    rec.group = canonical
+                else:
+                    rec.labels[column] = canonical
+        if column == "group":
+            continue
+        if spellings.get("number") and spellings.get("boolean"):
+            number, lines = next(iter(spellings["number"].items()))
+            boolean, other = next(iter(spellings["boolean"].items()))
+            problems.append(Problem(metadata, other[0], "label_ambiguous",
+                                    f"column {column!r} mixes numbers ({number!r} on line {lines[0]}) and true/false "
+                                    f"({boolean!r} on lines {_lines(other)}); write every label of the column one "
+                                    "way."))
+        by_case: dict[str, list[str]] = defaultdict(list)
+        for value in spellings.get("text", {}):
+            by_case[value.casefold()].append(value)
+        for values in by_case.values():
+            if len(values) > 1:
+                where = "; ".join(f"{v!r} on lines {_lines(spellings['text'][v])}" for v in sorted(values))
+                first = min(line for v in values for line in spellings["text"][v])
+                problems.append(Problem(metadata, first, "label_ambiguous",
+                                        f"column {column!r} spells one class in several ways that differ only in case "
+                                        f"({where}); write it one way (or rename one, if they are different classes)."))
+    if problems:
+        raise DatasetBuildError("Cannot build the corpus: the labels are ambiguous (nothing was written):", problems)
+    return {column: [{"from": raw, "to": canonical, "rows": n} for (raw, canonical), n in sorted(counts.items())]
+            for column, counts in changed.items()}
+
+
+def _lines(lines: list[int], most: int = 5) -> str:
+    shown = ", ".join(str(n) for n in lines[:most])
+    return shown + (f" and {len(lines) - most} more" if len(lines) > most else "")
 
 
 def _duplicate_id_problems(ids: list[tuple[Row, str | None]], metadata: str) -> dict[int, Problem]:
@@ -531,6 +685,18 @@ def _raise_write_error(error: OSError, output_dir: Path) -> None:
     raise _corpus_error(str(output_dir), message, kind="output") from None
 
 
+HEADER_SLACK_S = 0.1  # MP3/AAC headers estimate the length (encoder delay, padding): only a larger shortfall counts
+
+
+def _shorter_than_header(recordings: list[Recording]) -> dict[str, dict[str, float]]:
+    out = {}
+    for rec in recordings:
+        if rec.header_frames is not None and rec.header_frames - rec.frames > HEADER_SLACK_S * rec.sampling_rate:
+            out[rec.id] = {"header_s": round(rec.header_frames / rec.sampling_rate, 3),
+                           "decoded_s": round(rec.duration, 3)}
+    return out
+
+
 def _label_distribution(recordings: list[Recording], folds: list[int], label_names) -> dict:
     out = {}
     for column, names in label_names.items():
@@ -611,6 +777,7 @@ def build_dataset(
     if skipped:
         logger.warning("Skipping %d invalid rows of %s (listed in %s).", len(skipped), metadata, REPORT_NAME)
 
+    normalised = _normalise_values(recordings, label_columns, metadata)
     fold_of = assign_folds([r.labels["label"] for r in recordings], [r.group for r in recordings], folds, seed)
     label_names = {c: sorted({r.labels[c] for r in recordings}) for c in label_columns}
     with tempfile.TemporaryDirectory(prefix="hilbert-build-") as cache_dir:
@@ -631,6 +798,7 @@ def build_dataset(
             sampling_rates={str(sr): n for sr, n in sorted(Counter(r.sampling_rate for r in recordings).items())},
             channels={str(c): n for c, n in sorted(Counter(r.channels for r in recordings).items())},
             overlap_policy=overlap, overlapping_segments={r.id: r.overlaps for r in recordings if r.overlaps},
+            normalised_values=normalised, decoded_shorter_than_header=_shorter_than_header(recordings),
         )
         _save(datasets.DatasetDict({"train": train}), output_dir, report)
     return datasets.load_from_disk(str(output_dir)), report

@@ -34,6 +34,11 @@ new one replaces it. A read-only or full output folder stops the run with one pa
 
 Several processes (`accelerate launch`, `torchrun`, or independent jobs with RANK / WORLD_SIZE set and no
 MASTER_ADDR): process r takes the shards i with i % world == r; the main process waits for all of them and merges.
+
+One run per output folder: the main process holds `OUTPUT/.hilbert-lock` while it works (`hilbert_app.output_lock`),
+so a second, independent run into the same folder stops at once with one paragraph naming the process, host and
+start time of the first; the other ranks of a multi-process run work under rank 0's lock. A lock left by a killed
+run is taken over (the kernel released it), with a warning. The merge stages in a folder of the run's own.
 """
 
 from __future__ import annotations
@@ -83,7 +88,8 @@ from hilbert_app.features.store import (
     load_features,
 )
 from hilbert_app.hub import check_push_visibility
-from hilbert_app.safe_write import TMP_PREFIX, move_into
+from hilbert_app.output_lock import lock_output
+from hilbert_app.safe_write import TMP_PREFIX, move_into, remove_stale_temporaries
 from modeling_hilbert import HilbertProcessor
 
 __all__ = [
@@ -103,7 +109,7 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("id", "audio", "segments")
 INDEX_COLUMN = "_index"  # source row, kept in the shards only: the merge sorts on it
-MERGED_DIR = "_merged"
+MERGED_DIR = "_merged"  # the merge's staging folder before each run had its own (removed when found)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -329,9 +335,10 @@ def _finish(output_dir: Path, shards_dir: Path, dataset: datasets.DatasetDict, m
     so a kill part way never leaves a folder that looks finished: `_shards/args.json` is still there and a re-run
     merges again. The shards go (one rename, then deletion) only once the fingerprint is in place.
     """
-    staging = shards_dir / MERGED_DIR
-    if staging.exists():
-        shutil.rmtree(staging)
+    # A staging folder of this run's own: what a killed run left (the old fixed name too) is removed first.
+    shutil.rmtree(shards_dir / MERGED_DIR, ignore_errors=True)
+    remove_stale_temporaries(shards_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}merged-", dir=shards_dir))
     description = json.dumps(metadata, sort_keys=True)
     for split in dataset.values():
         split.info.description = description
@@ -399,6 +406,22 @@ def extract_features(
         raise ExtractionError("--batch-documents and --shard-size must be at least 1.")
     output_dir = Path(output_dir)
     procs = processes(rank, world_size)
+    # One run at a time per folder: the main process holds the lock until the end; the other ranks work under it.
+    lock = lock_output(output_dir, "--output") if procs.is_main else None
+    try:
+        return _extract(dataset, output_dir, procs, started, audio_encoder, text_encoder, model=model, fast=fast,
+                        speakers=speakers, max_segments=max_segments, batch_documents=batch_documents,
+                        shard_size=shard_size, encoder_batch_size=encoder_batch_size, num_workers=num_workers,
+                        device=device, dtype=dtype, overwrite=overwrite, progress=progress, on_shard_done=on_shard_done)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _extract(dataset, output_dir: Path, procs: Processes, started: float, audio_encoder, text_encoder, *, model, fast,
+             speakers, max_segments, batch_documents, shard_size, encoder_batch_size, num_workers, device, dtype,
+             overwrite, progress, on_shard_done):
+    """`extract_features`' work, under the output folder's lock (held by the main process)."""
     if procs.is_main:
         prepare_output(output_dir, overwrite)
     source, source_name = _load_source(dataset)

@@ -26,7 +26,7 @@ from modeling_hilbert.encoders_hilbert import (
     is_whisper,
     resolve_encoder_dtype,
 )
-from modeling_hilbert.modeling_hilbert import weights_sha256
+from modeling_hilbert.modeling_hilbert import CheckpointError, weights_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,10 @@ def load_extractor(
         folder = Path(model)
         if not (folder / "config.json").is_file():
             raise ExtractionError(f"--model {model}: no config.json there; give a folder saved by save_pretrained.")
-        hilbert = HilbertModel.from_pretrained(str(folder), **head)
+        try:
+            hilbert = HilbertModel.from_pretrained(str(folder), **head)
+        except CheckpointError as error:  # a damaged file, or tensors missing: say which, as one paragraph
+            raise ExtractionError(f"--model {model}: {error}") from None
         if not getattr(hilbert.config, "with_encoders", True):
             names = {k: v.get("requested") or v.get("name_or_path") for k, v in (hilbert.config.encoder_sources or {}).items()}
             raise ExtractionError(f"--model {model} is a head-only checkpoint (with_encoders=False): it holds no encoders. "

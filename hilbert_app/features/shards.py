@@ -25,6 +25,7 @@ import torch
 
 from hilbert_app.errors import ExtractionError
 from hilbert_app.features.store import METADATA_NAME
+from hilbert_app.output_lock import LOCK_NAME
 from hilbert_app.safe_write import atomic_path, atomic_write_text, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def check_saved_arguments(shards_dir: Path, args: dict, output_dir: Path) -> Non
 def prepare_output(output_dir: Path, overwrite: bool) -> None:
     """Refuse an output folder that holds something else; accept a finished extraction to replace when `overwrite`.
 
+    Called by the main process under the folder's lock (`hilbert_app.output_lock`), whose file it ignores.
+
     A finished dataset being replaced stays in place, whole and loadable, until the new one is complete: `_finish`
     swaps them. Temporary entries (`.tmp-*`) that a killed run left at the top of the folder are removed.
     """
@@ -75,8 +78,8 @@ def prepare_output(output_dir: Path, overwrite: bool) -> None:
         raise ExtractionError(f"--output {output_dir} is a file; choose a folder.")
     if not output_dir.is_dir():
         return
-    remove_stale_temporaries(output_dir)  # only the main process writes at this level
-    entries = list(output_dir.iterdir())
+    remove_stale_temporaries(output_dir)  # only the main process writes at this level, and it holds the lock
+    entries = [entry for entry in output_dir.iterdir() if entry.name != LOCK_NAME]
     if not entries or (output_dir / SHARDS_DIR / ARGS_NAME).is_file():
         return  # new, or an unfinished extraction to resume (its arguments are checked later)
     if (output_dir / METADATA_NAME).is_file():

@@ -4,15 +4,18 @@ One *run* trains a model on the training folds and predicts the held-out fold on
 stopping and no checkpoint selection on the held-out fold (its per-epoch loss is logged for the curves only).
 Class weights come from the run's training folds only. Every run writes `run_result.json` in its folder, so an
 interrupted experiment restarted with the same command skips finished runs and resumes the interrupted one from
-its last checkpoint.
+its last checkpoint -- but only for the same data, splits and settings: each run records its provenance (a sha256
+of all of them, `run_provenance`) in `provenance.json` before it trains and in `run_result.json`, and a folder
+holding another experiment's run is refused (`check_reusable`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 from transformers import PrinterCallback, TrainingArguments, set_seed
 
+from hilbert_app.errors import UserError
 from hilbert_app.safe_write import atomic_write_text
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
 from hilbert_app.training.data import FeaturesCollator, class_weights, label_columns
@@ -134,8 +138,12 @@ def train_run(
     settings: RunSettings,
     is_main_process: Callable[[], bool] = lambda: True,
     callbacks: list | None = None,
+    provenance: dict | None = None,
 ) -> tuple[HilbertTrainer, dict | None]:
-    """Train one model; predict the held-out documents once at the end. Returns the trainer and the result."""
+    """Train one model; predict the held-out documents once at the end. Returns the trainer and the result.
+
+    `provenance` (from `run_provenance`) is stored in `run_result.json`, so that the result is reused only for the
+    same features, splits and settings."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = build_head_config(data, head, switches, train_indices, settings)
     set_seed(seed)
@@ -167,6 +175,8 @@ def train_run(
     if not isinstance(labels, dict):
         labels = {config.tasks[0]["name"]: labels}
     result = {"tasks": {}, "predictions": {}, "log_history": trainer.state.log_history, "seed": seed}
+    if provenance is not None:
+        result["provenance"] = provenance
     for task in config.tasks:
         probs = probabilities(logits[task["name"]], task["type"])
         result["tasks"][task["name"]] = task_metrics(labels[task["name"]], probs, task,
@@ -195,18 +205,29 @@ def run_variant(
     is_main_process: Callable[[], bool] = lambda: True,
     wait_for_everyone: Callable[[], None] = lambda: None,
     progress: Callable[[str], None] = print,
+    data_key: str | None = None,
 ) -> dict:
-    """Every fold x seed of one variant. Returns `{"summary": {task: {metric: {mean, std, folds, n}}}, "runs": [...]}`."""
+    """Every fold x seed of one variant. Returns `{"summary": {task: {metric: {mean, std, folds, n}}}, "runs": [...]}`.
+
+    A run whose folder already holds a finished result (or an interrupted run's checkpoints) is reused only when it
+    was made from the same data, splits and settings (`run_provenance`; `data_key` identifies the data, e.g. the
+    features' fingerprint); anything else raises `UserError` naming what differs (`check_reusable`).
+    """
     runs = []
     for seed in seeds:
         for fold, (train_indices, test_indices) in enumerate(splits):
             run_dir = variant_dir / f"fold{fold}-seed{seed}"
+            provenance = run_provenance(data, head, switches, train_indices, test_indices, seed, settings, data_key)
+            check_reusable(run_dir, provenance, variant_dir.parent.parent)
             finished = run_dir / "run_result.json"
             if finished.exists():
                 result = json.loads(finished.read_text())
                 progress(f"  fold {fold} seed {seed}: done earlier (skipped)")
             else:
-                _, result = train_run(data, head, switches, train_indices, test_indices, seed, run_dir, settings, is_main_process)
+                if is_main_process():
+                    atomic_write_json(run_dir / PROVENANCE_NAME, provenance)  # before any checkpoint
+                _, result = train_run(data, head, switches, train_indices, test_indices, seed, run_dir, settings,
+                                      is_main_process, provenance=provenance)
                 wait_for_everyone()
                 scores = "  ".join(f"{t}/macro_auc {m['macro_auc']:.3f}" for t, m in result["tasks"].items())
                 progress(f"  fold {fold} seed {seed}: {scores}")
@@ -214,6 +235,100 @@ def run_variant(
             runs.append(result)
     summary = summarize_runs([{task: metrics for task, metrics in run["tasks"].items()} for run in runs])
     return {"summary": summary, "runs": runs}
+
+
+# -------------------------------------------------------------------------------------- provenance of a run
+PROVENANCE_NAME = "provenance.json"  # written before a run trains: its checkpoints are then checked too
+PROVENANCE_VERSION = 1
+# Trainer settings that cannot change a result (where logs go, progress bars): left out of the provenance.
+NOT_PROVENANCE = ("report_to", "disable_tqdm")
+
+
+def _sha256(value) -> str:
+    """sha256 of a canonical JSON (sorted keys, no spaces): equal values, equal keys, on any machine."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _documents_key(data: ExperimentData, indices) -> str | None:
+    """sha256 of the ids and labels of these documents, in order: the same split of the same corpus, or not."""
+    if indices is None:
+        return None
+    columns = ["id", *data.label_columns] if "id" in data.dataset.column_names else list(data.label_columns)
+    rows = data.dataset.select_columns(columns).select([int(i) for i in indices]).to_dict()
+    return _sha256([rows[c] for c in columns])
+
+
+def run_provenance(data: ExperimentData, head: dict, switches: dict, train_indices, test_indices, seed: int,
+                   settings: RunSettings, data_key: str | None) -> dict:
+    """What a run's result depends on, and its `key`: the sha256 of a canonical JSON of all of it.
+
+    Parts: `data` (`data_key`: the features' fingerprint or the raw dataset's identity), the documents (ids and
+    labels) of the training and the held-out split, the tasks, the head settings with the variant's switches, the
+    trainer settings (all of `RunSettings` but logging destinations) and the seed.
+    """
+    parts = {
+        "version": PROVENANCE_VERSION,
+        "data": data_key,
+        "train_documents": _documents_key(data, train_indices),
+        "test_documents": _documents_key(data, test_indices),
+        "tasks": data.tasks,
+        "head": {**head, **switches},
+        "trainer": {f.name: getattr(settings, f.name) for f in fields(RunSettings) if f.name not in NOT_PROVENANCE},
+        "seed": int(seed),
+    }
+    parts = json.loads(json.dumps(parts, default=_json_default))  # numpy values and tuples as plain JSON
+    return {"key": _sha256(parts), **parts}
+
+
+_PART_NAMES = {"data": "the data (another features dataset, other encoders or another raw dataset)",
+               "train_documents": "the documents of the training split (another corpus, or other folds)",
+               "test_documents": "the documents of the held-out split (another corpus, or other folds)",
+               "version": "the provenance format (a run made by another version of HILBERT)"}
+
+
+def _differences(saved: dict, now: dict) -> list[str]:
+    out = []
+    for part in ("version", "data", "train_documents", "test_documents", "tasks", "head", "trainer", "seed"):
+        if saved.get(part) == now.get(part):
+            continue
+        if part in _PART_NAMES:
+            out.append(_PART_NAMES[part])
+        elif isinstance(now.get(part), dict) and isinstance(saved.get(part), dict):
+            keys = sorted(k for k in set(saved[part]) | set(now[part]) if saved[part].get(k) != now[part].get(k))
+            out.append(f"{part} settings " + ", ".join(
+                f"{k} {json.dumps(saved[part].get(k))} then, {json.dumps(now[part].get(k))} now" for k in keys[:6]))
+        else:
+            out.append(f"{part}: {json.dumps(saved.get(part))[:80]} then, {json.dumps(now.get(part))[:80]} now")
+    return out
+
+
+def check_reusable(run_dir: Path, provenance: dict, output_dir: Path | None = None) -> None:
+    """Refuse (`UserError`) a run folder whose finished result or checkpoints were made for another run.
+
+    A folder with neither is new. A result or checkpoints with no provenance (made before HILBERT recorded it)
+    cannot be matched and are refused too: reusing them could mix two experiments silently.
+    """
+    finished = run_dir / "run_result.json"
+    if finished.is_file():
+        saved, what = json.loads(finished.read_text()).get("provenance"), "the finished run"
+    elif (run_dir / PROVENANCE_NAME).is_file():
+        saved, what = json.loads((run_dir / PROVENANCE_NAME).read_text()), "the interrupted run"
+    elif any(run_dir.glob("checkpoint-*")):
+        saved, what = None, "the interrupted run"
+    else:
+        return
+    if saved is not None and saved.get("key") == provenance["key"]:
+        return
+    if saved is None:
+        why = "it records no provenance (made by an earlier version of HILBERT), so it cannot be matched to this run"
+    else:
+        why = "it differs in " + "; ".join(_differences(saved, provenance))
+    raise UserError(
+        f"{run_dir} holds {what} of another experiment: {why}. Reusing it would mix two experiments. Pass "
+        f"--overwrite to discard the earlier runs of {output_dir or run_dir} and train them again, or choose another "
+        "--output-dir."
+    )
 
 
 def atomic_write_json(path: Path, value) -> None:

@@ -1,11 +1,16 @@
 """The experiment behind `train.py`: cross-validated runs of every variant, the report, the final model, the push.
 
 `run(data_args, head_args, args)` takes the parsed arguments of `hilbert_app.cli.train` (whose docstring lists what
-is written where).
+is written where). One run at a time per output folder: the main process holds `OUTPUT_DIR/.hilbert-lock`
+(`hilbert_app.output_lock`) while it works, so a second run into the same folder stops at once. Earlier runs in the
+folder are reused only when their provenance (data, splits, settings) matches (`experiment.check_reusable`);
+`--overwrite` discards them first.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import tempfile
 import time
@@ -20,9 +25,20 @@ from transformers.utils import logging as transformers_logging
 from hilbert_app.encoders import check_encoder, encoder_provenance, resolve_encoder
 from hilbert_app.features.store import check_fingerprint, load_features
 from hilbert_app.hub import check_push_visibility, hub_url
+from hilbert_app.output_lock import LOCK_NAME, lock_output
 from hilbert_app.safe_write import TMP_PREFIX, move_into, remove_stale_temporaries
 from hilbert_app.training.data import fold_splits, tasks_from_dataset
-from hilbert_app.training.experiment import MAIN_VARIANT, VARIANTS, ExperimentData, run_variant, train_run
+from hilbert_app.training.experiment import (
+    MAIN_VARIANT,
+    PROVENANCE_NAME,
+    VARIANTS,
+    ExperimentData,
+    atomic_write_json,
+    check_reusable,
+    run_provenance,
+    run_variant,
+    train_run,
+)
 from hilbert_app.training.model_card import render_model_card
 from hilbert_app.training.report import write_report
 from hilbert_app.training.settings import DataArguments, ExperimentArguments, HeadArguments
@@ -92,9 +108,45 @@ def run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArgu
 
     started = time.time()
     output_dir = Path(args.output_dir)
+    # One run at a time per folder: the main process holds the lock until the end; the other processes work under it.
+    lock = lock_output(output_dir, "--output-dir") if state.is_main_process else None
+    try:
+        return _run(data_args, head_args, args, state, say, started, output_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _discard_earlier_runs(output_dir: Path, say) -> None:
+    """--overwrite: the earlier runs (results, checkpoints, provenance) go; the rest is rewritten by this run."""
+    runs = output_dir / "runs"
+    if runs.is_dir():
+        trash = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-runs-", dir=output_dir))
+        runs.rename(trash / "runs")  # one rename: a kill now leaves no half-deleted run behind
+        shutil.rmtree(trash)
+        say(f"--overwrite: discarded the earlier runs in {runs}")
+
+
+def data_identity(data: ExperimentData, metadata: dict, end_to_end: bool) -> str:
+    """What a run's result depends on in the data, as a sha256: the features' fingerprint (encoders with their
+    weights' sha256, processor, source dataset, extraction report), or for end-to-end training the raw dataset's
+    own fingerprint with the encoders and processor options."""
+    identity = {"features": metadata} if not end_to_end else {
+        "raw": metadata, "dataset_fingerprint": getattr(data.dataset, "_fingerprint", None)}
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArguments, state, say, started: float,
+         output_dir: Path) -> int:
+    """`run`'s work, under the output folder's lock (held by the main process)."""
     if state.is_main_process:
         remove_stale_temporaries(output_dir)  # what a killed run was writing (e.g. a half-saved final model)
+        if args.overwrite:
+            _discard_earlier_runs(output_dir, say)
+    state.wait_for_everyone()
     data, metadata = (end_to_end_experiment if args.end_to_end else features_experiment)(data_args, data_args.task_type_map())
+    data_key = data_identity(data, metadata, args.end_to_end)
     split, sources = data.dataset, data.encoder_sources
     seeds = data_args.seed_list()
     splits = fold_splits(split, data_args.cv, seed=seeds[0])
@@ -109,6 +161,7 @@ def run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArgu
         results[variant] = run_variant(
             data, head, switches, splits, seeds, output_dir / "runs" / variant.replace(" ", "_"), args,
             is_main_process=lambda: state.is_main_process, wait_for_everyone=state.wait_for_everyone, progress=say,
+            data_key=data_key,
         )
     protocol = f"{len(splits)}-fold grouped stratified CV x {len(seeds)} seed(s)"
     if state.is_main_process:
@@ -130,9 +183,15 @@ def run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArgu
         say("[final model] training on every document")
         import numpy as np
 
+        final_dir, everything = output_dir / "runs" / "final", np.arange(len(split))
+        switches = variants.get(MAIN_VARIANT, {})
+        provenance = run_provenance(data, head, switches, everything, None, seeds[0], args, data_key)
+        check_reusable(final_dir, provenance, output_dir)  # its checkpoints are resumed: they must be this run's
+        if state.is_main_process:
+            atomic_write_json(final_dir / PROVENANCE_NAME, provenance)
         trainer, _ = train_run(
-            data, head, variants.get(MAIN_VARIANT, {}), np.arange(len(split)), None, seeds[0], output_dir / "runs" / "final",
-            args, is_main_process=lambda: state.is_main_process,
+            data, head, switches, everything, None, seeds[0], final_dir, args,
+            is_main_process=lambda: state.is_main_process,
         )
         if state.is_main_process:
             model = trainer.accelerator.unwrap_model(trainer.model)
@@ -189,5 +248,5 @@ def push(output_dir: Path, repo_id: str, private: bool) -> None:
     api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(
         repo_id=repo_id, folder_path=str(output_dir), commit_message="Upload HILBERT model",
-        ignore_patterns=["runs/*", "runs/**", "*.tmp", f"{TMP_PREFIX}*", "checkpoint-*"],
+        ignore_patterns=["runs/*", "runs/**", "*.tmp", f"{TMP_PREFIX}*", "checkpoint-*", LOCK_NAME],
     )

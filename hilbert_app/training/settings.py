@@ -69,6 +69,9 @@ class ExperimentArguments(RunSettings):
     push_to_hub: str = field(default=None, metadata={"help": "Push the final model, processor and model card to this Hub repository."})
     public: bool = field(default=False, metadata={"help": "Make the pushed repository public (private by default)."})
     end_to_end: bool = field(default=False, metadata={"help": "Train from raw audio and transcripts through the frozen encoders (slow)."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Discard the earlier runs in --output-dir (results, checkpoints) and train them again; without it, "
+                "earlier runs are reused only if made from the same data, splits and settings."})
     num_threads: int = field(default=None, metadata={"help": "CPU threads for torch. Default: 1 when training a head on cached features on the CPU "
                                                              "(its matrices are small: one thread was 10x faster than two on a loaded 2-core machine), else torch's default."})
 
