@@ -854,9 +854,9 @@ def test_a_checkpoint_with_extra_or_missing_encoder_tensors_is_an_error(saved_mo
     with pytest.raises(CheckpointError, match=r"1 tensor\(s\) in the file belong to no part of "
                                               r"HilbertForSequenceClassification \(classifier.stray.weight\)"):
         HilbertForSequenceClassification.from_pretrained(extra)
-    encoder_key = "hilbert.text_encoder.pooler.dense.weight"
+    encoder_key = "hilbert.text_encoder.encoder.layer.0.output.dense.weight"
     no_encoder = _edited_copy(saved_model, tmp_path / "no-encoder", lambda t: {k: v for k, v in t.items() if k != encoder_key})
-    with pytest.raises(CheckpointError, match=r"1 encoder tensor\(s\) are missing \(hilbert.text_encoder.pooler"):
+    with pytest.raises(CheckpointError, match=r"1 encoder tensor\(s\) are missing \(hilbert.text_encoder.encoder.layer.0"):
         HilbertForSequenceClassification.from_pretrained(no_encoder)
     # head-only: the encoders' tensors are not part of the model, and every head tensor is the saved one
     head = HilbertForSequenceClassification.from_pretrained(no_encoder, with_encoders=False)
