@@ -57,6 +57,9 @@ class RunSettings:
     balanced_sampling: bool = False
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     disable_tqdm: bool = True
+    select: bool = field(default=False, metadata={"help": "Choose epochs (early stopping), dropout and weight decay inside each "
+                                                          "training split on a grouped inner validation split "
+                                                          "(hilbert_app/training/selection.py), then retrain on the split."})
 
     def training_arguments(self, output_dir: Path, seed: int, evaluate: bool) -> TrainingArguments:
         return TrainingArguments(
@@ -206,7 +209,8 @@ def run_variant(
                 result = json.loads(finished.read_text())
                 progress(f"  fold {fold} seed {seed}: done earlier (skipped)")
             else:
-                _, result = train_run(data, head, switches, train_indices, test_indices, seed, run_dir, settings, is_main_process)
+                _, result = run_training(settings)(data, head, switches, train_indices, test_indices, seed, run_dir, settings,
+                                                   is_main_process)
                 wait_for_everyone()
                 scores = "  ".join(f"{t}/macro_auc {m['macro_auc']:.3f}" for t, m in result["tasks"].items())
                 progress(f"  fold {fold} seed {seed}: {scores}")
@@ -214,6 +218,15 @@ def run_variant(
             runs.append(result)
     summary = summarize_runs([{task: metrics for task, metrics in run["tasks"].items()} for run in runs])
     return {"summary": summary, "runs": runs}
+
+
+def run_training(settings: RunSettings) -> Callable:
+    """`train_run`, or with `settings.select` its inner-split selection wrapper (`selection.train_selected_run`)."""
+    if getattr(settings, "select", False):
+        from hilbert_app.training.selection import train_selected_run
+
+        return train_selected_run
+    return train_run
 
 
 def atomic_write_json(path: Path, value) -> None:
