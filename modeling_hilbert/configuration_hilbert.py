@@ -179,6 +179,11 @@ class HilbertConfig(PreTrainedConfig):
         use_time_embedding (`bool`): add an embedding of each segment's start time and duration.
         pooling_heads (`int`): r, heads of the self-attentive pooling (Lin et al. 2017).
         pooling_hidden_size (`int`): d_a, hidden width of the pooling scorer.
+        pooling_mean_init (`bool`): initialise every attentive pooling as the masked mean: its scorer's output layer
+            W_2 starts at zero, so the softmax is uniform over the real segments and the head starts from the
+            mean-pooled document vector (the linear baseline's input) and learns to move away from it.
+        segment_dropout (`float`): in training only, drop each real segment of a document (both modalities) with
+            this probability, resampled every step (at least one segment is kept): an augmentation for small data.
         projection_dim (`int`): width of the contrastive space p(.).
         temperature_init (`float`): initial InfoNCE temperature tau (learnable, stored as a log logit-scale).
         temperature_min (`float`): lower clamp of tau (an upper clamp of the logit scale).
@@ -234,6 +239,8 @@ class HilbertConfig(PreTrainedConfig):
     use_time_embedding: bool = True
     pooling_heads: int = 2
     pooling_hidden_size: int = 64
+    pooling_mean_init: bool = False
+    segment_dropout: float = 0.0
     projection_dim: int = 64
     temperature_init: float = 0.07
     temperature_min: float = 0.01
@@ -368,7 +375,9 @@ class HilbertConfig(PreTrainedConfig):
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
             )
-        for key in ("dropout", "attention_dropout"):
+        if not isinstance(self.segment_dropout, (int, float)) or isinstance(self.segment_dropout, bool):
+            raise ValueError(f"HilbertConfig.segment_dropout must be a number in [0, 1), got {self.segment_dropout!r}.")
+        for key in ("dropout", "attention_dropout", "segment_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"HilbertConfig.{key} must be in [0, 1), got {getattr(self, key)}.")
         for key in ("dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma"):

@@ -35,6 +35,10 @@ VARIANTS: dict[str, dict] = {
     "HILBERT w/o CKA": {"cka_weight": 0.0},
     "HILBERT w/o MI": {"mi_weight": 0.0},
     "HILBERT w/o MoE": {"classifier": "mlp"},
+    # Small-data methods (issue 16), each its own row; a default changes only where its row helps.
+    "HILBERT + mean-init pooling": {"pooling_mean_init": True},
+    "HILBERT + segment dropout": {"segment_dropout": 0.2},
+    "HILBERT + mean-init + segment dropout": {"pooling_mean_init": True, "segment_dropout": 0.2},
     "HILBERT": {},
 }
 MAIN_VARIANT = "HILBERT"
