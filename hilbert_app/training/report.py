@@ -64,6 +64,29 @@ def selection_lines(results: dict[str, dict]) -> list[str]:
             "the held-out fold never took part:", "", "| variant | chosen |", "|---|---|", *rows, ""]
 
 
+def paired_differences(results: dict[str, dict], main: str, task: str, metric: str = "macro_auc") -> dict[str, dict]:
+    """`main` minus every other row on the same (fold, seed) runs: `{variant: {"mean", "std", "n", "wins"}}`.
+
+    Pairs are matched by `(fold, seed)`; runs where either value is undefined (NaN) are left out. `std` is the
+    population std over the pairs (as in `summarize_runs`); `wins` counts pairs where `main` is strictly ahead.
+    """
+    def values(variant):
+        return {(run["fold"], run["seed"]): run["tasks"].get(task, {}).get(metric, float("nan"))
+                for run in results[variant]["runs"]}
+
+    ours = values(main)
+    out = {}
+    for variant in results:
+        if variant == main:
+            continue
+        theirs = values(variant)
+        diffs = [ours[k] - theirs[k] for k in ours if k in theirs and not (math.isnan(ours[k]) or math.isnan(theirs[k]))]
+        out[variant] = {"mean": float(np.mean(diffs)) if diffs else float("nan"),
+                        "std": float(np.std(diffs)) if diffs else float("nan"), "n": len(diffs),
+                        "wins": int(sum(d > 0 for d in diffs))}
+    return out
+
+
 def write_report(output_dir: Path, results: dict[str, dict], tasks: list[dict], context: dict) -> dict[str, Path]:
     """Write metrics.json (main variant), baselines.json (all variants, when more than one), report.md and plots.
 
@@ -101,6 +124,13 @@ def write_report(output_dir: Path, results: dict[str, dict], tasks: list[dict], 
             row = summary.get(name, {})
             marker = "**" if variant == main else ""
             lines.append(f"| {marker}{variant}{marker} | " + " | ".join(fmt(row.get(m)) for m in SCALARS) + " |")
+        if len(table) > 1:
+            paired = paired_differences(results, main, name)
+            best = max((v for v in table if v != main), key=lambda v: table[v].get(name, {}).get("macro_auc", {}).get("mean", -1))
+            lines += ["", f"Paired difference of {main} to every other row (macro ROC-AUC, same fold and seed; mean ± std "
+                          f"over the pairs; wins = pairs where {main} is ahead). Best other row by mean: **{best}**.", "",
+                      "| row | difference | wins |", "|---|---|---|"]
+            lines += [f"| {v} | {d['mean']:+.3f} ± {d['std']:.3f} | {d['wins']}/{d['n']} |" for v, d in paired.items()]
         labels, probs = out_of_fold(runs, name, first_seed)
         oof = task_metrics(labels, probs, task)
         lines += ["", f"Per class ({main}, out-of-fold predictions of seed {first_seed}):", "",
