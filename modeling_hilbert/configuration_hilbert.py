@@ -188,6 +188,10 @@ class HilbertConfig(PreTrainedConfig):
         temperature_init (`float`): initial InfoNCE temperature tau (learnable, stored as a log logit-scale).
         temperature_min (`float`): lower clamp of tau (an upper clamp of the logit scale).
         dual_contrastive_weight, cka_weight, mi_weight, moe_balance_weight (`float`): lambda of each loss term.
+        alignment_warmup_epochs (`float`): a two-stage schedule: for this many training epochs only the alignment
+            terms (contrastive, CKA, MI) and the MoE balance are trained, the labels are kept out of the loss; then
+            classification joins them (HilbertTrainer applies it; 0 = one stage). Only for multimodal heads with an
+            alignment weight > 0; ignored otherwise.
         num_experts (`int`): E, experts of the MoE classifier.
         expert_hidden_size (`int`): width of each expert MLP's output.
         moe_top_k (`int`, *optional*): experts each document is routed to; None = dense gate (every expert, weighted
@@ -248,6 +252,7 @@ class HilbertConfig(PreTrainedConfig):
     cka_weight: float = 0.5
     mi_weight: float = 0.1
     moe_balance_weight: float = 0.01
+    alignment_warmup_epochs: float = 0.0
     num_experts: int = 4
     expert_hidden_size: int = 128
     moe_top_k: int | None = None
@@ -364,7 +369,7 @@ class HilbertConfig(PreTrainedConfig):
             raise ValueError(f"HilbertConfig.num_cross_attention_layers must be an integer >= 0 and at most {MAX_LAYERS}, got {layers!r}.")
         numbers = ("dropout", "attention_dropout", "max_time_period", "temperature_init", "temperature_min",
                    "dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma",
-                   "initializer_range")
+                   "initializer_range", "alignment_warmup_epochs")
         for key in numbers:  # before the range checks below, which would fail on a str with a TypeError
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
@@ -380,7 +385,8 @@ class HilbertConfig(PreTrainedConfig):
         for key in ("dropout", "attention_dropout", "segment_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"HilbertConfig.{key} must be in [0, 1), got {getattr(self, key)}.")
-        for key in ("dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma"):
+        for key in ("dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma",
+                    "alignment_warmup_epochs"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"HilbertConfig.{key} must be a finite number >= 0, got {value!r}.")

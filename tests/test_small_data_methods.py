@@ -101,3 +101,51 @@ def test_segment_dropout_acts_in_training_only_and_equals_dropping_those_segment
 def test_segment_dropout_must_be_a_probability():
     with pytest.raises(ValueError, match="segment_dropout"):
         hilbert_config(segment_dropout=1.0)
+
+
+@pytest.fixture(scope="module")
+def features_data(tmp_path_factory):
+    from synthetic import make_features_dataset, save_tiny_encoders
+    from test_training import experiment_data
+
+    encoders = save_tiny_encoders(tmp_path_factory.mktemp("encoders"))
+    return experiment_data(make_features_dataset(tmp_path_factory.mktemp("features") / "features", *encoders))
+
+
+def test_two_stage_schedule_trains_only_the_alignment_terms_first(features_data, tmp_path):
+    """Stage 1 keeps labels out of the loss: after it the classifier is exactly its initialisation (AdamW skips
+    parameters without gradient), the alignment layers have moved; in stage 2 the classifier learns."""
+    from test_training import HEAD, settings
+    from transformers import set_seed
+
+    from hilbert_app.training.experiment import build_head_config, train_run
+
+    switches = {"alignment_warmup_epochs": 1.0, "moe_balance_weight": 0.0}
+    train = np.arange(len(features_data.dataset))
+    run = settings(num_train_epochs=1, warmup_steps=0)
+    set_seed(0)
+    initial = HilbertForSequenceClassification(build_head_config(features_data, HEAD, switches, train, run))
+    after = {}
+    for epochs in (1, 2):
+        trainer, _ = train_run(
+            features_data,
+            HEAD,
+            switches,
+            train,
+            None,
+            0,
+            tmp_path / f"e{epochs}",
+            settings(num_train_epochs=epochs, warmup_steps=0),
+        )
+        after[epochs] = trainer.model
+    for name, value in initial.classifier.state_dict().items():
+        torch.testing.assert_close(after[1].classifier.state_dict()[name], value, msg=name)
+    moved = [n for n, v in initial.hilbert.state_dict().items() if not torch.equal(after[1].hilbert.state_dict()[n], v)]
+    assert "joint_contrastive_projection.weight" in moved
+    changed = [
+        n for n, v in initial.classifier.state_dict().items() if not torch.equal(after[2].classifier.state_dict()[n], v)
+    ]
+    assert changed, "the classifier never trained in stage 2"
+    logs = trainer.state.log_history
+    assert not any("classification_loss" in e for e in logs if e.get("epoch", 0) <= 1.0 and "loss" in e)
+    assert any("classification_loss" in e for e in logs if e.get("epoch", 0) > 1.0 and "loss" in e)

@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict] = {
     "HILBERT + mean-init pooling": {"pooling_mean_init": True},
     "HILBERT + segment dropout": {"segment_dropout": 0.2},
     "HILBERT + mean-init + segment dropout": {"pooling_mean_init": True, "segment_dropout": 0.2},
+    "HILBERT + two-stage (3 alignment epochs)": {"alignment_warmup_epochs": 3.0},
     "HILBERT": {},
 }
 MAIN_VARIANT = "HILBERT"

@@ -114,7 +114,10 @@ def select_settings(
                 trial,
                 is_main_process,
             )
-        best = best_epoch(epoch_scores(result["log_history"], task_names))
+        scores = epoch_scores(result["log_history"], task_names)
+        # In a two-stage schedule the classifier is untrained during the alignment stage: stop only after it.
+        warmup = float({**head, **switches}.get("alignment_warmup_epochs", 0.0) or 0.0)
+        best = best_epoch([s for s in scores if s["epoch"] > warmup] or scores)
         records.append(
             {
                 **point,
