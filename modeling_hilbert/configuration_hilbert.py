@@ -179,10 +179,19 @@ class HilbertConfig(PreTrainedConfig):
         use_time_embedding (`bool`): add an embedding of each segment's start time and duration.
         pooling_heads (`int`): r, heads of the self-attentive pooling (Lin et al. 2017).
         pooling_hidden_size (`int`): d_a, hidden width of the pooling scorer.
+        pooling_mean_init (`bool`): initialise every attentive pooling as the masked mean: its scorer's output layer
+            W_2 starts at zero, so the softmax is uniform over the real segments and the head starts from the
+            mean-pooled document vector (the linear baseline's input) and learns to move away from it.
+        segment_dropout (`float`): in training only, drop each real segment of a document (both modalities) with
+            this probability, resampled every step (at least one segment is kept): an augmentation for small data.
         projection_dim (`int`): width of the contrastive space p(.).
         temperature_init (`float`): initial InfoNCE temperature tau (learnable, stored as a log logit-scale).
         temperature_min (`float`): lower clamp of tau (an upper clamp of the logit scale).
         dual_contrastive_weight, cka_weight, mi_weight, moe_balance_weight (`float`): lambda of each loss term.
+        alignment_warmup_epochs (`float`): a two-stage schedule: for this many training epochs only the alignment
+            terms (contrastive, CKA, MI) and the MoE balance are trained, the labels are kept out of the loss; then
+            classification joins them (HilbertTrainer applies it; 0 = one stage). Only for multimodal heads with an
+            alignment weight > 0; ignored otherwise.
         num_experts (`int`): E, experts of the MoE classifier.
         expert_hidden_size (`int`): width of each expert MLP's output.
         moe_top_k (`int`, *optional*): experts each document is routed to; None = dense gate (every expert, weighted
@@ -243,6 +252,8 @@ class HilbertConfig(PreTrainedConfig):
     use_time_embedding: bool = True
     pooling_heads: int = 2
     pooling_hidden_size: int = 64
+    pooling_mean_init: bool = False
+    segment_dropout: float = 0.0
     projection_dim: int = 64
     temperature_init: float = 0.07
     temperature_min: float = 0.01
@@ -250,6 +261,7 @@ class HilbertConfig(PreTrainedConfig):
     cka_weight: float = 0.5
     mi_weight: float = 0.1
     moe_balance_weight: float = 0.01
+    alignment_warmup_epochs: float = 0.0
     num_experts: int = 4
     expert_hidden_size: int = 128
     moe_top_k: int | None = None
@@ -366,7 +378,7 @@ class HilbertConfig(PreTrainedConfig):
             raise ValueError(f"HilbertConfig.num_cross_attention_layers must be an integer >= 0 and at most {MAX_LAYERS}, got {layers!r}.")
         numbers = ("dropout", "attention_dropout", "max_time_period", "temperature_init", "temperature_min",
                    "dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma",
-                   "initializer_range")
+                   "initializer_range", "alignment_warmup_epochs")
         for key in numbers:  # before the range checks below, which would fail on a str with a TypeError
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
@@ -377,10 +389,13 @@ class HilbertConfig(PreTrainedConfig):
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
             )
-        for key in ("dropout", "attention_dropout"):
+        if not isinstance(self.segment_dropout, (int, float)) or isinstance(self.segment_dropout, bool):
+            raise ValueError(f"HilbertConfig.segment_dropout must be a number in [0, 1), got {self.segment_dropout!r}.")
+        for key in ("dropout", "attention_dropout", "segment_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"HilbertConfig.{key} must be in [0, 1), got {getattr(self, key)}.")
-        for key in ("dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma"):
+        for key in ("dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma",
+                    "alignment_warmup_epochs"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"HilbertConfig.{key} must be a finite number >= 0, got {value!r}.")

@@ -267,6 +267,17 @@ def _check_loading_info(model, info: dict, weights: str, allow_mismatched: bool 
     )
 
 
+def segment_dropout_mask(audio_mask: torch.Tensor | None, text_mask: torch.Tensor | None, p: float) -> torch.Tensor:
+    """Which segments to keep `(B, S)` bool: each real segment is dropped with probability p (one draw per segment,
+    shared by both modalities, from torch's global generator), and a document that would lose every real segment
+    keeps its first one. A segment is real if either modality's mask says so."""
+    real = audio_mask if text_mask is None else text_mask if audio_mask is None else audio_mask | text_mask
+    keep = torch.rand(real.shape, device=real.device) >= p
+    emptied = real.any(dim=-1) & ~(keep & real).any(dim=-1)  # (B,)
+    first_real = real & (real.long().cumsum(dim=-1) == 1)
+    return keep | (emptied.unsqueeze(-1) & first_real)
+
+
 # --------------------------------------------------------------------------------------------- base class
 class HilbertPreTrainedModel(PreTrainedModel):
     config_class = HilbertConfig
@@ -286,7 +297,10 @@ class HilbertPreTrainedModel(PreTrainedModel):
         """Initialise the head (the frozen encoders are sub-models with their own init and are skipped here)."""
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            init.normal_(module.weight, mean=0.0, std=std)
+            if getattr(module, "zero_init", False):  # e.g. a mean-initialised pooling's scorer (pooling_mean_init)
+                init.zeros_(module.weight)
+            else:
+                init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
@@ -296,6 +310,7 @@ class HilbertPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, HilbertModel) and hasattr(module, "logit_scale"):
             init.constant_(module.logit_scale, math.log(1.0 / self.config.temperature_init))
+
 
     # -- learnable temperature -------------------------------------------------------------------------
     @torch.no_grad()
@@ -650,12 +665,12 @@ class HilbertModel(HilbertPreTrainedModel):
             if config.with_encoders:
                 self.audio_encoder = audio_encoder if audio_encoder is not None else build_encoder(config.audio_config)
             self.audio_projection = SegmentProjection(encoder_hidden_size(config.audio_config), d, config.dropout)
-            self.audio_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads)
+            self.audio_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init)
         if config.uses_text:
             if config.with_encoders:
                 self.text_encoder = text_encoder if text_encoder is not None else build_encoder(config.text_config)
             self.text_projection = SegmentProjection(encoder_hidden_size(config.text_config), d, config.dropout)
-            self.text_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads)
+            self.text_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init)
         self.time_embedding = SegmentTimeEmbedding(d, config.max_time_period) if config.use_time_embedding else None
         if config.is_multimodal:
             num_layers = config.num_cross_attention_layers if config.fusion == "cross_attention" else 0
@@ -667,7 +682,7 @@ class HilbertModel(HilbertPreTrainedModel):
                 self.joint_fusion = nn.Sequential(nn.Linear(2 * d, d), nn.LayerNorm(d))
             else:
                 self.modality_embedding = nn.Embedding(2, d)  # tells the pooling which stream a position came from
-            self.joint_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads)
+            self.joint_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init)
             # p(.): projections to the contrastive space, one per embedding (as CLIP's visual/text projections).
             self.audio_contrastive_projection = nn.Linear(d, config.projection_dim, bias=False)
             self.text_contrastive_projection = nn.Linear(d, config.projection_dim, bias=False)
@@ -889,6 +904,10 @@ class HilbertModel(HilbertPreTrainedModel):
                 segment_times = torch.stack([start, start + 1.0], dim=-1)
             audio_mask = full_mask(audio_segment_mask) if audio is not None else None
             text_mask = full_mask(text_segment_mask) if text is not None else None
+            if self.training and config.segment_dropout > 0:
+                keep = segment_dropout_mask(audio_mask, text_mask, config.segment_dropout)  # (B, S)
+                audio_mask = audio_mask & keep if audio_mask is not None else None
+                text_mask = text_mask & keep if text_mask is not None else None
 
             out = HilbertModelOutput(audio_segment_mask=audio_mask, text_segment_mask=text_mask)
             if audio is not None:

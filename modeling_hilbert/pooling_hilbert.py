@@ -45,13 +45,21 @@ class SelfAttentivePooling(nn.Module):
         attention_hidden_size: d_a, hidden width of the scorer.
         num_heads: r, number of attention distributions.
         output_size: width of z (defaults to `hidden_size`).
+        mean_init: start as the masked mean: W_2 = 0, so every score is 0 and A is uniform over the real segments
+            (M = r copies of the mean of H). W_2 then gets gradients at once (W_1 once W_2 is non-zero). W_2 is marked
+            `zero_init`, so that a model's `_init_weights` (which re-initialises every Linear) keeps it at zero.
     """
 
-    def __init__(self, hidden_size: int, attention_hidden_size: int, num_heads: int, output_size: int | None = None):
+    def __init__(self, hidden_size: int, attention_hidden_size: int, num_heads: int, output_size: int | None = None,
+                 mean_init: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.score_hidden = nn.Linear(hidden_size, attention_hidden_size, bias=False)  # W_1
         self.score_heads = nn.Linear(attention_hidden_size, num_heads, bias=False)  # W_2
+        self.score_heads.zero_init = mean_init
+        if mean_init:
+            with torch.no_grad():
+                self.score_heads.weight.zero_()
         self.output = nn.Linear(num_heads * hidden_size, output_size or hidden_size)  # W_o
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

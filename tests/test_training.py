@@ -264,7 +264,7 @@ def test_train_py_end_to_end_with_baselines_report_and_loadable_model(features, 
     out = tmp_path / "out"
     config = tmp_path / "config.yaml"
     config.write_text(f"features: {features}\noutput_dir: {out}\ncv: 3\n")
-    run = run_train(["--config", str(config), *TRAIN_ARGS, "--variants", "audio-only,text-only,HILBERT"])
+    run = run_train(["--config", str(config), *TRAIN_ARGS, "--variants", "mean-pooled audio+text + LR,audio-only,text-only,HILBERT"])
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"label"}
@@ -273,7 +273,9 @@ def test_train_py_end_to_end_with_baselines_report_and_loadable_model(features, 
         assert len(stat["folds"]) == 3 and stat["mean"] == pytest.approx(np.mean(stat["folds"]))
         assert stat["std"] == pytest.approx(np.std(stat["folds"]))
     baselines = json.loads((out / "baselines.json").read_text())
-    assert set(baselines) == {"audio-only", "text-only", "HILBERT"} and baselines["HILBERT"] == metrics
+    assert set(baselines) == {"mean-pooled audio+text + LR", "audio-only", "text-only", "HILBERT"} and baselines["HILBERT"] == metrics
+    assert len(baselines["mean-pooled audio+text + LR"]["label"]["macro_auc"]["folds"]) == 3
+    assert "| mean-pooled audio+text + LR |" in (out / "report.md").read_text()
     assert metrics["label"]["macro_auc"]["mean"] > 0.7  # the synthetic labels are learnable
     for name in ("report.md", "plots/roc_label.png", "plots/confusion_label.png", "plots/loss_curves.png", "README.md"):
         assert (out / name).exists(), name

@@ -9,7 +9,11 @@ prompts and a participant voice reads consecutive passages of one address.
 The label needs BOTH modalities, by construction:
 
 * the **text factor** ``era`` ("historical": addresses of 1790-1880, "modern": 1946 on)
-  lives only in the words the participant reads;
+  lives only in the words the participant reads, and only the transcript carries them:
+  the participant's turns are rendered **time-reversed** (each turn's speech played
+  backwards), so a speech encoder cannot recognise the words (Whisper hears the words of
+  forward speech, which made the first demo's label readable from the audio alone), while
+  the voice keeps its pitch, timbre and rhythm;
 * the **audio factor** ``register`` ("low" or "high" espeak-ng pitch of the participant)
   lives only in the sound: it is never written, and the speaking rate is corrected so
   that turn durations (hence the transcript timestamps) do not depend on it;
@@ -23,7 +27,7 @@ Output (the project's raw-corpus convention, AudioFolder style)::
     DIR/metadata.csv          file_name, transcript, label, group   (written last)
     DIR/factors.csv           the per-document factors the label is computed from
     DIR/README.md             the dataset card
-    DIR/audio/doc_000.wav     16 kHz mono PCM-16
+    DIR/audio/doc_000.wav     22.05 kHz mono PCM-16 (espeak-ng's own rate)
     DIR/transcripts/doc_000.json  [{"start", "end", "text", "speaker"}, ...]
 
 Usage::
@@ -34,12 +38,16 @@ Usage::
 or from Python: ``build_demo_corpus(output_dir, size="small", seed=0)``.
 
 The build is deterministic for a given configuration (same bytes whatever ``--workers``)
-and resumable: finished documents are written atomically and skipped on restart.
+and resumable: finished documents are written atomically and skipped on restart. It is
+integer arithmetic end to end on espeak-ng's own 16-bit samples at its own rate: an
+earlier version resampled every turn to 16 kHz in float32 with torchaudio, whose result
+depends on the convolution kernel the process happens to run (oneDNN or not: 1 ulp apart,
+measured), and one ulp is enough to flip an int16 rounding or a silence-trim boundary, so
+two builds could differ by a few samples. The readers resample anyway.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -75,9 +83,16 @@ __all__ = [
     "register_of_pitch",
 ]
 
-SAMPLE_RATE = 16_000
+# espeak-ng's own output rate for its (non-MBROLA) voices: kept as is, so that no floating-point resampling (whose
+# last bits depend on the kernel a process runs) enters the bytes.
+SAMPLE_RATE = 22_050
 # Bump when the rendering changes: a folder built by another version is not resumed.
-FORMAT_VERSION = 1
+# 2: participant turns time-reversed (words only in the transcript), 22.05 kHz, integer rendering, whole-turn synthesis.
+FORMAT_VERSION = 2
+# How the participant's speech is rendered: reversed in time, so that the words are in the transcript only.
+REVERSE_PARTICIPANT_SPEECH = True
+# |sample| above this (int16 units, ~1e-3 of full scale) is sound, for trimming a turn's edge silence.
+SILENCE_THRESHOLD = 33
 
 # ---------------------------------------------------------------------------------------
 # The label design
@@ -370,37 +385,42 @@ def plan_corpus(
 # Rendering one document
 # ---------------------------------------------------------------------------------------
 def synthesize(text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
-    """One turn spoken by espeak-ng, as float32 at 16 kHz with edge silence trimmed."""
+    """One turn spoken by espeak-ng: its int16 samples at `SAMPLE_RATE`, edge silence trimmed.
+
+    The text goes in on stdin with `--stdin` (one synthesis of the whole turn; without it espeak-ng reads stdin in
+    999-byte lines and would cut a long turn mid-word).
+    """
     result = subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdout"],
+        ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdin", "--stdout"],
         input=text.encode("utf-8"), capture_output=True, check=False,
     )
     if result.returncode != 0 or not result.stdout:
         message = result.stderr.decode(errors="replace").strip()
         raise RuntimeError(
             f"espeak-ng failed on voice {voice!r} (exit {result.returncode}): {message}")
-    wave, rate_hz = sf.read(io.BytesIO(result.stdout), dtype="float32")
+    wave, rate_hz = sf.read(io.BytesIO(result.stdout), dtype="int16")
+    if rate_hz != SAMPLE_RATE:
+        raise RuntimeError(f"espeak-ng voice {voice!r} speaks at {rate_hz} Hz, expected {SAMPLE_RATE} Hz")
     if wave.ndim > 1:
-        wave = wave.mean(axis=1)
-    return trim_silence(resample(wave, rate_hz))
+        wave = wave[:, 0]
+    return trim_silence(wave)
 
 
-def resample(wave: np.ndarray, orig_hz: int) -> np.ndarray:
-    """Resample mono float32 audio to 16 kHz with torchaudio's windowed-sinc resampler."""
-    if orig_hz == SAMPLE_RATE:
-        return wave
-    import torch
-    import torchaudio.functional as AF
-
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_hz, SAMPLE_RATE).numpy()
-
-
-def trim_silence(wave: np.ndarray, threshold: float = 1e-3) -> np.ndarray:
-    """Cut leading/trailing near-silence so a turn's timestamps bound its speech."""
-    loud = np.flatnonzero(np.abs(wave) > threshold)
+def trim_silence(wave: np.ndarray, threshold: int = SILENCE_THRESHOLD) -> np.ndarray:
+    """Cut leading/trailing near-silence (int16 samples) so a turn's timestamps bound its speech."""
+    loud = np.flatnonzero(np.abs(wave.astype(np.int32)) > threshold)
     if loud.size == 0:
         raise RuntimeError("espeak-ng produced silence")
     return wave[loud[0] : loud[-1] + 1]
+
+
+def render_turn(speaker: str, text: str, rate: int, pitch: int, voice: str) -> np.ndarray:
+    """A turn's int16 samples: the interviewer as spoken, the participant time-reversed (words unrecognisable, voice
+    kept: see the module docstring)."""
+    speech = synthesize(text, voice, rate, pitch)
+    if speaker == "participant" and REVERSE_PARTICIPANT_SPEECH:
+        speech = speech[::-1].copy()
+    return speech
 
 
 def participant_turn_settings(plan: DocumentPlan, rng: random.Random) -> tuple[int, int]:
@@ -439,19 +459,19 @@ def iter_turns(plan: DocumentPlan, rng: random.Random) -> Iterator[tuple[str, st
 
 
 def render_document(plan: DocumentPlan) -> tuple[np.ndarray, list[dict]]:
-    """The interview's 16 kHz int16 waveform and its exact, sample-derived transcript."""
+    """The interview's int16 waveform at `SAMPLE_RATE` and its exact, sample-derived transcript."""
     rng = random.Random(plan.seed)
-    pieces = [np.zeros(round(LEAD_SILENCE_S * SAMPLE_RATE), dtype=np.float32)]
+    pieces = [np.zeros(round(LEAD_SILENCE_S * SAMPLE_RATE), dtype=np.int16)]
     cursor = pieces[0].size
     segments: list[dict] = []
 
     def add(speaker: str, text: str, rate: int, pitch: int, voice: str) -> None:
         nonlocal cursor
         if segments:
-            gap = np.zeros(round(rng.uniform(*GAP_RANGE_S) * SAMPLE_RATE), dtype=np.float32)
+            gap = np.zeros(round(rng.uniform(*GAP_RANGE_S) * SAMPLE_RATE), dtype=np.int16)
             pieces.append(gap)
             cursor += gap.size
-        speech = synthesize(text, voice, rate, pitch)
+        speech = render_turn(speaker, text, rate, pitch, voice)
         segments.append({"start": cursor / SAMPLE_RATE, "end": (cursor + speech.size) / SAMPLE_RATE,
                          "text": text, "speaker": speaker})
         pieces.append(speech)
@@ -462,9 +482,8 @@ def render_document(plan: DocumentPlan) -> tuple[np.ndarray, list[dict]]:
         if turn[0] == "participant" and cursor >= plan.target_seconds * SAMPLE_RATE:
             break
     add("interviewer", CLOSING, INTERVIEWER_RATE, INTERVIEWER_PITCH, INTERVIEWER_VOICE)
-    pieces.append(np.zeros(round(TAIL_SILENCE_S * SAMPLE_RATE), dtype=np.float32))
-    wave = np.concatenate(pieces)
-    return np.clip(np.round(wave * 32767.0), -32768, 32767).astype(np.int16), segments
+    pieces.append(np.zeros(round(TAIL_SILENCE_S * SAMPLE_RATE), dtype=np.int16))
+    return np.concatenate(pieces), segments
 
 
 # ---------------------------------------------------------------------------------------
@@ -491,25 +510,6 @@ def write_document(output_dir: Path, plan: DocumentPlan) -> str:
     return plan.doc_id
 
 
-@contextlib.contextmanager
-def single_torch_thread() -> Iterator[None]:
-    """Resample on one thread: the same float sums in-process and in workers (same bytes)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def render_all(output_dir: Path, plans: list[DocumentPlan], workers: int, done: int,
                total: int, progress: bool) -> None:
     """Render the pending documents, in this process (workers=1) or a spawn pool."""
@@ -518,14 +518,13 @@ def render_all(output_dir: Path, plans: list[DocumentPlan], workers: int, done: 
     bar = tqdm(total=total, initial=done, unit="doc", desc="demo corpus", disable=not progress)
     try:
         if workers <= 1 or len(plans) <= 1:
-            with single_torch_thread():
-                for plan in plans:
-                    write_document(output_dir, plan)
-                    bar.update()
+            for plan in plans:
+                write_document(output_dir, plan)
+                bar.update()
             return
-        # spawn, not fork: a forked child of a process that already ran torch can hang.
+        # spawn, not fork: a forked child of a process that already ran torch (e.g. the caller's) can hang.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = [pool.submit(write_document, output_dir, plan) for plan in plans]
             for future in as_completed(futures):
                 future.result()
@@ -611,7 +610,7 @@ pretty_name: HILBERT demo corpus (synthetic State of the Union interviews)
 
 # HILBERT demo corpus
 
-{n} synthetic spoken "interviews" (16 kHz mono WAV + timestamped transcript), one label
+{n} synthetic spoken "interviews" ({SAMPLE_RATE / 1000:g} kHz mono WAV + timestamped transcript), one label
 per recording, built offline by `dataset_scripts/build_demo_corpus.py` (seed {config['seed']},
 format version {config['format_version']}). It exists to develop and test HILBERT without
 a model hub: the label can only be predicted well by using **both** the words and the sound.
@@ -625,9 +624,10 @@ Each document alternates two espeak-ng ({espeak_version()}) voices:
   State of the Union address, from a random starting sentence (stage directions such as
   `[Applause]` and sentences with tables or symbols are dropped).
 
-Turns are rendered one by one, resampled to 16 kHz (torchaudio), trimmed of edge silence
-and joined with {GAP_RANGE_S[0]}–{GAP_RANGE_S[1]} s pauses. Transcript times are sample counts / 16000,
-so they are exact. A document stops after the participant turn that passes its target
+Turns are rendered one by one at espeak-ng's own {SAMPLE_RATE} Hz, trimmed of edge silence and
+joined with {GAP_RANGE_S[0]}–{GAP_RANGE_S[1]} s pauses; **every participant turn is time-reversed** (played
+backwards), so its words cannot be recognised from the sound while the voice (pitch, timbre,
+rhythm) stays. Transcript times are sample counts / {SAMPLE_RATE}, so they are exact. A document stops after the participant turn that passes its target
 length, drawn in [{lo:g}, {hi:g}] s. {len(set(r['participant_id'] for r in rows))} simulated participants (an accent
 + male voice variant + a personal rate of {PARTICIPANT_RATE_RANGE[0]:g}–{PARTICIPANT_RATE_RANGE[1]:g} wpm, ±{RATE_JITTER:g} per turn) are
 drawn at random for each document, independently of the label.
@@ -637,7 +637,8 @@ Total audio: {sum(durations) / 60:.1f} minutes; per document {min(durations):.1f
 
 ## How the labels are made
 `label = era + "_" + register`:
-- **era** (text factor, only in the words): the year of the address read —
+- **era** (text factor, only in the transcript: the participant's speech is reversed, so the
+  words are not recoverable from the audio): the year of the address read —
   `historical` = {ERAS['historical'][0]}–{ERAS['historical'][1]}, `modern` = {ERAS['modern'][0]} onwards (1881–1945 unused).
 - **register** (audio factor, only in the sound): the participant's espeak-ng pitch for the
   document, `low` = {REGISTERS['low'][0]:g}–{REGISTERS['low'][1]:g} or `high` = {REGISTERS['high'][0]:g}–{REGISTERS['high'][1]:g} (0–99 scale; about 70–95 Hz vs

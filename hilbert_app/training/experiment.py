@@ -39,6 +39,11 @@ VARIANTS: dict[str, dict] = {
     "HILBERT w/o CKA": {"cka_weight": 0.0},
     "HILBERT w/o MI": {"mi_weight": 0.0},
     "HILBERT w/o MoE": {"classifier": "mlp"},
+    # Small-data methods (issue 16), each its own row; a default changes only where its row helps.
+    "HILBERT + mean-init pooling": {"pooling_mean_init": True},
+    "HILBERT + segment dropout": {"segment_dropout": 0.2},
+    "HILBERT + mean-init + segment dropout": {"pooling_mean_init": True, "segment_dropout": 0.2},
+    "HILBERT + two-stage (3 alignment epochs)": {"alignment_warmup_epochs": 3.0},
     "HILBERT": {},
 }
 MAIN_VARIANT = "HILBERT"
@@ -61,6 +66,9 @@ class RunSettings:
     balanced_sampling: bool = False
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     disable_tqdm: bool = True
+    select: bool = field(default=False, metadata={"help": "Choose epochs (early stopping), dropout and weight decay inside each "
+                                                          "training split on a grouped inner validation split "
+                                                          "(hilbert_app/training/selection.py), then retrain on the split."})
 
     def training_arguments(self, output_dir: Path, seed: int, evaluate: bool) -> TrainingArguments:
         return TrainingArguments(
@@ -226,8 +234,8 @@ def run_variant(
             else:
                 if is_main_process():
                     atomic_write_json(run_dir / PROVENANCE_NAME, provenance)  # before any checkpoint
-                _, result = train_run(data, head, switches, train_indices, test_indices, seed, run_dir, settings,
-                                      is_main_process, provenance=provenance)
+                _, result = run_training(settings)(data, head, switches, train_indices, test_indices, seed, run_dir,
+                                                   settings, is_main_process, provenance=provenance)
                 wait_for_everyone()
                 scores = "  ".join(f"{t}/macro_auc {m['macro_auc']:.3f}" for t, m in result["tasks"].items())
                 progress(f"  fold {fold} seed {seed}: {scores}")
@@ -329,6 +337,15 @@ def check_reusable(run_dir: Path, provenance: dict, output_dir: Path | None = No
         f"--overwrite to discard the earlier runs of {output_dir or run_dir} and train them again, or choose another "
         "--output-dir."
     )
+
+
+def run_training(settings: RunSettings) -> Callable:
+    """`train_run`, or with `settings.select` its inner-split selection wrapper (`selection.train_selected_run`)."""
+    if getattr(settings, "select", False):
+        from hilbert_app.training.selection import train_selected_run
+
+        return train_selected_run
+    return train_run
 
 
 def atomic_write_json(path: Path, value) -> None:

@@ -36,9 +36,10 @@ from hilbert_app.training.experiment import (
     atomic_write_json,
     check_reusable,
     run_provenance,
+    run_training,
     run_variant,
-    train_run,
 )
+from hilbert_app.training.linear_baseline import LINEAR_VARIANTS, run_linear_variant
 from hilbert_app.training.model_card import render_model_card
 from hilbert_app.training.report import write_report
 from hilbert_app.training.settings import DataArguments, ExperimentArguments, HeadArguments
@@ -151,11 +152,22 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
     seeds = data_args.seed_list()
     splits = fold_splits(split, data_args.cv, seed=seeds[0])
     head = {f.name: getattr(head_args, f.name) for f in fields(head_args)}
-    variants = {name: VARIANTS.get(name, {}) for name in args.variant_names()}
+    names = args.variant_names()
+    if args.end_to_end and any(name in LINEAR_VARIANTS for name in names):
+        say("(the mean-pooled + LR baselines need cached features: skipped with --end-to-end)")
+        names = [name for name in names if name not in LINEAR_VARIANTS]
+    linear = {name: LINEAR_VARIANTS[name] for name in names if name in LINEAR_VARIANTS}
+    variants = {name: VARIANTS.get(name, {}) for name in names if name not in LINEAR_VARIANTS}
     say(f"{len(split)} documents, tasks {[t['name'] for t in data.tasks]}, {len(splits)} folds x {len(seeds)} seeds, "
-        f"{len(variants)} variant(s); output in {output_dir}")
+        f"{len(linear) + len(variants)} variant(s); output in {output_dir}")
 
     results = {}
+    for variant, modalities in linear.items():
+        say(f"[{variant}]")
+        results[variant] = run_linear_variant(
+            data, modalities, splits, seeds, output_dir / "runs" / variant.replace(" ", "_"), progress=say,
+            is_main_process=lambda: state.is_main_process,
+        )
     for variant, switches in variants.items():
         say(f"[{variant}]")
         results[variant] = run_variant(
@@ -164,12 +176,16 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
             data_key=data_key,
         )
     protocol = f"{len(splits)}-fold grouped stratified CV x {len(seeds)} seed(s)"
+    selection = ("epochs, dropout and weight decay chosen per training split on a grouped inner validation split "
+                 "(--select)" if args.select else f"fixed settings ({args.num_train_epochs:g} epochs, weight decay "
+                 f"{args.weight_decay:g}, dropout {head['dropout']:g})")
     if state.is_main_process:
         context = {
             "data": str(data_args.dataset) + " (end to end)" if args.end_to_end else str(data_args.features),
             "documents": str(len(split)),
             "encoders": ", ".join(f"{k}: {s['name_or_path']}" for k, s in sources.items()),
             "protocol": f"{protocol}; class weights from each training split; no selection on held-out folds",
+            "selection": selection + "; linear baselines: C by grouped inner CV on each training split",
             "training": f"{args.num_train_epochs:g} epochs, lr {args.learning_rate:g}, batch {args.per_device_train_batch_size} x {state.num_processes} process(es)",
             "package": f"hilbert {__version__}",
         }
@@ -179,7 +195,9 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
             say(f"  {variant:>28}: " + "  ".join(
                 f"{task}/macro_auc {m['macro_auc']['mean']:.3f} ± {m['macro_auc']['std']:.3f}" for task, m in result["summary"].items()))
 
-    if args.final_model:
+    if args.final_model and not variants:
+        say("[final model] skipped: only linear baselines were run")
+    elif args.final_model:
         say("[final model] training on every document")
         import numpy as np
 
@@ -189,7 +207,7 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
         check_reusable(final_dir, provenance, output_dir)  # its checkpoints are resumed: they must be this run's
         if state.is_main_process:
             atomic_write_json(final_dir / PROVENANCE_NAME, provenance)
-        trainer, _ = train_run(
+        trainer, _ = run_training(args)(
             data, head, switches, everything, None, seeds[0], final_dir, args,
             is_main_process=lambda: state.is_main_process,
         )
@@ -201,7 +219,7 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
             # Saved whole into a staging folder first: a kill or a full disk leaves the previous final model as it was.
             output_dir.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}final-model-", dir=output_dir))
-            summary = results[MAIN_VARIANT if MAIN_VARIANT in results else next(iter(results))]["summary"]
+            summary = results[MAIN_VARIANT if MAIN_VARIANT in results else next(iter(variants))]["summary"]
             card = render_model_card(
                 repo_id=args.push_to_hub or output_dir.name, config=model.config, summary=summary,
                 num_runs=len(splits) * len(seeds), protocol=protocol, num_documents=len(split),

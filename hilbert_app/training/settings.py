@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, make_dataclass
 
 from hilbert_app.errors import UserError, check_positive, parse_int_list
 from hilbert_app.training.experiment import MAIN_VARIANT, VARIANTS, RunSettings
+from hilbert_app.training.linear_baseline import LINEAR_VARIANTS
 from modeling_hilbert import HilbertConfig
 from modeling_hilbert.configuration_hilbert import TASK_TYPES
 
@@ -63,7 +64,8 @@ HeadArguments = _head_arguments()
 @dataclass
 class ExperimentArguments(RunSettings):
     output_dir: str = field(default=None, metadata={"help": "Where results, reports and the final model go."})
-    baselines: bool = field(default=False, metadata={"help": "Also run every baseline and ablation on the same folds and seeds."})
+    baselines: bool = field(default=False, metadata={"help": "Also run every baseline and ablation on the same folds and seeds (the "
+                                                             "mean-pooled features + logistic regression rows included)."})
     variants: str = field(default=None, metadata={"help": "Comma-separated subset of the variants to run (implies --baselines)."})
     final_model: bool = field(default=True, metadata={"help": "Train the final model on every document and save it with encoders and processor."})
     push_to_hub: str = field(default=None, metadata={"help": "Push the final model, processor and model card to this Hub repository."})
@@ -76,15 +78,17 @@ class ExperimentArguments(RunSettings):
                                                              "(its matrices are small: one thread was 10x faster than two on a loaded 2-core machine), else torch's default."})
 
     def variant_names(self) -> list[str]:
-        """The variants to run, in table order: `--variants a,b`, every one with `--baselines`, else HILBERT alone."""
+        """The variants to run, in table order: `--variants a,b`, every one with `--baselines` (the linear baselines
+        of `linear_baseline.LINEAR_VARIANTS` first), else HILBERT alone."""
+        known = [*LINEAR_VARIANTS, *VARIANTS]
         if self.variants:
             chosen = [v.strip() for v in str(self.variants).split(",") if v.strip()]
-            unknown = [v for v in chosen if v not in VARIANTS]
+            unknown = [v for v in chosen if v not in known]
             if unknown or not chosen:
                 raise UserError(f"--variants: unknown variant(s) {unknown or [self.variants]}; choose from "
-                                f"{', '.join(VARIANTS)} (comma-separated).")
+                                f"{', '.join(known)} (comma-separated).")
             return chosen
-        return list(VARIANTS) if self.baselines else [MAIN_VARIANT]
+        return known if self.baselines else [MAIN_VARIANT]
 
 
 def head_settings(settings) -> dict:

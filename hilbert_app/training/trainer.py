@@ -176,9 +176,21 @@ class HilbertTrainer(Trainer):
         return {**inputs, "document_mask": mask}
 
     # -- training ---------------------------------------------------------------------------------------
+    def aligning(self, model) -> bool:
+        """Whether this training step is in the alignment stage of a two-stage schedule
+        (`HilbertConfig.alignment_warmup_epochs`): labels are then kept out of the loss."""
+        config = self.accelerator.unwrap_model(model).config
+        warmup = getattr(config, "alignment_warmup_epochs", 0.0)
+        alignment = config.dual_contrastive_weight > 0 or config.cka_weight > 0 or config.mi_weight > 0
+        return model.training and warmup > 0 and config.is_multimodal and alignment and (self.state.epoch or 0.0) < warmup
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
             inputs = self._mark_repeats(inputs, self._seen_in_epoch)
+        if self.aligning(model):
+            # Stage 1: only the label-free terms; the classifier's output layers get no gradient (AdamW skips them).
+            inputs = {key: value for key, value in inputs.items() if key != "labels"}
+            inputs["return_loss"] = True
         outputs = model(**inputs)
         if outputs.loss is None:
             raise ValueError("The model returned no loss: the training batches carry no labels.")
