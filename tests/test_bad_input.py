@@ -648,6 +648,18 @@ def test_number_spellings_are_one_class_exactly_when_they_are_one_number(k, form
     assert _value_kind(f"{a:f}")[1] == _value_kind(str(a))[1]  # 1.50 and 1.5, 1E+1 and 10
 
 
+def test_default_groups_are_never_merged_by_number_spelling(tmp_path):
+    """Without a group column each recording is its own group (its id): files 01.wav and 1.wav stay two groups."""
+    root = tmp_path / "corpus"
+    for i, stem in enumerate(["01", "1", "2", "02"]):
+        write_wav(root / f"{stem}.wav", 1.0)
+        (root / f"{stem}.srt").write_text(SRT.split("\n\n")[0] + "\n", encoding="utf-8")
+    (root / "metadata.csv").write_text("file_name,transcript,label\n" + "".join(
+        f"{stem}.wav,{stem}.srt,{label}\n" for stem, label in zip(["01", "1", "2", "02"], "aabb")))
+    dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert sorted(dataset["train"]["group"]) == ["01", "02", "1", "2"] and "group" not in report.normalised_values
+
+
 def _folds_dataset(labels, groups, folds, names=("a", "b", "c")):
     return datasets.Dataset.from_dict(
         {"label": labels, "group": groups, "fold": folds},
