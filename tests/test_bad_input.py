@@ -182,6 +182,27 @@ def test_audio_nan_inf_samples_processor(tokenizer, tmp_path, value):
         proc(proc.load_document(path, [seg(0, 1)]))
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3000), st.lists(st.tuples(st.integers(0, 2999), st.sampled_from([np.nan, np.inf, -np.inf])),
+                                      max_size=3), st.booleans(), st.integers(1, 2))
+def test_the_build_scan_finds_the_first_non_finite_sample_across_blocks(tmp_path_factory, frames, bad, huge, channels):
+    """scan_audio's block test (a float64 sum of the block is finite exactly when every sample is) against numpy's
+    isfinite, with blocks of 700 frames, extreme finite samples (3e38) and NaN/inf anywhere."""
+    import modeling_hilbert.audio_hilbert as audio_hilbert
+
+    data = np.random.default_rng(frames).uniform(-1, 1, (frames, channels)).astype(np.float32) * (3e38 if huge else 1)
+    for index, value in bad:
+        data[index % frames, index % channels] = value
+    path = tmp_path_factory.mktemp("scan") / "x.wav"
+    sf.write(path, data, SR, subtype="FLOAT")
+    rows = np.flatnonzero(~np.isfinite(data).all(axis=1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audio_hilbert, "READ_BLOCK", 700)
+        scan = audio_hilbert.scan_audio(path)
+    assert scan.frames == frames and scan.channels == channels
+    assert scan.first_non_finite == (int(rows[0]) if len(rows) else None)
+
+
 def test_audio_stereo_is_averaged_and_reported(tokenizer, tmp_path):
     stereo = write_wav(tmp_path / "st.wav", 2.0, SR, channels=2, subtype="FLOAT")  # (samples, 2)
     proc = HilbertProcessor(raw_fe(), tokenizer)
