@@ -504,7 +504,8 @@ def test_timestamps_past_the_end_processor_clips_and_reports(tokenizer):
 def test_timestamps_past_the_end_are_all_counted_in_the_warning(tokenizer, caplog):
     """1.0 s clipped off segment 0 (1.5-3.0 s of 2.0 s) plus the whole 0.5 s of segment 1 (2.5-3.0 s): 1.50 s."""
     with caplog.at_level(logging.WARNING):
-        HilbertProcessor(raw_fe(), tokenizer)(audio=noise(2.0), sampling_rate=SR, segments=[seg(1.5, 3.0), seg(2.5, 3.0)])
+        HilbertProcessor(raw_fe(), tokenizer)(audio=noise(2.0), sampling_rate=SR,
+                                              segments=[seg(1.5, 3.0), seg(2.5, 3.0)])
     assert "document 0: dropped 1.50 s of 2 segments past the end of the audio (1 of them wholly: kept without " \
            "audio)" in caplog.text
 
@@ -513,9 +514,9 @@ def test_a_transcript_wholly_past_the_end_of_its_audio_is_refused(tokenizer):
     """Every segment starts after the audio ends: the transcript is another recording's. An error, not a text-only
     prediction that looks like an audio-text one; one segment with audio is enough to proceed (and warn)."""
     proc = HilbertProcessor(raw_fe(), tokenizer)
-    with pytest.raises(ValueError, match=r"^document 0: all 2 segments start after the audio ends \(the recording lasts "
-                                         r"2.000 s, the first segment starts at 2.500 s\)\. Is this the transcript of "
-                                         r"another recording\?"):
+    with pytest.raises(ValueError, match=r"^document 0: all 2 segments start after the audio ends \(the recording "
+                                         r"lasts 2.000 s, the first segment starts at 2.500 s\)\. Is this the "
+                                         r"transcript of another recording\?"):
         proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(3.0, 4.0), seg(2.5, 3.0)])
     _, report = proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(1.9, 2.2), seg(2.5, 3.0)], return_report=True)
     assert report[0]["beyond_audio_segments"] == 1 and report[0]["clipped_seconds"] == pytest.approx(0.2)
@@ -592,8 +593,9 @@ def test_jsonl_labels_1_and_1_0_are_one_class_and_the_change_is_reported(tmp_pat
     dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
     assert report.label_names == {"label": ["1", "2"]}
     assert dataset["train"].features["label"].names == ["1", "2"]
-    assert report.normalised_values == {"label": [{"from": "1.0", "to": "1", "rows": 1}, {"from": "2.0", "to": "2", "rows": 1}],
-                                        "group": [{"from": "3.0", "to": "3", "rows": 1}]}
+    assert report.normalised_values == {
+        "label": [{"from": "1.0", "to": "1", "rows": 1}, {"from": "2.0", "to": "2", "rows": 1}],
+        "group": [{"from": "3.0", "to": "3", "rows": 1}]}
     rows = {row["id"]: row for row in dataset["train"]}
     assert rows["r0"]["group"] == rows["r1"]["group"] == "3" and rows["r0"]["fold"] == rows["r1"]["fold"]
     assert "Normalised 'label' spellings: '1.0' -> '1' (1 rows), '2.0' -> '2' (1 rows)." in report.summary()
@@ -610,15 +612,16 @@ def test_spreadsheet_csv_with_bom_crlf_and_mixed_spellings_builds_one_class_per_
     _, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
     assert report.label_names == {"label": ["1", "2"], "label_flag": ["false", "true"]}
     assert report.rows_built == 6 and report.ignored_columns == []
-    assert report.normalised_values["label"] == [{"from": "02", "to": "2", "rows": 1}, {"from": "1.0", "to": "1", "rows": 1},
-                                                 {"from": "2.0", "to": "2", "rows": 1}]  # " 1 " is only stripped
+    assert report.normalised_values["label"] == [  # " 1 " is only stripped
+        {"from": "02", "to": "2", "rows": 1}, {"from": "1.0", "to": "1", "rows": 1},
+        {"from": "2.0", "to": "2", "rows": 1}]
     assert {c["from"] for c in report.normalised_values["label_flag"]} == {"TRUE", "FALSE", "True", "False"}
 
 
 @pytest.mark.parametrize("labels, phrase, line", [
     (["1", "2", "TRUE", "2"], "column 'label' mixes numbers ('1' on line 2) and true/false ('true' on lines 4)", 4),
-    (["Calm", "tense", "calm", "tense"], "spells one class in several ways that differ only in case ('Calm' on lines 2; "
-                                         "'calm' on lines 4)", 2),
+    (["Calm", "tense", "calm", "tense"],
+     "spells one class in several ways that differ only in case ('Calm' on lines 2; 'calm' on lines 4)", 2),
 ], ids=["numbers-and-booleans", "case"])
 def test_ambiguous_label_columns_are_refused_with_their_lines(tmp_path, labels, phrase, line):
     root = tmp_path / "corpus"
@@ -640,7 +643,7 @@ def test_a_nan_label_is_not_a_class(tmp_path):
 
 @pytest.mark.parametrize("write, phrase", [
     (lambda path, text: path.write_text(text.replace(",", ";"), encoding="utf-8"),
-     "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as comma-separated CSV"),
+     "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as comma-separated"),
     (lambda path, text: path.write_text(text.replace(",", "\t"), encoding="utf-8"), "the header is separated by tabs"),
     (lambda path, text: path.write_text(text, encoding="utf-16"),
      "metadata.csv: not UTF-8 but UTF-16 (it starts with a UTF-16 byte-order mark); re-encode it as UTF-8"),
@@ -672,7 +675,7 @@ def test_number_spellings_are_one_class_exactly_when_they_are_one_number(k, form
 def test_default_groups_are_never_merged_by_number_spelling(tmp_path):
     """Without a group column each recording is its own group (its id): files 01.wav and 1.wav stay two groups."""
     root = tmp_path / "corpus"
-    for i, stem in enumerate(["01", "1", "2", "02"]):
+    for stem in ["01", "1", "2", "02"]:
         write_wav(root / f"{stem}.wav", 1.0)
         (root / f"{stem}.srt").write_text(SRT.split("\n\n")[0] + "\n", encoding="utf-8")
     (root / "metadata.csv").write_text("file_name,transcript,label\n" + "".join(
@@ -888,7 +891,8 @@ def test_a_checkpoint_with_extra_or_missing_encoder_tensors_is_an_error(saved_mo
                                               r"HilbertForSequenceClassification \(classifier.stray.weight\)"):
         HilbertForSequenceClassification.from_pretrained(extra)
     encoder_key = "hilbert.text_encoder.pooler.dense.weight"
-    no_encoder = _edited_copy(saved_model, tmp_path / "no-encoder", lambda t: {k: v for k, v in t.items() if k != encoder_key})
+    no_encoder = _edited_copy(saved_model, tmp_path / "no-encoder",
+                              lambda t: {k: v for k, v in t.items() if k != encoder_key})
     with pytest.raises(CheckpointError, match=r"1 encoder tensor\(s\) are missing \(hilbert.text_encoder.pooler"):
         HilbertForSequenceClassification.from_pretrained(no_encoder)
     # head-only: the encoders' tensors are not part of the model, and every head tensor is the saved one
@@ -948,7 +952,8 @@ def test_an_interrupted_run_of_another_experiment_is_not_resumed(tmp_path):
         with pytest.raises(UserError) as info:
             check_reusable(run_dir, changed, tmp_path / "out")
         assert f"{run_dir} holds the interrupted run of another experiment: it differs in " in str(info.value)
-        assert phrase in str(info.value) and f"Pass --overwrite to discard the earlier runs of {tmp_path / 'out'}" in str(info.value)
+        assert phrase in str(info.value), str(info.value)
+        assert f"Pass --overwrite to discard the earlier runs of {tmp_path / 'out'}" in str(info.value)
     (run_dir / PROVENANCE_NAME).unlink()  # checkpoints from before provenance was recorded: cannot be matched
     with pytest.raises(UserError, match="it records no provenance"):
         check_reusable(run_dir, provenance())
