@@ -29,6 +29,7 @@ import math
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -163,8 +164,6 @@ def scan_audio(source, *, where: str | None = None) -> AudioScan:
         header_frames = None if header is None else round(header * rate)
         return AudioScan(int(data.shape[-1]), rate, int(data.shape[0]), header_frames,
                          int(bad[0, 0]) if len(bad) else None, "torchcodec")
-    import numpy  # soundfile's own dependency: its blocks are numpy arrays
-
     with handle:
         known = handle.frames if 0 <= handle.frames < (1 << 40) else None  # a stream may not know its length
         frames, first_bad = 0, None
@@ -177,8 +176,14 @@ def scan_audio(source, *, where: str | None = None) -> AudioScan:
                                  f"({str(err).strip()}). {CONVERT_ADVICE}") from None
             if read.shape[0] == 0:
                 break
-            if first_bad is None and not numpy.isfinite(read).all():  # numpy: ~100x faster here than torch.isfinite
-                first_bad = frames + int(numpy.argmax(~numpy.isfinite(read).all(1)))
+            # A float64 sum of float32 samples cannot overflow, so it is finite exactly when every sample is: ~1 ms
+            # per block, where torch.isfinite took ~80 ms here; the index is looked for only in a bad block.
+            if first_bad is None:
+                with warnings.catch_warnings():  # inf + -inf: numpy's "invalid value" warning, for what is reported
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    finite = math.isfinite(float(read.sum(dtype="float64")))
+                if not finite:
+                    first_bad = frames + int((~torch.isfinite(torch.from_numpy(read)).all(1)).nonzero()[0, 0])
             frames += read.shape[0]
         return AudioScan(frames, int(handle.samplerate), int(handle.channels), known, first_bad, "soundfile")
 

@@ -2,8 +2,9 @@
 
 Layers, top to bottom (docs/architecture.md):
     entry points (train.py, dataset_scripts/*.py)  ->  hilbert_app.cli  ->  hilbert_app.training
-    ->  hilbert_app.features  ->  hilbert_app.corpus  ->  shared leaves (hilbert_app.encoders, .hub, .safe_write, .output_lock,
-    .errors, .whisper_ct2, .model_cards)  ->  modeling_hilbert (the Hub-shipped library: imports none of the above).
+    ->  hilbert_app.features  ->  hilbert_app.corpus  ->  shared leaves (hilbert_app.encoders, .hub, .safe_write,
+    .output_lock, .errors, .whisper_ct2, .model_cards)  ->  modeling_hilbert (the Hub-shipped library: imports none
+    of the above).
 """
 
 from __future__ import annotations

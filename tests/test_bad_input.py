@@ -182,6 +182,27 @@ def test_audio_nan_inf_samples_processor(tokenizer, tmp_path, value):
         proc(proc.load_document(path, [seg(0, 1)]))
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3000), st.lists(st.tuples(st.integers(0, 2999), st.sampled_from([np.nan, np.inf, -np.inf])),
+                                      max_size=3), st.booleans(), st.integers(1, 2))
+def test_the_build_scan_finds_the_first_non_finite_sample_across_blocks(tmp_path_factory, frames, bad, huge, channels):
+    """scan_audio's block test (a float64 sum of the block is finite exactly when every sample is) against numpy's
+    isfinite, with blocks of 700 frames, extreme finite samples (3e38) and NaN/inf anywhere."""
+    import modeling_hilbert.audio_hilbert as audio_hilbert
+
+    data = np.random.default_rng(frames).uniform(-1, 1, (frames, channels)).astype(np.float32) * (3e38 if huge else 1)
+    for index, value in bad:
+        data[index % frames, index % channels] = value
+    path = tmp_path_factory.mktemp("scan") / "x.wav"
+    sf.write(path, data, SR, subtype="FLOAT")
+    rows = np.flatnonzero(~np.isfinite(data).all(axis=1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audio_hilbert, "READ_BLOCK", 700)
+        scan = audio_hilbert.scan_audio(path)
+    assert scan.frames == frames and scan.channels == channels
+    assert scan.first_non_finite == (int(rows[0]) if len(rows) else None)
+
+
 def test_audio_stereo_is_averaged_and_reported(tokenizer, tmp_path):
     stereo = write_wav(tmp_path / "st.wav", 2.0, SR, channels=2, subtype="FLOAT")  # (samples, 2)
     proc = HilbertProcessor(raw_fe(), tokenizer)
@@ -483,7 +504,8 @@ def test_timestamps_past_the_end_processor_clips_and_reports(tokenizer):
 def test_timestamps_past_the_end_are_all_counted_in_the_warning(tokenizer, caplog):
     """1.0 s clipped off segment 0 (1.5-3.0 s of 2.0 s) plus the whole 0.5 s of segment 1 (2.5-3.0 s): 1.50 s."""
     with caplog.at_level(logging.WARNING):
-        HilbertProcessor(raw_fe(), tokenizer)(audio=noise(2.0), sampling_rate=SR, segments=[seg(1.5, 3.0), seg(2.5, 3.0)])
+        HilbertProcessor(raw_fe(), tokenizer)(audio=noise(2.0), sampling_rate=SR,
+                                              segments=[seg(1.5, 3.0), seg(2.5, 3.0)])
     assert "document 0: dropped 1.50 s of 2 segments past the end of the audio (1 of them wholly: kept without " \
            "audio)" in caplog.text
 
@@ -492,9 +514,9 @@ def test_a_transcript_wholly_past_the_end_of_its_audio_is_refused(tokenizer):
     """Every segment starts after the audio ends: the transcript is another recording's. An error, not a text-only
     prediction that looks like an audio-text one; one segment with audio is enough to proceed (and warn)."""
     proc = HilbertProcessor(raw_fe(), tokenizer)
-    with pytest.raises(ValueError, match=r"^document 0: all 2 segments start after the audio ends \(the recording lasts "
-                                         r"2.000 s, the first segment starts at 2.500 s\)\. Is this the transcript of "
-                                         r"another recording\?"):
+    with pytest.raises(ValueError, match=r"^document 0: all 2 segments start after the audio ends \(the recording "
+                                         r"lasts 2.000 s, the first segment starts at 2.500 s\)\. Is this the "
+                                         r"transcript of another recording\?"):
         proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(3.0, 4.0), seg(2.5, 3.0)])
     _, report = proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(1.9, 2.2), seg(2.5, 3.0)], return_report=True)
     assert report[0]["beyond_audio_segments"] == 1 and report[0]["clipped_seconds"] == pytest.approx(0.2)
@@ -571,8 +593,9 @@ def test_jsonl_labels_1_and_1_0_are_one_class_and_the_change_is_reported(tmp_pat
     dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
     assert report.label_names == {"label": ["1", "2"]}
     assert dataset["train"].features["label"].names == ["1", "2"]
-    assert report.normalised_values == {"label": [{"from": "1.0", "to": "1", "rows": 1}, {"from": "2.0", "to": "2", "rows": 1}],
-                                        "group": [{"from": "3.0", "to": "3", "rows": 1}]}
+    assert report.normalised_values == {
+        "label": [{"from": "1.0", "to": "1", "rows": 1}, {"from": "2.0", "to": "2", "rows": 1}],
+        "group": [{"from": "3.0", "to": "3", "rows": 1}]}
     rows = {row["id"]: row for row in dataset["train"]}
     assert rows["r0"]["group"] == rows["r1"]["group"] == "3" and rows["r0"]["fold"] == rows["r1"]["fold"]
     assert "Normalised 'label' spellings: '1.0' -> '1' (1 rows), '2.0' -> '2' (1 rows)." in report.summary()
@@ -589,15 +612,16 @@ def test_spreadsheet_csv_with_bom_crlf_and_mixed_spellings_builds_one_class_per_
     _, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
     assert report.label_names == {"label": ["1", "2"], "label_flag": ["false", "true"]}
     assert report.rows_built == 6 and report.ignored_columns == []
-    assert report.normalised_values["label"] == [{"from": "02", "to": "2", "rows": 1}, {"from": "1.0", "to": "1", "rows": 1},
-                                                 {"from": "2.0", "to": "2", "rows": 1}]  # " 1 " is only stripped
+    assert report.normalised_values["label"] == [  # " 1 " is only stripped
+        {"from": "02", "to": "2", "rows": 1}, {"from": "1.0", "to": "1", "rows": 1},
+        {"from": "2.0", "to": "2", "rows": 1}]
     assert {c["from"] for c in report.normalised_values["label_flag"]} == {"TRUE", "FALSE", "True", "False"}
 
 
 @pytest.mark.parametrize("labels, phrase, line", [
     (["1", "2", "TRUE", "2"], "column 'label' mixes numbers ('1' on line 2) and true/false ('true' on lines 4)", 4),
-    (["Calm", "tense", "calm", "tense"], "spells one class in several ways that differ only in case ('Calm' on lines 2; "
-                                         "'calm' on lines 4)", 2),
+    (["Calm", "tense", "calm", "tense"],
+     "spells one class in several ways that differ only in case ('Calm' on lines 2; 'calm' on lines 4)", 2),
 ], ids=["numbers-and-booleans", "case"])
 def test_ambiguous_label_columns_are_refused_with_their_lines(tmp_path, labels, phrase, line):
     root = tmp_path / "corpus"
@@ -619,7 +643,7 @@ def test_a_nan_label_is_not_a_class(tmp_path):
 
 @pytest.mark.parametrize("write, phrase", [
     (lambda path, text: path.write_text(text.replace(",", ";"), encoding="utf-8"),
-     "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as comma-separated CSV"),
+     "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as comma-separated"),
     (lambda path, text: path.write_text(text.replace(",", "\t"), encoding="utf-8"), "the header is separated by tabs"),
     (lambda path, text: path.write_text(text, encoding="utf-16"),
      "metadata.csv: not UTF-8 but UTF-16 (it starts with a UTF-16 byte-order mark); re-encode it as UTF-8"),
@@ -646,6 +670,18 @@ def test_number_spellings_are_one_class_exactly_when_they_are_one_number(k, form
     assert _value_kind(spelled) == ("number", expected)
     assert (_value_kind(str(a))[1] == _value_kind(str(b))[1]) == (a == b)
     assert _value_kind(f"{a:f}")[1] == _value_kind(str(a))[1]  # 1.50 and 1.5, 1E+1 and 10
+
+
+def test_default_groups_are_never_merged_by_number_spelling(tmp_path):
+    """Without a group column each recording is its own group (its id): files 01.wav and 1.wav stay two groups."""
+    root = tmp_path / "corpus"
+    for stem in ["01", "1", "2", "02"]:
+        write_wav(root / f"{stem}.wav", 1.0)
+        (root / f"{stem}.srt").write_text(SRT.split("\n\n")[0] + "\n", encoding="utf-8")
+    (root / "metadata.csv").write_text("file_name,transcript,label\n" + "".join(
+        f"{stem}.wav,{stem}.srt,{label}\n" for stem, label in zip(["01", "1", "2", "02"], "aabb")))
+    dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
+    assert sorted(dataset["train"]["group"]) == ["01", "02", "1", "2"] and "group" not in report.normalised_values
 
 
 def _folds_dataset(labels, groups, folds, names=("a", "b", "c")):
@@ -915,7 +951,8 @@ def test_an_interrupted_run_of_another_experiment_is_not_resumed(tmp_path):
         with pytest.raises(UserError) as info:
             check_reusable(run_dir, changed, tmp_path / "out")
         assert f"{run_dir} holds the interrupted run of another experiment: it differs in " in str(info.value)
-        assert phrase in str(info.value) and f"Pass --overwrite to discard the earlier runs of {tmp_path / 'out'}" in str(info.value)
+        assert phrase in str(info.value), str(info.value)
+        assert f"Pass --overwrite to discard the earlier runs of {tmp_path / 'out'}" in str(info.value)
     (run_dir / PROVENANCE_NAME).unlink()  # checkpoints from before provenance was recorded: cannot be matched
     with pytest.raises(UserError, match="it records no provenance"):
         check_reusable(run_dir, provenance())

@@ -116,7 +116,8 @@ def make_messy_corpora(root: Path) -> dict[str, Path]:
     _wav(c["nan-label"] / "audio" / "n.wav")
     c["empty-label"] = _corpus(root / "empty-label", ["audio/n.wav,r0.srt,,g9"])
     _wav(c["empty-label"] / "audio" / "n.wav")
-    c["unicode-names"] = _corpus(root / "unicode-names", ['"audio/Entretien été 1.wav","transcripts/séance 1.srt",calm,g9'])
+    c["unicode-names"] = _corpus(root / "unicode-names",
+                                 ['"audio/Entretien été 1.wav","transcripts/séance 1.srt",calm,g9'])
     _wav(c["unicode-names"] / "audio" / "Entretien été 1.wav")
     (c["unicode-names"] / "transcripts").mkdir()
     (c["unicode-names"] / "transcripts" / "séance 1.srt").write_text(SRT, encoding="utf-8")
@@ -166,9 +167,9 @@ def make_broken_checkpoints(root: Path) -> dict[str, Path]:
     """A HILBERT checkpoint saved by save_pretrained, cut short, and with a head tensor removed."""
     import torch
     from safetensors.torch import load_file, save_file
+    from tiny_models import hilbert_config
 
     from modeling_hilbert import HilbertForSequenceClassification
-    from tiny_models import hilbert_config
 
     torch.manual_seed(0)
     full = root / "full"
@@ -202,7 +203,8 @@ def train_args(w, *extra, features=None):
 
 
 def extract_args(w, *extra, audio=None, text=None, dataset=None, output=None):
-    return ["--dataset", str(dataset or w["raw"]), "--output", str(output or w["root"] / "out-extract"), "--audio-encoder",
+    output = output or w["root"] / "out-extract"
+    return ["--dataset", str(dataset or w["raw"]), "--output", str(output), "--audio-encoder",
             str(audio or w["audio"]), "--text-encoder", str(text or w["text"]), "--no-progress", *extra]
 
 
@@ -285,7 +287,7 @@ def build_args(w, corpus: str, *extra):
 # what is handled is also said (the build summary).
 CASES += [
     ("build: semicolon-separated metadata.csv (European Excel)", "build", lambda w: build_args(w, "semicolons"), 2,
-     "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as comma-separated CSV"),
+     "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as comma-separated"),
     ("build: UTF-16 metadata.csv (Excel 'Unicode Text')", "build", lambda w: build_args(w, "utf16"), 2,
      "not UTF-8 but UTF-16"),
     ("build: Excel CSV with BOM, CRLF, 1.0 and TRUE/true", "build", lambda w: build_args(w, "excel"), 0,
@@ -438,7 +440,8 @@ def test_a_second_extraction_into_a_folder_being_written_is_refused_then_a_dead_
     out = world["root"] / "out-locked"
     holder = _hold_lock(out)
     try:
-        command = [sys.executable, str(REPO / "dataset_scripts" / "extract_features.py"), *extract_args(world, output=out)]
+        script = REPO / "dataset_scripts" / "extract_features.py"
+        command = [sys.executable, str(script), *extract_args(world, output=out)]
         child = subprocess.run(command, capture_output=True, text=True, env=_child_env(), timeout=300)
         assert child.returncode == 2, child.stderr
         flat = " ".join(child.stderr.split())
@@ -493,7 +496,8 @@ def test_training_into_the_folder_of_another_corpus_is_refused_and_overwrite_red
     assert train()[0] == 0
     first = (out / "metrics.json").read_bytes()
     code, said = train(features=other)
-    assert code == 2 and "holds the finished run of another experiment: it differs in the data (another features" in said, said
+    assert code == 2, said
+    assert "holds the finished run of another experiment: it differs in the data (another features" in said, said
     assert "the documents of the training split (another corpus, or other folds)" in said
     assert f"Pass --overwrite to discard the earlier runs of {out}" in said and "Traceback" not in said
     assert (out / "metrics.json").read_bytes() == first  # refused before anything was written

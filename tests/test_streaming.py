@@ -182,7 +182,8 @@ def test_document_without_audio_or_segments(tokenizer):
     model, processor, pipe = build(tokenizer, "whisper", "fast")
     wave = np.zeros(SR, dtype=np.float32)
     # a zero-length segment has text but no samples: no audio chunk at all, and streaming still matches
-    no_audio = {"audio": wave, "sampling_rate": SR, "segments": [{"start": 0.5, "end": 0.5, "text": "point", "speaker": "A"}]}
+    no_audio = {"audio": wave, "sampling_rate": SR,
+                "segments": [{"start": 0.5, "end": 0.5, "text": "point", "speaker": "A"}]}
     plan = processor.plan_document(no_audio)
     assert list(processor.iter_audio_chunks(plan, BATCH)) == []
     features = model.encode_document_in_chunks(plan.inputs, processor.iter_audio_chunks(plan, BATCH))
@@ -193,8 +194,8 @@ def test_document_without_audio_or_segments(tokenizer):
     past_end = {"audio": wave, "sampling_rate": SR, "segments": [{"start": 2.0, "end": 2.5, "text": "late", "speaker": "A"}]}
     nothing = {"audio": wave, "sampling_rate": SR, "segments": []}
     for streaming in (True, False):
-        with pytest.raises(ValueError, match=r"^the document: all 1 segments start after the audio ends \(the recording "
-                                             r"lasts 1.000 s, the first segment starts at 2.000 s\)"):
+        with pytest.raises(ValueError, match=r"^the document: all 1 segments start after the audio ends \(the "
+                                             r"recording lasts 1.000 s, the first segment starts at 2.000 s\)"):
             pipe(past_end, streaming=streaming)
         with pytest.raises(ValueError, match="^the document: the transcript has no segments"):
             pipe(nothing, streaming=streaming)

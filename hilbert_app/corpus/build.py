@@ -512,22 +512,26 @@ def _value_kind(value: str) -> tuple[str, str]:
     if not _NUMBER.fullmatch(value):
         return "text", value
     number = Decimal(value)  # exact: 12345678901234567890 stays itself (a float would not)
+    if number.adjusted() > 60:  # 1e999999999: no int() of it (memory); its normal form is canonical enough
+        return "number", str(number.normalize())
     if number == number.to_integral_value():
         return "number", str(int(number))
     return "number", format(number.normalize(), "f")
 
 
-def _normalise_values(recordings: list[Recording], label_columns: list[str], metadata: str) -> dict[str, list[dict]]:
+def _normalise_values(recordings: list[Recording], label_columns: list[str], metadata: str,
+                      groups_given: bool = True) -> dict[str, list[dict]]:
     """Give every label (and group) one spelling, so that one class cannot become two: numbers in their canonical
     form (1.0 and 1 -> "1": JSON writes both, spreadsheets write 1.0 for a number cell with decimals), true/false in
     lower case. Changes `recordings` in place; returns {column: [{"from", "to", "rows"}]} of what changed.
 
     Refuses (`DatasetBuildError`, every case with its lines) a label column that mixes numbers and true/false (is
     TRUE the class 1?) or holds two spellings of a word that differ only in case ("Calm" and "calm").
+    `groups_given`: the metadata has a group column (default groups are the ids, which are never merged).
     """
     changed: dict[str, Counter] = {}
     problems = []
-    for column in [*label_columns, "group"]:
+    for column in [*label_columns, *(["group"] if groups_given else [])]:
         spellings: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))  # kind -> value -> lines
         for rec in recordings:
             raw = rec.group if column == "group" else rec.labels[column]
@@ -777,7 +781,7 @@ def build_dataset(
     if skipped:
         logger.warning("Skipping %d invalid rows of %s (listed in %s).", len(skipped), metadata, REPORT_NAME)
 
-    normalised = _normalise_values(recordings, label_columns, metadata)
+    normalised = _normalise_values(recordings, label_columns, metadata, groups_given="group" in header)
     fold_of = assign_folds([r.labels["label"] for r in recordings], [r.group for r in recordings], folds, seed)
     label_names = {c: sorted({r.labels[c] for r in recordings}) for c in label_columns}
     with tempfile.TemporaryDirectory(prefix="hilbert-build-") as cache_dir:

@@ -245,6 +245,16 @@ def run_variant(
     return {"summary": summary, "runs": runs}
 
 
+def check_variant_reusable(data: ExperimentData, head: dict, switches: dict, splits, seeds: list[int],
+                           variant_dir: Path, settings: RunSettings, data_key: str | None) -> None:
+    """`check_reusable` for every fold x seed of a variant, as `run_variant` names their folders: called for every
+    variant before any training, so that a mismatch stops the experiment before it costs anything."""
+    for seed in seeds:
+        for fold, (train_indices, test_indices) in enumerate(splits):
+            provenance = run_provenance(data, head, switches, train_indices, test_indices, seed, settings, data_key)
+            check_reusable(variant_dir / f"fold{fold}-seed{seed}", provenance, variant_dir.parent.parent)
+
+
 # -------------------------------------------------------------------------------------- provenance of a run
 PROVENANCE_NAME = "provenance.json"  # written before a run trains: its checkpoints are then checked too
 PROVENANCE_VERSION = 1

@@ -17,6 +17,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import PartialState
 from transformers import AutoConfig
@@ -35,6 +36,7 @@ from hilbert_app.training.experiment import (
     ExperimentData,
     atomic_write_json,
     check_reusable,
+    check_variant_reusable,
     run_provenance,
     run_training,
     run_variant,
@@ -161,6 +163,15 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
     say(f"{len(split)} documents, tasks {[t['name'] for t in data.tasks]}, {len(splits)} folds x {len(seeds)} seeds, "
         f"{len(linear) + len(variants)} variant(s); output in {output_dir}")
 
+    # Earlier runs in the folder must be this experiment's (the final model's checkpoints too): checked before any work.
+    for variant, switches in variants.items():
+        check_variant_reusable(data, head, switches, splits, seeds, output_dir / "runs" / variant.replace(" ", "_"),
+                               args, data_key)
+    final_dir, everything = output_dir / "runs" / "final", np.arange(len(split))
+    final_provenance = run_provenance(data, head, variants.get(MAIN_VARIANT, {}), everything, None, seeds[0], args,
+                                      data_key)
+    if args.final_model:
+        check_reusable(final_dir, final_provenance, output_dir)
     results = {}
     for variant, modalities in linear.items():
         say(f"[{variant}]")
@@ -199,16 +210,10 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
         say("[final model] skipped: only linear baselines were run")
     elif args.final_model:
         say("[final model] training on every document")
-        import numpy as np
-
-        final_dir, everything = output_dir / "runs" / "final", np.arange(len(split))
-        switches = variants.get(MAIN_VARIANT, {})
-        provenance = run_provenance(data, head, switches, everything, None, seeds[0], args, data_key)
-        check_reusable(final_dir, provenance, output_dir)  # its checkpoints are resumed: they must be this run's
-        if state.is_main_process:
-            atomic_write_json(final_dir / PROVENANCE_NAME, provenance)
+        if state.is_main_process:  # before its first checkpoint: a later resume checks it
+            atomic_write_json(final_dir / PROVENANCE_NAME, final_provenance)
         trainer, _ = run_training(args)(
-            data, head, switches, everything, None, seeds[0], final_dir, args,
+            data, head, variants.get(MAIN_VARIANT, {}), everything, None, seeds[0], final_dir, args,
             is_main_process=lambda: state.is_main_process,
         )
         if state.is_main_process:
