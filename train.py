@@ -1,4 +1,5 @@
-"""Entry point: `python train.py --help`. The command lives in `hilbert_app.cli.train` (also installed as `hilbert-train`)."""
+"""Entry point: `python train.py --help`. The command lives in `hilbert_app.cli.train` (also installed as
+`hilbert-train`)."""
 
 import sys
 

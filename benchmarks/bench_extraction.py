@@ -50,7 +50,8 @@ MIN_S, MAX_S = 2.0, 8.0
 
 
 def select_segments(dataset_dir: str, count: int, speaker: str = "participant") -> list[dict]:
-    """[{doc, start, end, text, wave (float32 mono 16 kHz numpy of the whole recording)}] for the first `count` pieces."""
+    """[{doc, start, end, text, wave (float32 mono 16 kHz numpy of the whole recording)}] for the first `count`
+    pieces."""
     ds = datasets.load_from_disk(dataset_dir)["train"].cast_column("audio", datasets.Audio(decode=False))
     out, waves = [], {}
     for row in ds:
@@ -229,12 +230,14 @@ def main(argv=None) -> int:
         ac = f"{ac['mean']:.6f} / {ac['min']:.6f}" if ac else "-"
         tc = f"{tc['mean']:.6f} / {tc['min']:.6f}" if tc else "-"
         print(
-            f"| {name} | {r['median_s']:.2f} | {r['segments_per_s']:.2f} | {r['real_time_factor']:.2f} | {sp} | {ac} | {tc} |"
+            f"| {name} | {r['median_s']:.2f} | {r['segments_per_s']:.2f} | {r['real_time_factor']:.2f} | {sp} | {ac} | "
+            f"{tc} |"
         )
     for name in ("exact", "fast"):
         r = results[name]
         print(
-            f"{name}: processor (log-mel + tokenizer) {r['processor_s_median']:.2f} s, encoders {r['encoders_s_median']:.2f} s "
+            f"{name}: processor (log-mel + tokenizer) {r['processor_s_median']:.2f} s, encoders "
+            f"{r['encoders_s_median']:.2f} s "
             f"(medians; encoder_batch_size {report['encoder_batch_size']})"
         )
     print(f"\nfast vs exact: {results['fast']['speedup_vs_exact']:.2f}x; wrote {args.output}")

@@ -272,7 +272,8 @@ def main(argv=None) -> int:
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
     print(
-        "\n| features | macro-AUC (mean ± std, runs) | paired diff vs exact (points) | audio cos vs exact (mean / min) | max abs diff |"
+        "\n| features | macro-AUC (mean ± std, runs) | paired diff vs exact (points) | audio cos vs exact (mean / min) "
+        "| max abs diff |"
     )
     print("|---|---|---|---|---|")
     for name in SETS:
@@ -282,7 +283,8 @@ def main(argv=None) -> int:
         diff = f"{cmp['max_abs_diff']:.3g}" if cmp else "-"
         print(
             f"| {name} | {r['macro_auc_mean']:.3f} ± {r['macro_auc_std']:.3f} ({r['runs']}) | "
-            f"{100 * r['paired_diff_vs_exact_mean']:+.1f} ± {100 * r['paired_diff_vs_exact_std']:.1f} | {cos} | {diff} |"
+            f"{100 * r['paired_diff_vs_exact_mean']:+.1f} ± {100 * r['paired_diff_vs_exact_std']:.1f} | {cos} | {diff} "
+            f"|"
         )
     print(
         f"\nnaive loop over the corpus: {naive_timing['segments']} segments in {naive_timing['seconds']:.0f} s "

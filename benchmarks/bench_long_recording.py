@@ -244,7 +244,8 @@ def instrument(pipe, timers: Timers) -> None:
             timers.audio_shapes.append((int(args[0].shape[0]), int(args[0].shape[-1])))
         timers.start("audio_encoder")
 
-    # Whisper's exact mode calls the encoder, its fast mode the encoder's modules: both start at conv1, end at layer_norm.
+    # Whisper's exact mode calls the encoder, its fast mode the encoder's modules: both start at conv1, end at
+    # layer_norm.
     audio.conv1.register_forward_pre_hook(audio_start)
     audio.layer_norm.register_forward_hook(lambda *_: timers.stop("audio_encoder"))
 
@@ -343,7 +344,8 @@ def run_child(args) -> dict:
     }
     head_flops = counted_flops(lambda: pipe.model(**head_inputs))
 
-    # Check the analytic formulas against FlopCounterMode on one real call of each encoder (one row of a recorded shape).
+    # Check the analytic formulas against FlopCounterMode on one real call of each encoder (one row of a recorded
+    # shape).
     base = pipe.model.hilbert
     n, t = timers.audio_shapes[0]
     mel = torch.randn(1, audio_config.num_mel_bins, t)
@@ -498,8 +500,10 @@ def main(argv=None) -> int:
                 ) / ((r["flops"]["audio_encoder"] + r["flops"]["text_encoder"]) / rate["best_flops_per_s"])
                 results.append(r)
                 print(
-                    f"  {mode:5s} {path:11s} {minutes:g} min: wall {r['wall_s']:.1f} s, bound {r['lower_bound_s']:.1f} s "
-                    f"({r['wall_over_lower_bound']:.2f}x), CPU share {r['cpu_share']:.2f}, peak RSS {r['peak_rss_mb']:.0f} MB "
+                    f"  {mode:5s} {path:11s} {minutes:g} min: wall {r['wall_s']:.1f} s, bound {r['lower_bound_s']:.1f} "
+                    f"s "
+                    f"({r['wall_over_lower_bound']:.2f}x), CPU share {r['cpu_share']:.2f}, peak RSS "
+                    f"{r['peak_rss_mb']:.0f} MB "
                     f"(+{r['peak_over_baseline_mb']:.0f} MB over {r['baseline_rss_mb']:.0f})",
                     flush=True,
                 )
@@ -530,7 +534,8 @@ def main(argv=None) -> int:
         else args.demo_model,
         "recordings": recordings,
         "matmul_rate": rate,
-        "lower_bound": "analytic matmul/convolution operation counts of every encoder call of the run + FlopCounterMode "
+        "lower_bound": "analytic matmul/convolution operation counts of every encoder call of the run + "
+        "FlopCounterMode "
         "on the head, divided by matmul_rate.best_flops_per_s",
         "results": results,
     }
@@ -544,7 +549,8 @@ def main(argv=None) -> int:
     for r in results:
         b = r["breakdown_s"]
         print(
-            f"| {r['mode']} | {r['path']} | {r['minutes']:g} | {r['segments']} | {r['wall_s']:.1f} | {r['lower_bound_s']:.1f} "
+            f"| {r['mode']} | {r['path']} | {r['minutes']:g} | {r['segments']} | {r['wall_s']:.1f} | "
+            f"{r['lower_bound_s']:.1f} "
             f"| {r['wall_over_lower_bound']:.2f} | {r['peak_rss_mb']:.0f} | {r['peak_over_baseline_mb']:.0f} | "
             + " | ".join(f"{b[k]:.1f}" for k in (*COMPONENTS, "other"))
             + " |"

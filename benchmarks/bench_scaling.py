@@ -78,7 +78,8 @@ def _reset_peak() -> bool:
 
 
 def head_config(settings: dict):
-    """The head-only `HilbertConfig` training builds from cached features (hilbert_app/training/experiment.py), with configs
+    """The head-only `HilbertConfig` training builds from cached features (hilbert_app/training/experiment.py), with
+    configs
     of encoders as wide as the demo's (only their widths matter to the head)."""
     from transformers import BertConfig, WhisperConfig
 
@@ -343,7 +344,8 @@ def main(argv=None) -> int:
             point = run_point(args, segments, batch)
             points.append(point)
             print(
-                f"  S={segments:5d} B={batch}: {point['median_s']:8.3f} s  step peak {point['step_peak_bytes'] / MiB:8.1f} MiB"
+                f"  S={segments:5d} B={batch}: {point['median_s']:8.3f} s  step peak "
+                f"{point['step_peak_bytes'] / MiB:8.1f} MiB"
                 f"  (process {point['peak_rss_bytes'] / MiB:7.1f} MiB; one score matrix "
                 f"{point['score_matrix_bytes'] / MiB:8.1f} MiB)",
                 flush=True,
@@ -407,7 +409,8 @@ def main(argv=None) -> int:
     plot(report, args.plot)
 
     print(
-        "\n| B | S | median step s | step peak MiB | process peak MiB | one score matrix MiB |\n|---|---|---|---|---|---|"
+        "\n| B | S | median step s | step peak MiB | process peak MiB | one score matrix MiB "
+        "|\n|---|---|---|---|---|---|"
     )
     for p in points:
         print(
@@ -423,7 +426,8 @@ def main(argv=None) -> int:
     for batch, fit in slopes.items():
         fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
         print(
-            f"B={batch}: log-log slope vs S over S in {fit['fit_segments']}: time {fmt(fit['time'])}, memory {fmt(fit['memory'])}"
+            f"B={batch}: log-log slope vs S over S in {fit['fit_segments']}: time {fmt(fit['time'])}, memory "
+            f"{fmt(fit['memory'])}"
         )
     print(f"memory slope <= 2 at large S: {report['memory_slope_at_most_2']}")
     if target is not None:

@@ -79,7 +79,8 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         out.append(
             (
                 "HILBERT macro-AUC: naive / exact / fast features",
-                f"{r['naive']['macro_auc_mean']:.3f} / {r['exact']['macro_auc_mean']:.3f} / {r['fast']['macro_auc_mean']:.3f} "
+                f"{r['naive']['macro_auc_mean']:.3f} / {r['exact']['macro_auc_mean']:.3f} / "
+                f"{r['fast']['macro_auc_mean']:.3f} "
                 f"(fast - exact, paired: {100 * fast['paired_diff_vs_exact_mean']:+.1f} ± "
                 f"{100 * fast['paired_diff_vs_exact_std']:.1f} points over {fast['runs']} runs)",
                 "fast within 1 point of exact",
@@ -128,7 +129,8 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
                 out.append(
                     (
                         f"one hour end to end, {r['mode']} mode, {r['path']}",
-                        f"{r['wall_s']:.0f} s wall, bound {r['lower_bound_s']:.0f} s: {r['wall_over_lower_bound']:.2f}x; "
+                        f"{r['wall_s']:.0f} s wall, bound {r['lower_bound_s']:.0f} s: "
+                        f"{r['wall_over_lower_bound']:.2f}x; "
                         f"peak +{r['peak_over_baseline_mb']:.0f} MB",
                         "<= 2x the bound",
                         "yes" if r["wall_over_lower_bound"] <= 2 else "no",

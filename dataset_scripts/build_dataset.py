@@ -1,4 +1,5 @@
-"""Entry point: `python dataset_scripts/build_dataset.py --help`. The command lives in `hilbert_app.cli.build_dataset` (also installed as `hilbert-build-dataset`)."""
+"""Entry point: `python dataset_scripts/build_dataset.py --help`. The command lives in `hilbert_app.cli.build_dataset`
+(also installed as `hilbert-build-dataset`)."""
 
 import sys
 

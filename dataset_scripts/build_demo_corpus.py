@@ -1,4 +1,5 @@
-"""Entry point: `python dataset_scripts/build_demo_corpus.py --help`. The command lives in `hilbert_app.cli.build_demo_corpus` (also installed as `hilbert-build-demo-corpus`)."""
+"""Entry point: `python dataset_scripts/build_demo_corpus.py --help`. The command lives in
+`hilbert_app.cli.build_demo_corpus` (also installed as `hilbert-build-demo-corpus`)."""
 
 import sys
 

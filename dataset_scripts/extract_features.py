@@ -1,4 +1,5 @@
-"""Entry point: `python dataset_scripts/extract_features.py --help`. The command lives in `hilbert_app.cli.extract_features` (also installed as `hilbert-extract-features`)."""
+"""Entry point: `python dataset_scripts/extract_features.py --help`. The command lives in
+`hilbert_app.cli.extract_features` (also installed as `hilbert-extract-features`)."""
 
 import sys
 

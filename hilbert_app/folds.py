@@ -110,7 +110,8 @@ def fold_label_problems(
         if len(train_classes) == 1:
             fatal.append(
                 f"{column!r}, fold {k}: every training document has class {name(next(iter(train_classes)))}. Use fewer "
-                "folds (--cv), add documents of the other classes, or rebuild the folds with build_dataset.py (stratified)."
+                "folds (--cv), add documents of the other classes, or rebuild the folds with build_dataset.py "
+                "(stratified)."
             )
         unseen = sorted(test_classes - train_classes)
         if unseen and train_classes:
@@ -121,7 +122,8 @@ def fold_label_problems(
             )
         if len(test_classes) == 1:
             warnings.append(
-                f"{column!r}, fold {k}: the held-out fold holds only class {name(next(iter(test_classes)))}; its ROC-AUC "
+                f"{column!r}, fold {k}: the held-out fold holds only class {name(next(iter(test_classes)))}; its "
+                f"ROC-AUC "
                 "and AUPRC are undefined (NaN, left out of the mean over runs)."
             )
     return fatal, warnings

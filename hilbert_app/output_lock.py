@@ -120,11 +120,18 @@ def lock_output(folder: str | os.PathLike, option: str) -> OutputLock:
         os.close(fd)  # the previous holder removed this file after we opened it: lock the one the path names now
     left = _holder_text(fd)
     if left:  # on stderr whatever the logging set-up: the user should know an earlier run died here
-        print(f"warning: {option} {folder}: taking over the lock left by {_describe(left)}, which is no longer "
-              "running; its finished work is kept and resumed.", file=sys.stderr, flush=True)
-    holder = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-              "command": " ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:]])[:300]}
+        print(
+            f"warning: {option} {folder}: taking over the lock left by {_describe(left)}, which is no longer "
+            "running; its finished work is kept and resumed.",
+            file=sys.stderr,
+            flush=True,
+        )
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:]])[:300],
+    }
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, json.dumps(holder).encode())

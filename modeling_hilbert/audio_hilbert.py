@@ -53,8 +53,7 @@ CHECK_BLOCK = 1 << 20  # samples per finiteness check: bounds its temporaries
 # torchaudio.functional.resample's defaults, which `resample` uses and whose reach it must know.
 LOWPASS_FILTER_WIDTH = 6
 ROLLOFF = 0.99
-CONVERT_ADVICE = ("Convert it to WAV or FLAC (e.g. `ffmpeg -i IN OUT.flac`) and check that it is not empty or "
-                  "truncated.")
+CONVERT_ADVICE = "Convert it to WAV or FLAC (e.g. `ffmpeg -i IN OUT.flac`) and check that it is not empty or truncated."
 
 
 class AudioError(ValueError):
@@ -62,7 +61,8 @@ class AudioError(ValueError):
 
 
 class AudioFileNotFoundError(AudioError, FileNotFoundError):
-    """An audio path that does not exist (catchable as `ValueError` like every audio error, or as `FileNotFoundError`)."""
+    """An audio path that does not exist (catchable as `ValueError` like every audio error, or as
+    `FileNotFoundError`)."""
 
 
 # ------------------------------------------------------------------------------------------------ public API
@@ -86,7 +86,11 @@ def decode_audio(source, sampling_rate: int | None = None, *, where: str | None 
                 f"{label}: an audio dict needs 'array' (+ 'sampling_rate'), 'bytes' or 'path'; got keys "
                 f"{sorted(source)} with neither bytes nor a path."
             )
-        name = f"{path} (audio bytes)" if data is not None and path else (os.fspath(path) if data is None else "audio bytes")
+        name = (
+            f"{path} (audio bytes)"
+            if data is not None and path
+            else (os.fspath(path) if data is None else "audio bytes")
+        )
         wave, rate = _read_file(io.BytesIO(data) if data is not None else os.fspath(path), name, where, mono=True)
     elif callable(getattr(source, "get_all_samples", None)):
         wave, rate = _from_decoder(source, where, mono=True)
@@ -98,8 +102,9 @@ def decode_audio(source, sampling_rate: int | None = None, *, where: str | None 
     return _as_waveform(wave, rate, label)
 
 
-def load_waveform(source, target_rate: int | None = None, *, sampling_rate: int | None = None,
-                  where: str | None = None) -> tuple[torch.Tensor, int]:
+def load_waveform(
+    source, target_rate: int | None = None, *, sampling_rate: int | None = None, where: str | None = None
+) -> tuple[torch.Tensor, int]:
     """`decode_audio`, then `resample` to `target_rate` (None: keep the source's rate).
 
     Returns `(waveform (samples,) float32 mono at target_rate, the source's original rate)`.
@@ -117,7 +122,9 @@ def read_audio(source, *, where: str | None = None) -> tuple[torch.Tensor, int]:
     memory. Missing, undecodable and empty files raise `AudioError` naming the file.
     """
     if not _is_file_source(source):
-        raise AudioError(f"{where or 'audio'}: read_audio takes a path, bytes or a binary file, got {type(source).__name__}.")
+        raise AudioError(
+            f"{where or 'audio'}: read_audio takes a path, bytes or a binary file, got {type(source).__name__}."
+        )
     return _read_file(*_file_and_name(source), where, mono=False)
 
 
@@ -162,8 +169,14 @@ def scan_audio(source, *, where: str | None = None) -> AudioScan:
         rate = int(samples.sample_rate)
         bad = (~torch.isfinite(data).all(0)).nonzero()
         header_frames = None if header is None else round(header * rate)
-        return AudioScan(int(data.shape[-1]), rate, int(data.shape[0]), header_frames,
-                         int(bad[0, 0]) if len(bad) else None, "torchcodec")
+        return AudioScan(
+            int(data.shape[-1]),
+            rate,
+            int(data.shape[0]),
+            header_frames,
+            int(bad[0, 0]) if len(bad) else None,
+            "torchcodec",
+        )
     with handle:
         known = handle.frames if 0 <= handle.frames < (1 << 40) else None  # a stream may not know its length
         frames, first_bad = 0, None
@@ -172,8 +185,10 @@ def scan_audio(source, *, where: str | None = None) -> AudioScan:
             try:
                 read = handle.read(buffer.shape[0], out=buffer)
             except (RuntimeError, ValueError, OSError) as err:
-                raise AudioError(f"{_prefix(where, name)}: decoding failed after {frames / handle.samplerate:.2f} s "
-                                 f"({str(err).strip()}). {CONVERT_ADVICE}") from None
+                raise AudioError(
+                    f"{_prefix(where, name)}: decoding failed after {frames / handle.samplerate:.2f} s "
+                    f"({str(err).strip()}). {CONVERT_ADVICE}"
+                ) from None
             if read.shape[0] == 0:
                 break
             # A float64 sum of float32 samples cannot overflow, so it is finite exactly when every sample is: ~1 ms
@@ -297,7 +312,9 @@ def _as_waveform(audio, rate, where: str) -> tuple[torch.Tensor, int]:
             f"{where}: audio has dtype {wave.dtype}; give float samples in [-1, 1] (integer PCM: divide by 32768)."
         )
     if wave.dim() not in (1, 2):
-        raise AudioError(f"{where}: audio must be 1-D (samples,) or 2-D (channels, samples), got shape {tuple(wave.shape)}.")
+        raise AudioError(
+            f"{where}: audio must be 1-D (samples,) or 2-D (channels, samples), got shape {tuple(wave.shape)}."
+        )
     if wave.numel() == 0:
         raise AudioError(f"{where}: the waveform is empty (0 samples); check the audio file.")
     if wave.dim() == 2:
@@ -310,8 +327,11 @@ def _as_waveform(audio, rate, where: str) -> tuple[torch.Tensor, int]:
     wave = wave.to(torch.float32).contiguous()
     # Block by block: torch.isfinite allocates a float temporary the size of its input (an hour: ~230 MB).
     starts = range(0, wave.shape[0], CHECK_BLOCK)
-    bad = {lo: ~torch.isfinite(wave[lo : lo + CHECK_BLOCK]) for lo in starts
-           if not bool(torch.isfinite(wave[lo : lo + CHECK_BLOCK]).all())}
+    bad = {
+        lo: ~torch.isfinite(wave[lo : lo + CHECK_BLOCK])
+        for lo in starts
+        if not bool(torch.isfinite(wave[lo : lo + CHECK_BLOCK]).all())
+    }
     if bad:
         lo, mask = next(iter(bad.items()))
         first = (lo + int(mask.nonzero()[0, 0])) / rate
@@ -323,7 +343,9 @@ def _as_waveform(audio, rate, where: str) -> tuple[torch.Tensor, int]:
 
 
 def _is_file_source(source) -> bool:
-    return isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) or callable(getattr(source, "read", None))
+    return isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) or callable(
+        getattr(source, "read", None)
+    )
 
 
 def _file_and_name(source):
@@ -388,8 +410,9 @@ def _read_file(source, name: str, where: str | None, mono: bool) -> tuple[torch.
             wave = _read_blocks(handle, name, where, mono)
             rate = int(handle.samplerate)
         if wave.shape[-1] == 0:
-            raise AudioError(f"{_prefix(where, name)}: the audio holds no samples (duration 0 s); re-export the "
-                             "recording.")
+            raise AudioError(
+                f"{_prefix(where, name)}: the audio holds no samples (duration 0 s); re-export the recording."
+            )
         return wave, rate
     decoder, samples = _decode_with_torchcodec(source, name, where, sf_reason)
     return _from_decoder(decoder, where, mono, name=name, samples=samples)
@@ -412,8 +435,10 @@ def _read_blocks(handle, name: str, where: str | None, mono: bool) -> torch.Tens
         try:
             read = handle.read(buffer.shape[0], out=buffer)  # `buffer`, or a view of its first rows at the end
         except (RuntimeError, ValueError, OSError) as err:
-            raise AudioError(f"{_prefix(where, name)}: decoding failed after {filled / handle.samplerate:.2f} s "
-                             f"({err}). {CONVERT_ADVICE}") from None
+            raise AudioError(
+                f"{_prefix(where, name)}: decoding failed after {filled / handle.samplerate:.2f} s "
+                f"({err}). {CONVERT_ADVICE}"
+            ) from None
         count = read.shape[0]
         if count == 0:
             break

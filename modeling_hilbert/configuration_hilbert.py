@@ -102,7 +102,8 @@ def normalize_task(task: dict[str, Any], index: int) -> dict[str, Any]:
     name = task.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
         raise ValueError(
-            f"HilbertConfig.tasks[{index}] needs a 'name' of letters, digits, '_' or '-' (it names a module), got {name!r}."
+            f"HilbertConfig.tasks[{index}] needs a 'name' of letters, digits, '_' or '-' (it names a module), got "
+            f"{name!r}."
         )
     task_type = task.get("type", "multiclass")
     if task_type not in TASK_TYPES:
@@ -167,7 +168,8 @@ class HilbertConfig(PreTrainedConfig):
     `train.py`'s options and YAML keys are built from it, with these defaults and the help text below.
 
     Args:
-        audio_config (`PreTrainedConfig` or `dict`): config of the frozen speech encoder (whisper, hubert, wav2vec2, ...).
+        audio_config (`PreTrainedConfig` or `dict`): config of the frozen speech encoder (whisper, hubert, wav2vec2,
+        ...).
         text_config (`PreTrainedConfig` or `dict`): config of the frozen text encoder (bert, roberta, t5, ...).
         hidden_size (`int`): width d of the head (segment projections, cross-attention, pooled embeddings).
         num_attention_heads (`int`): heads of the cross-modal attention.
@@ -229,11 +231,31 @@ class HilbertConfig(PreTrainedConfig):
     # Output fields a plain `Trainer` leaves out of its predictions (everything but the logits), so that
     # `Trainer.predict(...).predictions` is the logits: a `(N, C)` array for one task, `{task: (N, C_t)}` for several.
     keys_to_ignore_at_inference = [
-        "classification_loss", "task_losses", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss",
-        "mi_audio_joint", "mi_text_joint", "temperature", "audio_embeds", "text_embeds", "joint_embeds",
-        "gate_weights", "audio_pooling_weights", "text_pooling_weights", "joint_pooling_weights", "audio_documents",
-        "text_documents", "task_logits", "audio_hidden_states", "text_hidden_states", "audio_cross_attentions",
-        "text_cross_attentions", "audio_segment_mask", "text_segment_mask",
+        "classification_loss",
+        "task_losses",
+        "contrastive_loss",
+        "cka_loss",
+        "mi_loss",
+        "moe_balance_loss",
+        "mi_audio_joint",
+        "mi_text_joint",
+        "temperature",
+        "audio_embeds",
+        "text_embeds",
+        "joint_embeds",
+        "gate_weights",
+        "audio_pooling_weights",
+        "text_pooling_weights",
+        "joint_pooling_weights",
+        "audio_documents",
+        "text_documents",
+        "task_logits",
+        "audio_hidden_states",
+        "text_hidden_states",
+        "audio_cross_attentions",
+        "text_cross_attentions",
+        "audio_segment_mask",
+        "text_segment_mask",
     ]
     sub_configs_defaults = {
         "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper"),
@@ -310,8 +332,12 @@ class HilbertConfig(PreTrainedConfig):
         docs = _field_docs(cls.__doc__ or "")
         own = [f for f in dataclasses.fields(cls) if f.name in cls.__annotations__ and f.name not in NON_HEAD_FIELDS]
         return {
-            f.name: {"type": f.type if isinstance(f.type, str) else f.type.__name__, "default": f.default,
-                     "help": docs.get(f.name, ""), "choices": FIELD_CHOICES.get(f.name)}
+            f.name: {
+                "type": f.type if isinstance(f.type, str) else f.type.__name__,
+                "default": f.default,
+                "help": docs.get(f.name, ""),
+                "choices": FIELD_CHOICES.get(f.name),
+            }
             for f in own
         }
 
@@ -320,7 +346,9 @@ class HilbertConfig(PreTrainedConfig):
         if self.tasks is None:
             # Single-task convenience: the usual `num_labels` / `id2label` of a transformers classifier.
             multilabel = self.problem_type == "multi_label_classification"
-            self.tasks = [{"name": "label", "type": "multilabel" if multilabel else "multiclass", "id2label": self.id2label}]
+            self.tasks = [
+                {"name": "label", "type": "multilabel" if multilabel else "multiclass", "id2label": self.id2label}
+            ]
         self.tasks = [normalize_task(task, i) for i, task in enumerate(self.tasks)]
         names = [t["name"] for t in self.tasks]
         if len(set(names)) != len(names):
@@ -375,10 +403,24 @@ class HilbertConfig(PreTrainedConfig):
                 )
         layers = self.num_cross_attention_layers
         if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= MAX_LAYERS:
-            raise ValueError(f"HilbertConfig.num_cross_attention_layers must be an integer >= 0 and at most {MAX_LAYERS}, got {layers!r}.")
-        numbers = ("dropout", "attention_dropout", "max_time_period", "temperature_init", "temperature_min",
-                   "dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma",
-                   "initializer_range", "alignment_warmup_epochs")
+            raise ValueError(
+                f"HilbertConfig.num_cross_attention_layers must be an integer >= 0 and at most {MAX_LAYERS}, got "
+                f"{layers!r}."
+            )
+        numbers = (
+            "dropout",
+            "attention_dropout",
+            "max_time_period",
+            "temperature_init",
+            "temperature_min",
+            "dual_contrastive_weight",
+            "cka_weight",
+            "mi_weight",
+            "moe_balance_weight",
+            "focal_gamma",
+            "initializer_range",
+            "alignment_warmup_epochs",
+        )
         for key in numbers:  # before the range checks below, which would fail on a str with a TypeError
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
@@ -387,15 +429,22 @@ class HilbertConfig(PreTrainedConfig):
             raise ValueError(f"HilbertConfig.moe_top_k must be None or an integer, got {self.moe_top_k!r}.")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})."
             )
         if not isinstance(self.segment_dropout, (int, float)) or isinstance(self.segment_dropout, bool):
             raise ValueError(f"HilbertConfig.segment_dropout must be a number in [0, 1), got {self.segment_dropout!r}.")
         for key in ("dropout", "attention_dropout", "segment_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"HilbertConfig.{key} must be in [0, 1), got {getattr(self, key)}.")
-        for key in ("dual_contrastive_weight", "cka_weight", "mi_weight", "moe_balance_weight", "focal_gamma",
-                    "alignment_warmup_epochs"):
+        for key in (
+            "dual_contrastive_weight",
+            "cka_weight",
+            "mi_weight",
+            "moe_balance_weight",
+            "focal_gamma",
+            "alignment_warmup_epochs",
+        ):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"HilbertConfig.{key} must be a finite number >= 0, got {value!r}.")

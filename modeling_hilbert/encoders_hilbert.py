@@ -6,7 +6,8 @@ tokens (text). Whisper needs care: it is trained on inputs padded to 30 s and it
 * exact mode — the input is the full 3000 mel frames (30 s); the encoder runs as trained and only the output
   frames that cover real audio are pooled.
 * fast mode — only the real mel frames are encoded (each batch is cropped to its longest real segment, so the
-  processor's exact-mode output works too). The encoder's own modules are run on them (conv1 -> GELU -> conv2 -> GELU -> + positions[:T] -> layers -> layer_norm), which is what whisper.cpp
+  processor's exact-mode output works too). The encoder's own modules are run on them (conv1 -> GELU -> conv2 -> GELU ->
+  + positions[:T] -> layers -> layer_norm), which is what whisper.cpp
   calls a reduced audio context. Segments of different lengths share a batch: padded mel frames are zeroed before
   each convolution (exactly what the convolution's own zero padding does at a segment's end) and masked out of
   self-attention, so a segment's features do not depend on what it is batched with.
@@ -105,7 +106,8 @@ def load_pretrained_encoder(name_or_path: str, **kwargs) -> PreTrainedModel:
     """Load a pretrained checkpoint as the encoder `build_encoder` makes for its config.
 
     Accepts a checkpoint saved as the family's full class: `WhisperForConditionalGeneration` or `WhisperModel`
-    (the encoder is taken out; its config is the full Whisper config, which the encoder needs), `T5ForConditionalGeneration`,
+    (the encoder is taken out; its config is the full Whisper config, which the encoder needs),
+    `T5ForConditionalGeneration`,
     `T5Model` or `T5EncoderModel` (loaded as `T5EncoderModel`: decoder weights are skipped, the encoder's config
     is the encoder-only one), `BertModel`, `RobertaModel`, `HubertModel`, `Wav2Vec2Model` (and their task
     classes such as `Wav2Vec2ForCTC`, whose base-model prefix transformers strips). A local folder is read, never
@@ -322,7 +324,8 @@ def encode_audio_batch(
         if whisper_mode == "exact":
             if features.shape[-1] != full:
                 raise ValueError(
-                    f"Whisper's exact mode takes segments padded to {full} mel frames (30 s), got {features.shape[-1]}. "
+                    f"Whisper's exact mode takes segments padded to {full} mel frames (30 s), got "
+                    f"{features.shape[-1]}. "
                     "Use the processor with audio_mode='exact', or set the model's config.audio_mode='fast'."
                 )
             hidden = encoder(input_features=features).last_hidden_state

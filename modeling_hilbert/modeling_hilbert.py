@@ -34,8 +34,8 @@ from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
 from .attention_hilbert import CrossModalAttentionLayer
-from .dropout_hilbert import DocumentDropout, document_dropout
 from .configuration_hilbert import HilbertConfig
+from .dropout_hilbert import DocumentDropout, document_dropout
 from .encoders_hilbert import (
     auto_encoder_batch_size,
     build_encoder,
@@ -49,8 +49,8 @@ from .encoders_hilbert import (
 )
 from .losses_hilbert import (
     all_reduce_sum,
-    classification_loss_terms,
     cka_loss,
+    classification_loss_terms,
     direct_contrastive_loss,
     distributed_world_size,
     gather_with_grad,
@@ -232,6 +232,7 @@ def _weights_file(args: tuple, kwargs: dict) -> str:
 def _check_loading_info(model, info: dict, weights: str, allow_mismatched: bool = False) -> None:
     """Raise `CheckpointError` unless every tensor of `model` came from the checkpoint and nothing else was in it
     (see `HilbertPreTrainedModel.from_pretrained` for the two allowed cases)."""
+
     def is_encoder(key: str) -> bool:
         return any(f"{name}." in key for name in HilbertPreTrainedModel.ENCODER_NAMES)
 
@@ -240,7 +241,8 @@ def _check_loading_info(model, info: dict, weights: str, allow_mismatched: bool 
 
     missing = sorted(info.get("missing_keys") or ())
     unexpected = sorted(
-        key for key in info.get("unexpected_keys") or ()
+        key
+        for key in info.get("unexpected_keys") or ()
         if not (is_encoder(key) and not model.config.with_encoders)  # a full checkpoint loaded head-only
         and not (isinstance(model, HilbertModel) and key.startswith("classifier."))  # the base of a classifier
     )
@@ -250,15 +252,17 @@ def _check_loading_info(model, info: dict, weights: str, allow_mismatched: bool 
     parts = []
     head_missing = [key for key in missing if not is_encoder(key)]
     if head_missing:
-        parts.append(f"{len(head_missing)} head tensor(s) are missing ({shown(head_missing)}) and would be left "
-                     "random")
+        parts.append(f"{len(head_missing)} head tensor(s) are missing ({shown(head_missing)}) and would be left random")
     if len(head_missing) < len(missing):
         encoders = [key for key in missing if is_encoder(key)]
-        parts.append(f"{len(encoders)} encoder tensor(s) are missing ({shown(encoders)}); a head-only checkpoint "
-                     "loads with with_encoders=False")
+        parts.append(
+            f"{len(encoders)} encoder tensor(s) are missing ({shown(encoders)}); a head-only checkpoint "
+            "loads with with_encoders=False"
+        )
     if unexpected:
-        parts.append(f"{len(unexpected)} tensor(s) in the file belong to no part of {type(model).__name__} "
-                     f"({shown(unexpected)})")
+        parts.append(
+            f"{len(unexpected)} tensor(s) in the file belong to no part of {type(model).__name__} ({shown(unexpected)})"
+        )
     if mismatched:
         parts.append(f"{len(mismatched)} tensor(s) have another shape than the config gives ({shown(mismatched)})")
     raise CheckpointError(
@@ -310,7 +314,6 @@ class HilbertPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, HilbertModel) and hasattr(module, "logit_scale"):
             init.constant_(module.logit_scale, math.log(1.0 / self.config.temperature_init))
-
 
     # -- learnable temperature -------------------------------------------------------------------------
     @torch.no_grad()
@@ -428,7 +431,9 @@ class HilbertPreTrainedModel(PreTrainedModel):
         )
         return model
 
-    def attach_encoders(self, audio_encoder: PreTrainedModel | None = None, text_encoder: PreTrainedModel | None = None):
+    def attach_encoders(
+        self, audio_encoder: PreTrainedModel | None = None, text_encoder: PreTrainedModel | None = None
+    ):
         """A full model (encoders + this head) from a head-only one (`with_encoders=False`), e.g. after training
         on cached features. The encoders must match the configs the head was built for; the head's weights are
         copied unchanged.
@@ -467,14 +472,17 @@ class HilbertPreTrainedModel(PreTrainedModel):
         return base(**_with_missing_modality(self.config, inputs), return_loss=False)
 
     def _document_embedding(self, out: HilbertModelOutput, modality: str, projected: bool) -> torch.Tensor:
-        """z_m `(B, d)` from a base output, or its contrastive-space vector normalize(p_m(z_m)) `(B, projection_dim)`."""
+        """z_m `(B, d)` from a base output, or its contrastive-space vector normalize(p_m(z_m)) `(B,
+        projection_dim)`."""
         if modality not in ("audio", "text", "joint"):
             raise ValueError(f"modality={modality!r} must be 'audio', 'text' or 'joint'.")
         embeds = getattr(out, f"{modality}_embeds")
         if embeds is None:
             have = "no joint embedding" if modality == "joint" else f"no {modality} stream"
-            raise ValueError(f"This model is unimodal (modalities={self.config.modalities!r}): it has {have}; use "
-                             f"modality={'audio' if self.config.uses_audio else 'text'!r}.")
+            raise ValueError(
+                f"This model is unimodal (modalities={self.config.modalities!r}): it has {have}; use "
+                f"modality={'audio' if self.config.uses_audio else 'text'!r}."
+            )
         if not projected:
             return embeds
         if not self.config.is_multimodal:
@@ -553,7 +561,10 @@ class HilbertPreTrainedModel(PreTrainedModel):
         embeddings = []
         try:
             for lo in tqdm(range(0, len(documents), batch_size), desc="Encoding", disable=not show_progress_bar):
-                rows = [self._document_features(doc, processor, lo + i) for i, doc in enumerate(documents[lo : lo + batch_size])]
+                rows = [
+                    self._document_features(doc, processor, lo + i)
+                    for i, doc in enumerate(documents[lo : lo + batch_size])
+                ]
                 out = self._embeddings(_pad_feature_rows(rows, device))
                 embeds = self._document_embedding(out, modality, projected).float()
                 embeddings.append(F.normalize(embeds, dim=-1) if normalize_embeddings else embeds)
@@ -566,29 +577,45 @@ class HilbertPreTrainedModel(PreTrainedModel):
     def _document_features(self, document, processor, index: int) -> dict[str, torch.Tensor]:
         """One document -> its segment features `{name: (S, ...)}` (forward's names), from features or a recording."""
         if not isinstance(document, Mapping):
-            raise ValueError(f"document {index} is a {type(document).__name__}: give a dict (a recording with its "
-                             "transcript, or precomputed segment features).")
+            raise ValueError(
+                f"document {index} is a {type(document).__name__}: give a dict (a recording with its "
+                "transcript, or precomputed segment features)."
+            )
         if "audio" not in document:  # precomputed features
             known = set(FEATURE_ALIASES) | set(_FEATURE_KEYS)
             if not known & set(document):
-                raise ValueError(f"document {index} has neither 'audio' (a recording) nor segment features "
-                                 f"({sorted(FEATURE_ALIASES)}); its keys are {sorted(document)}.")
+                raise ValueError(
+                    f"document {index} has neither 'audio' (a recording) nor segment features "
+                    f"({sorted(FEATURE_ALIASES)}); its keys are {sorted(document)}."
+                )
             return {FEATURE_ALIASES.get(k, k): torch.as_tensor(v) for k, v in document.items() if k in known}
         if processor is None:
-            raise ValueError("Recordings need the model's processor: encode(documents, processor=processor), with "
-                             "processor = AutoProcessor.from_pretrained(<the model's folder or repo>).")
+            raise ValueError(
+                "Recordings need the model's processor: encode(documents, processor=processor), with "
+                "processor = AutoProcessor.from_pretrained(<the model's folder or repo>)."
+            )
         unknown = set(document) - {"audio", "sampling_rate", "transcript", "segments"}
         if unknown:
-            raise ValueError(f"document {index}: unknown keys {sorted(unknown)}; a recording has audio, sampling_rate?, "
-                             "transcript (or segments).")
+            raise ValueError(
+                f"document {index}: unknown keys {sorted(unknown)}; a recording has audio, sampling_rate?, "
+                "transcript (or segments)."
+            )
         segments = document.get("transcript", document.get("segments"))
         if isinstance(segments, (str, os.PathLike)):
             # The reader the processor ships with (no import of it here: the model's files stay the model's own).
             segments = importlib.import_module(type(processor).__module__).load_transcript(segments)
         if segments is None:
-            raise ValueError(f"document {index} has no 'transcript': give a .srt/.vtt/.json path or a list of segments.")
-        plan = processor.plan_document({"audio": document["audio"], "sampling_rate": document.get("sampling_rate"),
-                                        "segments": [dict(s) for s in segments]}, index=index)
+            raise ValueError(
+                f"document {index} has no 'transcript': give a .srt/.vtt/.json path or a list of segments."
+            )
+        plan = processor.plan_document(
+            {
+                "audio": document["audio"],
+                "sampling_rate": document.get("sampling_rate"),
+                "segments": [dict(s) for s in segments],
+            },
+            index=index,
+        )
         chunks = processor.iter_audio_chunks(plan, self.encoder_batch_size()) if self.config.uses_audio else ()
         features = self.encode_document_in_chunks(plan.inputs, chunks)
         return {k: v[0] for k, v in features.items()}
@@ -630,7 +657,9 @@ class HilbertPreTrainedModel(PreTrainedModel):
         device = next(self.parameters()).device
         times = inputs["segment_times"]
         if times.dim() != 3 or times.shape[0] != 1:
-            raise ValueError(f"encode_document_in_chunks takes one document (segment_times (1, S, 2)), got {tuple(times.shape)}.")
+            raise ValueError(
+                f"encode_document_in_chunks takes one document (segment_times (1, S, 2)), got {tuple(times.shape)}."
+            )
         segments = times.shape[1]
         out = {"segment_times": times.to(device)}
         if config.uses_audio:
@@ -639,7 +668,10 @@ class HilbertPreTrainedModel(PreTrainedModel):
             for indices, chunk in audio_chunks:
                 chunk = {k: v.to(device) for k, v in chunk.items()}
                 encoded, _ = base.get_audio_segment_features(
-                    chunk.get("input_features"), chunk.get("input_values"), chunk["audio_attention_mask"], chunk.get("audio_segment_mask")
+                    chunk.get("input_features"),
+                    chunk.get("input_values"),
+                    chunk["audio_attention_mask"],
+                    chunk.get("audio_segment_mask"),
                 )  # (1, n, D)
                 if features is None:  # allocated on the first chunk: the encoder's output dtype decides
                     features = encoded.new_zeros(1, segments, encoded.shape[-1])
@@ -649,7 +681,9 @@ class HilbertPreTrainedModel(PreTrainedModel):
             out["audio_segment_embeds"], out["audio_segment_mask"] = features, audio_mask
         if config.uses_text:
             out["text_segment_embeds"], out["text_segment_mask"] = base.get_text_segment_features(
-                inputs["input_ids"].to(device), inputs["attention_mask"].to(device), inputs["text_segment_mask"].to(device)
+                inputs["input_ids"].to(device),
+                inputs["attention_mask"].to(device),
+                inputs["text_segment_mask"].to(device),
             )
         return out
 
@@ -658,31 +692,44 @@ class HilbertPreTrainedModel(PreTrainedModel):
 class HilbertModel(HilbertPreTrainedModel):
     """Frozen encoders + cross-modal head -> audio, text and joint document embeddings (no classifier)."""
 
-    def __init__(self, config: HilbertConfig, audio_encoder: PreTrainedModel | None = None, text_encoder: PreTrainedModel | None = None):
+    def __init__(
+        self,
+        config: HilbertConfig,
+        audio_encoder: PreTrainedModel | None = None,
+        text_encoder: PreTrainedModel | None = None,
+    ):
         super().__init__(config)
         d = config.hidden_size
         if config.uses_audio:
             if config.with_encoders:
                 self.audio_encoder = audio_encoder if audio_encoder is not None else build_encoder(config.audio_config)
             self.audio_projection = SegmentProjection(encoder_hidden_size(config.audio_config), d, config.dropout)
-            self.audio_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init)
+            self.audio_pooling = SelfAttentivePooling(
+                d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init
+            )
         if config.uses_text:
             if config.with_encoders:
                 self.text_encoder = text_encoder if text_encoder is not None else build_encoder(config.text_config)
             self.text_projection = SegmentProjection(encoder_hidden_size(config.text_config), d, config.dropout)
-            self.text_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init)
+            self.text_pooling = SelfAttentivePooling(
+                d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init
+            )
         self.time_embedding = SegmentTimeEmbedding(d, config.max_time_period) if config.use_time_embedding else None
         if config.is_multimodal:
             num_layers = config.num_cross_attention_layers if config.fusion == "cross_attention" else 0
             self.cross_attention = nn.ModuleList(
-                CrossModalAttentionLayer(d, config.num_attention_heads, config.intermediate_size, config.dropout, config.attention_dropout)
+                CrossModalAttentionLayer(
+                    d, config.num_attention_heads, config.intermediate_size, config.dropout, config.attention_dropout
+                )
                 for _ in range(num_layers)
             )
             if config.joint_sequence == "per_segment":
                 self.joint_fusion = nn.Sequential(nn.Linear(2 * d, d), nn.LayerNorm(d))
             else:
                 self.modality_embedding = nn.Embedding(2, d)  # tells the pooling which stream a position came from
-            self.joint_pooling = SelfAttentivePooling(d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init)
+            self.joint_pooling = SelfAttentivePooling(
+                d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init
+            )
             # p(.): projections to the contrastive space, one per embedding (as CLIP's visual/text projections).
             self.audio_contrastive_projection = nn.Linear(d, config.projection_dim, bias=False)
             self.text_contrastive_projection = nn.Linear(d, config.projection_dim, bias=False)
@@ -748,7 +795,9 @@ class HilbertModel(HilbertPreTrainedModel):
                 return encode_audio_batch(self.audio_encoder, rows, None, mask_rows, self.config.audio_mode)
             return encode_audio_batch(self.audio_encoder, None, rows, mask_rows, self.config.audio_mode)
 
-        return self._encode_segments(flat, flat_mask, audio_segment_mask, batch, segments, self.config.audio_config, run)
+        return self._encode_segments(
+            flat, flat_mask, audio_segment_mask, batch, segments, self.config.audio_config, run
+        )
 
     @torch.no_grad()
     def get_text_segment_features(
@@ -778,7 +827,9 @@ class HilbertModel(HilbertPreTrainedModel):
                 rows, mask_rows = rows[:, :longest], mask_rows[:, :longest]
             return encode_text_batch(self.text_encoder, rows, mask_rows)
 
-        return self._encode_segments(flat_ids, flat_mask, text_segment_mask, batch, segments, self.config.text_config, run)
+        return self._encode_segments(
+            flat_ids, flat_mask, text_segment_mask, batch, segments, self.config.text_config, run
+        )
 
     def _require_encoder(self, modality: str) -> None:
         if not hasattr(self, f"{modality}_encoder"):
@@ -795,10 +846,16 @@ class HilbertModel(HilbertPreTrainedModel):
         (float32) reads them. A padded segment keeps exact zeros.
         """
         if segment_mask is None:
-            segment_mask = flat_mask.bool().any(-1).view(batch, segments) if flat_mask is not None else torch.ones(batch, segments, dtype=torch.bool, device=flat.device)
+            segment_mask = (
+                flat_mask.bool().any(-1).view(batch, segments)
+                if flat_mask is not None
+                else torch.ones(batch, segments, dtype=torch.bool, device=flat.device)
+            )
         segment_mask = segment_mask.bool()
         real = segment_mask.flatten().nonzero().squeeze(-1)  # indices of real segments
-        out = torch.zeros(batch * segments, encoder_hidden_size(encoder_config), dtype=torch.float32, device=flat.device)
+        out = torch.zeros(
+            batch * segments, encoder_hidden_size(encoder_config), dtype=torch.float32, device=flat.device
+        )
         if real.numel():
             mask_real = None if flat_mask is None else flat_mask[real]
             lengths = real_lengths(mask_real, flat.shape[-1], real.numel(), flat.device)
@@ -885,13 +942,19 @@ class HilbertModel(HilbertPreTrainedModel):
                     audio_segment_embeds, audio_segment_mask = self.get_audio_segment_features(
                         input_features, input_values, audio_attention_mask, audio_segment_mask
                     )
-                audio = self._check_features("audio", audio_segment_embeds, encoder_hidden_size(config.audio_config), audio_segment_mask)
+                audio = self._check_features(
+                    "audio", audio_segment_embeds, encoder_hidden_size(config.audio_config), audio_segment_mask
+                )
             if config.uses_text:
                 if text_segment_embeds is None:
                     if input_ids is None:
                         raise ValueError("No text given: pass input_ids (with attention_mask) or text_segment_embeds.")
-                    text_segment_embeds, text_segment_mask = self.get_text_segment_features(input_ids, attention_mask, text_segment_mask)
-                text = self._check_features("text", text_segment_embeds, encoder_hidden_size(config.text_config), text_segment_mask)
+                    text_segment_embeds, text_segment_mask = self.get_text_segment_features(
+                        input_ids, attention_mask, text_segment_mask
+                    )
+                text = self._check_features(
+                    "text", text_segment_embeds, encoder_hidden_size(config.text_config), text_segment_mask
+                )
             reference = audio if audio is not None else text
             batch, segments = reference.shape[:2]
             device = reference.device
@@ -921,7 +984,9 @@ class HilbertModel(HilbertPreTrainedModel):
                 audio_attentions, text_attentions = [], []
                 for layer in self.cross_attention:
                     if output_attentions:
-                        audio, text, audio_weights, text_weights = layer(audio, text, audio_mask, text_mask, return_weights=True)
+                        audio, text, audio_weights, text_weights = layer(
+                            audio, text, audio_mask, text_mask, return_weights=True
+                        )
                         audio_attentions.append(audio_weights)
                         text_attentions.append(text_weights)
                     else:
@@ -930,7 +995,10 @@ class HilbertModel(HilbertPreTrainedModel):
                         audio_states.append(audio)
                         text_states.append(text)
                 if output_attentions:
-                    out.audio_cross_attentions, out.text_cross_attentions = tuple(audio_attentions), tuple(text_attentions)
+                    out.audio_cross_attentions, out.text_cross_attentions = (
+                        tuple(audio_attentions),
+                        tuple(text_attentions),
+                    )
                 joint, joint_mask = self._fuse(audio, text, audio_mask, text_mask)
                 out.joint_embeds, out.joint_pooling_weights = self.joint_pooling(joint, joint_mask)
             if audio is not None:
@@ -949,7 +1017,9 @@ class HilbertModel(HilbertPreTrainedModel):
             return out
 
     @staticmethod
-    def _check_features(name: str, features: torch.Tensor, width: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _check_features(
+        name: str, features: torch.Tensor, width: int, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Refuse segment features of the wrong shape, and NaN/inf in real segments (`mask` True; None = all real).
 
         Padded segments may hold anything (they are masked out everywhere). A NaN in a real segment would make the
@@ -975,7 +1045,8 @@ class HilbertModel(HilbertPreTrainedModel):
         if bool(bad.any()):
             b, s = (int(i) for i in bad.nonzero()[0])
             raise ValueError(
-                f"{name}_segment_embeds holds NaN/inf in {int(bad.sum())} real segment(s), first in document {b} of the "
+                f"{name}_segment_embeds holds NaN/inf in {int(bad.sum())} real segment(s), first in document {b} of "
+                f"the "
                 f"batch, segment {s}. Check that document's recording/features (re-extract them), or mark padded "
                 f"segments False in {name}_segment_mask."
             )
@@ -1003,7 +1074,8 @@ class HilbertModel(HilbertPreTrainedModel):
         audio, text, joint = (gather_with_grad(x) for x in (out.audio_embeds, out.text_embeds, out.joint_embeds))
         # (B,) flags, gathered as floats (collectives on bool tensors are not supported by every backend)
         has_audio, has_text = (
-            gather_with_grad(mask.any(dim=-1).to(audio.dtype)) > 0.5 for mask in (out.audio_segment_mask, out.text_segment_mask)
+            gather_with_grad(mask.any(dim=-1).to(audio.dtype)) > 0.5
+            for mask in (out.audio_segment_mask, out.text_segment_mask)
         )
         if document_mask is not None:  # repeats that only fill a batch count nowhere
             counts = gather_with_grad(document_mask.to(device=audio.device, dtype=audio.dtype)) > 0.5
@@ -1015,7 +1087,9 @@ class HilbertModel(HilbertPreTrainedModel):
         p_audio = F.normalize(self.audio_contrastive_projection(audio), dim=-1)
         p_text = F.normalize(self.text_contrastive_projection(text), dim=-1)
         p_joint = F.normalize(self.joint_contrastive_projection(joint), dim=-1)
-        dual, audio_joint_nce, text_joint_nce = reciprocal_dual_contrastive_loss(p_audio, p_text, p_joint, scale, has_audio, has_text)
+        dual, audio_joint_nce, text_joint_nce = reciprocal_dual_contrastive_loss(
+            p_audio, p_text, p_joint, scale, has_audio, has_text
+        )
         if config.contrastive_target == "joint":
             out.contrastive_loss = dual
         else:
@@ -1043,7 +1117,12 @@ class HilbertModel(HilbertPreTrainedModel):
 class HilbertForSequenceClassification(HilbertPreTrainedModel):
     """HILBERT with a (multi-gate) Mixture-of-Experts classifier over [z_a; z_t; z_j] and the composite loss."""
 
-    def __init__(self, config: HilbertConfig, audio_encoder: PreTrainedModel | None = None, text_encoder: PreTrainedModel | None = None):
+    def __init__(
+        self,
+        config: HilbertConfig,
+        audio_encoder: PreTrainedModel | None = None,
+        text_encoder: PreTrainedModel | None = None,
+    ):
         super().__init__(config)
         self.hilbert = HilbertModel(config, audio_encoder=audio_encoder, text_encoder=text_encoder)
         input_size = config.hidden_size * (3 if config.is_multimodal else 1)
@@ -1142,7 +1221,11 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             if return_loss:
                 total = base.loss if base.loss is not None else logits[config.tasks[0]["name"]].new_zeros(())
                 if gate_probs:
-                    counts = None if document_mask is None else gather_with_grad(document_mask.to(logits_dtype(logits))) > 0.5
+                    counts = (
+                        None
+                        if document_mask is None
+                        else gather_with_grad(document_mask.to(logits_dtype(logits))) > 0.5
+                    )
                     balance = []
                     for p in gate_probs.values():
                         p = gather_with_grad(p) if counts is None else gather_with_grad(p)[counts]
@@ -1171,7 +1254,9 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
         config = self.config
         if not isinstance(labels, dict):
             if len(config.tasks) > 1:
-                raise ValueError(f"This model has {len(config.tasks)} tasks {config.task_names}: pass labels as a dict.")
+                raise ValueError(
+                    f"This model has {len(config.tasks)} tasks {config.task_names}: pass labels as a dict."
+                )
             labels = {config.tasks[0]["name"]: labels}
         unknown = set(labels) - set(config.task_names)
         if unknown:
@@ -1184,9 +1269,17 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
                 continue
             _check_labels(name, task["type"], labels[name], logits[name].shape[-1])
             weights = task["class_weights"]
-            weights = None if weights is None else torch.tensor(weights, dtype=torch.promote_types(logits[name].dtype, torch.float32), device=logits[name].device)
+            weights = (
+                None
+                if weights is None
+                else torch.tensor(
+                    weights, dtype=torch.promote_types(logits[name].dtype, torch.float32), device=logits[name].device
+                )
+            )
             gamma = task["focal_gamma"] if task["focal_gamma"] is not None else config.focal_gamma
-            total, normaliser = classification_loss_terms(logits[name], labels[name].to(logits[name].device), task["type"], weights, gamma)
+            total, normaliser = classification_loss_terms(
+                logits[name], labels[name].to(logits[name].device), task["type"], weights, gamma
+            )
             normaliser = all_reduce_sum(normaliser)
             losses[name] = total * world / normaliser.clamp(min=torch.finfo(total.dtype).tiny)
         return losses
@@ -1194,7 +1287,13 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
 
 # features-dataset column -> forward argument
 FEATURE_ALIASES = {"audio_features": "audio_segment_embeds", "text_features": "text_segment_embeds"}
-_FEATURE_KEYS = ("audio_segment_embeds", "text_segment_embeds", "audio_segment_mask", "text_segment_mask", "segment_times")
+_FEATURE_KEYS = (
+    "audio_segment_embeds",
+    "text_segment_embeds",
+    "audio_segment_mask",
+    "text_segment_mask",
+    "segment_times",
+)
 
 
 def _pad_feature_rows(rows: list[dict[str, torch.Tensor]], device) -> dict[str, torch.Tensor]:
@@ -1215,7 +1314,7 @@ def _pad_feature_rows(rows: list[dict[str, torch.Tensor]], device) -> dict[str, 
         width = next(row[name].shape[-1] for row in rows if name in row)
         embeds = torch.zeros(len(rows), slots, width, device=device)
         mask = torch.zeros(len(rows), slots, dtype=torch.bool, device=device)
-        for b, (row, count) in enumerate(zip(rows, lengths)):
+        for b, row in enumerate(rows):
             if name in row:
                 n = row[name].shape[0]
                 embeds[b, :n] = row[name].to(device=device, dtype=torch.float32)
@@ -1239,19 +1338,34 @@ def _with_missing_modality(config: HilbertConfig, inputs: dict) -> dict:
     attends to nothing and the pooling skips the masked segments), so this gives the embeddings of the documents
     as if they had only the given modality."""
     given = {
-        "audio": any(inputs.get(k) is not None for k in ("input_features", "input_values", "audio_segment_embeds", "audio_features")),
+        "audio": any(
+            inputs.get(k) is not None
+            for k in ("input_features", "input_values", "audio_segment_embeds", "audio_features")
+        ),
         "text": any(inputs.get(k) is not None for k in ("input_ids", "text_segment_embeds", "text_features")),
     }
     needed = {"audio": config.uses_audio, "text": config.uses_text}
     if not any(given[m] for m in given if needed[m]):
-        raise ValueError("No inputs: pass audio (input_features / input_values / audio_segment_embeds) or text "
-                         "(input_ids / text_segment_embeds) of the modalities this model uses.")
-    for modality, other in (("audio", "text"), ("text", "audio")):
+        raise ValueError(
+            "No inputs: pass audio (input_features / input_values / audio_segment_embeds) or text "
+            "(input_ids / text_segment_embeds) of the modalities this model uses."
+        )
+    for modality in ("audio", "text"):
         if not needed[modality] or given[modality]:
             continue
-        reference = next(inputs[k] for k in ("input_features", "input_values", "input_ids", "audio_segment_embeds",
-                                            "audio_features", "text_segment_embeds", "text_features")
-                         if inputs.get(k) is not None)
+        reference = next(
+            inputs[k]
+            for k in (
+                "input_features",
+                "input_values",
+                "input_ids",
+                "audio_segment_embeds",
+                "audio_features",
+                "text_segment_embeds",
+                "text_features",
+            )
+            if inputs.get(k) is not None
+        )
         batch, slots = reference.shape[:2]
         width = encoder_hidden_size(getattr(config, f"{modality}_config"))
         inputs = dict(inputs)
@@ -1297,8 +1411,10 @@ def _check_labels(name: str, task_type: str, labels: torch.Tensor, num_classes: 
         allowed = "0 or 1 (negative: unlabelled)"
     if bad.any():
         values = sorted({float(v) if v.is_floating_point() else int(v) for v in labels[bad].flatten()[:10]})
-        raise ValueError(f"labels for task {name!r} must be {allowed}; got {values}. Check the label column (or the "
-                         "task's id2label in the config) matches the model's classes.")
+        raise ValueError(
+            f"labels for task {name!r} must be {allowed}; got {values}. Check the label column (or the "
+            "task's id2label in the config) matches the model's classes."
+        )
 
 
 __all__ = [

@@ -106,13 +106,16 @@ class HilbertDocumentClassificationPipeline(Pipeline):
                 "processor with the model (processor.push_to_hub(repo))."
             )
         if self._batch_size not in (None, 1):
-            logger.warning(f"{type(self).__name__} processes one document at a time; batch_size={self._batch_size} is ignored.")
+            logger.warning(
+                f"{type(self).__name__} processes one document at a time; batch_size={self._batch_size} is ignored."
+            )
             self._batch_size = 1
         self.model.eval()  # inference: no dropout, whatever mode the given model was in
 
     # ------------------------------------------------------------------------------------------- parameters
-    def _sanitize_parameters(self, top_k_segments=None, return_text=None, streaming=None, top_k=None, asr_model=None,
-                             **unknown):
+    def _sanitize_parameters(
+        self, top_k_segments=None, return_text=None, streaming=None, top_k=None, asr_model=None, **unknown
+    ):
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unknown options {sorted(unknown)}; it takes top_k, top_k_segments, "
@@ -141,7 +144,9 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             postprocess["return_text"] = return_text
         return preprocess, {}, postprocess
 
-    def __call__(self, inputs=None, *, audio=None, sampling_rate=None, transcript=None, segments=None, batch_size=None, **kwargs):
+    def __call__(
+        self, inputs=None, *, audio=None, sampling_rate=None, transcript=None, segments=None, batch_size=None, **kwargs
+    ):
         """Classify one document (a dict, or the keyword form) or a list of documents (-> a list of results)."""
         if transcript is not None and segments is not None:
             raise ValueError("Give the transcript once: transcript=... or segments=..., not both.")
@@ -149,18 +154,25 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         keyword = audio is not None or sampling_rate is not None or transcript is not None
         if inputs is None:
             if audio is None:
-                raise ValueError("No document: pass {'audio': ..., 'transcript': ...}, a list of them, or audio=..., transcript=....")
+                raise ValueError(
+                    "No document: pass {'audio': ..., 'transcript': ...}, a list of them, or audio=..., transcript=...."
+                )
             inputs = {"audio": audio, "sampling_rate": sampling_rate, "transcript": transcript}
         elif keyword:
             if isinstance(inputs, (Mapping, list, tuple)) or audio is not None:
-                raise ValueError("Give either a document (or a list of them) or the keyword form audio=..., transcript=..., not both.")
+                raise ValueError(
+                    "Give either a document (or a list of them) or the keyword form audio=..., transcript=..., not "
+                    "both."
+                )
             inputs = {"audio": inputs, "sampling_rate": sampling_rate, "transcript": transcript}
         if isinstance(inputs, tuple):
             inputs = list(inputs)
         if isinstance(inputs, list) and not inputs:
             return []
         if batch_size not in (None, 1):
-            logger.warning(f"{type(self).__name__} processes one document at a time; batch_size={batch_size} is ignored.")
+            logger.warning(
+                f"{type(self).__name__} processes one document at a time; batch_size={batch_size} is ignored."
+            )
         return super().__call__(inputs, batch_size=1, **kwargs)
 
     def save_pretrained(self, save_directory, **kwargs):
@@ -174,8 +186,11 @@ class HilbertDocumentClassificationPipeline(Pipeline):
     def preprocess(self, document, streaming: bool = True, asr_model=None) -> dict[str, Any]:
         given, document = document, self._load(document, asr_model)
         # A processor or model from before streaming existed (passed in by the caller) takes the all-at-once path.
-        streaming = streaming and callable(getattr(self.processor, "plan_document", None)) and callable(
-            getattr(self.model, "encode_document_in_chunks", None))
+        streaming = (
+            streaming
+            and callable(getattr(self.processor, "plan_document", None))
+            and callable(getattr(self.model, "encode_document_in_chunks", None))
+        )
         try:
             if streaming:
                 plan = self.processor.plan_document(document)  # the audio features come later, a chunk at a time
@@ -186,7 +201,7 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         except ValueError as error:  # the processor's "document 0" is this pipeline's document: name its files
             if type(error) is not ValueError or not str(error).startswith("document 0"):
                 raise
-            raise ValueError(_describe(given) + str(error)[len("document 0"):]) from None
+            raise ValueError(_describe(given) + str(error)[len("document 0") :]) from None
         warn = getattr(self.processor, "_warn_losses", None)
         if callable(warn):  # what the processor's capacity limits cut (it warns itself only without a report)
             warn(reports)
@@ -197,17 +212,35 @@ class HilbertDocumentClassificationPipeline(Pipeline):
     def _forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
         model_inputs, plan = inputs["model_inputs"], inputs["plan"]
         if plan is not None:  # streaming: log-mel + encoders chunk by chunk, then the head on the pooled features
-            chunks = self.processor.iter_audio_chunks(plan, self._encoder_batch_size()) if self.model.config.uses_audio else ()
+            chunks = (
+                self.processor.iter_audio_chunks(plan, self._encoder_batch_size())
+                if self.model.config.uses_audio
+                else ()
+            )
             model_inputs = self.model.encode_document_in_chunks(model_inputs, chunks)
         out = self.model(**model_inputs)
         modalities = self.model.config.modalities
-        weights = {"both": out.joint_pooling_weights, "audio": out.audio_pooling_weights, "text": out.text_pooling_weights}[modalities]
+        weights = {
+            "both": out.joint_pooling_weights,
+            "audio": out.audio_pooling_weights,
+            "text": out.text_pooling_weights,
+        }[modalities]
         slots = model_inputs["segment_times"].shape[1]
-        return {"logits": {name: logits[0] for name, logits in out.task_logits.items()}, "pooling_weights": weights[0],
-                "slots": slots, "report": inputs["report"], "segments": inputs["segments"]}
+        return {
+            "logits": {name: logits[0] for name, logits in out.task_logits.items()},
+            "pooling_weights": weights[0],
+            "slots": slots,
+            "report": inputs["report"],
+            "segments": inputs["segments"],
+        }
 
-    def postprocess(self, outputs: dict[str, Any], top_k_segments: int = DEFAULT_TOP_K_SEGMENTS, return_text: bool = False,
-                    top_k: int | None = None) -> dict:
+    def postprocess(
+        self,
+        outputs: dict[str, Any],
+        top_k_segments: int = DEFAULT_TOP_K_SEGMENTS,
+        return_text: bool = False,
+        top_k: int | None = None,
+    ) -> dict:
         config = self.model.config
         predictions = {}
         for task in config.tasks:
@@ -222,8 +255,7 @@ class HilbertDocumentClassificationPipeline(Pipeline):
                 scores = torch.sigmoid(logits).tolist()
             ranked = sorted(zip(labels, scores), key=lambda item: -item[1])
             predictions[task["name"]] = [{"label": label, "score": float(score)} for label, score in ranked[:top_k]]
-        return {"predictions": predictions,
-                "top_segments": self._top_segments(outputs, top_k_segments, return_text)}
+        return {"predictions": predictions, "top_segments": self._top_segments(outputs, top_k_segments, return_text)}
 
     # ------------------------------------------------------------------------------------------- helpers
     @staticmethod
@@ -240,8 +272,13 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         top = []
         for index, weight in ranked[:k]:
             segment = outputs["segments"][index]
-            entry = {"start": float(segment["start"]), "end": float(segment["end"]), "speaker": segment.get("speaker"),
-                     "weight": float(weight), "segment_index": int(index)}
+            entry = {
+                "start": float(segment["start"]),
+                "end": float(segment["end"]),
+                "speaker": segment.get("speaker"),
+                "weight": float(weight),
+                "segment_index": int(index),
+            }
             if return_text:
                 entry["text"] = segment.get("text")
             top.append(entry)
@@ -252,7 +289,8 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         text for a text model, either for both): its prediction would be the head's answer to padding."""
         config = self.model.config
         usable = (config.uses_audio and bool(batch["audio_segment_mask"].any())) or (
-            config.uses_text and bool(batch["text_segment_mask"].any()))
+            config.uses_text and bool(batch["text_segment_mask"].any())
+        )
         if usable:
             return
         dropped = ", ".join(f"{n} by {reason}" for reason, n in report["dropped"].items() if n) or "none dropped"
@@ -280,7 +318,9 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             )
         unknown = set(document) - {"audio", "sampling_rate", "transcript", "segments"}
         if unknown:
-            raise ValueError(f"Unknown document keys {sorted(unknown)}; a document has audio, sampling_rate?, transcript.")
+            raise ValueError(
+                f"Unknown document keys {sorted(unknown)}; a document has audio, sampling_rate?, transcript."
+            )
         if "transcript" in document and "segments" in document:
             raise ValueError("A document has 'transcript' or 'segments' (the same thing), not both.")
         audio = document.get("audio")
@@ -298,8 +338,10 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             transcript = asr_model(audio, document.get("sampling_rate"), where="the document")
         loaded = self._read(audio, transcript, document)
         if not loaded["segments"]:  # an empty transcript: there is nothing to classify
-            raise ValueError(f"{_describe(document)}: the transcript has no segments; give a transcript with at least "
-                             "one timed, non-empty segment.")
+            raise ValueError(
+                f"{_describe(document)}: the transcript has no segments; give a transcript with at least "
+                "one timed, non-empty segment."
+            )
         return loaded
 
     def _read(self, audio, transcript, document: Mapping) -> dict[str, Any]:
@@ -308,7 +350,10 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             if isinstance(audio, (str, os.PathLike)):
                 loaded = self.processor.load_document(audio, transcript)
                 if document.get("sampling_rate") not in (None, loaded["sampling_rate"]):
-                    raise ValueError(f"sampling_rate={document['sampling_rate']} but {audio} is at {loaded['sampling_rate']} Hz; drop one.")
+                    raise ValueError(
+                        f"sampling_rate={document['sampling_rate']} but {audio} is at {loaded['sampling_rate']} Hz; "
+                        f"drop one."
+                    )
                 return {**loaded, "segments": [dict(s) for s in loaded["segments"]]}
             segments = self._load_transcript(transcript)
         elif isinstance(transcript, Sequence) and all(isinstance(s, Mapping) for s in transcript):
@@ -321,7 +366,10 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         if isinstance(audio, (str, os.PathLike)):
             loaded = self.processor.load_document(audio, segments)
             if document.get("sampling_rate") not in (None, loaded["sampling_rate"]):
-                raise ValueError(f"sampling_rate={document['sampling_rate']} but {audio} is at {loaded['sampling_rate']} Hz; drop one.")
+                raise ValueError(
+                    f"sampling_rate={document['sampling_rate']} but {audio} is at {loaded['sampling_rate']} Hz; drop "
+                    f"one."
+                )
             return loaded
         return {"audio": audio, "sampling_rate": document.get("sampling_rate"), "segments": segments}
 
@@ -330,20 +378,38 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         module = importlib.import_module(type(self.processor).__module__)
         load_transcript = getattr(module, "load_transcript", None)
         if load_transcript is None:
-            raise ValueError(f"{type(self.processor).__name__} cannot read transcript files; pass the segments as a list.")
+            raise ValueError(
+                f"{type(self.processor).__name__} cannot read transcript files; pass the segments as a list."
+            )
         return [dict(s) for s in load_transcript(path)]
 
 
 def _describe(document: Mapping) -> str:
     """A document in messages: its files when it was given files, else "the document" (never transcript words)."""
-    names = [f"{key} {os.fspath(document[key])!r}" for key in ("audio", "transcript", "segments")
-             if isinstance(document.get(key), (str, os.PathLike))]
+    names = [
+        f"{key} {os.fspath(document[key])!r}"
+        for key in ("audio", "transcript", "segments")
+        if isinstance(document.get(key), (str, os.PathLike))
+    ]
     return f"document ({', '.join(names)})" if names else "the document"
 
 
 # ---------------------------------------------------------------------------------------------- naming
-_GENERIC_PARTS = {"model", "models", "snapshot", "snapshots", "checkpoint", "checkpoints", "hf", "transformers",
-                  "pytorch", "final", "main", "encoder", "weights"}
+_GENERIC_PARTS = {
+    "model",
+    "models",
+    "snapshot",
+    "snapshots",
+    "checkpoint",
+    "checkpoints",
+    "hf",
+    "transformers",
+    "pytorch",
+    "final",
+    "main",
+    "encoder",
+    "weights",
+}
 MAX_REPO_NAME = 96  # the Hub's limit on a repository name
 
 
@@ -354,7 +420,7 @@ def _encoder_short_name(name_or_path: str | None) -> str:
         return ""
     name = str(name_or_path).strip()
     if name.startswith("offline:"):
-        name = name[len("offline:"):]
+        name = name[len("offline:") :]
     parts = [p for p in re.split(r"[\\/]+", name) if p]
     for part in parts:  # a Hub cache folder: .../models--org--name/snapshots/<sha>
         if part.startswith("models--"):
@@ -362,7 +428,11 @@ def _encoder_short_name(name_or_path: str | None) -> str:
             break
     for part in reversed(parts):
         lowered = part.lower()
-        if lowered in _GENERIC_PARTS or re.fullmatch(r"[0-9a-f]{40}", lowered) or re.fullmatch(r"checkpoint-\d+", lowered):
+        if (
+            lowered in _GENERIC_PARTS
+            or re.fullmatch(r"[0-9a-f]{40}", lowered)
+            or re.fullmatch(r"checkpoint-\d+", lowered)
+        ):
             continue
         part = re.sub(r"-v?\d+\.\d+\.\d+$", "", part)  # a package version the offline cache appends
         cleaned = re.sub(r"[^a-z0-9.\-]+", "-", part.lower().replace("_", "-"))
@@ -396,8 +466,13 @@ def default_repo_name(config) -> str:
     for key in keys:
         source = sources.get(key) or {}
         sub = getattr(config, f"{key}_config", None)
-        candidates = (source.get("requested"), source.get("name_or_path"), getattr(sub, "_name_or_path", None),
-                      getattr(sub, "model_type", None), key)
+        candidates = (
+            source.get("requested"),
+            source.get("name_or_path"),
+            getattr(sub, "_name_or_path", None),
+            getattr(sub, "model_type", None),
+            key,
+        )
         names.append(next(n for n in map(_encoder_short_name, candidates) if n))
     name = "-".join(["hilbert", *names])
     return name[:MAX_REPO_NAME].rstrip("-.")

@@ -29,7 +29,8 @@ def masked_mean(hidden_states: torch.Tensor, mask: torch.Tensor | None) -> torch
 
 
 class SelfAttentivePooling(nn.Module):
-    r"""Multi-head structured self-attentive pooling (Lin et al. 2017, "A Structured Self-attentive Sentence Embedding").
+    r"""Multi-head structured self-attentive pooling (Lin et al. 2017, "A Structured Self-attentive Sentence
+    Embedding").
 
     For a document of S segment states H (S, d):
 
@@ -50,8 +51,14 @@ class SelfAttentivePooling(nn.Module):
             `zero_init`, so that a model's `_init_weights` (which re-initialises every Linear) keeps it at zero.
     """
 
-    def __init__(self, hidden_size: int, attention_hidden_size: int, num_heads: int, output_size: int | None = None,
-                 mean_init: bool = False):
+    def __init__(
+        self,
+        hidden_size: int,
+        attention_hidden_size: int,
+        num_heads: int,
+        output_size: int | None = None,
+        mean_init: bool = False,
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.score_hidden = nn.Linear(hidden_size, attention_hidden_size, bias=False)  # W_1
@@ -62,7 +69,9 @@ class SelfAttentivePooling(nn.Module):
                 self.score_heads.weight.zero_()
         self.output = nn.Linear(num_heads * hidden_size, output_size or hidden_size)  # W_o
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             hidden_states: `(B, S, d)`.

@@ -76,8 +76,8 @@ from transformers import AutoFeatureExtractor, AutoTokenizer, BatchFeature, Whis
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
-from .configuration_hilbert import AUDIO_MODES
 from .audio_hilbert import decode_audio, read_audio, resample
+from .configuration_hilbert import AUDIO_MODES
 from .transcripts_hilbert import TRANSCRIPT_EXTENSIONS, load_transcript, speaker_names
 
 logger = logging.get_logger(__name__)
@@ -152,8 +152,10 @@ class HilbertProcessor(ProcessorMixin):
             )
         if max_segment_seconds is None:
             max_segment_seconds = window if window is not None else DEFAULT_MAX_SEGMENT_SECONDS
-        if isinstance(max_segment_seconds, bool) or not isinstance(max_segment_seconds, numbers.Real) or not (
-            math.isfinite(max_segment_seconds) and max_segment_seconds > 0
+        if (
+            isinstance(max_segment_seconds, bool)
+            or not isinstance(max_segment_seconds, numbers.Real)
+            or not (math.isfinite(max_segment_seconds) and max_segment_seconds > 0)
         ):
             raise ValueError(f"max_segment_seconds={max_segment_seconds!r} must be a positive number of seconds.")
         if window is not None and max_segment_seconds > window + 1e-9:
@@ -161,20 +163,29 @@ class HilbertProcessor(ProcessorMixin):
                 f"max_segment_seconds={max_segment_seconds} exceeds the Whisper feature extractor's window "
                 f"({window:g} s): Whisper cannot encode longer segments. Use at most {window:g}."
             )
-        if max_segments is not None and (isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1):
+        if max_segments is not None and (
+            isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1
+        ):
             raise ValueError(f"max_segments={max_segments!r} must be None (no cap) or a positive integer.")
         if speakers is not None:
-            if isinstance(speakers, str) or not isinstance(speakers, Sequence) or not all(isinstance(s, str) for s in speakers):
+            if (
+                isinstance(speakers, str)
+                or not isinstance(speakers, Sequence)
+                or not all(isinstance(s, str) for s in speakers)
+            ):
                 raise ValueError(f"speakers={speakers!r} must be None (keep all) or a list of speaker names (str).")
             speakers = list(speakers)
         specials = tokenizer.num_special_tokens_to_add(pair=False)
         if isinstance(max_text_tokens, bool) or not isinstance(max_text_tokens, int) or max_text_tokens <= specials:
             raise ValueError(
-                f"max_text_tokens={max_text_tokens!r} must be an integer above the tokenizer's {specials} special tokens."
+                f"max_text_tokens={max_text_tokens!r} must be an integer above the tokenizer's {specials} special "
+                f"tokens."
             )
         model_max = getattr(tokenizer, "model_max_length", None)
         if isinstance(model_max, int) and max_text_tokens > model_max:
-            raise ValueError(f"max_text_tokens={max_text_tokens} exceeds the tokenizer's model_max_length ({model_max}).")
+            raise ValueError(
+                f"max_text_tokens={max_text_tokens} exceeds the tokenizer's model_max_length ({model_max})."
+            )
 
         # Attribute names equal the __init__ arguments: ProcessorMixin.to_dict saves them in processor_config.json.
         self.max_segment_seconds = float(max_segment_seconds)
@@ -188,14 +199,22 @@ class HilbertProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         audio = ["input_features"] if self._whisper else ["input_values"]
-        return audio + ["audio_attention_mask", "input_ids", "attention_mask", "audio_segment_mask",
-                        "text_segment_mask", "segment_times"]
+        return audio + [
+            "audio_attention_mask",
+            "input_ids",
+            "attention_mask",
+            "audio_segment_mask",
+            "text_segment_mask",
+            "segment_times",
+        ]
 
     # ---------------------------------------------------------------------------------------------- loading
     @classmethod
     def option_names(cls) -> list[str]:
         """The processor's policy options (everything its constructor takes besides the two components)."""
-        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "feature_extractor", "tokenizer")]
+        return [
+            p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "feature_extractor", "tokenizer")
+        ]
 
     @classmethod
     def from_encoders_pretrained(
@@ -327,7 +346,10 @@ class HilbertProcessor(ProcessorMixin):
             the report (`_warn_losses([plan.report])` logs what capacity limits cut).
         """
         if not isinstance(document, Mapping):
-            raise ValueError(f"plan_document takes one document dict {{audio, sampling_rate, segments}}, got {type(document).__name__}.")
+            raise ValueError(
+                f"plan_document takes one document dict {{audio, sampling_rate, segments}}, got "
+                f"{type(document).__name__}."
+            )
         (doc,) = self._documents([document], None, None, None, asr_model=asr_model)  # the same checks as __call__
         target_rate = self.feature_extractor.sampling_rate
         waveform, pieces, report = self._decode_and_plan(doc, index)
@@ -337,7 +359,9 @@ class HilbertProcessor(ProcessorMixin):
         data["segment_times"] = torch.zeros(1, slots, 2, dtype=torch.float32)
         if pieces:
             data["audio_segment_mask"][0, : len(pieces)] = torch.tensor([p["has_audio"] for p in pieces])
-            data["segment_times"][0, : len(pieces)] = torch.tensor([[p["start"], p["end"]] for p in pieces], dtype=torch.float32)
+            data["segment_times"][0, : len(pieces)] = torch.tensor(
+                [[p["start"], p["end"]] for p in pieces], dtype=torch.float32
+            )
         report["segments_out"] = len(pieces)
         report["segment_sources"] = [p["source"] for p in pieces]
         report["audio_seconds_covered"] = sum(p["audio_end"] - p["audio_start"] for p in pieces) / target_rate
@@ -350,7 +374,8 @@ class HilbertProcessor(ProcessorMixin):
         waveform, rate = decode_audio(doc["audio"], doc.get("sampling_rate"), where=_where(index))
         if doc.get("segments") is None:  # a bare transcript without times (`text=`): one segment over the recording
             logger.warning(
-                f"HilbertProcessor, {_where(index)}: the text has no timestamps; it is taken as one segment spanning the "
+                f"HilbertProcessor, {_where(index)}: the text has no timestamps; it is taken as one segment spanning "
+                f"the "
                 f"whole recording ({waveform.shape[-1] / rate:.1f} s), split into pieces of at most "
                 f"{self.max_segment_seconds:g} s with its words spread evenly. Give timestamped segments (or an "
                 ".srt/.vtt/.json transcript) to align text and audio."
@@ -383,7 +408,11 @@ class HilbertProcessor(ProcessorMixin):
         fe = self.feature_extractor
         samples = torch.tensor([plan.pieces[s]["audio_end"] - plan.pieces[s]["audio_start"] for s in real])
         # The length the model sorts on: real mel frames (ceil, as the mask counts them) or real samples.
-        lengths = torch.clamp((samples + fe.hop_length - 1) // fe.hop_length, max=fe.nb_max_frames) if self._whisper else samples
+        lengths = (
+            torch.clamp((samples + fe.hop_length - 1) // fe.hop_length, max=fe.nb_max_frames)
+            if self._whisper
+            else samples
+        )
         order = torch.tensor(real, dtype=torch.long)[torch.argsort(lengths, descending=True, stable=True)]
         for chunk in order.split(chunk_size):
             pieces = [plan.pieces[s] for s in chunk.tolist()]
@@ -394,10 +423,14 @@ class HilbertProcessor(ProcessorMixin):
     def _documents(self, documents, audio, segments, sampling_rate, text=None, asr_model=None) -> list[Mapping]:
         keyword = audio is not None or segments is not None or sampling_rate is not None or text is not None
         if documents is not None and keyword:
-            raise ValueError("Give either `documents` or the keyword form (audio=..., segments=..., sampling_rate=...), not both.")
+            raise ValueError(
+                "Give either `documents` or the keyword form (audio=..., segments=..., sampling_rate=...), not both."
+            )
         if documents is None:
             if audio is None:
-                raise ValueError("No input: pass a document dict, a list of them, or audio=..., segments=..., sampling_rate=....")
+                raise ValueError(
+                    "No input: pass a document dict, a list of them, or audio=..., segments=..., sampling_rate=...."
+                )
             if segments is not None and text is not None:
                 raise ValueError("Give the transcript once: segments=... or text=..., not both.")
             transcripts = segments if segments is not None else text
@@ -408,7 +441,8 @@ class HilbertProcessor(ProcessorMixin):
         if isinstance(documents, Mapping):
             column = documents.get("segments")
             if isinstance(column, list) and column and all(isinstance(s, list) for s in column):
-                # A batch in columns, as `datasets.Dataset.map(batched=True)` gives: {"audio": [...], "segments": [[...], ...]}
+                # A batch in columns, as `datasets.Dataset.map(batched=True)` gives: {"audio": [...], "segments":
+                # [[...], ...]}
                 n = len(column)
                 documents = [
                     {k: v[i] if isinstance(v, (list, tuple)) and len(v) == n else v for k, v in documents.items()}
@@ -421,7 +455,9 @@ class HilbertProcessor(ProcessorMixin):
         documents = list(documents)  # a copy: documents given as audio alone are replaced by transcribed ones
         for i, doc in enumerate(documents):
             if not isinstance(doc, Mapping):
-                raise ValueError(f"{_where(i)} is a {type(doc).__name__}, not a dict with keys audio, sampling_rate, segments.")
+                raise ValueError(
+                    f"{_where(i)} is a {type(doc).__name__}, not a dict with keys audio, sampling_rate, segments."
+                )
             if "audio" not in doc or doc["audio"] is None:
                 raise ValueError(f"{_where(i)} has no 'audio': give its waveform.")
             segs = doc.get("segments")
@@ -456,8 +492,10 @@ class HilbertProcessor(ProcessorMixin):
         """Apply the policies to one document's segments -> the output segments (pieces) with their sample ranges."""
         pieces = []
         if not segments:  # a batch would hold one fully masked slot: the model would "classify" nothing
-            raise ValueError(f"{_where(doc)} has no segments (an empty transcript?): give at least one "
-                             "{start, end, text} segment; there is nothing to encode or classify otherwise.")
+            raise ValueError(
+                f"{_where(doc)} has no segments (an empty transcript?): give at least one "
+                "{start, end, text} segment; there is nothing to encode or classify otherwise."
+            )
         # Overlapping (crosstalk) and unordered segments are legitimate input: each segment's audio is cut on its
         # own times, so an overlap is encoded in both segments. They are counted for the report, not changed.
         report["overlapping_segments"] = report["unordered_segments"] = 0
@@ -502,10 +540,20 @@ class HilbertProcessor(ProcessorMixin):
                 if not has_text and self.missing_text == "drop":
                     _drop(report, "missing_text", p_end - p_start)
                     continue
-                pieces.append(dict(start=p_start, end=p_end, text=p_text, source=index, has_audio=has_audio,
-                                   has_text=has_text, audio_start=first if has_audio else 0, audio_end=last if has_audio else 0,
-                                   clipped=max(0, wanted - num_samples) / rate if has_audio else 0.0,
-                                   beyond=first >= num_samples))
+                pieces.append(
+                    dict(
+                        start=p_start,
+                        end=p_end,
+                        text=p_text,
+                        source=index,
+                        has_audio=has_audio,
+                        has_text=has_text,
+                        audio_start=first if has_audio else 0,
+                        audio_end=last if has_audio else 0,
+                        clipped=max(0, wanted - num_samples) / rate if has_audio else 0.0,
+                        beyond=first >= num_samples,
+                    )
+                )
         if len(after_the_end) == len(segments):
             # Every segment lies past the recording: the transcript is not this audio's. Kept, they would make a
             # text-only prediction that looks like an audio-text one.
@@ -561,8 +609,15 @@ class HilbertProcessor(ProcessorMixin):
             features = torch.zeros(batch, slots, fe.feature_size, width, dtype=torch.float32)
             for lo in range(0, len(clips), FEATURE_CHUNK):
                 chunk = [c.numpy() for c in clips[lo : lo + FEATURE_CHUNK]]
-                out = fe(chunk, sampling_rate=fe.sampling_rate, padding="max_length", max_length=samples,
-                         truncation=True, return_attention_mask=False, return_tensors="pt")["input_features"]
+                out = fe(
+                    chunk,
+                    sampling_rate=fe.sampling_rate,
+                    padding="max_length",
+                    max_length=samples,
+                    truncation=True,
+                    return_attention_mask=False,
+                    return_tensors="pt",
+                )["input_features"]
                 out = out[..., :computed].to(torch.float32)
                 if computed < width:
                     out = torch.cat([out, _whisper_window_floor(out, width - computed)], dim=-1)
@@ -577,8 +632,14 @@ class HilbertProcessor(ProcessorMixin):
         values = torch.zeros(batch, slots, width, dtype=torch.float32)
         for lo in range(0, len(clips), FEATURE_CHUNK):
             chunk = [c.numpy() for c in clips[lo : lo + FEATURE_CHUNK]]
-            out = fe(chunk, sampling_rate=fe.sampling_rate, padding="max_length", max_length=width,
-                     return_attention_mask=True, return_tensors="pt")["input_values"]
+            out = fe(
+                chunk,
+                sampling_rate=fe.sampling_rate,
+                padding="max_length",
+                max_length=width,
+                return_attention_mask=True,
+                return_tensors="pt",
+            )["input_values"]
             sel = tuple(i[lo : lo + FEATURE_CHUNK] for i in index)
             values[sel] = out.to(torch.float32)
         mask = torch.zeros(batch, slots, width, dtype=torch.long)
@@ -597,10 +658,15 @@ class HilbertProcessor(ProcessorMixin):
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         text_segment_mask = torch.zeros(batch, slots, dtype=torch.bool)
         if not texts:
-            return {"input_ids": torch.full((batch, slots, 1), pad_id, dtype=torch.long),
-                    "attention_mask": torch.zeros(batch, slots, 1, dtype=torch.long), "text_segment_mask": text_segment_mask}
+            return {
+                "input_ids": torch.full((batch, slots, 1), pad_id, dtype=torch.long),
+                "attention_mask": torch.zeros(batch, slots, 1, dtype=torch.long),
+                "text_segment_mask": text_segment_mask,
+            }
         full = self.tokenizer(texts, truncation=False, return_attention_mask=False, verbose=False)["input_ids"]
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_text_tokens, padding="longest", return_tensors="pt")
+        enc = self.tokenizer(
+            texts, truncation=True, max_length=self.max_text_tokens, padding="longest", return_tensors="pt"
+        )
         ids, att = enc["input_ids"], enc["attention_mask"]
         kept = att.sum(-1).tolist()
         for (b, _), n_full, n_kept in zip(rows, full, kept):
@@ -621,17 +687,27 @@ class HilbertProcessor(ProcessorMixin):
         for i, r in enumerate(reports):
             lost = []
             if r["dropped"]["max_segments"]:
-                lost.append(f"{r['dropped']['max_segments']} segments ({r['dropped_seconds']['max_segments']:.1f} s) past max_segments")
+                lost.append(
+                    f"{r['dropped']['max_segments']} segments ({r['dropped_seconds']['max_segments']:.1f} s) past "
+                    f"max_segments"
+                )
             if r["truncated_tokens"]:
-                lost.append(f"{r['truncated_tokens']} tokens past max_text_tokens in {r['truncated_segments']} segments")
+                lost.append(
+                    f"{r['truncated_tokens']} tokens past max_text_tokens in {r['truncated_segments']} segments"
+                )
             past = r["clipped_segments"] + r.get("beyond_audio_segments", 0)
             if past:  # the cut-off ends of clipped segments, and whole segments that start after the audio ends
                 seconds = r["clipped_seconds"] + r.get("beyond_audio_seconds", 0.0)
-                wholly = (f" ({r['beyond_audio_segments']} of them wholly: kept without audio)"
-                          if r.get("beyond_audio_segments") else "")
+                wholly = (
+                    f" ({r['beyond_audio_segments']} of them wholly: kept without audio)"
+                    if r.get("beyond_audio_segments")
+                    else ""
+                )
                 lost.append(f"{seconds:.2f} s of {past} segments past the end of the audio{wholly}")
             if lost:
-                logger.warning(f"HilbertProcessor, {_where(i)}: dropped {'; '.join(lost)}. Pass return_report=True for details.")
+                logger.warning(
+                    f"HilbertProcessor, {_where(i)}: dropped {'; '.join(lost)}. Pass return_report=True for details."
+                )
 
 
 class HilbertDocumentPlan:
@@ -661,8 +737,10 @@ class HilbertDocumentPlan:
         return int(self.inputs["segment_times"].shape[1])
 
     def __repr__(self) -> str:
-        return (f"HilbertDocumentPlan({len(self.pieces)} segments, {self.waveform.shape[-1]} samples, "
-                f"{sum(p['has_audio'] for p in self.pieces)} with audio)")
+        return (
+            f"HilbertDocumentPlan({len(self.pieces)} segments, {self.waveform.shape[-1]} samples, "
+            f"{sum(p['has_audio'] for p in self.pieces)} with audio)"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -677,9 +755,15 @@ def _is_transcript_file(text) -> bool:
 def _keyword_document(audio, transcript, sampling_rate) -> dict:
     """The keyword form's document: `transcript` a list of segments, a transcript file, or a bare string."""
     if transcript is None:
-        raise ValueError("No transcript: pass segments=[{start, end, text}, ...] or text=... (a transcript file or a string).")
+        raise ValueError(
+            "No transcript: pass segments=[{start, end, text}, ...] or text=... (a transcript file or a string)."
+        )
     if _is_transcript_file(transcript):
-        return {"audio": audio, "sampling_rate": sampling_rate, "segments": [dict(s) for s in load_transcript(transcript)]}
+        return {
+            "audio": audio,
+            "sampling_rate": sampling_rate,
+            "segments": [dict(s) for s in load_transcript(transcript)],
+        }
     if isinstance(transcript, str):
         return {"audio": audio, "sampling_rate": sampling_rate, "text": transcript}
     return {"audio": audio, "sampling_rate": sampling_rate, "segments": transcript}
@@ -738,9 +822,14 @@ def _segment_times(seg: Mapping, doc: int, index: int) -> tuple[float, float]:
     try:
         start, end = float(seg["start"]), float(seg["end"])
     except KeyError as err:
-        raise ValueError(f"{_where(doc, index)} has no {err.args[0]!r}: every segment needs 'start' and 'end' (seconds).") from None
+        raise ValueError(
+            f"{_where(doc, index)} has no {err.args[0]!r}: every segment needs 'start' and 'end' (seconds)."
+        ) from None
     except (TypeError, ValueError):
-        raise ValueError(f"{_where(doc, index)}: start/end must be numbers of seconds, got {_shown(seg['start'])}, {_shown(seg['end'])}.") from None
+        raise ValueError(
+            f"{_where(doc, index)}: start/end must be numbers of seconds, got {_shown(seg['start'])}, "
+            f"{_shown(seg['end'])}."
+        ) from None
     if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
         raise ValueError(
             f"{_where(doc, index)}: invalid times {start!r} -> {end!r}; times are finite seconds from the start of "
@@ -752,7 +841,9 @@ def _segment_times(seg: Mapping, doc: int, index: int) -> tuple[float, float]:
 def _shown(value) -> str:
     """A segment field for an error message: numbers and time-like strings as they are, anything else by type only
     (a misplaced field may hold transcript words, which must not reach logs)."""
-    if isinstance(value, (int, float)) or (isinstance(value, str) and len(value) <= 40 and 2 * sum(c.isdigit() for c in value) >= len(value)):
+    if isinstance(value, (int, float)) or (
+        isinstance(value, str) and len(value) <= 40 and 2 * sum(c.isdigit() for c in value) >= len(value)
+    ):
         return repr(value)
     return f"a {type(value).__name__}"
 
@@ -768,4 +859,3 @@ def _split(start: float, end: float, text: str, count: int) -> list[tuple[float,
     step = (end - start) / count
     bounds = [start + j * step for j in range(count)] + [end]
     return [(bounds[j], bounds[j + 1], " ".join(buckets[j])) for j in range(count)]
-

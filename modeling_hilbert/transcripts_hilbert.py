@@ -1142,7 +1142,8 @@ def _parse_eaf(text: str, path=None) -> list[tuple[Segment, int]]:
                         )
                     if slots[slot_id] is None:
                         raise TranscriptError(
-                            f"annotation {ident!r} on top-level tier {tier_id!r} uses the unaligned time slot {slot_id!r} "
+                            f"annotation {ident!r} on top-level tier {tier_id!r} uses the unaligned time slot "
+                            f"{slot_id!r} "
                             "(no TIME_VALUE).",
                             path=path,
                             line=node.line,
@@ -1372,7 +1373,8 @@ def load_transcript_with_lines(path: str | Path) -> tuple[list[Segment], list[in
 
 
 def load_transcript(path: str | Path) -> list[Segment]:
-    """Read a transcript file into segments; the extension picks the format (module docstring). Raises `TranscriptError`."""
+    """Read a transcript file into segments; the extension picks the format (module docstring). Raises
+    `TranscriptError`."""
     return load_transcript_with_lines(path)[0]
 
 

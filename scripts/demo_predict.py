@@ -52,7 +52,8 @@ def main(argv=None) -> int:
             segment = document["segments"][sources[index]]
             text = f": {segment['text'][:80]!r}" if args.show_text else ""
             print(
-                f"    weighs {weights[index]:.2f}: {start:6.1f}-{end:6.1f} s, {segment.get('speaker') or 'unknown speaker'}{text}"
+                f"    weighs {weights[index]:.2f}: {start:6.1f}-{end:6.1f} s, "
+                f"{segment.get('speaker') or 'unknown speaker'}{text}"
             )
     return 0
 

@@ -18,8 +18,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LEAVES = ("encoders", "folds", "hub", "safe_write", "errors", "output_lock", "whisper_ct2", "model_cards")
 # Lower number = lower layer. A module may import from its own layer or below, never above.
-RANKS = {"modeling_hilbert": 0, "hilbert_app": 1, **{f"hilbert_app.{leaf}": 1 for leaf in LEAVES}, "hilbert_app.corpus": 2,
-         "hilbert_app.features": 3, "hilbert_app.training": 4, "hilbert_app.cli": 5}
+RANKS = {
+    "modeling_hilbert": 0,
+    "hilbert_app": 1,
+    **{f"hilbert_app.{leaf}": 1 for leaf in LEAVES},
+    "hilbert_app.corpus": 2,
+    "hilbert_app.features": 3,
+    "hilbert_app.training": 4,
+    "hilbert_app.cli": 5,
+}
 
 
 def layer(module: str) -> str | None:
@@ -58,8 +65,11 @@ def imported_modules(path: Path, source: str | None = None, module: str | None =
             else:
                 target = node.module or ""
             out.append((node.lineno, target))
-            out += [(node.lineno, f"{target}.{alias.name}") for alias in node.names if layer(f"{target}.{alias.name}")
-                    and layer(f"{target}.{alias.name}") != layer(target)]
+            out += [
+                (node.lineno, f"{target}.{alias.name}")
+                for alias in node.names
+                if layer(f"{target}.{alias.name}") and layer(f"{target}.{alias.name}") != layer(target)
+            ]
     return out
 
 
@@ -71,8 +81,11 @@ def package_files() -> list[Path]:
 def upward_imports(path: Path, source: str | None = None, module: str | None = None) -> list[str]:
     own = layer(module or module_name(path))
     assert own is not None, f"{path} is in no layer: add it to RANKS and docs/architecture.md"
-    return [f"line {line}: {target}" for line, target in imported_modules(path, source, module)
-            if layer(target) is not None and RANKS[layer(target)] > RANKS[own]]
+    return [
+        f"line {line}: {target}"
+        for line, target in imported_modules(path, source, module)
+        if layer(target) is not None and RANKS[layer(target)] > RANKS[own]
+    ]
 
 
 def test_the_checker_sees_violations():
@@ -96,7 +109,9 @@ def test_the_shipped_library_imports_only_its_siblings_and_its_dependencies():
     """modeling_hilbert ships to the Hub alone: no import of hilbert_app, tests or the entry points."""
     for path in sorted((REPO / "modeling_hilbert").glob("*.py")):
         for line, target in imported_modules(path):
-            assert not target.startswith(("hilbert_app", "train", "dataset_scripts", "tests")), f"{path}:{line} {target}"
+            assert not target.startswith(("hilbert_app", "train", "dataset_scripts", "tests")), (
+                f"{path}:{line} {target}"
+            )
 
 
 def test_entry_points_only_call_the_cli():
@@ -111,14 +126,24 @@ def test_entry_points_only_call_the_cli():
 
 def test_nothing_edits_sys_path():
     """The packages are installed (scripts/setup.sh): no project file prepends the repository to sys.path."""
-    files = package_files() + [REPO / "train.py", *sorted((REPO / "dataset_scripts").glob("*.py")),
-                               *sorted((REPO / "benchmarks").glob("*.py")), *sorted((REPO / "scripts").glob("*.py")),
-                               *sorted((REPO / "tests").glob("test_*.py")), REPO / "tests" / "conftest.py"]
+    files = package_files() + [
+        REPO / "train.py",
+        *sorted((REPO / "dataset_scripts").glob("*.py")),
+        *sorted((REPO / "benchmarks").glob("*.py")),
+        *sorted((REPO / "scripts").glob("*.py")),
+        *sorted((REPO / "tests").glob("test_*.py")),
+        REPO / "tests" / "conftest.py",
+    ]
     offenders = []
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "insert"
-                    and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "path"):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "insert"
+                and isinstance(node.func.value, ast.Attribute)
+                and node.func.value.attr == "path"
+            ):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not offenders, offenders
 
@@ -132,8 +157,11 @@ def test_every_guarantee_names_tests_that_exist():
     assert len(bullets) > 30
     defined = {}
     for path in sorted((REPO / "tests").glob("test_*.py")):
-        defined[path.name] = {node.name for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                              if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+        defined[path.name] = {
+            node.name
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        }
     missing, untested, current = [], [], None
     for bullet in bullets:
         references = re.findall(r"`((?:test_\w+\.py)|…)::(test_\w*\*?|…\w*\*?)`", bullet)

@@ -19,6 +19,7 @@ import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_models import bert_config, hilbert_config
 from torchaudio.functional import resample as torchaudio_resample
 from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
@@ -34,7 +35,6 @@ from modeling_hilbert.audio_hilbert import (
     resampled_length,
 )
 from modeling_hilbert.pipeline_hilbert import HilbertDocumentClassificationPipeline
-from tiny_models import bert_config, hilbert_config
 
 SR = 16000
 RATE = 22050  # the sources' file rate: resampled by the processor
@@ -84,8 +84,16 @@ def test_resample_failing_length_from_the_issue():
 
 # (rate, target) pairs users have: every common rate to 16 kHz (wav2vec2/HuBERT/Whisper), and to 24/8 kHz.
 RATE_PAIRS = [(r, SR) for r in (8000, 11025, 22050, 32000, 44100, 48000)] + [
-    (8000, 24000), (16000, 24000), (22050, 24000), (44100, 24000), (48000, 24000),
-    (11025, 8000), (16000, 8000), (22050, 8000), (44100, 8000), (48000, 8000),
+    (8000, 24000),
+    (16000, 24000),
+    (22050, 24000),
+    (44100, 24000),
+    (48000, 24000),
+    (11025, 8000),
+    (16000, 8000),
+    (22050, 8000),
+    (44100, 8000),
+    (48000, 8000),
 ]
 
 
@@ -136,7 +144,9 @@ def test_blockwise_resample_multichannel_and_identity(rate):
 def stereo_file(tmp_path_factory) -> tuple[Path, torch.Tensor]:
     """A stereo float WAV of an odd length at 22.05 kHz and its reference mono waveform (soundfile + numpy mean)."""
     path = tmp_path_factory.mktemp("audio") / "stereo.wav"
-    data = np.stack([chirp_and_noise(RATE // 2 + 7, RATE, seed=1), chirp_and_noise(RATE // 2 + 7, RATE, seed=2)], axis=1)
+    data = np.stack(
+        [chirp_and_noise(RATE // 2 + 7, RATE, seed=1), chirp_and_noise(RATE // 2 + 7, RATE, seed=2)], axis=1
+    )
     sf.write(path, data, RATE, subtype="FLOAT")
     read, rate = sf.read(path, dtype="float32")
     assert rate == RATE
@@ -198,7 +208,9 @@ def test_processor_accepts_every_source_kind(stereo_file, tokenizer):
             torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=f"{name}: {key}")
         assert report == expected_report, name
     # a batch in columns, as `Dataset.map(batched=True)` gives it, with datasets 5's decoded Audio values
-    ds = datasets.Dataset.from_dict({"audio": [str(path)] * 2, "segments": [segments] * 2}).cast_column("audio", datasets.Audio())
+    ds = datasets.Dataset.from_dict({"audio": [str(path)] * 2, "segments": [segments] * 2}).cast_column(
+        "audio", datasets.Audio()
+    )
     batch = proc(ds[:2])
     torch.testing.assert_close(batch["input_values"], expected["input_values"].expand(2, -1, -1), rtol=0, atol=0)
 
@@ -209,7 +221,9 @@ def test_pipeline_accepts_datasets_audio(stereo_file, tokenizer):
     text_config.vocab_size = tokenizer.vocab_size
     torch.manual_seed(0)
     model = HilbertForSequenceClassification(hilbert_config("hubert", text_config=text_config)).eval()
-    pipe = HilbertDocumentClassificationPipeline(model=model, processor=HilbertProcessor(wav2vec2_fe(), tokenizer), device=-1)
+    pipe = HilbertDocumentClassificationPipeline(
+        model=model, processor=HilbertProcessor(wav2vec2_fe(), tokenizer), device=-1
+    )
     segments = [seg(0.05, 0.3), seg(0.3, 0.5, "more words")]
     expected = pipe({"audio": reference, "sampling_rate": RATE, "transcript": segments})
     decoded = datasets.Dataset.from_dict({"audio": [str(path)]}).cast_column("audio", datasets.Audio())[0]["audio"]
@@ -223,8 +237,10 @@ def test_formats_soundfile_cannot_open_go_through_torchcodec(tmp_path):
     from torchcodec.encoders import AudioEncoder
 
     path = tmp_path / "phone.m4a"
-    AudioEncoder(torch.from_numpy(np.stack([chirp_and_noise(8000, 16000, 3), chirp_and_noise(8000, 16000, 4)])) * 0.5,
-                 sample_rate=16000).to_file(str(path))
+    AudioEncoder(
+        torch.from_numpy(np.stack([chirp_and_noise(8000, 16000, 3), chirp_and_noise(8000, 16000, 4)])) * 0.5,
+        sample_rate=16000,
+    ).to_file(str(path))
     with pytest.raises(sf.LibsndfileError):
         sf.read(path)
     samples = AudioDecoder(str(path)).get_all_samples()
@@ -292,14 +308,21 @@ def test_decoding_a_long_multichannel_file_holds_only_the_mono_waveform(tmp_path
             f.write(np.full((10 * rate, channels), 0.01 * (k % 5), dtype=np.float32))
     sf.write(tmp_path / "short.wav", np.zeros((rate, channels), np.float32), rate)
     repo = Path(__file__).resolve().parents[1]
-    child = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(path), str(tmp_path / "short.wav")],
-                           capture_output=True, text=True, cwd=repo, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(path), str(tmp_path / "short.wav")],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=300,
+    )
     assert child.returncode == 0, child.stderr[-2000:]
     line = [x for x in child.stdout.splitlines() if x.startswith("GROWN_MB=")][0]
     assert f"SAMPLES={seconds * rate} RATE={rate}" in line
     mono_mb = seconds * rate * 4 / 2**20
     print(line)
-    assert float(line.split()[0].split("=")[1]) < mono_mb + 45, line  # + one block of 3 channels (12 MB), its temporaries, slack
+    assert float(line.split()[0].split("=")[1]) < mono_mb + 45, (
+        line
+    )  # + one block of 3 channels (12 MB), its temporaries, slack
 
 
 # ================================================================================================ errors
@@ -328,16 +351,24 @@ def test_undecodable_file_names_the_file_and_says_what_to_do(tmp_path, tokenizer
     (tmp_path / "bad.wav").write_text("not audio at all")
     (tmp_path / "empty.wav").write_bytes(b"")
     proc = HilbertProcessor(wav2vec2_fe(), tokenizer)
-    for source, name in [(tmp_path / "bad.wav", "bad.wav"), (tmp_path / "empty.wav", "empty.wav"),
-                         ({"bytes": b"junk", "path": "clip.mp3"}, "clip.mp3 (audio bytes)"), (b"junk", "audio bytes")]:
+    for source, name in [
+        (tmp_path / "bad.wav", "bad.wav"),
+        (tmp_path / "empty.wav", "empty.wav"),
+        ({"bytes": b"junk", "path": "clip.mp3"}, "clip.mp3 (audio bytes)"),
+        (b"junk", "audio bytes"),
+    ]:
         with pytest.raises(AudioError) as info:
             decode_audio(source)
         message = str(info.value)
         assert f"{name}: cannot be decoded as audio (soundfile: " in message and "FFmpeg: " in message, message
         assert "Convert it to WAV or FLAC (e.g. `ffmpeg -i IN OUT.flac`)" in message, message
     with pytest.raises(ValueError, match=r"^document 1: .*bad.wav: cannot be decoded as audio"):
-        proc([{"audio": torch.zeros(SR), "sampling_rate": SR, "segments": [seg(0, 1)]},
-              {"audio": str(tmp_path / "bad.wav"), "segments": [seg(0, 1)]}])
+        proc(
+            [
+                {"audio": torch.zeros(SR), "sampling_rate": SR, "segments": [seg(0, 1)]},
+                {"audio": str(tmp_path / "bad.wav"), "segments": [seg(0, 1)]},
+            ]
+        )
     with pytest.raises(AudioError, match="is a directory"):
         decode_audio(tmp_path)
 
@@ -366,8 +397,14 @@ def test_waveform_without_a_rate_and_other_source_errors(tmp_path, stereo_file):
         (lambda: decode_audio(torch.from_numpy(wave), where="document 2"), "document 2 has no sampling_rate"),
         (lambda: decode_audio({"array": wave}), "audio has no sampling_rate"),
         (lambda: decode_audio(str(path), SR), f"sampling_rate={SR} but the audio is at {RATE} Hz; drop one"),
-        (lambda: decode_audio({"array": wave, "sampling_rate": 8000}, SR), "the audio dict's 'sampling_rate' is at 8000 Hz"),
-        (lambda: decode_audio({"bytes": None, "path": None}), "an audio dict needs 'array' (+ 'sampling_rate'), 'bytes' or 'path'"),
+        (
+            lambda: decode_audio({"array": wave, "sampling_rate": 8000}, SR),
+            "the audio dict's 'sampling_rate' is at 8000 Hz",
+        ),
+        (
+            lambda: decode_audio({"bytes": None, "path": None}),
+            "an audio dict needs 'array' (+ 'sampling_rate'), 'bytes' or 'path'",
+        ),
         (lambda: decode_audio(wave, 22050.5), "must be a positive whole number of Hz"),
         (lambda: decode_audio(np.zeros(SR, np.int16), SR), "give float samples in [-1, 1]"),
         (lambda: decode_audio(np.zeros((SR, 2), np.float32), SR), "looks like (samples, channels)"),
@@ -400,8 +437,9 @@ def test_73_seconds_at_22050_hz_through_the_processor(tmp_path, tokenizer):
     path = tmp_path / "interview.wav"
     sf.write(path, chirp_and_noise(1620777, 22050), 22050, subtype="PCM_16")
     segments = [seg(0.0, 30.0), seg(45.0, 50.0), seg(60.0, 73.504), seg(73.0, 74.0, "past the end")]
-    assert_same_audio_inputs(HilbertProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer, audio_mode="fast"),
-                             path, segments)
+    assert_same_audio_inputs(
+        HilbertProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer, audio_mode="fast"), path, segments
+    )
     assert_same_audio_inputs(HilbertProcessor(wav2vec2_fe(), tokenizer), path, segments)
 
 

@@ -331,7 +331,8 @@ RELOAD_SCRIPT = textwrap.dedent(
 
 
 def child_env(tmp_path: Path) -> dict:
-    """A user's environment: no PYTHONPATH, an empty HF cache and NOT offline (the socket guard catches any download)."""
+    """A user's environment: no PYTHONPATH, an empty HF cache and NOT offline (the socket guard catches any
+    download)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(HF_HOME=str(tmp_path / "fresh_hf_home"), HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1")
     return env
@@ -504,9 +505,9 @@ def test_extract_features_script_gives_the_models_features(checkpoints, tmp_path
 
     import datasets
     import soundfile
-    from hilbert_app.features.store import load_features
 
     from hilbert_app.corpus.build import build_dataset
+    from hilbert_app.features.store import load_features
 
     build_dataset(write_corpus(tmp_path / "corpus"), tmp_path / "dataset", folds=2, progress=False)
     audio, text = checkpoints["hubert_group"], checkpoints["t5"]

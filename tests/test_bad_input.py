@@ -26,10 +26,11 @@ import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_models import feature_inputs, hilbert_config
 from torchaudio.functional import resample
 from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor
 
-REPO = Path(__file__).resolve().parents[1]
+from hilbert_app.cli.build_dataset import main
 from hilbert_app.corpus.build import (
     DatasetBuildError,
     FoldError,
@@ -37,8 +38,11 @@ from hilbert_app.corpus.build import (
     build_dataset,
     render_dataset_card,
 )
-from hilbert_app.cli.build_dataset import main
 from hilbert_app.features.store import FeatureFingerprintError, check_fingerprint, collate_features
+from hilbert_app.folds import fold_label_problems
+from hilbert_app.training import data as training_data
+from hilbert_app.training.data import fold_splits
+from hilbert_app.training.metrics import task_metrics
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification, HilbertModel, HilbertProcessor
 from modeling_hilbert.audio_hilbert import resample as blockwise_resample
 from modeling_hilbert.transcripts_hilbert import (
@@ -48,11 +52,8 @@ from modeling_hilbert.transcripts_hilbert import (
     parse_srt,
     validate_segments,
 )
-from tiny_models import feature_inputs, hilbert_config
-from hilbert_app.training import data as training_data
-from hilbert_app.folds import fold_label_problems
-from hilbert_app.training.data import fold_splits
-from hilbert_app.training.metrics import task_metrics
+
+REPO = Path(__file__).resolve().parents[1]
 
 SR = 16000
 SRT = "1\n00:00:00,100 --> 00:00:00,900\nALICE: good morning\n\n2\n00:00:01,000 --> 00:00:01,800\nhow are you\n"
@@ -77,7 +78,9 @@ def seg(start, end, text="some words", speaker=None) -> dict:
     return {"start": start, "end": end, "text": text, "speaker": speaker}
 
 
-def write_wav(path: Path, seconds: float = 2.0, rate: int = SR, channels: int = 1, subtype: str = "PCM_16") -> np.ndarray:
+def write_wav(
+    path: Path, seconds: float = 2.0, rate: int = SR, channels: int = 1, subtype: str = "PCM_16"
+) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(len(path.name))
     data = (0.1 * rng.standard_normal((int(seconds * rate), channels))).astype(np.float32)
@@ -122,12 +125,16 @@ def one_problem(tmp_path, extra_row, kind, where, advice, **options):
 def test_audio_unreadable_builder(tmp_path):
     (tmp_path / "corpus" / "audio").mkdir(parents=True)
     (tmp_path / "corpus" / "audio" / "bad.wav").write_text("not audio at all")
-    one_problem(tmp_path, ["audio/bad.wav", "r0.srt", "calm", "g9"], "audio_unreadable", "metadata.csv:6", "convert it to WAV")
+    one_problem(
+        tmp_path, ["audio/bad.wav", "r0.srt", "calm", "g9"], "audio_unreadable", "metadata.csv:6", "convert it to WAV"
+    )
 
 
 def test_audio_unreadable_load_document(tokenizer, tmp_path):
     (tmp_path / "bad.wav").write_text("not audio at all")
-    with pytest.raises(ValueError, match=r"bad.wav: cannot be decoded as audio \(soundfile: .*Convert it to WAV or FLAC"):
+    with pytest.raises(
+        ValueError, match=r"bad.wav: cannot be decoded as audio \(soundfile: .*Convert it to WAV or FLAC"
+    ):
         HilbertProcessor(raw_fe(), tokenizer).load_document(tmp_path / "bad.wav", [seg(0, 1)])
 
 
@@ -146,7 +153,9 @@ def test_audio_empty_file_load_document(tokenizer, tmp_path):
 def test_audio_zero_length_builder(tmp_path):
     (tmp_path / "corpus" / "audio").mkdir(parents=True)
     sf.write(tmp_path / "corpus" / "audio" / "none.wav", np.zeros(0), SR)
-    one_problem(tmp_path, ["audio/none.wav", "r0.srt", "calm", "g9"], "audio_empty", "metadata.csv:6", "holds no samples")
+    one_problem(
+        tmp_path, ["audio/none.wav", "r0.srt", "calm", "g9"], "audio_empty", "metadata.csv:6", "holds no samples"
+    )
 
 
 def test_audio_zero_length_load_document_and_processor(tokenizer, tmp_path):
@@ -165,15 +174,22 @@ def test_audio_nan_inf_samples_builder(tmp_path, value):
     data = write_wav(path, 2.0, 8000, subtype="FLOAT")
     data[4000, 0] = value  # 0.5 s at 8 kHz
     sf.write(path, data, 8000, subtype="FLOAT")
-    one_problem(tmp_path, ["audio/nan.wav", "r0.srt", "calm", "g9"], "audio_not_finite", "metadata.csv:6",
-                "the first at 0.500 s")
+    one_problem(
+        tmp_path,
+        ["audio/nan.wav", "r0.srt", "calm", "g9"],
+        "audio_not_finite",
+        "metadata.csv:6",
+        "the first at 0.500 s",
+    )
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("-inf")])
 def test_audio_nan_inf_samples_processor(tokenizer, tmp_path, value):
     audio = noise(2.0)
     audio[8000] = value
-    with pytest.raises(ValueError, match=r"document 0: the waveform holds 1 NaN/inf samples \(the first at 0.500 s\); repair"):
+    with pytest.raises(
+        ValueError, match=r"document 0: the waveform holds 1 NaN/inf samples \(the first at 0.500 s\); repair"
+    ):
         HilbertProcessor(raw_fe(), tokenizer)(audio=audio, sampling_rate=SR, segments=[seg(0, 1)])
     path = tmp_path / "nan.wav"  # the same through a file
     sf.write(path, audio.numpy(), SR, subtype="FLOAT")
@@ -183,8 +199,12 @@ def test_audio_nan_inf_samples_processor(tokenizer, tmp_path, value):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(1, 3000), st.lists(st.tuples(st.integers(0, 2999), st.sampled_from([np.nan, np.inf, -np.inf])),
-                                      max_size=3), st.booleans(), st.integers(1, 2))
+@given(
+    st.integers(1, 3000),
+    st.lists(st.tuples(st.integers(0, 2999), st.sampled_from([np.nan, np.inf, -np.inf])), max_size=3),
+    st.booleans(),
+    st.integers(1, 2),
+)
 def test_the_build_scan_finds_the_first_non_finite_sample_across_blocks(tmp_path_factory, frames, bad, huge, channels):
     """scan_audio's block test (a float64 sum of the block is finite exactly when every sample is) against numpy's
     isfinite, with blocks of 700 frames, extreme finite samples (3e38) and NaN/inf anywhere."""
@@ -209,7 +229,7 @@ def test_audio_stereo_is_averaged_and_reported(tokenizer, tmp_path):
     doc = proc.load_document(tmp_path / "st.wav", [seg(0.25, 1.0)])
     assert tuple(doc["audio"].shape) == (2, 2 * SR)
     out = proc(doc)
-    expected = stereo[int(0.25 * SR): SR].mean(axis=1)  # independent: numpy mean of the two channels
+    expected = stereo[int(0.25 * SR) : SR].mean(axis=1)  # independent: numpy mean of the two channels
     np.testing.assert_allclose(out["input_values"][0, 0, : len(expected)].numpy(), expected, atol=1e-7)
     # the builder keeps the file as is and reports the channel count
     root = tmp_path / "corpus"
@@ -223,8 +243,9 @@ def test_audio_stereo_is_averaged_and_reported(tokenizer, tmp_path):
 @pytest.mark.parametrize("rate", [8000, 48000])
 def test_audio_8k_and_48k_are_resampled_and_reported(tokenizer, rate):
     audio = noise(3.0, rate, seed=rate)
-    out, report = HilbertProcessor(raw_fe(), tokenizer)(audio=audio, sampling_rate=rate, segments=[seg(0.5, 2.0)],
-                                                        return_report=True)
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(
+        audio=audio, sampling_rate=rate, segments=[seg(0.5, 2.0)], return_report=True
+    )
     assert report[0]["resampled_from"] == rate and report[0]["audio_seconds"] == pytest.approx(3.0)
     whole = resample(audio, rate, SR)  # the whole recording at once, as torchaudio does it
     np.testing.assert_allclose(out["input_values"][0, 0, : int(1.5 * SR)].numpy(), whole[8000:32000].numpy(), atol=1e-6)
@@ -267,8 +288,9 @@ def test_audio_hours_long_does_not_blow_up_memory(tmp_path):
     with sf.SoundFile(path, "w", samplerate=8000, channels=1, subtype="PCM_16") as f:
         for minute in range(30):
             f.write(np.full(8000 * 60, 0.01 * (minute % 7), dtype=np.float32))
-    proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(path)], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(path)], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("GROWN_MB=")][0]
     grown = float(line.split()[0].split("=")[1])
@@ -285,8 +307,13 @@ def test_truncated_flac_is_refused_at_build_time(tmp_path):
     sf.write(path, sf.read(path.with_suffix(".wav"))[0], SR, format="FLAC")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     assert sf.info(str(path)).frames == 2 * SR  # the header still claims 2 s
-    problem = one_problem(tmp_path, ["audio/cut.flac", "r0.srt", "calm", "g9"], "audio_unreadable", "metadata.csv:6",
-                          "convert it to WAV or FLAC")
+    problem = one_problem(
+        tmp_path,
+        ["audio/cut.flac", "r0.srt", "calm", "g9"],
+        "audio_unreadable",
+        "metadata.csv:6",
+        "convert it to WAV or FLAC",
+    )
     assert "audio 'audio/cut.flac' cannot be decoded to its end" in str(problem) and "decoding failed" in str(problem)
 
 
@@ -315,8 +342,9 @@ def test_truncated_mp3_gets_its_decoded_duration_and_its_late_segments_are_repor
     dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
     row = dataset["train"][dataset["train"]["id"].index("cut")]
     assert row["duration"] == pytest.approx(decoded, abs=1e-9)
-    assert report.decoded_shorter_than_header == {"cut": {"header_s": pytest.approx(header, abs=1e-3),
-                                                          "decoded_s": pytest.approx(decoded, abs=1e-3)}}
+    assert report.decoded_shorter_than_header == {
+        "cut": {"header_s": pytest.approx(header, abs=1e-3), "decoded_s": pytest.approx(decoded, abs=1e-3)}
+    }
     assert "1 recordings decode shorter than their headers claim" in report.summary()
     # the 2-segment SRT (0.1-0.9 s, 1.0-1.8 s): segment 2 starts after the decoded audio ends
     (root / "metadata.csv").write_text((root / "metadata.csv").read_text().replace("early.srt", "r0.srt"))
@@ -332,8 +360,9 @@ def test_one_sample_recording_whose_segment_starts_after_its_end_is_refused(tmp_
     (root / "audio").mkdir(parents=True)
     sf.write(root / "audio" / "one.wav", np.array([0.1], np.float32), SR)
     (root / "one.srt").write_text("1\n00:00:00,100 --> 00:00:00,400\nhello\n", encoding="utf-8")
-    problem = one_problem(tmp_path, ["audio/one.wav", "one.srt", "calm", "g9"], "beyond_audio", "one.srt:2",
-                          "it has no audio at all")
+    problem = one_problem(
+        tmp_path, ["audio/one.wav", "one.srt", "calm", "g9"], "beyond_audio", "one.srt:2", "it has no audio at all"
+    )
     assert "starts at 00:00:00.100, when the audio has ended (00:00:00.000 decoded)" in str(problem)
 
 
@@ -348,8 +377,9 @@ def test_a_segment_has_audio_exactly_when_the_processor_gives_it_samples(frames,
 
     start = round(start_ms / 1000, digits)
     segment = seg(start, start + 0.5)
-    refused = bool(_segments_without_audio([segment], AudioScan(frames, SR, 1, frames, None, "soundfile"), "t.srt",
-                                           [1], set()))
+    refused = bool(
+        _segments_without_audio([segment], AudioScan(frames, SR, 1, frames, None, "soundfile"), "t.srt", [1], set())
+    )
     try:
         out = HilbertProcessor(raw_fe(), _TOKENIZER())(audio=noise(frames / SR), sampling_rate=SR, segments=[segment])
         has_audio = bool(out["audio_segment_mask"][0, 0])
@@ -388,8 +418,9 @@ def test_malformed_transcript_builder(tmp_path, suffix, text, line, reason):
     root = tmp_path / "corpus"
     write_wav(root / "audio" / "m.wav")
     (root / f"m{suffix}").write_text(text)
-    problem = one_problem(tmp_path, ["audio/m.wav", f"m{suffix}", "calm", "g9"], "transcript_syntax", f"m{suffix}:{line}",
-                          reason)
+    problem = one_problem(
+        tmp_path, ["audio/m.wav", f"m{suffix}", "calm", "g9"], "transcript_syntax", f"m{suffix}:{line}", reason
+    )
     assert "(row metadata.csv:6, id 'm')" in str(problem)
 
 
@@ -401,7 +432,9 @@ def test_non_utf8_transcript(tmp_path):
     root = tmp_path / "corpus"
     write_wav(root / "audio" / "l.wav")
     (root / "l.srt").write_bytes(path.read_bytes())
-    one_problem(tmp_path, ["audio/l.wav", "l.srt", "calm", "g9"], "transcript_syntax", "l.srt:3", "Re-encode the file as UTF-8")
+    one_problem(
+        tmp_path, ["audio/l.wav", "l.srt", "calm", "g9"], "transcript_syntax", "l.srt:3", "Re-encode the file as UTF-8"
+    )
 
 
 @settings(max_examples=120, deadline=None)
@@ -432,7 +465,17 @@ def test_overlapping_segments_builder_allow_keeps_and_reports_them(tmp_path, cap
     write_wav(root / "audio" / "o.wav")
     (root / "o.srt").write_text(OVERLAP_SRT)
     make_corpus(root, [["audio/o.wav", "o.srt", "calm", "g9"]])
-    argv = ["--input", str(root), "--output", str(tmp_path / "out"), "--folds", "2", "--overlap", "allow", "--no-progress"]
+    argv = [
+        "--input",
+        str(root),
+        "--output",
+        str(tmp_path / "out"),
+        "--folds",
+        "2",
+        "--overlap",
+        "allow",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert "Kept 1 overlapping segments in 1 recordings (--overlap allow)" in capsys.readouterr().out
     saved = json.loads((tmp_path / "out" / "build_report.json").read_text())
@@ -440,6 +483,7 @@ def test_overlapping_segments_builder_allow_keeps_and_reports_them(tmp_path, cap
     built = datasets.load_from_disk(str(tmp_path / "out"))["train"]
     assert [s["start"] for s in built[built["id"].index("o")]["segments"]] == [0.1, 0.6]  # kept as given
     from hilbert_app.corpus.build import BuildReport  # the card is rendered from the saved report
+
     card = render_dataset_card(BuildReport(**{**saved, "skipped": []}), "org/c")
     assert "Overlapping segments were allowed (`--overlap allow`" in card and "1 segments in 1 recordings" in card
     with pytest.raises(ValueError, match=r"overlap='maybe' must be one of \('error', 'allow'\)"):
@@ -449,7 +493,8 @@ def test_overlapping_segments_builder_allow_keeps_and_reports_them(tmp_path, cap
 def test_overlapping_segments_processor_encodes_each_segment_on_its_own_times(tokenizer):
     audio = noise(2.0)
     out, report = HilbertProcessor(raw_fe(), tokenizer)(
-        audio=audio, sampling_rate=SR, segments=[seg(0.1, 1.0, "hello"), seg(0.6, 1.4, "crosstalk")], return_report=True)
+        audio=audio, sampling_rate=SR, segments=[seg(0.1, 1.0, "hello"), seg(0.6, 1.4, "crosstalk")], return_report=True
+    )
     values, mask = out["input_values"][0], out["audio_attention_mask"][0]
     np.testing.assert_array_equal(values[0, : int(0.9 * SR)].numpy(), audio[1600:16000].numpy())
     np.testing.assert_array_equal(values[1, : int(0.8 * SR)].numpy(), audio[9600:22400].numpy())  # the overlap in both
@@ -466,8 +511,9 @@ def test_unordered_segments_builder(tmp_path):
 
 def test_unordered_segments_processor_keeps_order_reports_and_the_model_does_not_care(tokenizer):
     segments = [seg(1.0, 1.5, "second"), seg(0.1, 0.5, "first"), seg(1.6, 1.9, "third")]
-    out, report = HilbertProcessor(raw_fe(), tokenizer)(audio=noise(2.0), sampling_rate=SR, segments=segments,
-                                                        return_report=True)
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(
+        audio=noise(2.0), sampling_rate=SR, segments=segments, return_report=True
+    )
     assert out["segment_times"][0, :, 0].tolist() == pytest.approx([1.0, 0.1, 1.6])  # as given, not sorted
     assert report[0]["unordered_segments"] == 1 and report[0]["segment_sources"] == [0, 1, 2]
     # The model is invariant to the order of segments (each carries its own times): sorting would change nothing.
@@ -486,13 +532,16 @@ def test_timestamps_past_the_end_builder(tmp_path):
     root = tmp_path / "corpus"
     write_wav(root / "audio" / "s.wav", seconds=1.0)  # the SRT's segment 2 ends at 1.8 s > 1.0 + 0.5 tolerance
     (root / "s.srt").write_text(SRT)
-    one_problem(tmp_path, ["audio/s.wav", "s.srt", "calm", "g9"], "beyond_audio", "s.srt:6", "transcript of another recording")
+    one_problem(
+        tmp_path, ["audio/s.wav", "s.srt", "calm", "g9"], "beyond_audio", "s.srt:6", "transcript of another recording"
+    )
 
 
 def test_timestamps_past_the_end_processor_clips_and_reports(tokenizer):
     audio = noise(2.0)
-    out, report = HilbertProcessor(raw_fe(), tokenizer)(audio=audio, sampling_rate=SR,
-                                                        segments=[seg(1.5, 3.0), seg(2.5, 3.0)], return_report=True)
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(
+        audio=audio, sampling_rate=SR, segments=[seg(1.5, 3.0), seg(2.5, 3.0)], return_report=True
+    )
     assert report[0]["clipped_segments"] == 1 and report[0]["clipped_seconds"] == pytest.approx(1.0)
     assert out["audio_attention_mask"][0, 0].sum() == SR // 2  # only the 0.5 s that exist
     np.testing.assert_array_equal(out["input_values"][0, 0, : SR // 2].numpy(), audio[24000:].numpy())
@@ -504,19 +553,25 @@ def test_timestamps_past_the_end_processor_clips_and_reports(tokenizer):
 def test_timestamps_past_the_end_are_all_counted_in_the_warning(tokenizer, caplog):
     """1.0 s clipped off segment 0 (1.5-3.0 s of 2.0 s) plus the whole 0.5 s of segment 1 (2.5-3.0 s): 1.50 s."""
     with caplog.at_level(logging.WARNING):
-        HilbertProcessor(raw_fe(), tokenizer)(audio=noise(2.0), sampling_rate=SR,
-                                              segments=[seg(1.5, 3.0), seg(2.5, 3.0)])
-    assert "document 0: dropped 1.50 s of 2 segments past the end of the audio (1 of them wholly: kept without " \
-           "audio)" in caplog.text
+        HilbertProcessor(raw_fe(), tokenizer)(
+            audio=noise(2.0), sampling_rate=SR, segments=[seg(1.5, 3.0), seg(2.5, 3.0)]
+        )
+    assert (
+        "document 0: dropped 1.50 s of 2 segments past the end of the audio (1 of them wholly: kept without "
+        "audio)" in caplog.text
+    )
 
 
 def test_a_transcript_wholly_past_the_end_of_its_audio_is_refused(tokenizer):
     """Every segment starts after the audio ends: the transcript is another recording's. An error, not a text-only
     prediction that looks like an audio-text one; one segment with audio is enough to proceed (and warn)."""
     proc = HilbertProcessor(raw_fe(), tokenizer)
-    with pytest.raises(ValueError, match=r"^document 0: all 2 segments start after the audio ends \(the recording "
-                                         r"lasts 2.000 s, the first segment starts at 2.500 s\)\. Is this the "
-                                         r"transcript of another recording\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"^document 0: all 2 segments start after the audio ends \(the recording "
+        r"lasts 2.000 s, the first segment starts at 2.500 s\)\. Is this the "
+        r"transcript of another recording\?",
+    ):
         proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(3.0, 4.0), seg(2.5, 3.0)])
     _, report = proc(audio=noise(2.0), sampling_rate=SR, segments=[seg(1.9, 2.2), seg(2.5, 3.0)], return_report=True)
     assert report[0]["beyond_audio_segments"] == 1 and report[0]["clipped_seconds"] == pytest.approx(0.2)
@@ -524,8 +579,12 @@ def test_a_transcript_wholly_past_the_end_of_its_audio_is_refused(tokenizer):
 
 def test_a_document_with_zero_segments_is_refused(tokenizer):
     with pytest.raises(ValueError, match=r"^document 1 has no segments \(an empty transcript\?\)"):
-        HilbertProcessor(raw_fe(), tokenizer)([{"audio": noise(1.0), "sampling_rate": SR, "segments": [seg(0, 1)]},
-                                               {"audio": noise(1.0), "sampling_rate": SR, "segments": []}])
+        HilbertProcessor(raw_fe(), tokenizer)(
+            [
+                {"audio": noise(1.0), "sampling_rate": SR, "segments": [seg(0, 1)]},
+                {"audio": noise(1.0), "sampling_rate": SR, "segments": []},
+            ]
+        )
 
 
 def test_empty_text_builder(tmp_path):
@@ -538,7 +597,10 @@ def test_empty_text_builder(tmp_path):
 def test_empty_text_processor_policies(tokenizer):
     doc = {"audio": noise(2.0), "sampling_rate": SR, "segments": [seg(0, 0.5, "  "), seg(0.5, 1.0, "words")]}
     out, report = HilbertProcessor(raw_fe(), tokenizer)(doc, return_report=True)
-    assert out["text_segment_mask"][0].tolist() == [False, True] and out["audio_segment_mask"][0].tolist() == [True, True]
+    assert out["text_segment_mask"][0].tolist() == [False, True] and out["audio_segment_mask"][0].tolist() == [
+        True,
+        True,
+    ]
     assert report[0]["kept_without_text"] == 1
     out, report = HilbertProcessor(raw_fe(), tokenizer, missing_text="drop")(doc, return_report=True)
     assert out["segment_times"].shape[1] == 1 and report[0]["dropped"]["missing_text"] == 1
@@ -549,7 +611,9 @@ def test_metadata_missing_columns(tmp_path):
     root = tmp_path / "corpus"
     root.mkdir()
     (root / "metadata.csv").write_text("file_name,label\na.wav,x\n")
-    with pytest.raises(DatasetBuildError, match=r"metadata.csv:1: missing column\(s\) transcript .*the required columns are"):
+    with pytest.raises(
+        DatasetBuildError, match=r"metadata.csv:1: missing column\(s\) transcript .*the required columns are"
+    ):
         build_dataset(root, tmp_path / "out", progress=False)
 
 
@@ -559,7 +623,9 @@ def test_metadata_duplicate_ids(tmp_path):
         build_dataset(tmp_path / "corpus", tmp_path / "out", folds=2, progress=False)
     problems = {p.line: p for p in info.value.problems}
     assert problems[2].kind == problems[6].kind == "duplicate_id"
-    assert "metadata.csv:6: id 'r0' is also used on line(s) 2; ids must be unique: add an `id` column" in str(info.value)
+    assert "metadata.csv:6: id 'r0' is also used on line(s) 2; ids must be unique: add an `id` column" in str(
+        info.value
+    )
 
 
 @pytest.mark.parametrize("column", ["file_name", "transcript"])
@@ -567,7 +633,11 @@ def test_metadata_path_escaping_the_corpus_folder(tmp_path, column):
     write_wav(tmp_path / "outside.wav")
     write_wav(tmp_path / "corpus" / "audio" / "x.wav")
     (tmp_path / "outside.srt").write_text(SRT)
-    row = ["../outside.wav", "r0.srt", "calm", "g9"] if column == "file_name" else ["audio/x.wav", "../outside.srt", "calm", "g9"]
+    row = (
+        ["../outside.wav", "r0.srt", "calm", "g9"]
+        if column == "file_name"
+        else ["audio/x.wav", "../outside.srt", "calm", "g9"]
+    )
     one_problem(tmp_path, row, "path_escapes", "metadata.csv:6", "move the file into the folder")
 
 
@@ -587,15 +657,20 @@ def test_jsonl_labels_1_and_1_0_are_one_class_and_the_change_is_reported(tmp_pat
     root = tmp_path / "corpus"
     files = _recordings(root, 6)
     labels, groups = [1, 1.0, 2, 2.0, 1, 2], [3, 3.0, 4, 5, 6, 7]  # groups 3 and 3.0 are one participant too
-    (root / "metadata.jsonl").write_text("".join(
-        json.dumps({"file_name": f, "transcript": t, "label": label, "group": group}) + "\n"
-        for (f, t), label, group in zip(files, labels, groups)), encoding="utf-8")
+    (root / "metadata.jsonl").write_text(
+        "".join(
+            json.dumps({"file_name": f, "transcript": t, "label": label, "group": group}) + "\n"
+            for (f, t), label, group in zip(files, labels, groups)
+        ),
+        encoding="utf-8",
+    )
     dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
     assert report.label_names == {"label": ["1", "2"]}
     assert dataset["train"].features["label"].names == ["1", "2"]
     assert report.normalised_values == {
         "label": [{"from": "1.0", "to": "1", "rows": 1}, {"from": "2.0", "to": "2", "rows": 1}],
-        "group": [{"from": "3.0", "to": "3", "rows": 1}]}
+        "group": [{"from": "3.0", "to": "3", "rows": 1}],
+    }
     rows = {row["id"]: row for row in dataset["train"]}
     assert rows["r0"]["group"] == rows["r1"]["group"] == "3" and rows["r0"]["fold"] == rows["r1"]["fold"]
     assert "Normalised 'label' spellings: '1.0' -> '1' (1 rows), '2.0' -> '2' (1 rows)." in report.summary()
@@ -607,27 +682,40 @@ def test_spreadsheet_csv_with_bom_crlf_and_mixed_spellings_builds_one_class_per_
     files = _recordings(root, 6)
     values = [("1", "TRUE"), ("1.0", "true"), (" 1 ", "FALSE"), ("2", "false"), ("2.0", "True"), ("02", "False")]
     lines = ["file_name,transcript,label,label_flag,group"] + [
-        f"{f},{t},{label},{flag},p{i % 3}" for i, ((f, t), (label, flag)) in enumerate(zip(files, values))]
+        f"{f},{t},{label},{flag},p{i % 3}" for i, ((f, t), (label, flag)) in enumerate(zip(files, values))
+    ]
     (root / "metadata.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
     _, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
     assert report.label_names == {"label": ["1", "2"], "label_flag": ["false", "true"]}
     assert report.rows_built == 6 and report.ignored_columns == []
     assert report.normalised_values["label"] == [  # " 1 " is only stripped
-        {"from": "02", "to": "2", "rows": 1}, {"from": "1.0", "to": "1", "rows": 1},
-        {"from": "2.0", "to": "2", "rows": 1}]
+        {"from": "02", "to": "2", "rows": 1},
+        {"from": "1.0", "to": "1", "rows": 1},
+        {"from": "2.0", "to": "2", "rows": 1},
+    ]
     assert {c["from"] for c in report.normalised_values["label_flag"]} == {"TRUE", "FALSE", "True", "False"}
 
 
-@pytest.mark.parametrize("labels, phrase, line", [
-    (["1", "2", "TRUE", "2"], "column 'label' mixes numbers ('1' on line 2) and true/false ('true' on lines 4)", 4),
-    (["Calm", "tense", "calm", "tense"],
-     "spells one class in several ways that differ only in case ('Calm' on lines 2; 'calm' on lines 4)", 2),
-], ids=["numbers-and-booleans", "case"])
+@pytest.mark.parametrize(
+    "labels, phrase, line",
+    [
+        (["1", "2", "TRUE", "2"], "column 'label' mixes numbers ('1' on line 2) and true/false ('true' on lines 4)", 4),
+        (
+            ["Calm", "tense", "calm", "tense"],
+            "spells one class in several ways that differ only in case ('Calm' on lines 2; 'calm' on lines 4)",
+            2,
+        ),
+    ],
+    ids=["numbers-and-booleans", "case"],
+)
 def test_ambiguous_label_columns_are_refused_with_their_lines(tmp_path, labels, phrase, line):
     root = tmp_path / "corpus"
     files = _recordings(root, 4)
-    (root / "metadata.csv").write_text("file_name,transcript,label,group\n" + "".join(
-        f"{f},{t},{label},g{i}\n" for i, ((f, t), label) in enumerate(zip(files, labels))), encoding="utf-8")
+    (root / "metadata.csv").write_text(
+        "file_name,transcript,label,group\n"
+        + "".join(f"{f},{t},{label},g{i}\n" for i, ((f, t), label) in enumerate(zip(files, labels))),
+        encoding="utf-8",
+    )
     with pytest.raises(DatasetBuildError) as info:
         build_dataset(root, tmp_path / "out", folds=2, progress=False)
     assert phrase in str(info.value) and info.value.problems[0].line == line
@@ -637,17 +725,34 @@ def test_ambiguous_label_columns_are_refused_with_their_lines(tmp_path, labels, 
 def test_a_nan_label_is_not_a_class(tmp_path):
     """pandas and some spreadsheets write a missing value as NaN: refused with the line, not made a class."""
     write_wav(tmp_path / "corpus" / "audio" / "n.wav")
-    one_problem(tmp_path, ["audio/n.wav", "r0.srt", "NaN", "g9"], "label_invalid", "metadata.csv:6",
-                "label 'NaN' is not a class (a missing value")
+    one_problem(
+        tmp_path,
+        ["audio/n.wav", "r0.srt", "NaN", "g9"],
+        "label_invalid",
+        "metadata.csv:6",
+        "label 'NaN' is not a class (a missing value",
+    )
 
 
-@pytest.mark.parametrize("write, phrase", [
-    (lambda path, text: path.write_text(text.replace(",", ";"), encoding="utf-8"),
-     "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as comma-separated"),
-    (lambda path, text: path.write_text(text.replace(",", "\t"), encoding="utf-8"), "the header is separated by tabs"),
-    (lambda path, text: path.write_text(text, encoding="utf-16"),
-     "metadata.csv: not UTF-8 but UTF-16 (it starts with a UTF-16 byte-order mark); re-encode it as UTF-8"),
-], ids=["semicolons", "tabs", "utf-16"])
+@pytest.mark.parametrize(
+    "write, phrase",
+    [
+        (
+            lambda path, text: path.write_text(text.replace(",", ";"), encoding="utf-8"),
+            "metadata.csv:1: the header is separated by semicolons (';'), not commas; export the sheet as "
+            "comma-separated",
+        ),
+        (
+            lambda path, text: path.write_text(text.replace(",", "\t"), encoding="utf-8"),
+            "the header is separated by tabs",
+        ),
+        (
+            lambda path, text: path.write_text(text, encoding="utf-16"),
+            "metadata.csv: not UTF-8 but UTF-16 (it starts with a UTF-16 byte-order mark); re-encode it as UTF-8",
+        ),
+    ],
+    ids=["semicolons", "tabs", "utf-16"],
+)
 def test_spreadsheet_exports_that_are_not_comma_separated_utf8_are_refused(tmp_path, write, phrase):
     root = tmp_path / "corpus"
     make_corpus(root)
@@ -658,9 +763,12 @@ def test_spreadsheet_exports_that_are_not_comma_separated_utf8_are_refused(tmp_p
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(-10**21, 10**21), st.sampled_from(["{}", "{}.0", "{}.000", "+{}", "{}e0", "{}.0E+0", "0{}"]),
-       st.decimals(allow_nan=False, allow_infinity=False, places=3), st.decimals(allow_nan=False, allow_infinity=False,
-                                                                                 places=3))
+@given(
+    st.integers(-(10**21), 10**21),
+    st.sampled_from(["{}", "{}.0", "{}.000", "+{}", "{}e0", "{}.0E+0", "0{}"]),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3),
+)
 def test_number_spellings_are_one_class_exactly_when_they_are_one_number(k, form, a, b):
     """Any spelling of a whole number k is the class str(k); two decimals are one class iff they are equal numbers."""
     from hilbert_app.corpus.build import _value_kind
@@ -678,8 +786,10 @@ def test_default_groups_are_never_merged_by_number_spelling(tmp_path):
     for stem in ["01", "1", "2", "02"]:
         write_wav(root / f"{stem}.wav", 1.0)
         (root / f"{stem}.srt").write_text(SRT.split("\n\n")[0] + "\n", encoding="utf-8")
-    (root / "metadata.csv").write_text("file_name,transcript,label\n" + "".join(
-        f"{stem}.wav,{stem}.srt,{label}\n" for stem, label in zip(["01", "1", "2", "02"], "aabb")))
+    (root / "metadata.csv").write_text(
+        "file_name,transcript,label\n"
+        + "".join(f"{stem}.wav,{stem}.srt,{label}\n" for stem, label in zip(["01", "1", "2", "02"], "aabb"))
+    )
     dataset, report = build_dataset(root, tmp_path / "out", folds=2, progress=False)
     assert sorted(dataset["train"]["group"]) == ["01", "02", "1", "2"] and "group" not in report.normalised_values
 
@@ -687,8 +797,14 @@ def test_default_groups_are_never_merged_by_number_spelling(tmp_path):
 def _folds_dataset(labels, groups, folds, names=("a", "b", "c")):
     return datasets.Dataset.from_dict(
         {"label": labels, "group": groups, "fold": folds},
-        features=datasets.Features({"label": datasets.ClassLabel(names=list(names)), "group": datasets.Value("string"),
-                                    "fold": datasets.Value("int32")}))
+        features=datasets.Features(
+            {
+                "label": datasets.ClassLabel(names=list(names)),
+                "group": datasets.Value("string"),
+                "fold": datasets.Value("int32"),
+            }
+        ),
+    )
 
 
 def test_labels_in_evaluation_but_not_in_training_are_reported(caplog):
@@ -711,11 +827,15 @@ def test_fold_with_a_single_class_training_is_refused_test_is_reported(caplog):
     ds = _folds_dataset([0, 0, 1, 1], ["g0", "g1", "g2", "g3"], [0, 0, 1, 1], names=("a", "b"))
     with pytest.raises(FoldError) as info:
         fold_splits(ds, 2)
-    assert "'label', fold 0: every training document has class 'b'" in str(info.value) and "Use fewer folds" in str(info.value)
+    assert "'label', fold 0: every training document has class 'b'" in str(info.value) and "Use fewer folds" in str(
+        info.value
+    )
     # a held-out fold with one class: warned, and its AUC is NaN (never 0.5), with a warning in the metrics
     fatal, warnings = fold_label_problems(np.array([0, 1, 0, 1, 0]), [(np.array([0, 1]), np.array([2, 4]))], ["a", "b"])
-    assert fatal == [] and warnings == ["'label', fold 0: the held-out fold holds only class 'a'; its ROC-AUC and AUPRC "
-                                        "are undefined (NaN, left out of the mean over runs)."]
+    assert fatal == [] and warnings == [
+        "'label', fold 0: the held-out fold holds only class 'a'; its ROC-AUC and AUPRC "
+        "are undefined (NaN, left out of the mean over runs)."
+    ]
     result = task_metrics(np.array([0, 0]), np.array([[0.7, 0.3], [0.4, 0.6]]), {"name": "label", "labels": ["a", "b"]})
     assert np.isnan(result["macro_auc"]) and "only class 'a' occurs" in result["warnings"][0]
     assert result["balanced_accuracy"] == 0.5  # recall of 'a' alone: 1 of 2
@@ -734,18 +854,29 @@ def test_one_group_only(tmp_path):
 # ================================================================================================ features
 def feature_rows(n=3, segments=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [{"id": f"doc{i}", "audio_features": torch.randn(segments, 32, generator=g),
-             "text_features": torch.randn(segments, 24, generator=g), "audio_segment_mask": [True] * segments,
-             "text_segment_mask": [True] * segments, "segment_times": torch.arange(2 * segments, dtype=torch.float32).view(-1, 2),
-             "label": i % 3} for i in range(n)]
+    return [
+        {
+            "id": f"doc{i}",
+            "audio_features": torch.randn(segments, 32, generator=g),
+            "text_features": torch.randn(segments, 24, generator=g),
+            "audio_segment_mask": [True] * segments,
+            "text_segment_mask": [True] * segments,
+            "segment_times": torch.arange(2 * segments, dtype=torch.float32).view(-1, 2),
+            "label": i % 3,
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("column", ["audio_features", "text_features"])
 def test_features_nan_in_real_segments_collate(column):
     rows = feature_rows()
     rows[1][column][2, 5] = float("nan")
-    with pytest.raises(ValueError, match=rf"document id 'doc1': {column} holds NaN/inf in 1 real segment\(s\) \(the first is "
-                                         r"segment 2\).*re-extract its features"):
+    with pytest.raises(
+        ValueError,
+        match=rf"document id 'doc1': {column} holds NaN/inf in 1 real segment\(s\) \(the first is "
+        r"segment 2\).*re-extract its features",
+    ):
         collate_features(rows, labels="label")
 
 
@@ -769,8 +900,11 @@ def test_features_nan_in_real_segments_model():
     model = HilbertForSequenceClassification(config).eval()
     features = feature_inputs(config, batch=3, segments=4)
     features["text_segment_embeds"][2, 1, 0] = float("inf")
-    with pytest.raises(ValueError, match=r"text_segment_embeds holds NaN/inf in 1 real segment\(s\), first in document 2 of "
-                                         r"the batch, segment 1\. Check that document"):
+    with pytest.raises(
+        ValueError,
+        match=r"text_segment_embeds holds NaN/inf in 1 real segment\(s\), first in document 2 of "
+        r"the batch, segment 1\. Check that document",
+    ):
         model(**features)
 
 
@@ -781,8 +915,11 @@ def test_labels_out_of_range_name_the_task_instead_of_an_index_error():
     model = HilbertForSequenceClassification(config).eval()
     classes = len(config.tasks[0]["id2label"])
     features = feature_inputs(config, batch=4, segments=3)
-    with pytest.raises(ValueError, match=rf"labels for task 'label' must be 0\.\.{classes - 1} or -100 \(unlabelled\); "
-                                         rf"got \[{classes + 2}\]"):
+    with pytest.raises(
+        ValueError,
+        match=rf"labels for task 'label' must be 0\.\.{classes - 1} or -100 \(unlabelled\); "
+        rf"got \[{classes + 2}\]",
+    ):
         model(**features, labels=torch.tensor([0, 1, classes + 2, -100]))
     with pytest.raises(ValueError, match=r"got \[-3\]"):
         model(**features, labels=torch.tensor([0, 1, -3, -100]))
@@ -793,8 +930,11 @@ def test_labels_out_of_range_name_the_task_instead_of_an_index_error():
 def test_features_wrong_width_collate_and_model():
     rows = feature_rows()
     rows[2]["text_features"] = torch.randn(4, 16)
-    with pytest.raises(ValueError, match=r"document id 'doc2': text_features has shape \(4, 16\), expected \(4, 24\) .*"
-                                         r"other encoders\? Re-extract"):
+    with pytest.raises(
+        ValueError,
+        match=r"document id 'doc2': text_features has shape \(4, 16\), expected \(4, 24\) .*"
+        r"other encoders\? Re-extract",
+    ):
         collate_features(rows)
     rows = feature_rows()
     rows[0]["audio_features"] = torch.randn(5, 32)  # 5 rows but a 4-segment mask
@@ -808,10 +948,16 @@ def test_features_wrong_width_collate_and_model():
 
 
 def test_features_fingerprint_of_other_encoders():
-    made_by = {"encoders": {"audio": {"name_or_path": "openai/whisper-base", "sha256": "a" * 64, "model_type": "whisper"},
-                            "text": {"name_or_path": "bert-base", "sha256": "b" * 64, "model_type": "bert"}}}
-    model_uses = {"audio": {"name_or_path": "openai/whisper-tiny", "sha256": "c" * 64, "model_type": "whisper"},
-                  "text": {"name_or_path": "bert-base", "sha256": "b" * 64, "model_type": "bert"}}
+    made_by = {
+        "encoders": {
+            "audio": {"name_or_path": "openai/whisper-base", "sha256": "a" * 64, "model_type": "whisper"},
+            "text": {"name_or_path": "bert-base", "sha256": "b" * 64, "model_type": "bert"},
+        }
+    }
+    model_uses = {
+        "audio": {"name_or_path": "openai/whisper-tiny", "sha256": "c" * 64, "model_type": "whisper"},
+        "text": {"name_or_path": "bert-base", "sha256": "b" * 64, "model_type": "bert"},
+    }
     with pytest.raises(FeatureFingerprintError) as info:
         check_fingerprint(made_by, model_uses)
     message = str(info.value)
@@ -822,22 +968,27 @@ def test_features_fingerprint_of_other_encoders():
 
 # ================================================================================================ configs
 def test_config_unknown_keys():
-    with pytest.raises(ValueError, match=r"unknown keys \['hiden_size'\]. Check their spelling; known keys: .*hidden_size"):
+    with pytest.raises(
+        ValueError, match=r"unknown keys \['hiden_size'\]. Check their spelling; known keys: .*hidden_size"
+    ):
         HilbertConfig(hiden_size=8)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"hidden_size": 10**9}, r"hidden_size=1000000000 is beyond any usable head \(at most 65536"),
-    ({"hidden_size": 30, "num_attention_heads": 4}, "must be divisible by num_attention_heads"),
-    ({"num_experts": 2, "moe_top_k": 3}, r"moe_top_k must be None or in \[1, num_experts=2\]"),
-    ({"num_cross_attention_layers": 1.5}, "num_cross_attention_layers must be an integer >= 0"),
-    ({"num_cross_attention_layers": 10_000}, "at most 64"),
-    ({"pooling_heads": 0}, "pooling_heads must be a positive integer"),
-    ({"dropout": "0.1"}, r"dropout must be a finite number, got '0.1'"),
-    ({"temperature_min": None}, "temperature_min must be a finite number, got None"),
-    ({"focal_gamma": True}, "focal_gamma must be a finite number, got True"),
-    ({"moe_top_k": 1.5}, "moe_top_k must be None or an integer"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"hidden_size": 10**9}, r"hidden_size=1000000000 is beyond any usable head \(at most 65536"),
+        ({"hidden_size": 30, "num_attention_heads": 4}, "must be divisible by num_attention_heads"),
+        ({"num_experts": 2, "moe_top_k": 3}, r"moe_top_k must be None or in \[1, num_experts=2\]"),
+        ({"num_cross_attention_layers": 1.5}, "num_cross_attention_layers must be an integer >= 0"),
+        ({"num_cross_attention_layers": 10_000}, "at most 64"),
+        ({"pooling_heads": 0}, "pooling_heads must be a positive integer"),
+        ({"dropout": "0.1"}, r"dropout must be a finite number, got '0.1'"),
+        ({"temperature_min": None}, "temperature_min must be a finite number, got None"),
+        ({"focal_gamma": True}, "focal_gamma must be a finite number, got True"),
+        ({"moe_top_k": 1.5}, "moe_top_k must be None or an integer"),
+    ],
+)
 def test_config_impossible_sizes_and_wrong_types(overrides, message):
     with pytest.raises(ValueError, match=message):
         HilbertConfig(**overrides)
@@ -887,12 +1038,19 @@ def test_a_checkpoint_with_extra_or_missing_encoder_tensors_is_an_error(saved_mo
     from modeling_hilbert.modeling_hilbert import CheckpointError
 
     extra = _edited_copy(saved_model, tmp_path / "extra", lambda t: {**t, "classifier.stray.weight": torch.ones(2)})
-    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) in the file belong to no part of "
-                                              r"HilbertForSequenceClassification \(classifier.stray.weight\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"1 tensor\(s\) in the file belong to no part of "
+        r"HilbertForSequenceClassification \(classifier.stray.weight\)",
+    ):
         HilbertForSequenceClassification.from_pretrained(extra)
     encoder_key = "hilbert.text_encoder.encoder.layer.0.output.dense.weight"
-    no_encoder = _edited_copy(saved_model, tmp_path / "no-encoder", lambda t: {k: v for k, v in t.items() if k != encoder_key})
-    with pytest.raises(CheckpointError, match=r"1 encoder tensor\(s\) are missing \(hilbert.text_encoder.encoder.layer.0"):
+    no_encoder = _edited_copy(
+        saved_model, tmp_path / "no-encoder", lambda t: {k: v for k, v in t.items() if k != encoder_key}
+    )
+    with pytest.raises(
+        CheckpointError, match=r"1 encoder tensor\(s\) are missing \(hilbert.text_encoder.encoder.layer.0"
+    ):
         HilbertForSequenceClassification.from_pretrained(no_encoder)
     # head-only: the encoders' tensors are not part of the model, and every head tensor is the saved one
     head = HilbertForSequenceClassification.from_pretrained(no_encoder, with_encoders=False)
@@ -921,11 +1079,16 @@ def test_a_truncated_weights_file_is_an_error_naming_the_file(saved_model, tmp_p
 def _provenance_data():
     from hilbert_app.training.experiment import ExperimentData
 
-    ds = datasets.Dataset.from_dict({"id": [f"d{i}" for i in range(8)], "label": [0, 1] * 4},
-                                    features=datasets.Features({"id": datasets.Value("string"),
-                                                                "label": datasets.ClassLabel(names=["a", "b"])}))
-    return ExperimentData(dataset=ds, tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b"]}],
-                          audio_config=None, text_config=None)
+    ds = datasets.Dataset.from_dict(
+        {"id": [f"d{i}" for i in range(8)], "label": [0, 1] * 4},
+        features=datasets.Features({"id": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b"])}),
+    )
+    return ExperimentData(
+        dataset=ds,
+        tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b"]}],
+        audio_config=None,
+        text_config=None,
+    )
 
 
 def test_an_interrupted_run_of_another_experiment_is_not_resumed(tmp_path):
@@ -943,11 +1106,13 @@ def test_an_interrupted_run_of_another_experiment_is_not_resumed(tmp_path):
     (run_dir / PROVENANCE_NAME).write_text(json.dumps(provenance()))
     check_reusable(run_dir, provenance())  # the same run: resumed
     assert provenance()["key"] == provenance()["key"] != provenance(train=np.array([0, 1, 2, 3, 4, 6]))["key"]
-    for changed, phrase in [(provenance(head=32), "head settings hidden_size 16 then, 32 now"),
-                            (provenance(seed=1), "seed: 0 then, 1 now"),
-                            (provenance(lr=2e-3), "trainer settings learning_rate 0.001 then, 0.002 now"),
-                            (provenance(key="features-b"), "the data (another features dataset"),
-                            (provenance(test=np.array([7, 6])), "the documents of the held-out split")]:
+    for changed, phrase in [
+        (provenance(head=32), "head settings hidden_size 16 then, 32 now"),
+        (provenance(seed=1), "seed: 0 then, 1 now"),
+        (provenance(lr=2e-3), "trainer settings learning_rate 0.001 then, 0.002 now"),
+        (provenance(key="features-b"), "the data (another features dataset"),
+        (provenance(test=np.array([7, 6])), "the documents of the held-out split"),
+    ]:
         with pytest.raises(UserError) as info:
             check_reusable(run_dir, changed, tmp_path / "out")
         assert f"{run_dir} holds the interrupted run of another experiment: it differs in " in str(info.value)
@@ -960,7 +1125,9 @@ def test_an_interrupted_run_of_another_experiment_is_not_resumed(tmp_path):
 
 # ================================================================================================ 10,000 segments
 def test_ten_thousand_segments_transcripts_parse_in_linear_time():
-    segments = [seg(0.5 * i, 0.5 * i + 0.4, f"turn {i} " + "with quite a few words in it " * 3, "A") for i in range(10_000)]
+    segments = [
+        seg(0.5 * i, 0.5 * i + 0.4, f"turn {i} " + "with quite a few words in it " * 3, "A") for i in range(10_000)
+    ]
     text = json.dumps(segments, indent=1)  # ~2.4 MB
     start = time.perf_counter()
     parsed = parse_json_transcript(text)
@@ -981,8 +1148,9 @@ def test_ten_thousand_segments_processor_and_head(tokenizer):
     n = 10_000
     segments = [seg(0.01 * i, 0.01 * i + 0.01, f"w{i}") for i in range(n)]
     start = time.perf_counter()
-    out, report = HilbertProcessor(raw_fe(), tokenizer)(audio=noise(0.01 * n), sampling_rate=SR, segments=segments,
-                                                        return_report=True)
+    out, report = HilbertProcessor(raw_fe(), tokenizer)(
+        audio=noise(0.01 * n), sampling_rate=SR, segments=segments, return_report=True
+    )
     assert out["input_values"].shape == (1, n, 160) and report[0]["segments_out"] == n
     assert out["audio_segment_mask"].all() and out["text_segment_mask"].all()
     config = hilbert_config()

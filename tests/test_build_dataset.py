@@ -383,7 +383,8 @@ def test_push_to_hub_is_private_with_a_card_and_loads_back(corpus, tmp_path, hub
         from hilbert_app.cli.build_dataset import main
         from huggingface_hub import HfApi, hf_hub_download
         import datasets
-        code = main(["--input", {str(corpus)!r}, "--output", {str(tmp_path / "out")!r}, "--skip-invalid", "--folds", "2",
+        code = main(["--input", {str(corpus)!r}, "--output", {str(tmp_path / "out")!r}, "--skip-invalid", "--folds",
+        "2",
                      "--no-progress", "--push-to-hub", "tester/interviews"])
         info = HfApi().dataset_info("tester/interviews")
         card = open(hf_hub_download("tester/interviews", "README.md", repo_type="dataset")).read()
@@ -401,7 +402,8 @@ def test_push_to_hub_is_private_with_a_card_and_loads_back(corpus, tmp_path, hub
     assert child.returncode == 0, child.stderr[-3000:]
     result = json.loads(child.stdout.strip().splitlines()[-1])
     assert result["code"] == 0 and result["private"] is True
-    # the invalid rows were left out (rec1 too: a bad row reuses its id, and both rows with a duplicate id are flagged)...
+    # the invalid rows were left out (rec1 too: a bad row reuses its id, and both rows with a duplicate id are
+    # flagged)...
     assert result["ids"] == sorted(r[0] for r in RECORDINGS if r[0] != "rec1")
     assert "skipped" in result["card"].lower() and "audio/text.wav" in result["card"]  # ...and the card says which
     assert result["labels"] == ["angry", "calm"]

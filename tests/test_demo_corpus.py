@@ -136,6 +136,7 @@ def test_bytes_do_not_depend_on_the_convolution_kernel(corpus, tmp_path):
 
 def test_participant_turns_are_time_reversed_and_the_interviewer_is_not(monkeypatch):
     """The words of the participant are only in the transcript: their speech is played backwards."""
+
     def ramp(text, voice, rate, pitch):
         return np.arange(1, 200 + len(text), dtype=np.int16)
 
@@ -157,8 +158,25 @@ def test_resume_rebuilds_only_missing_documents(corpus, tmp_path):
     (partial / "transcripts" / "doc_002.json").unlink()
     (partial / "audio" / ".tmp-doc_004.wav-x1y2.wav").write_bytes(b"half-written")  # a crash leftover
     kept = (partial / "audio" / "doc_000.wav").stat().st_mtime_ns
-    assert demo_cli.main(["--output", str(partial), "--seed", "3", "--num-documents", "6",
-                     "--duration", "1", "2", "--workers", "1", "--no-progress"]) == 0
+    assert (
+        demo_cli.main(
+            [
+                "--output",
+                str(partial),
+                "--seed",
+                "3",
+                "--num-documents",
+                "6",
+                "--duration",
+                "1",
+                "2",
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (partial / "audio" / "doc_000.wav").stat().st_mtime_ns == kept, "finished docs skipped"
     assert not list((partial / "audio").glob(".tmp-*"))
     for path in ("metadata.csv", "audio/doc_002.wav", "transcripts/doc_002.json"):
@@ -168,8 +186,12 @@ def test_resume_rebuilds_only_missing_documents(corpus, tmp_path):
 def test_resume_refuses_another_configuration(corpus, tmp_path, capsys):
     other = tmp_path / "other"
     shutil.copytree(corpus, other)
-    assert demo_cli.main(["--output", str(other), "--seed", "4", "--num-documents", "6",
-                     "--duration", "1", "2", "--no-progress"]) == 1
+    assert (
+        demo_cli.main(
+            ["--output", str(other), "--seed", "4", "--num-documents", "6", "--duration", "1", "2", "--no-progress"]
+        )
+        == 1
+    )
     assert "was built with" in capsys.readouterr().err
 
 

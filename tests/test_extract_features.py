@@ -9,15 +9,15 @@ import json
 import os
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from transformers import AutoTokenizer, BertConfig, BertModel, WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
-import datasets
-from hilbert_app.corpus.build import build_dataset
 from hilbert_app.cli.extract_features import main
+from hilbert_app.corpus.build import build_dataset
 from hilbert_app.features.extract import ExtractionError, extract_features
 from hilbert_app.features.store import (
     FeatureFingerprintError,
@@ -31,11 +31,25 @@ from modeling_hilbert.modeling_hilbert import weights_sha256
 RATE = 16000
 # (seconds, [(start, end, text, speaker)], label, sampling rate)
 DOCUMENTS = {
-    "a1": (4.0, [(0.0, 1.2, "hello there", "int"), (1.5, 3.0, "I read the words", "par"), (3.1, 3.9, "thanks", "int")], "a", RATE),
+    "a1": (
+        4.0,
+        [(0.0, 1.2, "hello there", "int"), (1.5, 3.0, "I read the words", "par"), (3.1, 3.9, "thanks", "int")],
+        "a",
+        RATE,
+    ),
     "a2": (2.5, [(0.2, 2.4, "only one segment here", "par")], "a", RATE),
     "a3": (3.0, [(0.0, 1.0, "one", "int"), (1.0, 2.9, "two", "par"), (3.05, 3.3, "past the end", "par")], "a", 22050),
-    "b1": (5.0, [(0.0, 0.8, "b one", "int"), (1.0, 2.0, "b two", "par"), (2.0, 3.5, "b three", "par"),
-                 (3.5, 4.9, "b four words now", "int")], "b", RATE),
+    "b1": (
+        5.0,
+        [
+            (0.0, 0.8, "b one", "int"),
+            (1.0, 2.0, "b two", "par"),
+            (2.0, 3.5, "b three", "par"),
+            (3.5, 4.9, "b four words now", "int"),
+        ],
+        "b",
+        RATE,
+    ),
     "b2": (1.5, [(0.1, 0.7, "short", "int"), (0.8, 1.4, "shorter", "par")], "b", RATE),
     "b3": (3.5, [(0.0, 3.4, "a long single turn of speech", "par")], "b", RATE),
     "c1": (2.0, [(0.0, 0.9, "left", "int"), (1.0, 1.9, "right", "par")], "a", RATE),
@@ -56,15 +70,38 @@ def encoders(tmp_path_factory):
     root = tmp_path_factory.mktemp("encoders")
     torch.manual_seed(0)
     extractor = WhisperFeatureExtractor()
-    audio = WhisperModel(WhisperConfig(
-        d_model=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, num_mel_bins=extractor.feature_size,
-        max_source_positions=1500, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=16, vocab_size=64,
-        max_target_positions=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1))
+    audio = WhisperModel(
+        WhisperConfig(
+            d_model=16,
+            encoder_layers=1,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            num_mel_bins=extractor.feature_size,
+            max_source_positions=1500,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            decoder_ffn_dim=16,
+            vocab_size=64,
+            max_target_positions=8,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+        )
+    )
     audio.save_pretrained(root / "audio")
     extractor.save_pretrained(root / "audio")
     tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
-    text = BertModel(BertConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48,
-                                vocab_size=len(tokenizer), max_position_embeddings=512))
+    text = BertModel(
+        BertConfig(
+            hidden_size=24,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=48,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=512,
+        )
+    )
     text.save_pretrained(root / "text")
     tokenizer.save_pretrained(root / "text")
     torch.manual_seed(1)
@@ -112,7 +149,9 @@ def exact(encoders, dataset_dir, tmp_path_factory):
 def fast(encoders, dataset_dir, tmp_path_factory):
     """The same extraction in Whisper's fast mode."""
     out = tmp_path_factory.mktemp("features") / "fast"
-    dataset, metadata = extract_features(dataset_dir, out, encoders["audio"], encoders["text"], fast=True, **ENCODERS_KW)
+    dataset, metadata = extract_features(
+        dataset_dir, out, encoders["audio"], encoders["text"], fast=True, **ENCODERS_KW
+    )
     return out, dataset, metadata
 
 
@@ -157,14 +196,26 @@ def test_schema_dtypes_and_rows(exact, dataset_dir):
 def raw_path(encoders, dataset_dir, ids, audio_mode="exact"):
     """The model's own path from raw documents: the processor, then `forward` on its output."""
     model = HilbertForSequenceClassification.from_encoders_pretrained(
-        encoders["audio"], encoders["text"], num_labels=2, dropout=0.0, hidden_size=16, num_attention_heads=2,
-        intermediate_size=32, pooling_hidden_size=8, projection_dim=8, expert_hidden_size=16, audio_mode=audio_mode).eval()
+        encoders["audio"],
+        encoders["text"],
+        num_labels=2,
+        dropout=0.0,
+        hidden_size=16,
+        num_attention_heads=2,
+        intermediate_size=32,
+        pooling_hidden_size=8,
+        projection_dim=8,
+        expert_hidden_size=16,
+        audio_mode=audio_mode,
+    ).eval()
     processor = HilbertProcessor.from_encoders_pretrained(encoders["audio"], encoders["text"], audio_mode=audio_mode)
     raw = processor(raw_documents(dataset_dir, ids))
     with torch.no_grad():
         audio_key = {"input_features": raw["input_features"], "audio_attention_mask": raw["audio_attention_mask"]}
         audio, _ = model.hilbert.get_audio_segment_features(**audio_key, audio_segment_mask=raw["audio_segment_mask"])
-        text, _ = model.hilbert.get_text_segment_features(raw["input_ids"], raw["attention_mask"], raw["text_segment_mask"])
+        text, _ = model.hilbert.get_text_segment_features(
+            raw["input_ids"], raw["attention_mask"], raw["text_segment_mask"]
+        )
         logits = model(**raw).task_logits["label"]
     return model, raw, audio, text, logits
 
@@ -218,7 +269,9 @@ def test_check_fingerprint_passes_the_right_encoders_and_refuses_others(exact, e
     check_fingerprint(metadata, model.config.encoder_sources)
     _, again = load_features(out, expected_encoders=model)  # a model works as well as its encoder_sources
     assert again == metadata
-    other = HilbertForSequenceClassification.from_encoders_pretrained(encoders["audio"], encoders["other_text"], num_labels=2)
+    other = HilbertForSequenceClassification.from_encoders_pretrained(
+        encoders["audio"], encoders["other_text"], num_labels=2
+    )
     with pytest.raises(FeatureFingerprintError) as info:
         load_features(out, expected_encoders=other.config.encoder_sources)
     message = str(info.value)
@@ -232,8 +285,9 @@ def test_check_fingerprint_passes_the_right_encoders_and_refuses_others(exact, e
 
 def test_features_do_not_depend_on_how_documents_are_batched(exact, encoders, dataset_dir, tmp_path):
     """Padding must not leak into features (it did while the encoders' attention implementation was None)."""
-    single, _ = extract_features(dataset_dir, tmp_path / "single", encoders["audio"], encoders["text"], batch_documents=1,
-                                 progress=False)
+    single, _ = extract_features(
+        dataset_dir, tmp_path / "single", encoders["audio"], encoders["text"], batch_documents=1, progress=False
+    )
     for a, b in zip(single["train"], exact[1]["train"]):
         for column in ("audio_features", "text_features"):
             torch.testing.assert_close(a[column], b[column], rtol=2**-9, atol=1e-4)
@@ -251,7 +305,9 @@ def test_interrupted_then_restarted_run_is_identical_to_an_uninterrupted_one(exa
             raise KeyboardInterrupt("simulated interruption")
 
     with pytest.raises(KeyboardInterrupt):
-        extract_features(dataset_dir, out, encoders["audio"], encoders["text"], on_shard_done=crash_after_two, **ENCODERS_KW)
+        extract_features(
+            dataset_dir, out, encoders["audio"], encoders["text"], on_shard_done=crash_after_two, **ENCODERS_KW
+        )
     shards = sorted(p.name for p in (out / "_shards" / "train").glob("shard-*.arrow"))
     assert shards == ["shard-00000.arrow", "shard-00001.arrow"] and not (out / "hilbert_features.json").exists()
     (out / "_shards" / "train" / ".tmp-shard-00002.arrow-half").write_bytes(b"half-written garbage")
@@ -263,8 +319,14 @@ def test_interrupted_then_restarted_run_is_identical_to_an_uninterrupted_one(exa
         extract_features(dataset_dir, out, encoders["audio"], encoders["text"], fast=True, **ENCODERS_KW)
 
     redone = []
-    _, metadata = extract_features(dataset_dir, out, encoders["audio"], encoders["text"],
-                                   on_shard_done=lambda split, n: redone.append(n), **ENCODERS_KW)
+    _, metadata = extract_features(
+        dataset_dir,
+        out,
+        encoders["audio"],
+        encoders["text"],
+        on_shard_done=lambda split, n: redone.append(n),
+        **ENCODERS_KW,
+    )
     assert redone == [2, 3]  # only the unfinished shards (7 documents, 2 per shard)
     resumed = datasets.load_from_disk(str(out))["train"]
     assert resumed["id"] == reference["id"]
@@ -281,14 +343,38 @@ def test_two_ranks_split_the_shards_and_rank_0_merges(exact, encoders, dataset_d
     os.makedirs(out)
     # rank 1 alone first waits for rank 0's args.json: let rank 0 create it by starting (and interrupting) it first
     with pytest.raises(KeyboardInterrupt):
-        extract_features(dataset_dir, out, encoders["audio"], encoders["text"], rank=0, world_size=2,
-                         on_shard_done=lambda s, n: (_ for _ in ()).throw(KeyboardInterrupt()), **ENCODERS_KW)
-    assert extract_features(dataset_dir, out, encoders["audio"], encoders["text"], rank=1, world_size=2,
-                            on_shard_done=lambda s, n: rank1.append(n), **ENCODERS_KW) == (None, None)
+        extract_features(
+            dataset_dir,
+            out,
+            encoders["audio"],
+            encoders["text"],
+            rank=0,
+            world_size=2,
+            on_shard_done=lambda s, n: (_ for _ in ()).throw(KeyboardInterrupt()),
+            **ENCODERS_KW,
+        )
+    assert extract_features(
+        dataset_dir,
+        out,
+        encoders["audio"],
+        encoders["text"],
+        rank=1,
+        world_size=2,
+        on_shard_done=lambda s, n: rank1.append(n),
+        **ENCODERS_KW,
+    ) == (None, None)
     assert rank1 == [1, 3]
     rank0 = []
-    dataset, _ = extract_features(dataset_dir, out, encoders["audio"], encoders["text"], rank=0, world_size=2,
-                                  on_shard_done=lambda s, n: rank0.append(n), **ENCODERS_KW)
+    dataset, _ = extract_features(
+        dataset_dir,
+        out,
+        encoders["audio"],
+        encoders["text"],
+        rank=0,
+        world_size=2,
+        on_shard_done=lambda s, n: rank0.append(n),
+        **ENCODERS_KW,
+    )
     assert rank0 == [2]  # shard 0 was finished before the interruption
     assert datasets.load_from_disk(str(out))["train"].data.equals(datasets.load_from_disk(str(exact[0]))["train"].data)
 
@@ -300,11 +386,33 @@ def test_accelerate_launch_two_processes_gives_the_single_process_output(exact, 
     import sys
 
     out = tmp_path / "accelerate"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--main_process_port", "0", str(Path(__file__).resolve().parents[1] / "dataset_scripts" / "extract_features.py"),
-               "--dataset", str(dataset_dir), "--output", str(out), "--audio-encoder", encoders["audio"],
-               "--text-encoder", encoders["text"], "--batch-documents", "2", "--shard-size", "2", "--no-progress"]
-    child = subprocess.run(command, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "0",
+        str(Path(__file__).resolve().parents[1] / "dataset_scripts" / "extract_features.py"),
+        "--dataset",
+        str(dataset_dir),
+        "--output",
+        str(out),
+        "--audio-encoder",
+        encoders["audio"],
+        "--text-encoder",
+        encoders["text"],
+        "--batch-documents",
+        "2",
+        "--shard-size",
+        "2",
+        "--no-progress",
+    ]
+    child = subprocess.run(
+        command, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert child.returncode == 0, child.stderr[-3000:]
     assert "2 process(es)" in child.stdout and child.stdout.count("Extracted") == 1  # one summary, from rank 0
     assert datasets.load_from_disk(str(out))["train"].data.equals(datasets.load_from_disk(str(exact[0]))["train"].data)
@@ -326,8 +434,15 @@ def test_fast_mode_differs_only_slightly_from_exact(exact, fast):
 
 
 def test_speakers_and_max_segments_are_applied_and_reported(encoders, dataset_dir, tmp_path):
-    dataset, metadata = extract_features(dataset_dir, tmp_path / "par", encoders["audio"], encoders["text"],
-                                         speakers=["par"], max_segments=1, **ENCODERS_KW)
+    dataset, metadata = extract_features(
+        dataset_dir,
+        tmp_path / "par",
+        encoders["audio"],
+        encoders["text"],
+        speakers=["par"],
+        max_segments=1,
+        **ENCODERS_KW,
+    )
     total = metadata["report"]["total"]
     assert metadata["processor"]["speakers"] == ["par"] and metadata["processor"]["max_segments"] == 1
     assert total["dropped"]["speaker"] == 7 and total["dropped"]["max_segments"] == 2
@@ -335,20 +450,31 @@ def test_speakers_and_max_segments_are_applied_and_reported(encoders, dataset_di
 
 
 def test_documents_left_without_segments_are_left_out_and_listed(encoders, dataset_dir, tmp_path):
-    dataset, metadata = extract_features(dataset_dir, tmp_path / "int", encoders["audio"], encoders["text"],
-                                         speakers=["int"], **ENCODERS_KW)
+    dataset, metadata = extract_features(
+        dataset_dir, tmp_path / "int", encoders["audio"], encoders["text"], speakers=["int"], **ENCODERS_KW
+    )
     assert sorted(metadata["report"]["total"]["documents_without_segments"]) == ["a2", "b3"]  # only "par" turns
     assert dataset["train"]["id"] == [i for i in DOCUMENTS if i not in ("a2", "b3")]
     assert metadata["report"]["total"]["documents_out"] == len(DOCUMENTS) - 2
-    _, nobody = extract_features(dataset_dir, tmp_path / "nobody", encoders["audio"], encoders["text"],
-                                 speakers=["nobody"], **ENCODERS_KW)
+    _, nobody = extract_features(
+        dataset_dir, tmp_path / "nobody", encoders["audio"], encoders["text"], speakers=["nobody"], **ENCODERS_KW
+    )
     assert nobody["report"]["total"]["documents_out"] == 0
     assert datasets.load_from_disk(str(tmp_path / "nobody"))["train"].num_rows == 0
 
 
 def test_cli_and_output_folder_errors(exact, encoders, dataset_dir, tmp_path, capsys):
-    base = ["--dataset", str(dataset_dir), "--audio-encoder", encoders["audio"], "--text-encoder", encoders["text"],
-            "--no-progress", "--shard-size", "4"]
+    base = [
+        "--dataset",
+        str(dataset_dir),
+        "--audio-encoder",
+        encoders["audio"],
+        "--text-encoder",
+        encoders["text"],
+        "--no-progress",
+        "--shard-size",
+        "4",
+    ]
     assert main([*base, "--output", str(exact[0])]) == 2  # a finished extraction is not replaced silently
     assert "--overwrite" in capsys.readouterr().err
     assert main([*base, "--output", str(dataset_dir)]) == 2  # the source dataset folder: something else
@@ -363,7 +489,9 @@ def test_cli_and_output_folder_errors(exact, encoders, dataset_dir, tmp_path, ca
 def test_missing_columns_and_unreadable_audio_are_named(encoders, dataset_dir, tmp_path):
     source = datasets.load_from_disk(str(dataset_dir))
     with pytest.raises(ExtractionError, match="lacks column.*segments"):
-        extract_features(source.remove_columns("segments"), tmp_path / "x", encoders["audio"], encoders["text"], **ENCODERS_KW)
+        extract_features(
+            source.remove_columns("segments"), tmp_path / "x", encoders["audio"], encoders["text"], **ENCODERS_KW
+        )
 
     def corrupt(row):
         if row["id"] == "b2":
@@ -382,14 +510,17 @@ def test_model_checkpoint_supplies_encoders_and_processor(exact, encoders, datas
     processor.save_pretrained(tmp_path / "ckpt")
     dataset, metadata = extract_features(dataset_dir, tmp_path / "from_ckpt", model=tmp_path / "ckpt", **ENCODERS_KW)
     check_fingerprint(metadata, model)
-    assert {k: v["sha256"] for k, v in metadata["encoders"].items()} == {k: v["sha256"] for k, v in exact[2]["encoders"].items()}
+    assert {k: v["sha256"] for k, v in metadata["encoders"].items()} == {
+        k: v["sha256"] for k, v in exact[2]["encoders"].items()
+    }
     assert dataset["train"].data.equals(exact[1]["train"].data)
 
 
 # ------------------------------------------------------------------------------------------- Hub
 @pytest.mark.slow
 def test_push_to_hub_then_load_features_from_the_repo(encoders, dataset_dir, tmp_path, hub_env):
-    """`--push-to-hub` uploads the dataset, hilbert_features.json and the card; `load_features(repo)` reads them back."""
+    """`--push-to-hub` uploads the dataset, hilbert_features.json and the card; `load_features(repo)` reads them
+    back."""
     import subprocess
     import sys
     import textwrap
@@ -407,7 +538,8 @@ def test_push_to_hub_then_load_features_from_the_repo(encoders, dataset_dir, tmp
         files = sorted(s.rfilename for s in info.siblings)
         dataset, metadata = load_features("tester/features")
         local = json.load(open({str(tmp_path / "out" / "hilbert_features.json")!r}))
-        card = open(__import__("huggingface_hub").hf_hub_download("tester/features", "README.md", repo_type="dataset")).read()
+        card = open(__import__("huggingface_hub").hf_hub_download("tester/features", "README.md",
+        repo_type="dataset")).read()
         print(json.dumps({{"private": info.private, "files": files, "same_metadata": metadata == local,
                           "rows": dataset["train"].num_rows, "width": list(dataset["train"][0]["audio_features"].shape),
                           "dtype": str(dataset["train"].features["audio_features"].dtype),

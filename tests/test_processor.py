@@ -471,7 +471,8 @@ REMOTE_SCRIPT = textwrap.dedent(
     proc = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
     assert "modeling_hilbert" not in sys.modules
     out, report = proc(torch.load(docs_file, weights_only=True), return_report=True)
-    torch.save({"out": dict(out), "report": report, "module": type(proc).__module__, "config": proc.to_dict()}, out_file)
+    torch.save({"out": dict(out), "report": report, "module": type(proc).__module__, "config": proc.to_dict()},
+    out_file)
     """
 )
 

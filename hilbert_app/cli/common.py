@@ -6,7 +6,8 @@
         the input and says what to do
     1   a bug: anything else keeps its traceback, so that it can be reported
 
-Arguments are checked before any long work starts (the checks in `hilbert_app.errors` raise `UserError`), so a typo costs
+Arguments are checked before any long work starts (the checks in `hilbert_app.errors` raise `UserError`), so a typo
+costs
 seconds, not an extraction.
 """
 

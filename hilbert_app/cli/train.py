@@ -1,4 +1,5 @@
-"""Command line of training: train and evaluate HILBERT with cross-validation, baselines and a saved (and optionally pushed) model.
+"""Command line of training: train and evaluate HILBERT with cross-validation, baselines and a saved (and optionally
+pushed) model.
 
     accelerate launch train.py --config configs/demo.yaml [--any-field value ...]
     python train.py --features DIR_OR_REPO --output-dir DIR [--cv 5] [--seeds 0,1,2] [--baselines] [--push-to-hub REPO]

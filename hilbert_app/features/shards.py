@@ -61,9 +61,11 @@ def check_saved_arguments(shards_dir: Path, args: dict, output_dir: Path) -> Non
     differences = diff_settings(saved, args)
     if differences:
         raise ExtractionError(
-            f"{output_dir} holds an unfinished extraction made with other arguments:\n  - " + "\n  - ".join(differences)
+            f"{output_dir} holds an unfinished extraction made with other arguments:\n  - "
+            + "\n  - ".join(differences)
             + f"\nRe-run with the saved arguments to finish it, or start over: delete {shards_dir} or choose another "
-            "--output.")
+            "--output."
+        )
 
 
 def prepare_output(output_dir: Path, overwrite: bool) -> None:
@@ -84,12 +86,16 @@ def prepare_output(output_dir: Path, overwrite: bool) -> None:
         return  # new, or an unfinished extraction to resume (its arguments are checked later)
     if (output_dir / METADATA_NAME).is_file():
         if not overwrite:
-            raise ExtractionError(f"--output {output_dir} already holds a finished features dataset; pass --overwrite "
-                                  "(overwrite=True) to replace it, or choose another folder.")
+            raise ExtractionError(
+                f"--output {output_dir} already holds a finished features dataset; pass --overwrite "
+                "(overwrite=True) to replace it, or choose another folder."
+            )
         return
     names = ", ".join(sorted(p.name for p in entries)[:5])
-    raise ExtractionError(f"--output {output_dir} is not empty and holds no features extraction ({names}...); choose a "
-                          "new or empty folder.")
+    raise ExtractionError(
+        f"--output {output_dir} is not empty and holds no features extraction ({names}...); choose a "
+        "new or empty folder."
+    )
 
 
 def start_shards_dir(output_dir: Path, args: dict) -> Path:

@@ -80,7 +80,8 @@ def _describe(source: Mapping | None) -> str:
     if not source:
         return "nothing recorded"
     revision = f" @ {source['revision']}" if source.get("revision") else ""
-    return f"{source.get('name_or_path')!s}{revision} ({source.get('model_type', '?')}, sha256 {_short(source.get('sha256'))})"
+    kind, sha = source.get("model_type", "?"), _short(source.get("sha256"))
+    return f"{source.get('name_or_path')!s}{revision} ({kind}, sha256 {sha})"
 
 
 def encoder_sources_of(expected: Any) -> dict:
@@ -342,7 +343,8 @@ def collate_features(rows: Sequence[Mapping], labels: str | Mapping[str, str] | 
                 if tuple(value.shape) != (count, *shape[2:]):
                     raise ValueError(
                         f"{names[b]}: {column} has shape {tuple(value.shape)}, expected {(count, *shape[2:])} "
-                        f"({count} segments as in its audio_segment_mask, width as in {names[0]}). Rows of one features "
+                        f"({count} segments as in its audio_segment_mask, width as in {names[0]}). Rows of one "
+                        f"features "
                         "dataset share their widths: was this row made by other encoders? Re-extract the features "
                         "with extract_features.py."
                     )

@@ -25,16 +25,22 @@ from transformers import PrinterCallback, TrainingArguments, set_seed
 
 from hilbert_app.errors import UserError
 from hilbert_app.safe_write import atomic_write_text
-from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
 from hilbert_app.training.data import FeaturesCollator, class_weights, label_columns
 from hilbert_app.training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
 from hilbert_app.training.trainer import HilbertTrainer, last_complete_checkpoint
+from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
 
 # The baseline and ablation table: each variant is a set of HilbertConfig switches over the user's head settings.
 VARIANTS: dict[str, dict] = {
     "audio-only": {"modalities": "audio"},
     "text-only": {"modalities": "text"},
-    "concat + MLP": {"fusion": "concat", "classifier": "mlp", "dual_contrastive_weight": 0.0, "cka_weight": 0.0, "mi_weight": 0.0},
+    "concat + MLP": {
+        "fusion": "concat",
+        "classifier": "mlp",
+        "dual_contrastive_weight": 0.0,
+        "cka_weight": 0.0,
+        "mi_weight": 0.0,
+    },
     "direct audio-text contrast": {"contrastive_target": "audio_text"},
     "HILBERT w/o CKA": {"cka_weight": 0.0},
     "HILBERT w/o MI": {"mi_weight": 0.0},
@@ -66,9 +72,14 @@ class RunSettings:
     balanced_sampling: bool = False
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     disable_tqdm: bool = True
-    select: bool = field(default=False, metadata={"help": "Choose epochs (early stopping), dropout and weight decay inside each "
-                                                          "training split on a grouped inner validation split "
-                                                          "(hilbert_app/training/selection.py), then retrain on the split."})
+    select: bool = field(
+        default=False,
+        metadata={
+            "help": "Choose epochs (early stopping), dropout and weight decay inside each "
+            "training split on a grouped inner validation split "
+            "(hilbert_app/training/selection.py), then retrain on the split."
+        },
+    )
 
     def training_arguments(self, output_dir: Path, seed: int, evaluate: bool) -> TrainingArguments:
         return TrainingArguments(
@@ -121,17 +132,26 @@ class ExperimentData:
         return np.asarray(self.dataset[column])
 
 
-def build_head_config(data: ExperimentData, head: dict, switches: dict, train_indices: np.ndarray, settings: RunSettings) -> HilbertConfig:
+def build_head_config(
+    data: ExperimentData, head: dict, switches: dict, train_indices: np.ndarray, settings: RunSettings
+) -> HilbertConfig:
     """A head-only HilbertConfig for one run, with class weights from the run's training documents."""
     tasks = []
     for task in data.tasks:
         task = dict(task)
         if settings.class_weighting and task["type"] in ("multiclass", "binary"):
-            task["class_weights"] = class_weights(data.labels(task["name"])[train_indices], len(task["labels"]), task["type"])
+            task["class_weights"] = class_weights(
+                data.labels(task["name"])[train_indices], len(task["labels"]), task["type"]
+            )
         tasks.append(task)
     return HilbertConfig(
-        audio_config=data.audio_config, text_config=data.text_config, encoder_sources=data.encoder_sources,
-        with_encoders=data.encoders is not None, audio_mode=data.audio_mode, tasks=tasks, **{**head, **switches},
+        audio_config=data.audio_config,
+        text_config=data.text_config,
+        encoder_sources=data.encoder_sources,
+        with_encoders=data.encoders is not None,
+        audio_mode=data.audio_mode,
+        tasks=tasks,
+        **{**head, **switches},
     )
 
 
@@ -156,7 +176,9 @@ def train_run(
     config = build_head_config(data, head, switches, train_indices, settings)
     set_seed(seed)
     encoders = data.encoders or {}
-    model = HilbertForSequenceClassification(config, audio_encoder=encoders.get("audio"), text_encoder=encoders.get("text"))
+    model = HilbertForSequenceClassification(
+        config, audio_encoder=encoders.get("audio"), text_encoder=encoders.get("text")
+    )
     train_set = data.dataset.select(train_indices)
     test_set = data.dataset.select(test_indices) if test_indices is not None else None
     primary = data.labels(data.tasks[0]["name"])[train_indices]
@@ -187,8 +209,9 @@ def train_run(
         result["provenance"] = provenance
     for task in config.tasks:
         probs = probabilities(logits[task["name"]], task["type"])
-        result["tasks"][task["name"]] = task_metrics(labels[task["name"]], probs, task,
-                                                     train_labels=data.labels(task["name"])[train_indices])
+        result["tasks"][task["name"]] = task_metrics(
+            labels[task["name"]], probs, task, train_labels=data.labels(task["name"])[train_indices]
+        )
         result["predictions"][task["name"]] = {
             "index": [int(i) for i in test_indices],
             "labels": np.asarray(labels[task["name"]]).tolist(),
@@ -234,8 +257,18 @@ def run_variant(
             else:
                 if is_main_process():
                     atomic_write_json(run_dir / PROVENANCE_NAME, provenance)  # before any checkpoint
-                _, result = run_training(settings)(data, head, switches, train_indices, test_indices, seed, run_dir,
-                                                   settings, is_main_process, provenance=provenance)
+                _, result = run_training(settings)(
+                    data,
+                    head,
+                    switches,
+                    train_indices,
+                    test_indices,
+                    seed,
+                    run_dir,
+                    settings,
+                    is_main_process,
+                    provenance=provenance,
+                )
                 wait_for_everyone()
                 scores = "  ".join(f"{t}/macro_auc {m['macro_auc']:.3f}" for t, m in result["tasks"].items())
                 progress(f"  fold {fold} seed {seed}: {scores}")
@@ -245,8 +278,16 @@ def run_variant(
     return {"summary": summary, "runs": runs}
 
 
-def check_variant_reusable(data: ExperimentData, head: dict, switches: dict, splits, seeds: list[int],
-                           variant_dir: Path, settings: RunSettings, data_key: str | None) -> None:
+def check_variant_reusable(
+    data: ExperimentData,
+    head: dict,
+    switches: dict,
+    splits,
+    seeds: list[int],
+    variant_dir: Path,
+    settings: RunSettings,
+    data_key: str | None,
+) -> None:
     """`check_reusable` for every fold x seed of a variant, as `run_variant` names their folders: called for every
     variant before any training, so that a mismatch stops the experiment before it costs anything."""
     for seed in seeds:
@@ -277,8 +318,16 @@ def _documents_key(data: ExperimentData, indices) -> str | None:
     return _sha256([rows[c] for c in columns])
 
 
-def run_provenance(data: ExperimentData, head: dict, switches: dict, train_indices, test_indices, seed: int,
-                   settings: RunSettings, data_key: str | None) -> dict:
+def run_provenance(
+    data: ExperimentData,
+    head: dict,
+    switches: dict,
+    train_indices,
+    test_indices,
+    seed: int,
+    settings: RunSettings,
+    data_key: str | None,
+) -> dict:
     """What a run's result depends on, and its `key`: the sha256 of a canonical JSON of all of it.
 
     Parts: `data` (`data_key`: the features' fingerprint or the raw dataset's identity), the documents (ids and
@@ -299,10 +348,12 @@ def run_provenance(data: ExperimentData, head: dict, switches: dict, train_indic
     return {"key": _sha256(parts), **parts}
 
 
-_PART_NAMES = {"data": "the data (another features dataset, other encoders or another raw dataset)",
-               "train_documents": "the documents of the training split (another corpus, or other folds)",
-               "test_documents": "the documents of the held-out split (another corpus, or other folds)",
-               "version": "the provenance format (a run made by another version of HILBERT)"}
+_PART_NAMES = {
+    "data": "the data (another features dataset, other encoders or another raw dataset)",
+    "train_documents": "the documents of the training split (another corpus, or other folds)",
+    "test_documents": "the documents of the held-out split (another corpus, or other folds)",
+    "version": "the provenance format (a run made by another version of HILBERT)",
+}
 
 
 def _differences(saved: dict, now: dict) -> list[str]:
@@ -314,8 +365,12 @@ def _differences(saved: dict, now: dict) -> list[str]:
             out.append(_PART_NAMES[part])
         elif isinstance(now.get(part), dict) and isinstance(saved.get(part), dict):
             keys = sorted(k for k in set(saved[part]) | set(now[part]) if saved[part].get(k) != now[part].get(k))
-            out.append(f"{part} settings " + ", ".join(
-                f"{k} {json.dumps(saved[part].get(k))} then, {json.dumps(now[part].get(k))} now" for k in keys[:6]))
+            out.append(
+                f"{part} settings "
+                + ", ".join(
+                    f"{k} {json.dumps(saved[part].get(k))} then, {json.dumps(now[part].get(k))} now" for k in keys[:6]
+                )
+            )
         else:
             out.append(f"{part}: {json.dumps(saved.get(part))[:80]} then, {json.dumps(now.get(part))[:80]} now")
     return out

@@ -103,7 +103,8 @@ def render_model_card(
         metadata["datasets"] = [dataset]
     metadata["model-index"] = model_index(repo_id.split("/")[-1], summary, dataset, protocol)
     rows = [
-        f"| {key} | {s.get('name_or_path', '?')} ({s.get('model_type', '?')}) | {s.get('revision') or 'n/a'} | `{(s.get('sha256') or '')[:16]}` |"
+        f"| {key} | {s.get('name_or_path', '?')} ({s.get('model_type', '?')}) | {s.get('revision') or 'n/a'} | "
+        f"`{(s.get('sha256') or '')[:16]}` |"
         for key, s in sources.items()
     ]
     table = ["| task | macro ROC-AUC | macro F1 | balanced accuracy | macro AUPRC |", "|---|---|---|---|---|"]

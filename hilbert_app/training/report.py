@@ -52,16 +52,29 @@ def selection_lines(results: dict[str, dict]) -> list[str]:
             continue
         if "chosen" in picks[0]:  # a neural variant with --select
             epochs = [p["chosen"]["num_train_epochs"] for p in picks]
-            rows.append(f"| {variant} | dropout {_counts([p['chosen']['dropout'] for p in picks])}; weight decay "
-                        f"{_counts([p['chosen']['weight_decay'] for p in picks])}; epochs median {np.median(epochs):g} "
-                        f"(range {min(epochs)}-{max(epochs)}) |")
+            rows.append(
+                f"| {variant} | dropout {_counts([p['chosen']['dropout'] for p in picks])}; weight decay "
+                f"{_counts([p['chosen']['weight_decay'] for p in picks])}; epochs median {np.median(epochs):g} "
+                f"(range {min(epochs)}-{max(epochs)}) |"
+            )
         else:  # a linear baseline: C per task
             tasks = picks[0].keys()
-            rows.append(f"| {variant} | " + "; ".join(f"{t}: C {_counts([p[t]['C'] for p in picks])}" for t in tasks) + " |")
+            rows.append(
+                f"| {variant} | " + "; ".join(f"{t}: C {_counts([p[t]['C'] for p in picks])}" for t in tasks) + " |"
+            )
     if not rows:
         return []
-    return ["## Selection", "", "What each fold x seed run chose on its own training split (value (number of runs)); "
-            "the held-out fold never took part:", "", "| variant | chosen |", "|---|---|", *rows, ""]
+    return [
+        "## Selection",
+        "",
+        "What each fold x seed run chose on its own training split (value (number of runs)); "
+        "the held-out fold never took part:",
+        "",
+        "| variant | chosen |",
+        "|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def paired_differences(results: dict[str, dict], main: str, task: str, metric: str = "macro_auc") -> dict[str, dict]:
@@ -70,9 +83,12 @@ def paired_differences(results: dict[str, dict], main: str, task: str, metric: s
     Pairs are matched by `(fold, seed)`; runs where either value is undefined (NaN) are left out. `std` is the
     population std over the pairs (as in `summarize_runs`); `wins` counts pairs where `main` is strictly ahead.
     """
+
     def values(variant):
-        return {(run["fold"], run["seed"]): run["tasks"].get(task, {}).get(metric, float("nan"))
-                for run in results[variant]["runs"]}
+        return {
+            (run["fold"], run["seed"]): run["tasks"].get(task, {}).get(metric, float("nan"))
+            for run in results[variant]["runs"]
+        }
 
     ours = values(main)
     out = {}
@@ -80,10 +96,15 @@ def paired_differences(results: dict[str, dict], main: str, task: str, metric: s
         if variant == main:
             continue
         theirs = values(variant)
-        diffs = [ours[k] - theirs[k] for k in ours if k in theirs and not (math.isnan(ours[k]) or math.isnan(theirs[k]))]
-        out[variant] = {"mean": float(np.mean(diffs)) if diffs else float("nan"),
-                        "std": float(np.std(diffs)) if diffs else float("nan"), "n": len(diffs),
-                        "wins": int(sum(d > 0 for d in diffs))}
+        diffs = [
+            ours[k] - theirs[k] for k in ours if k in theirs and not (math.isnan(ours[k]) or math.isnan(theirs[k]))
+        ]
+        out[variant] = {
+            "mean": float(np.mean(diffs)) if diffs else float("nan"),
+            "std": float(np.std(diffs)) if diffs else float("nan"),
+            "n": len(diffs),
+            "wins": int(sum(d > 0 for d in diffs)),
+        }
     return out
 
 
@@ -115,7 +136,13 @@ def write_report(output_dir: Path, results: dict[str, dict], tasks: list[dict], 
     chosen = selection_lines(results)
     lines = ["# HILBERT training report", ""]
     lines += [f"- **{key}**: {value}" for key, value in context.items()]
-    lines += ["", "## Results", "", f"Mean ± standard deviation over {len(runs)} runs (folds × seeds) per variant; never the best run.", ""]
+    lines += [
+        "",
+        "## Results",
+        "",
+        f"Mean ± standard deviation over {len(runs)} runs (folds × seeds) per variant; never the best run.",
+        "",
+    ]
     for task in tasks:
         name = task["name"]
         lines += [f"### Task `{name}` ({task['type']}, {len(task['labels'])} classes)", ""]
@@ -126,30 +153,57 @@ def write_report(output_dir: Path, results: dict[str, dict], tasks: list[dict], 
             lines.append(f"| {marker}{variant}{marker} | " + " | ".join(fmt(row.get(m)) for m in SCALARS) + " |")
         if len(table) > 1:
             paired = paired_differences(results, main, name)
-            best = max((v for v in table if v != main), key=lambda v: table[v].get(name, {}).get("macro_auc", {}).get("mean", -1))
-            lines += ["", f"Paired difference of {main} to every other row (macro ROC-AUC, same fold and seed; mean ± std "
-                          f"over the pairs; wins = pairs where {main} is ahead). Best other row by mean: **{best}**.", "",
-                      "| row | difference | wins |", "|---|---|---|"]
+            best = max(
+                (v for v in table if v != main),
+                key=lambda v: table[v].get(name, {}).get("macro_auc", {}).get("mean", -1),
+            )
+            lines += [
+                "",
+                f"Paired difference of {main} to every other row (macro ROC-AUC, same fold and seed; mean ± std "
+                f"over the pairs; wins = pairs where {main} is ahead). Best other row by mean: **{best}**.",
+                "",
+                "| row | difference | wins |",
+                "|---|---|---|",
+            ]
             lines += [f"| {v} | {d['mean']:+.3f} ± {d['std']:.3f} | {d['wins']}/{d['n']} |" for v, d in paired.items()]
         labels, probs = out_of_fold(runs, name, first_seed)
         oof = task_metrics(labels, probs, task)
-        lines += ["", f"Per class ({main}, out-of-fold predictions of seed {first_seed}):", "",
-                  "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Per class ({main}, out-of-fold predictions of seed {first_seed}):",
+            "",
+            "| class | precision | recall | f1 | support |",
+            "|---|---|---|---|---|",
+        ]
         for cls in oof["precision"]:
-            lines.append(f"| {cls} | {oof['precision'][cls]:.3f} | {oof['recall'][cls]:.3f} | {oof['f1'][cls]:.3f} | {oof['support'][cls]} |")
+            lines.append(
+                f"| {cls} | {oof['precision'][cls]:.3f} | {oof['recall'][cls]:.3f} | {oof['f1'][cls]:.3f} | "
+                f"{oof['support'][cls]} |"
+            )
         for warning in oof.get("warnings", []):
             lines.append(f"\n> note: {warning}")
         roc = plot_roc_curves(labels, probs, task, plots_dir / f"roc_{name}.png")
         confusion = plot_confusion_matrix(labels, probs, task, plots_dir / f"confusion_{name}.png")
-        lines += ["", f"![ROC curves]({roc.relative_to(output_dir)}) ![Confusion matrix]({confusion.relative_to(output_dir)})", ""]
+        lines += [
+            "",
+            f"![ROC curves]({roc.relative_to(output_dir)}) ![Confusion matrix]({confusion.relative_to(output_dir)})",
+            "",
+        ]
         written[f"roc_{name}"], written[f"confusion_{name}"] = roc, confusion
     lines += chosen
     if runs[0].get("log_history"):  # a linear baseline has no training curve
         losses = plot_loss_curves(runs[0]["log_history"], plots_dir / "loss_curves.png")
         written["loss_curves"] = losses
-        lines += ["## Training curves", "", f"Every loss term of {main}, fold {runs[0]['fold']} seed {first_seed}, train and held-out:", "",
-                  f"![Loss curves]({losses.relative_to(output_dir)})", "",
-                  "TensorBoard logs of every run: `tensorboard --logdir " + str(output_dir / "runs") + "`.", ""]
+        lines += [
+            "## Training curves",
+            "",
+            f"Every loss term of {main}, fold {runs[0]['fold']} seed {first_seed}, train and held-out:",
+            "",
+            f"![Loss curves]({losses.relative_to(output_dir)})",
+            "",
+            "TensorBoard logs of every run: `tensorboard --logdir " + str(output_dir / "runs") + "`.",
+            "",
+        ]
     written["report"] = output_dir / "report.md"
     atomic_write_text(written["report"], "\n".join(lines))
     return written

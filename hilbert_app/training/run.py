@@ -54,11 +54,17 @@ def features_experiment(data_args: DataArguments, task_types) -> tuple[Experimen
     features, metadata = load_features(data_args.features)
     split = features["train"] if "train" in features else next(iter(features.values()))
     sources = metadata["encoders"]
-    configs = {key: AutoConfig.from_pretrained(check_encoder(source["name_or_path"], f"the features' {key} encoder"))
-               for key, source in sources.items()}
+    configs = {
+        key: AutoConfig.from_pretrained(check_encoder(source["name_or_path"], f"the features' {key} encoder"))
+        for key, source in sources.items()
+    }
     data = ExperimentData(
-        dataset=split, tasks=tasks_from_dataset(split, task_types), audio_config=configs["audio"], text_config=configs["text"],
-        encoder_sources=sources, audio_mode=(metadata.get("processor") or {}).get("audio_mode", "exact"),
+        dataset=split,
+        tasks=tasks_from_dataset(split, task_types),
+        audio_config=configs["audio"],
+        text_config=configs["text"],
+        encoder_sources=sources,
+        audio_mode=(metadata.get("processor") or {}).get("audio_mode", "exact"),
     )
     return data, metadata
 
@@ -68,19 +74,30 @@ def end_to_end_experiment(data_args: DataArguments, task_types) -> tuple[Experim
     import datasets
 
     from hilbert_app.features.extract import decode_audio
-    from modeling_hilbert.processing_hilbert import HilbertProcessor
     from hilbert_app.training.data import RawDocumentsCollator, label_columns
+    from modeling_hilbert.processing_hilbert import HilbertProcessor
 
-    raw = datasets.load_from_disk(data_args.dataset) if Path(data_args.dataset).is_dir() else datasets.load_dataset(data_args.dataset)
+    raw = (
+        datasets.load_from_disk(data_args.dataset)
+        if Path(data_args.dataset).is_dir()
+        else datasets.load_dataset(data_args.dataset)
+    )
     split = raw["train"] if "train" in raw else next(iter(raw.values()))
     names = {"audio": data_args.audio_encoder, "text": data_args.text_encoder}
     encoders = {key: load_pretrained_encoder(check_encoder(name, f"--{key}-encoder")) for key, name in names.items()}
     sources = {key: encoder_provenance(names[key], enc) for key, enc in encoders.items()}
     options = {"audio_mode": data_args.audio_mode}
-    processor = HilbertProcessor.from_encoders_pretrained(resolve_encoder(names["audio"]), resolve_encoder(names["text"]), **options)
+    processor = HilbertProcessor.from_encoders_pretrained(
+        resolve_encoder(names["audio"]), resolve_encoder(names["text"]), **options
+    )
     data = ExperimentData(
-        dataset=split, tasks=tasks_from_dataset(split, task_types), audio_config=encoders["audio"].config,
-        text_config=encoders["text"].config, encoder_sources=sources, audio_mode=data_args.audio_mode, encoders=encoders,
+        dataset=split,
+        tasks=tasks_from_dataset(split, task_types),
+        audio_config=encoders["audio"].config,
+        text_config=encoders["text"].config,
+        encoder_sources=sources,
+        audio_mode=data_args.audio_mode,
+        encoders=encoders,
         collator=RawDocumentsCollator(processor, label_columns(split), decode_audio),
     )
     return data, {"encoders": sources, "processor": options}
@@ -134,21 +151,33 @@ def data_identity(data: ExperimentData, metadata: dict, end_to_end: bool) -> str
     """What a run's result depends on in the data, as a sha256: the features' fingerprint (encoders with their
     weights' sha256, processor, source dataset, extraction report), or for end-to-end training the raw dataset's
     own fingerprint with the encoders and processor options."""
-    identity = {"features": metadata} if not end_to_end else {
-        "raw": metadata, "dataset_fingerprint": getattr(data.dataset, "_fingerprint", None)}
+    identity = (
+        {"features": metadata}
+        if not end_to_end
+        else {"raw": metadata, "dataset_fingerprint": getattr(data.dataset, "_fingerprint", None)}
+    )
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArguments, state, say, started: float,
-         output_dir: Path) -> int:
+def _run(
+    data_args: DataArguments,
+    head_args: HeadArguments,
+    args: ExperimentArguments,
+    state,
+    say,
+    started: float,
+    output_dir: Path,
+) -> int:
     """`run`'s work, under the output folder's lock (held by the main process)."""
     if state.is_main_process:
         remove_stale_temporaries(output_dir)  # what a killed run was writing (e.g. a half-saved final model)
         if args.overwrite:
             _discard_earlier_runs(output_dir, say)
     state.wait_for_everyone()
-    data, metadata = (end_to_end_experiment if args.end_to_end else features_experiment)(data_args, data_args.task_type_map())
+    data, metadata = (end_to_end_experiment if args.end_to_end else features_experiment)(
+        data_args, data_args.task_type_map()
+    )
     data_key = data_identity(data, metadata, args.end_to_end)
     split, sources = data.dataset, data.encoder_sources
     seeds = data_args.seed_list()
@@ -160,36 +189,56 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
         names = [name for name in names if name not in LINEAR_VARIANTS]
     linear = {name: LINEAR_VARIANTS[name] for name in names if name in LINEAR_VARIANTS}
     variants = {name: VARIANTS.get(name, {}) for name in names if name not in LINEAR_VARIANTS}
-    say(f"{len(split)} documents, tasks {[t['name'] for t in data.tasks]}, {len(splits)} folds x {len(seeds)} seeds, "
-        f"{len(linear) + len(variants)} variant(s); output in {output_dir}")
+    say(
+        f"{len(split)} documents, tasks {[t['name'] for t in data.tasks]}, {len(splits)} folds x {len(seeds)} seeds, "
+        f"{len(linear) + len(variants)} variant(s); output in {output_dir}"
+    )
 
     # Earlier runs in the folder must be this experiment's (the final model's checkpoints too): checked before any work.
     for variant, switches in variants.items():
-        check_variant_reusable(data, head, switches, splits, seeds, output_dir / "runs" / variant.replace(" ", "_"),
-                               args, data_key)
+        check_variant_reusable(
+            data, head, switches, splits, seeds, output_dir / "runs" / variant.replace(" ", "_"), args, data_key
+        )
     final_dir, everything = output_dir / "runs" / "final", np.arange(len(split))
-    final_provenance = run_provenance(data, head, variants.get(MAIN_VARIANT, {}), everything, None, seeds[0], args,
-                                      data_key)
+    final_provenance = run_provenance(
+        data, head, variants.get(MAIN_VARIANT, {}), everything, None, seeds[0], args, data_key
+    )
     if args.final_model:
         check_reusable(final_dir, final_provenance, output_dir)
     results = {}
     for variant, modalities in linear.items():
         say(f"[{variant}]")
         results[variant] = run_linear_variant(
-            data, modalities, splits, seeds, output_dir / "runs" / variant.replace(" ", "_"), progress=say,
+            data,
+            modalities,
+            splits,
+            seeds,
+            output_dir / "runs" / variant.replace(" ", "_"),
+            progress=say,
             is_main_process=lambda: state.is_main_process,
         )
     for variant, switches in variants.items():
         say(f"[{variant}]")
         results[variant] = run_variant(
-            data, head, switches, splits, seeds, output_dir / "runs" / variant.replace(" ", "_"), args,
-            is_main_process=lambda: state.is_main_process, wait_for_everyone=state.wait_for_everyone, progress=say,
+            data,
+            head,
+            switches,
+            splits,
+            seeds,
+            output_dir / "runs" / variant.replace(" ", "_"),
+            args,
+            is_main_process=lambda: state.is_main_process,
+            wait_for_everyone=state.wait_for_everyone,
+            progress=say,
             data_key=data_key,
         )
     protocol = f"{len(splits)}-fold grouped stratified CV x {len(seeds)} seed(s)"
-    selection = ("epochs, dropout and weight decay chosen per training split on a grouped inner validation split "
-                 "(--select)" if args.select else f"fixed settings ({args.num_train_epochs:g} epochs, weight decay "
-                 f"{args.weight_decay:g}, dropout {head['dropout']:g})")
+    selection = (
+        "epochs, dropout and weight decay chosen per training split on a grouped inner validation split (--select)"
+        if args.select
+        else f"fixed settings ({args.num_train_epochs:g} epochs, weight decay "
+        f"{args.weight_decay:g}, dropout {head['dropout']:g})"
+    )
     if state.is_main_process:
         context = {
             "data": str(data_args.dataset) + " (end to end)" if args.end_to_end else str(data_args.features),
@@ -197,14 +246,20 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
             "encoders": ", ".join(f"{k}: {s['name_or_path']}" for k, s in sources.items()),
             "protocol": f"{protocol}; class weights from each training split; no selection on held-out folds",
             "selection": selection + "; linear baselines: C by grouped inner CV on each training split",
-            "training": f"{args.num_train_epochs:g} epochs, lr {args.learning_rate:g}, batch {args.per_device_train_batch_size} x {state.num_processes} process(es)",
+            "training": f"{args.num_train_epochs:g} epochs, lr {args.learning_rate:g}, batch "
+            f"{args.per_device_train_batch_size} x {state.num_processes} process(es)",
             "package": f"hilbert {__version__}",
         }
         written = write_report(output_dir, results, data.tasks, context)
         say(f"report: {written['report']}")
         for variant, result in results.items():
-            say(f"  {variant:>28}: " + "  ".join(
-                f"{task}/macro_auc {m['macro_auc']['mean']:.3f} ± {m['macro_auc']['std']:.3f}" for task, m in result["summary"].items()))
+            say(
+                f"  {variant:>28}: "
+                + "  ".join(
+                    f"{task}/macro_auc {m['macro_auc']['mean']:.3f} ± {m['macro_auc']['std']:.3f}"
+                    for task, m in result["summary"].items()
+                )
+            )
 
     if args.final_model and not variants:
         say("[final model] skipped: only linear baselines were run")
@@ -213,7 +268,14 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
         if state.is_main_process:  # before its first checkpoint: a later resume checks it
             atomic_write_json(final_dir / PROVENANCE_NAME, final_provenance)
         trainer, _ = run_training(args)(
-            data, head, variants.get(MAIN_VARIANT, {}), everything, None, seeds[0], final_dir, args,
+            data,
+            head,
+            variants.get(MAIN_VARIANT, {}),
+            everything,
+            None,
+            seeds[0],
+            final_dir,
+            args,
             is_main_process=lambda: state.is_main_process,
         )
         if state.is_main_process:
@@ -226,8 +288,12 @@ def _run(data_args: DataArguments, head_args: HeadArguments, args: ExperimentArg
             staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}final-model-", dir=output_dir))
             summary = results[MAIN_VARIANT if MAIN_VARIANT in results else next(iter(variants))]["summary"]
             card = render_model_card(
-                repo_id=args.push_to_hub or output_dir.name, config=model.config, summary=summary,
-                num_runs=len(splits) * len(seeds), protocol=protocol, num_documents=len(split),
+                repo_id=args.push_to_hub or output_dir.name,
+                config=model.config,
+                summary=summary,
+                num_runs=len(splits) * len(seeds),
+                protocol=protocol,
+                num_documents=len(split),
                 dataset=metadata.get("source_dataset_repo"),
                 data_description=f"{len(split)} recordings ({context['data']}).",
                 training_description=context["training"] + "; " + context["protocol"] + ".",
@@ -270,6 +336,8 @@ def push(output_dir: Path, repo_id: str, private: bool) -> None:
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(
-        repo_id=repo_id, folder_path=str(output_dir), commit_message="Upload HILBERT model",
+        repo_id=repo_id,
+        folder_path=str(output_dir),
+        commit_message="Upload HILBERT model",
         ignore_patterns=["runs/*", "runs/**", "*.tmp", f"{TMP_PREFIX}*", "checkpoint-*", LOCK_NAME],
     )

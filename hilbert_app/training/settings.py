@@ -18,12 +18,34 @@ from modeling_hilbert.configuration_hilbert import TASK_TYPES
 
 @dataclass
 class DataArguments:
-    features: str = field(default=None, metadata={"help": "Features dataset (folder or Hub dataset id) from dataset_scripts/extract_features.py."})
-    dataset: str = field(default=None, metadata={"help": "With --end-to-end: the raw dataset (folder or Hub id) from dataset_scripts/build_dataset.py."})
-    audio_encoder: str = field(default=None, metadata={"help": "With --end-to-end: audio encoder (Hub id, folder or offline: name)."})
-    text_encoder: str = field(default=None, metadata={"help": "With --end-to-end: text encoder (Hub id, folder or offline: name)."})
-    audio_mode: str = field(default="exact", metadata={"help": "With --end-to-end: Whisper 'exact' or 'fast' (with features: taken from their fingerprint)."})
-    cv: int = field(default=5, metadata={"help": "K of grouped, stratified K-fold cross-validation (the dataset's fold column when it has K folds)."})
+    features: str = field(
+        default=None,
+        metadata={"help": "Features dataset (folder or Hub dataset id) from dataset_scripts/extract_features.py."},
+    )
+    dataset: str = field(
+        default=None,
+        metadata={
+            "help": "With --end-to-end: the raw dataset (folder or Hub id) from dataset_scripts/build_dataset.py."
+        },
+    )
+    audio_encoder: str = field(
+        default=None, metadata={"help": "With --end-to-end: audio encoder (Hub id, folder or offline: name)."}
+    )
+    text_encoder: str = field(
+        default=None, metadata={"help": "With --end-to-end: text encoder (Hub id, folder or offline: name)."}
+    )
+    audio_mode: str = field(
+        default="exact",
+        metadata={
+            "help": "With --end-to-end: Whisper 'exact' or 'fast' (with features: taken from their fingerprint)."
+        },
+    )
+    cv: int = field(
+        default=5,
+        metadata={
+            "help": "K of grouped, stratified K-fold cross-validation (the dataset's fold column when it has K folds)."
+        },
+    )
     seeds: str = field(default="0", metadata={"help": "Comma-separated seeds; every fold is trained once per seed."})
     task_types: str = field(default=None, metadata={"help": "Task types other than multiclass, e.g. 'risk=binary'."})
 
@@ -39,8 +61,10 @@ class DataArguments:
         for item in str(self.task_types).split(","):
             name, sep, kind = (part.strip() for part in item.partition("="))
             if not sep or not name or kind not in TASK_TYPES:
-                raise UserError(f"--task-types takes task=type pairs separated by commas, with type one of "
-                                f"{', '.join(TASK_TYPES)} (e.g. risk=binary); got {item.strip()!r}.")
+                raise UserError(
+                    f"--task-types takes task=type pairs separated by commas, with type one of "
+                    f"{', '.join(TASK_TYPES)} (e.g. risk=binary); got {item.strip()!r}."
+                )
             out[name] = kind
         return out
 
@@ -64,18 +88,42 @@ HeadArguments = _head_arguments()
 @dataclass
 class ExperimentArguments(RunSettings):
     output_dir: str = field(default=None, metadata={"help": "Where results, reports and the final model go."})
-    baselines: bool = field(default=False, metadata={"help": "Also run every baseline and ablation on the same folds and seeds (the "
-                                                             "mean-pooled features + logistic regression rows included)."})
-    variants: str = field(default=None, metadata={"help": "Comma-separated subset of the variants to run (implies --baselines)."})
-    final_model: bool = field(default=True, metadata={"help": "Train the final model on every document and save it with encoders and processor."})
-    push_to_hub: str = field(default=None, metadata={"help": "Push the final model, processor and model card to this Hub repository."})
+    baselines: bool = field(
+        default=False,
+        metadata={
+            "help": "Also run every baseline and ablation on the same folds and seeds (the "
+            "mean-pooled features + logistic regression rows included)."
+        },
+    )
+    variants: str = field(
+        default=None, metadata={"help": "Comma-separated subset of the variants to run (implies --baselines)."}
+    )
+    final_model: bool = field(
+        default=True,
+        metadata={"help": "Train the final model on every document and save it with encoders and processor."},
+    )
+    push_to_hub: str = field(
+        default=None, metadata={"help": "Push the final model, processor and model card to this Hub repository."}
+    )
     public: bool = field(default=False, metadata={"help": "Make the pushed repository public (private by default)."})
-    end_to_end: bool = field(default=False, metadata={"help": "Train from raw audio and transcripts through the frozen encoders (slow)."})
-    overwrite: bool = field(default=False, metadata={
-        "help": "Discard the earlier runs in --output-dir (results, checkpoints) and train them again; without it, "
-                "earlier runs are reused only if made from the same data, splits and settings."})
-    num_threads: int = field(default=None, metadata={"help": "CPU threads for torch. Default: 1 when training a head on cached features on the CPU "
-                                                             "(its matrices are small: one thread was 10x faster than two on a loaded 2-core machine), else torch's default."})
+    end_to_end: bool = field(
+        default=False, metadata={"help": "Train from raw audio and transcripts through the frozen encoders (slow)."}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Discard the earlier runs in --output-dir (results, checkpoints) and train them again; without it, "
+            "earlier runs are reused only if made from the same data, splits and settings."
+        },
+    )
+    num_threads: int = field(
+        default=None,
+        metadata={
+            "help": "CPU threads for torch. Default: 1 when training a head on cached features on the CPU "
+            "(its matrices are small: one thread was 10x faster than two on a loaded 2-core machine), else torch's "
+            "default."
+        },
+    )
 
     def variant_names(self) -> list[str]:
         """The variants to run, in table order: `--variants a,b`, every one with `--baselines` (the linear baselines
@@ -85,8 +133,10 @@ class ExperimentArguments(RunSettings):
             chosen = [v.strip() for v in str(self.variants).split(",") if v.strip()]
             unknown = [v for v in chosen if v not in known]
             if unknown or not chosen:
-                raise UserError(f"--variants: unknown variant(s) {unknown or [self.variants]}; choose from "
-                                f"{', '.join(known)} (comma-separated).")
+                raise UserError(
+                    f"--variants: unknown variant(s) {unknown or [self.variants]}; choose from "
+                    f"{', '.join(known)} (comma-separated)."
+                )
             return chosen
         return known if self.baselines else [MAIN_VARIANT]
 
@@ -112,8 +162,12 @@ def check_settings(data: DataArguments, head, experiment: ExperimentArguments) -
     check_positive(experiment.num_train_epochs, "--num-train-epochs", integer=False)
     check_positive(experiment.weight_decay, "--weight-decay", integer=False, allow_zero=True)
     check_positive(experiment.warmup_steps, "--warmup-steps", integer=False, allow_zero=True)
-    for option in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                   "logging_steps"):
+    for option in (
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+        "logging_steps",
+    ):
         check_positive(getattr(experiment, option), "--" + option.replace("_", "-"))
     if experiment.num_threads is not None:
         check_positive(experiment.num_threads, "--num-threads")

@@ -182,7 +182,9 @@ class HilbertTrainer(Trainer):
         config = self.accelerator.unwrap_model(model).config
         warmup = getattr(config, "alignment_warmup_epochs", 0.0)
         alignment = config.dual_contrastive_weight > 0 or config.cka_weight > 0 or config.mi_weight > 0
-        return model.training and warmup > 0 and config.is_multimodal and alignment and (self.state.epoch or 0.0) < warmup
+        return (
+            model.training and warmup > 0 and config.is_multimodal and alignment and (self.state.epoch or 0.0) < warmup
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:

@@ -8,7 +8,8 @@ needs the `hilbert-audio-text` package installed (`pip install hilbert-audio-tex
     from hilbert_app.training.metrics import EVALUATE_MODULE
     metric = evaluate.load(str(EVALUATE_MODULE))
     metric.compute(predictions=probs, references=labels, labels=["calm", "tense", "crisis"])
-    # {"macro_auc": ..., "macro_f1": ..., "balanced_accuracy": ..., "macro_auprc": ..., "accuracy": ..., "per_class": {...}}
+    # {"macro_auc": ..., "macro_f1": ..., "balanced_accuracy": ..., "macro_auprc": ..., "accuracy": ..., "per_class":
+    # {...}}
 
 Inputs: `predictions` `(N, C)` class probabilities (binary: `(N, 2)` or `(N,)` = p(positive)); `references` class
 ids (-100 = unlabelled, dropped). Options: `labels` (class names, in id order), `task_type` ("multiclass" default,
