@@ -180,7 +180,8 @@ def test_each_full_class_loads_as_the_encoder_with_the_saved_weights(name, check
     reference = reference_encoder(name, checkpoints[name])
     ours = encoder.encoder if name.startswith("t5") else encoder  # T5EncoderModel holds the T5 stack as .encoder
     theirs = reference.state_dict()
-    assert set(ours.state_dict()) == set(theirs)
+    # the same tensors, but BERT/RoBERTa's [CLS] pooler, which HILBERT never uses (encoders_hilbert._without_pooler)
+    assert set(ours.state_dict()) == {key for key in theirs if not key.startswith("pooler.")}
     for key, tensor in ours.state_dict().items():
         assert torch.equal(tensor, theirs[key]), key
     if name.startswith("t5"):
@@ -470,7 +471,10 @@ def test_masked_group_norm_equals_group_norm_of_each_row_alone(groups, lengths, 
     out = masked_group_norm(norm, hidden, torch.tensor(lengths))
     assert torch.isfinite(out).all()  # also rows without any real frame
     for n, length in enumerate(lengths):
-        if length:
+        if length * (4 // groups) == 1:  # one value per group (torch's GroupNorm refuses it): normalised to 0
+            expected = norm.bias.detach()[:, None].expand(4, 1)
+            torch.testing.assert_close(out[n, :, :1], expected, rtol=1e-5, atol=1e-5)
+        elif length:
             torch.testing.assert_close(out[n, :, :length], norm(hidden[n : n + 1, :, :length])[0], rtol=1e-5, atol=1e-5)
 
 

@@ -383,8 +383,8 @@ def test_push_to_hub_is_private_with_a_card_and_loads_back(corpus, tmp_path, hub
         from hilbert_app.cli.build_dataset import main
         from huggingface_hub import HfApi, hf_hub_download
         import datasets
-        code = main(["--input", {str(corpus)!r}, "--output", {str(tmp_path / "out")!r}, "--skip-invalid", "--folds",
-        "2",
+        code = main(["--input", {str(corpus)!r}, "--output", {str(tmp_path / "out")!r}, "--skip-invalid",
+            "--folds", "2",
                      "--no-progress", "--push-to-hub", "tester/interviews"])
         info = HfApi().dataset_info("tester/interviews")
         card = open(hf_hub_download("tester/interviews", "README.md", repo_type="dataset")).read()

@@ -539,7 +539,7 @@ def test_push_to_hub_then_load_features_from_the_repo(encoders, dataset_dir, tmp
         dataset, metadata = load_features("tester/features")
         local = json.load(open({str(tmp_path / "out" / "hilbert_features.json")!r}))
         card = open(__import__("huggingface_hub").hf_hub_download("tester/features", "README.md",
-        repo_type="dataset")).read()
+            repo_type="dataset")).read()
         print(json.dumps({{"private": info.private, "files": files, "same_metadata": metadata == local,
                           "rows": dataset["train"].num_rows, "width": list(dataset["train"][0]["audio_features"].shape),
                           "dtype": str(dataset["train"].features["audio_features"].dtype),

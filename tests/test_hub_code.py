@@ -68,8 +68,8 @@ def test_save_then_load_in_a_fresh_process_gives_identical_outputs(tmp_path):
         from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
         folder = {str(folder)!r}
         config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-        assert type(config).__name__ == "HilbertConfig" and "modeling_hilbert" not in
-        type(config).__module__.split(".")[0]
+        assert type(config).__name__ == "HilbertConfig"
+        assert "modeling_hilbert" not in type(config).__module__.split(".")[0]
         classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
         base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
         assert not any(p.requires_grad for p in classifier.hilbert.audio_encoder.parameters())

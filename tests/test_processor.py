@@ -472,7 +472,7 @@ REMOTE_SCRIPT = textwrap.dedent(
     assert "modeling_hilbert" not in sys.modules
     out, report = proc(torch.load(docs_file, weights_only=True), return_report=True)
     torch.save({"out": dict(out), "report": report, "module": type(proc).__module__, "config": proc.to_dict()},
-    out_file)
+        out_file)
     """
 )
 

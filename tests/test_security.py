@@ -372,7 +372,7 @@ WRITE_EVENTS = {"os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.truncate",
                 "shutil.rmtree", "tempfile.mkstemp", "tempfile.mkdtemp"}
 PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.startfile"}
 NETWORK_PREFIXES = ("socket.", "http.client.", "urllib.", "ftplib.", "smtplib.", "poplib.", "imaplib.", "nntplib.",
-"telnetlib.")
+    "telnetlib.")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 recording = [True]
 network, ours = [], []
@@ -655,7 +655,7 @@ def canary_run(encoders, hub_env, tmp_path_factory):
                     "features": api.dataset_info("tester/canary-features").private,
                     "model": api.model_info("tester/canary-model").private}}
         for repo, kind in (("tester/canary-dataset", "dataset"), ("tester/canary-features", "dataset"),
-        ("tester/canary-model", "model")):
+            ("tester/canary-model", "model")):
             snapshot_download(repo, repo_type=kind, local_dir={str(hub_files)!r} + "/" + repo.split("/")[1])
         print(json.dumps(private))
     """)
@@ -773,17 +773,17 @@ def public_run(canary_run, encoders, hub_env):
         def run_all(*extra):
             tag = "public" if extra else "again"
             codes = {{
-                "dataset": build_dataset.main(["--input", {str(root / "corpus")!r}, "--output", {str(root)!r} + "/ds_" +
-                tag,
+                "dataset": build_dataset.main(["--input", {str(root / "corpus")!r}, "--output",
+                    {str(root)!r} + "/ds_" + tag,
                                                "--folds", "2", "--no-progress", "--push-to-hub",
-                                               "tester/public-dataset", *extra]),
-                "features": extract_features.main(["--dataset", {str(out["dataset"])!r}, "--output", {str(root)!r} +
-                "/ft_" + tag,
+                                                   "tester/public-dataset", *extra]),
+                "features": extract_features.main(["--dataset", {str(out["dataset"])!r}, "--output",
+                    {str(root)!r} + "/ft_" + tag,
                                                    "--audio-encoder", {str(encoders[0])!r}, "--text-encoder",
-                                                   {str(encoders[1])!r},
+                                                       {str(encoders[1])!r},
                                                    "--no-progress", "--push-to-hub", "tester/public-features", *extra]),
-                "model": train.main(["--features", {str(out["features"])!r}, "--output-dir", {str(root)!r} + "/md_" +
-                tag,
+                "model": train.main(["--features", {str(out["features"])!r}, "--output-dir",
+                    {str(root)!r} + "/md_" + tag,
                                      "--cv", "2", "--seeds", "0", "--num-train-epochs", "1", "--report-to", "none",
                                      *{TINY_HEAD!r}, "--push-to-hub", "tester/public-model", *extra]),
             }}
