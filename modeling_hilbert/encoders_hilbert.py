@@ -233,13 +233,21 @@ def masked_group_norm(norm: nn.GroupNorm, hidden: torch.Tensor, lengths: torch.T
     Returns:
         `(N, C, T)`: each row's real frames normalised as `norm` does that row alone, unpadded (the same kernel on the
         same values: y = (x - mu) / sqrt(var + eps) * w + b, mu and var over a group's channels and the real frames);
-        zeros on padded frames, which no real output frame depends on. One call per row on its real frames only:
-        cheaper than masked reductions over the padded batch (~7x slower on CPU for 4 rows of 8 s).
+        zeros on padded frames, which no real output frame depends on; a row whose groups hold one value each (one
+        frame, one channel per group) gets the bias, the formula's value where torch's kernel refuses. One call per
+        row on its real frames only: cheaper than masked reductions over the padded batch (~7x slower on CPU for 4
+        rows of 8 s).
     """
     out = torch.empty_like(hidden)
+    values_per_group_frame = hidden.shape[1] // norm.num_groups
     for row, length in enumerate(lengths.tolist()):
         length = min(max(length, 0), hidden.shape[-1])
-        if length > 0:
+        if length * values_per_group_frame == 1:
+            # One value per group (one channel per group, one real frame): torch refuses it ("Expected more than 1
+            # value per channel"), but the formula is defined: x - mu = 0, so the output is the affine bias.
+            bias = norm.bias if norm.affine else torch.zeros(hidden.shape[1], dtype=hidden.dtype, device=hidden.device)
+            out[row, :, :1] = bias.to(hidden.dtype)[:, None]
+        elif length > 0:
             out[row, :, :length] = F.group_norm(
                 hidden[row : row + 1, :, :length], norm.num_groups, norm.weight, norm.bias, norm.eps
             )[0]
