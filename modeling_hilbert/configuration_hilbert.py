@@ -179,6 +179,11 @@ class HilbertConfig(PreTrainedConfig):
         attention_dropout (`float`): dropout on attention probabilities.
         max_time_period (`float`): longest period (seconds) of the sinusoidal segment-time embedding.
         use_time_embedding (`bool`): add an embedding of each segment's start time and duration.
+        standardize_features (`bool`): standardise each dimension of the frozen segment features by its mean and
+            standard deviation over the training documents before the head's projections (HilbertTrainer sets them
+            once, before training, from the training set; saved with the model). Frozen speech encoders have a few
+            massive feature dimensions that otherwise dominate the head; the logistic-regression baseline
+            standardises too.
         pooling_heads (`int`): r, heads of the self-attentive pooling (Lin et al. 2017).
         pooling_hidden_size (`int`): d_a, hidden width of the pooling scorer.
         pooling_mean_init (`bool`): initialise every attentive pooling as the masked mean: its scorer's output layer
@@ -272,6 +277,7 @@ class HilbertConfig(PreTrainedConfig):
     attention_dropout: float = 0.0
     max_time_period: float = 10000.0
     use_time_embedding: bool = True
+    standardize_features: bool = True
     pooling_heads: int = 2
     pooling_hidden_size: int = 64
     pooling_mean_init: bool = False

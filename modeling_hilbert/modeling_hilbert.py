@@ -163,16 +163,38 @@ class HilbertSequenceClassifierOutput(ModelOutput):
 
 # ----------------------------------------------------------------------------------------- small blocks
 class SegmentProjection(nn.Module):
-    """Per-modality projection of segment features to the head width: Linear -> LayerNorm -> Dropout."""
+    r"""Per-modality projection of segment features to the head width: standardise -> Linear -> LayerNorm -> Dropout.
+
+        x' = (x - shift) / scale        per feature dimension (`shift`, `scale`: `(D_in,)` buffers)
+        h  = Dropout(LayerNorm(W x' + b))
+
+    `shift` and `scale` are the per-dimension mean and standard deviation of the frozen encoder's features over the
+    training documents' real segments (`set_statistics`, called by `HilbertModel.fit_feature_statistics`); until
+    set they are 0 and 1 (identity). Why: frozen speech encoders' features have a few massive dimensions (Whisper
+    tiny.en on the demo corpus: 5 of 384 dimensions hold 63% of the variance and 78% of the squared mean), which
+    dominate a linear map and the LayerNorm after it and drown the dimensions that tell documents apart. The
+    logistic-regression baseline standardises its inputs for the same reason. The buffers are saved with the model.
+    """
 
     def __init__(self, input_size: int, hidden_size: int, dropout: float):
         super().__init__()
+        self.register_buffer("shift", torch.zeros(input_size))
+        self.register_buffer("scale", torch.ones(input_size))
         self.linear = nn.Linear(input_size, hidden_size)
         self.norm = nn.LayerNorm(hidden_size)
         self.dropout = DocumentDropout(dropout)
 
+    @torch.no_grad()
+    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise with this mean and standard deviation `(D_in,)`; a dimension with (near) zero spread is only
+        centred (scale 1), so that a constant feature cannot blow up."""
+        std = std.to(self.scale)
+        self.shift.copy_(mean.to(self.shift))
+        self.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """`(B, S, D_in)` -> `(B, S, d)`."""
+        features = (features - self.shift.to(features.dtype)) / self.scale.to(features.dtype)
         return self.dropout(self.norm(self.linear(features)))
 
 
@@ -863,6 +885,59 @@ class HilbertModel(HilbertPreTrainedModel):
                 rows = real[chunk]
                 out[rows] = run(flat[rows], None if flat_mask is None else flat_mask[rows]).to(out.dtype)
         return out.view(batch, segments, -1), segment_mask
+
+    # -- feature standardisation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def fit_feature_statistics(self, batches) -> dict[str, int]:
+        """Set each modality's feature standardisation (`SegmentProjection`) from the real segments of `batches`.
+
+        Args:
+            batches: an iterable of model input dicts, as the collators give them (cached features
+                `audio_segment_embeds` / `audio_features` with `audio_segment_mask`, or raw inputs, which run
+                through the frozen encoders once), e.g. a DataLoader over the training documents. Call it on the
+                training documents only, before training (`HilbertTrainer` does when
+                `config.standardize_features` is set).
+
+        Returns:
+            `{modality: number of real segments counted}`. Mean and variance are accumulated in float64 over all
+            segments, so the result does not depend on how the documents are batched.
+        """
+        totals = {}
+        for batch in batches:
+            for modality, embeds, mask in self._segment_features_of(batch):
+                x = embeds.detach().to(torch.float64)
+                keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask.bool()
+                x = x[keep]  # (n, D) real segments only
+                count, total, squares = totals.get(modality, (0, 0.0, 0.0))
+                totals[modality] = (count + x.shape[0], total + x.sum(0), squares + (x * x).sum(0))
+        for modality, (count, total, squares) in totals.items():
+            if count == 0:
+                continue
+            mean = total / count
+            std = (squares / count - mean * mean).clamp(min=0.0).sqrt()
+            getattr(self, f"{modality}_projection").set_statistics(mean.float(), std.float())
+        return {modality: count for modality, (count, _, _) in totals.items()}
+
+    def _segment_features_of(self, batch: dict):
+        """`(modality, (B, S, D) segment features, (B, S) mask or None)` for each modality the model uses and the
+        batch holds (cached features as given; raw inputs through the frozen encoders)."""
+        config = self.config
+        if config.uses_audio:
+            embeds = batch.get("audio_segment_embeds", batch.get("audio_features"))
+            mask = batch.get("audio_segment_mask")
+            if embeds is None and (batch.get("input_features") is not None or batch.get("input_values") is not None):
+                embeds, mask = self.get_audio_segment_features(
+                    batch.get("input_features"), batch.get("input_values"), batch.get("audio_attention_mask"), mask
+                )
+            if embeds is not None:
+                yield "audio", embeds, mask
+        if config.uses_text:
+            embeds = batch.get("text_segment_embeds", batch.get("text_features"))
+            mask = batch.get("text_segment_mask")
+            if embeds is None and batch.get("input_ids") is not None:
+                embeds, mask = self.get_text_segment_features(batch["input_ids"], batch.get("attention_mask"), mask)
+            if embeds is not None:
+                yield "text", embeds, mask
 
     # -- head ------------------------------------------------------------------------------------------
     def _project(self, features, mask, times, projection) -> torch.Tensor:

@@ -552,3 +552,11 @@ def test_push_to_hub_then_load_features_from_the_repo(encoders, dataset_dir, tmp
     assert "hilbert_features.json" in result["files"] and "README.md" in result["files"]
     assert result["same_metadata"] and result["rows"] == len(DOCUMENTS) and result["card"]
     assert result["dtype"] == "float16" and result["width"][1] == 16
+
+
+def test_the_summary_says_why_more_segments_came_out_than_went_in():
+    from hilbert_app.features.extract import split_note
+
+    assert split_note({"segments_in": 628, "segments_out": 628, "split_segments": 0, "split_pieces": 0}) == ""
+    note = split_note({"segments_in": 628, "segments_out": 629, "split_segments": 1, "split_pieces": 2})
+    assert note == "; 1 longer than max_segment_seconds split into 2 pieces"

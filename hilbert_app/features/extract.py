@@ -583,13 +583,23 @@ def _extract(
     rate = segments_done / encode_seconds if encode_seconds > 0 and segments_done else 0.0
     print(
         f"Extracted {total['documents_out']} documents, {total.get('segments_out', 0)} segments "
-        f"(of {total.get('segments_in', 0)} in), {total.get('audio_seconds', 0.0):.1f} s of audio in {wall:.1f} s wall "
+        f"(of {total.get('segments_in', 0)} in{split_note(total)}), {total.get('audio_seconds', 0.0):.1f} s of audio "
+        f"in {wall:.1f} s wall "
         f"({segments_done} segments encoded this run in {encode_seconds:.1f} s: {rate:.1f} segments/s, "
         f"{procs.world} process(es), {extractor.device.type}, audio_mode={extractor.processor.audio_mode}) "
         f"-> {output_dir}",
         flush=True,
     )
     return load_features(output_dir)
+
+
+def split_note(total: dict) -> str:
+    """`"; 1 longer than max_segment_seconds split into 2 pieces"` when the processor split segments (which is why
+    more segments can come out than went in), else ``."""
+    count, pieces = total.get("split_segments", 0), total.get("split_pieces", 0)
+    if not count:
+        return ""
+    return f"; {count} longer than max_segment_seconds split into {pieces} pieces"
 
 
 def _count_segments(ds: datasets.Dataset, rows) -> int:
@@ -652,7 +662,8 @@ Features are valid only for these exact encoders (sha256 of the weights):
 Processor: audio_mode `{processor.get("audio_mode")}`, max_segment_seconds {processor.get("max_segment_seconds")},
 max_segments {processor.get("max_segments")}, speakers {processor.get("speakers")}, max_text_tokens
 {processor.get("max_text_tokens")}; encoders run in {metadata["encoder_dtype"]} on {metadata["device_type"]}.
-Segments: {total.get("segments_in", 0)} in, {total.get("segments_out", 0)} out (dropped: {dropped}); {splits}.
+Segments: {total.get("segments_in", 0)} in, {total.get("segments_out", 0)} out (dropped: {dropped}{split_note(total)});
+{splits}.
 The full fingerprint is in `{METADATA_NAME}`.
 
 ## Use

@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from torch.utils.data import WeightedRandomSampler
+from torch.utils.data import DataLoader, WeightedRandomSampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import find_batch_size
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
@@ -176,6 +176,43 @@ class HilbertTrainer(Trainer):
         return {**inputs, "document_mask": mask}
 
     # -- training ---------------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        """`Trainer.train`, after fitting the feature standardisation on the training set
+        (`fit_feature_statistics`)."""
+        self.fit_feature_statistics()
+        return super().train(
+            resume_from_checkpoint=resume_from_checkpoint,
+            trial=trial,
+            ignore_keys_for_eval=ignore_keys_for_eval,
+            **kwargs,
+        )
+
+    def fit_feature_statistics(self) -> dict[str, int] | None:
+        """Set the model's per-dimension feature standardisation from every training document's real segments
+        (`HilbertModel.fit_feature_statistics`), when `config.standardize_features` is on.
+
+        Every process reads the whole training set in a fixed order (not its shard of it), so all processes set the
+        same statistics. A resumed run computes them again (the same values; its checkpoint holds them too). With a
+        plain `Trainer`, call `model.hilbert.fit_feature_statistics(loader)` on a loader of the training set first.
+        Returns `{modality: segments counted}`, or None when off.
+        """
+        model = self.accelerator.unwrap_model(self.model)
+        base = getattr(model, "hilbert", None)
+        if not getattr(model.config, "standardize_features", False) or base is None or self.train_dataset is None:
+            return None
+        loader = DataLoader(
+            self.train_dataset,
+            batch_size=self.args.per_device_eval_batch_size,
+            shuffle=False,
+            collate_fn=self.data_collator,
+        )
+        device = next(base.parameters()).device
+
+        def on_device(batch):
+            return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+        return base.fit_feature_statistics(on_device(batch) for batch in loader)
+
     def aligning(self, model) -> bool:
         """Whether this training step is in the alignment stage of a two-stage schedule
         (`HilbertConfig.alignment_warmup_epochs`): labels are then kept out of the loss."""
