@@ -273,10 +273,12 @@ class HilbertProcessor(ProcessorMixin):
                 `{"array", "sampling_rate"}` dict, an undecoded `{"bytes"}` / `{"path"}` dict
                 (`datasets.Audio(decode=False)`), the decoded value of a `datasets.Audio()` column (torchcodec
                 `AudioDecoder`), or a file path / bytes (see the module docstring). A source that carries its
-                rate takes `sampling_rate` only if it agrees.
+                rate takes `sampling_rate` only if it agrees. Either may be left out (one-modality documents, see
+                the module docstring): without `segments` (and `asr_model`) the recording is cut into windows
+                without text; without `audio` every audio segment is masked.
             audio, segments, sampling_rate: keyword form (instead of `documents`), as transformers processors take
                 it: one document, or a batch when `audio` is a list of recordings and `segments` / `text` a list
-                of as many transcripts.
+                of as many transcripts (or either alone: a list of recordings, or of transcripts).
             text: the transcript in the keyword form, instead of `segments`: a list of segments, a transcript file
                 (a path, or a string naming an existing file or ending in one of `TRANSCRIPT_EXTENSIONS`), or a
                 bare string without times. A bare string becomes ONE segment spanning the whole recording (then
