@@ -109,6 +109,8 @@ def test_pipeline_batch_size_runs_batches_with_the_results_of_one_at_a_time(enco
     three = pipe(docs, batch_size=3, top_k_segments=10)
     assert sizes == [3, len(docs) - 3]  # batch_size documents per model forward, the rest in the last one
     assert_same_results(three, one)
+    if head:
+        return  # the other paths below are the same for every head: checked once (the tests stay fast)
     sizes.clear()
     # the all-at-once path batches the same way, with the same results
     assert_same_results(pipe(docs, batch_size=3, streaming=False, top_k_segments=10), one)
