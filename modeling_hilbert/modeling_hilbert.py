@@ -552,6 +552,8 @@ class HilbertPreTrainedModel(PreTrainedModel):
                   "sampling_rate"?: int, "transcript": .srt/.vtt/.json path | [{"start", "end", "text", "speaker"?}]}`
                   (`"segments"` is accepted for `"transcript"`); these need `processor` and a model with its
                   encoders. The audio is encoded a chunk of segments at a time (`encode_document_in_chunks`).
+                  One modality is enough: audio alone (cut into windows without text, see `HilbertProcessor`) or
+                  a transcript alone (no audio); the other is treated as absent.
                 - precomputed features, as a features dataset row or `collate_features` gives them per document:
                   `audio_features` / `audio_segment_embeds` `(S, D_audio)`, `text_features` /
                   `text_segment_embeds` `(S, D_text)`, optional `audio_segment_mask`, `text_segment_mask` `(S,)`,
@@ -603,7 +605,8 @@ class HilbertPreTrainedModel(PreTrainedModel):
                 f"document {index} is a {type(document).__name__}: give a dict (a recording with its "
                 "transcript, or precomputed segment features)."
             )
-        if "audio" not in document:  # precomputed features
+        recording_keys = {"audio", "transcript", "segments"}
+        if not recording_keys & set(document):  # precomputed features
             known = set(FEATURE_ALIASES) | set(_FEATURE_KEYS)
             if not known & set(document):
                 raise ValueError(
@@ -622,22 +625,18 @@ class HilbertPreTrainedModel(PreTrainedModel):
                 f"document {index}: unknown keys {sorted(unknown)}; a recording has audio, sampling_rate?, "
                 "transcript (or segments)."
             )
+        if "transcript" in document and "segments" in document:
+            raise ValueError(f"document {index} has 'transcript' and 'segments' (the same thing): give one.")
         segments = document.get("transcript", document.get("segments"))
         if isinstance(segments, (str, os.PathLike)):
             # The reader the processor ships with (no import of it here: the model's files stay the model's own).
             segments = importlib.import_module(type(processor).__module__).load_transcript(segments)
-        if segments is None:
-            raise ValueError(
-                f"document {index} has no 'transcript': give a .srt/.vtt/.json path or a list of segments."
-            )
-        plan = processor.plan_document(
-            {
-                "audio": document["audio"],
-                "sampling_rate": document.get("sampling_rate"),
-                "segments": [dict(s) for s in segments],
-            },
-            index=index,
-        )
+        # One modality is a document too: audio alone is cut into windows by the processor (no text), a transcript
+        # alone has every audio segment masked; the embeddings are those of what the document has.
+        recording = {"audio": document.get("audio"), "sampling_rate": document.get("sampling_rate")}
+        if segments is not None:
+            recording["segments"] = [dict(s) for s in segments]
+        plan = processor.plan_document(recording, index=index)
         chunks = processor.iter_audio_chunks(plan, self.encoder_batch_size()) if self.config.uses_audio else ()
         features = self.encode_document_in_chunks(plan.inputs, chunks)
         return {k: v[0] for k, v in features.items()}

@@ -9,11 +9,15 @@ Ships to the Hub with every checkpoint (`config.custom_pipelines` names it), so 
     pipe({"audio": "interview.wav", "transcript": "interview.srt"})
     pipe(audio=waveform, sampling_rate=16000, transcript=[{"start": 0.0, "end": 4.2, "text": "...", "speaker": "A"}])
     pipe([{"audio": "a.flac", "transcript": "a.vtt"}, {"audio": "b.wav", "transcript": "b.json"}])   # -> a list
+    pipe(documents, batch_size=8)                # 8 documents per model forward
+    pipe({"audio": "interview.wav"})             # audio alone     -> "missing_modalities": ["text"]
+    pipe({"transcript": "interview.srt"})        # transcript alone -> "missing_modalities": ["audio"]
 
 Each document gives
 
     {"predictions": {task: [{"label": name, "score": p}, ...]},          # best first, every label
-     "top_segments": [{"start", "end", "speaker", "weight", "segment_index"}, ...]}
+     "top_segments": [{"start", "end", "speaker", "weight", "segment_index"}, ...],
+     "missing_modalities": []}                   # or ["text"] / ["audio"]: what the model reads and this one lacks
 
 Scores: softmax over the labels of a multiclass task; sigmoid for a binary task, reported for both labels (p for
 label 1, 1 - p for label 0); an independent sigmoid per label of a multilabel task (they need not sum to 1).
@@ -28,8 +32,20 @@ unless `return_text=True`: a prediction can be logged or shared without the word
 
 Options, at construction or per call: `top_k` (labels per task, best first; default: every label, as
 `text-classification` with `top_k=None`), `top_k_segments` (default 3), `return_text` (default False), `streaming`
-(default True). Documents are processed one at a time (`batch_size` is ignored): the processor's policies and reports
-are per document anyway.
+(default True). `batch_size` (at construction or per call, as for every transformers pipeline; default 1): documents
+per model forward. Each document is still planned and encoded on its own (the processor's policies and reports are
+per document, and its encoder batches are those of `batch_size=1`); the head then runs on the batch's segment
+features padded to its longest document, so results equal those of `batch_size=1` (to float rounding, tested).
+
+One modality is a normal document. Audio alone (no transcript, no `asr_model`): the processor cuts the recording
+into equal windows of at most `max_segment_seconds`, which are its segments (`top_segments` then name windows,
+`speaker` None). A transcript alone (no `"audio"`): every audio segment is masked. A two-modality model classifies
+such a document from what it has (missing segments are masked everywhere) and says so: the result's
+`missing_modalities` lists each modality it reads that the document lacks (no kept segment has it; also a
+transcript whose every text is empty), and a warning names the document and what to pass. An audio-only model
+(`modalities="audio"`) needs no transcript; given one, it uses the transcript's times to cut the segments (as in
+training) and not its text (one warning per pipeline). A text-only model needs a transcript (or `asr_model`) and
+no audio. A document with neither, or without the one modality a unimodal model reads, is an error.
 
 Streaming (every document, by default): the processor plans the document once (`HilbertProcessor.plan_document`:
 audio decoded and resampled once, policies applied, texts tokenized), then the audio encoder's inputs are built
@@ -50,7 +66,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from typing import Any
 
 import torch
@@ -60,6 +76,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 PIPELINE_TASK = "hilbert-document-classification"
+_FORMATS = ".srt, .vtt, .json, DAIC-WOZ/E-DAIC .csv/.tsv, CHAT .cha, Praat .TextGrid, ELAN .eaf"
 DEFAULT_TOP_K_SEGMENTS = 3
 
 __all__ = ["HilbertDocumentClassificationPipeline", "PIPELINE_TASK", "default_repo_name"]
@@ -78,9 +95,11 @@ class HilbertDocumentClassificationPipeline(Pipeline):
 
     Call with a document `{"audio": path | array | {"array", "sampling_rate"}, "sampling_rate"?: int,
     "transcript": path (.srt/.vtt/.json) | [{"start", "end", "text", "speaker"?}, ...]}` (`"segments"` is accepted
-    for `"transcript"`), a list of documents, or the keyword form `pipe(audio=..., sampling_rate=..., transcript=...)`
-    (also `pipe("a.wav", transcript="a.srt")`). Audio files are read with soundfile (WAV, FLAC, OGG, ...) and mixed to
-    mono; audio at another rate than the encoder's is resampled (torchaudio).
+    for `"transcript"`; either `"audio"` or `"transcript"` may be left out: see the module docstring), a list of
+    documents (`batch_size` of them per model forward), or the keyword form
+    `pipe(audio=..., sampling_rate=..., transcript=...)` (also `pipe("a.wav", transcript="a.srt")`). Audio files are
+    read with soundfile (WAV, FLAC, OGG, ...) and mixed to mono; audio at another rate than the encoder's is
+    resampled.
     """
 
     _load_processor = True
@@ -105,11 +124,8 @@ class HilbertDocumentClassificationPipeline(Pipeline):
                 f"{type(self).__name__} needs the model's HilbertProcessor: pass processor=... or save/push the "
                 "processor with the model (processor.push_to_hub(repo))."
             )
-        if self._batch_size not in (None, 1):
-            logger.warning(
-                f"{type(self).__name__} processes one document at a time; batch_size={self._batch_size} is ignored."
-            )
-            self._batch_size = 1
+        _check_batch_size(self._batch_size)
+        self._warned_unused_text = False
         self.model.eval()  # inference: no dropout, whatever mode the given model was in
 
     # ------------------------------------------------------------------------------------------- parameters
@@ -153,7 +169,7 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         transcript = transcript if transcript is not None else segments
         keyword = audio is not None or sampling_rate is not None or transcript is not None
         if inputs is None:
-            if audio is None:
+            if audio is None and transcript is None:
                 raise ValueError(
                     "No document: pass {'audio': ..., 'transcript': ...}, a list of them, or audio=..., transcript=...."
                 )
@@ -169,11 +185,40 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             inputs = list(inputs)
         if isinstance(inputs, list) and not inputs:
             return []
-        if batch_size not in (None, 1):
-            logger.warning(
-                f"{type(self).__name__} processes one document at a time; batch_size={batch_size} is ignored."
+        _check_batch_size(batch_size)
+        return super().__call__(inputs, batch_size=batch_size, **kwargs)
+
+    def get_iterator(
+        self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params, postprocess_params
+    ):
+        """Documents -> results, `batch_size` documents per model forward.
+
+        transformers' own batching pads the tensors of the preprocessed items with a tokenizer's or a feature
+        extractor's padding values; a HILBERT item holds a document plan and a report, and its tensors have two
+        ragged axes (segments, and frames or tokens). So the items of a batch are collated as a list, and `_forward`
+        encodes each document on its own (the encoder batches stay per document, as with `batch_size=1`), pads the
+        segment features to the batch's longest document and runs the head once on the batch.
+        """
+        if batch_size == 1:
+            return super().get_iterator(
+                inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params
             )
-        return super().__call__(inputs, batch_size=1, **kwargs)
+        from torch.utils.data import DataLoader
+        from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+
+        if isinstance(inputs, Sized):
+            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        else:
+            dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
+            num_workers = min(num_workers, 1)  # an iterable cannot be split between workers
+        loader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=list)
+
+        def results():
+            for items in loader:
+                for output in self.forward(items, **forward_params):
+                    yield self.postprocess(output, **postprocess_params)
+
+        return results()
 
     def save_pretrained(self, save_directory, **kwargs):
         """The model (weights, config, code files, this pipeline's included) and the processor (the base class saves
@@ -206,18 +251,33 @@ class HilbertDocumentClassificationPipeline(Pipeline):
         if callable(warn):  # what the processor's capacity limits cut (it warns itself only without a report)
             warn(reports)
         self._check_something_to_classify(batch, reports[0], given)
+        report = reports[0]
+        missing = self._missing_modalities(batch, report, given)
+        segments = document.get("segments")
+        if segments is None:  # audio alone: its segments are the windows the processor cut the recording into
+            segments = [{"start": start, "end": end, "speaker": None, "text": None} for start, end in report["windows"]]
         # `plan` (not a dict) keeps its waveform on the CPU when the base class moves `model_inputs` to the device.
-        return {"model_inputs": dict(batch), "plan": plan, "report": reports[0], "segments": document["segments"]}
+        return {"model_inputs": dict(batch), "plan": plan, "report": report, "segments": segments, "missing": missing}
 
-    def _forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        model_inputs, plan = inputs["model_inputs"], inputs["plan"]
-        if plan is not None:  # streaming: log-mel + encoders chunk by chunk, then the head on the pooled features
-            chunks = (
-                self.processor.iter_audio_chunks(plan, self._encoder_batch_size())
-                if self.model.config.uses_audio
-                else ()
-            )
-            model_inputs = self.model.encode_document_in_chunks(model_inputs, chunks)
+    def _forward(self, inputs: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
+        """One preprocessed document -> its outputs; a list of them (a batch, see `get_iterator`) -> a list.
+
+        A batch: each document's segment features `(1, S_b, D)` are computed on their own (streamed, or from the
+        processor's output), padded to the longest S (padded segments masked) and the head runs once on `(B, S, D)`.
+        The masks keep padding out of every attention and pooling, so a document's outputs do not depend on its
+        batch mates (tested against `batch_size=1`)."""
+        items = inputs if isinstance(inputs, list) else [inputs]
+        if len(items) == 1 and items[0]["plan"] is None:
+            model_inputs = items[0]["model_inputs"]  # the all-at-once path: the model on the processor's output
+        else:
+            features = [self._segment_features(item) for item in items]
+            if len(features) == 1:
+                model_inputs = features[0]
+            else:
+                from .modeling_hilbert import _pad_feature_rows  # lazily: modeling_hilbert imports this module
+
+                device = features[0]["segment_times"].device
+                model_inputs = _pad_feature_rows([{k: v[0] for k, v in f.items()} for f in features], device)
         out = self.model(**model_inputs)
         modalities = self.model.config.modalities
         weights = {
@@ -226,13 +286,40 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             "text": out.text_pooling_weights,
         }[modalities]
         slots = model_inputs["segment_times"].shape[1]
-        return {
-            "logits": {name: logits[0] for name, logits in out.task_logits.items()},
-            "pooling_weights": weights[0],
-            "slots": slots,
-            "report": inputs["report"],
-            "segments": inputs["segments"],
-        }
+        outputs = [
+            {
+                "logits": {name: logits[b] for name, logits in out.task_logits.items()},
+                "pooling_weights": weights[b],
+                "slots": slots,
+                "report": item["report"],
+                "segments": item["segments"],
+                "missing": item.get("missing", []),
+            }
+            for b, item in enumerate(items)
+        ]
+        return outputs if isinstance(inputs, list) else outputs[0]
+
+    def _segment_features(self, item: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One document's segment features `{audio_segment_embeds (1, S, D_a), text_segment_embeds, masks,
+        segment_times}` (the modalities the model uses): streamed chunk by chunk, or from the processor's output."""
+        model_inputs, plan, config = item["model_inputs"], item["plan"], self.model.config
+        if plan is not None:  # streaming: log-mel + encoders chunk by chunk, only the pooled features kept
+            chunks = self.processor.iter_audio_chunks(plan, self._encoder_batch_size()) if config.uses_audio else ()
+            return self.model.encode_document_in_chunks(model_inputs, chunks)
+        base = self.model.base_model
+        features = {"segment_times": model_inputs["segment_times"]}
+        if config.uses_audio:
+            features["audio_segment_embeds"], features["audio_segment_mask"] = base.get_audio_segment_features(
+                model_inputs.get("input_features"),
+                model_inputs.get("input_values"),
+                model_inputs["audio_attention_mask"],
+                model_inputs["audio_segment_mask"],
+            )
+        if config.uses_text:
+            features["text_segment_embeds"], features["text_segment_mask"] = base.get_text_segment_features(
+                model_inputs["input_ids"], model_inputs["attention_mask"], model_inputs["text_segment_mask"]
+            )
+        return features
 
     def postprocess(
         self,
@@ -255,7 +342,11 @@ class HilbertDocumentClassificationPipeline(Pipeline):
                 scores = torch.sigmoid(logits).tolist()
             ranked = sorted(zip(labels, scores), key=lambda item: -item[1])
             predictions[task["name"]] = [{"label": label, "score": float(score)} for label, score in ranked[:top_k]]
-        return {"predictions": predictions, "top_segments": self._top_segments(outputs, top_k_segments, return_text)}
+        return {
+            "predictions": predictions,
+            "top_segments": self._top_segments(outputs, top_k_segments, return_text),
+            "missing_modalities": list(outputs.get("missing", [])),
+        }
 
     # ------------------------------------------------------------------------------------------- helpers
     @staticmethod
@@ -301,6 +392,32 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             "texts and the processor's options (speakers, missing_text, missing_audio)."
         )
 
+    def _missing_modalities(self, batch, report: dict, document: Mapping) -> list[str]:
+        """The modalities the model reads that this document lacks (no kept segment has them), with a warning
+        naming the document: a two-modality model then classifies from the other one alone."""
+        config = self.model.config
+        missing = [
+            modality
+            for modality in ("audio", "text")
+            if getattr(config, f"uses_{modality}") and not bool(batch[f"{modality}_segment_mask"].any())
+        ]
+        if missing:
+            (lacking,) = missing  # both missing is refused by _check_something_to_classify
+            why = {
+                "text": "no transcript was given" if report.get("no_transcript") else "none of its segments has text",
+                "audio": "no audio was given" if report.get("no_audio") else "none of its segments has audio",
+            }[lacking]
+            todo = {
+                "text": "give its transcript, or build the pipeline with asr_model=... to transcribe the audio",
+                "audio": "give its recording",
+            }[lacking]
+            other = "audio" if lacking == "text" else "text"
+            logger.warning(
+                f"{_describe(document)}: no {lacking} ({why}); this model reads audio and text, and classifies it "
+                f"from its {other} alone (the result's missing_modalities is {missing}). To use the {lacking}, {todo}."
+            )
+        return missing
+
     def _encoder_batch_size(self) -> int:
         """The model's segments per encoder call (device default when its config says None), also for a model
         object from before `encoder_batch_size()` existed."""
@@ -325,18 +442,40 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             raise ValueError("A document has 'transcript' or 'segments' (the same thing), not both.")
         audio = document.get("audio")
         transcript = document.get("transcript", document.get("segments"))
-        if audio is None:
-            raise ValueError("The document has no 'audio': give a file path or a waveform (with 'sampling_rate').")
-        if transcript is None:
+        config = self.model.config
+        if audio is None and transcript is None:
+            raise ValueError(
+                "The document has neither 'audio' nor 'transcript': give a recording (a file path or a waveform "
+                "with 'sampling_rate'), its transcript, or both."
+            )
+        if audio is None and not config.uses_text:
+            raise ValueError(
+                "The document has no 'audio', and this model reads audio only (modalities='audio'): give its "
+                "recording (a file path or a waveform with 'sampling_rate')."
+            )
+        if transcript is None and not config.uses_audio:
             if asr_model is None:
                 raise ValueError(
-                    "The document has no 'transcript': give a transcript file (.srt, .vtt, .json, DAIC-WOZ/E-DAIC "
-                    ".csv/.tsv, CHAT .cha, Praat .TextGrid, ELAN .eaf) or a list of {start, end, text, speaker?} "
-                    "segments, or build the pipeline with asr_model=... (a Whisper model id or folder, e.g. "
-                    "'openai/whisper-base') to transcribe the audio."
+                    "The document has no 'transcript', and this model reads text only (modalities='text'): give a "
+                    f"transcript file ({_FORMATS}) or a list of {{start, end, text, speaker?}} segments, or build "
+                    "the pipeline with asr_model=... (a Whisper model id or folder, e.g. 'openai/whisper-base') to "
+                    "transcribe the audio."
                 )
+        if transcript is None and asr_model is not None and config.uses_text:
             transcript = asr_model(audio, document.get("sampling_rate"), where="the document")
-        loaded = self._read(audio, transcript, document)
+        if transcript is not None and not config.uses_text and not self._warned_unused_text:
+            self._warned_unused_text = True  # once per pipeline: every document of an audio-only model has it
+            logger.warning(
+                f"{type(self).__name__}: this model reads audio only (modalities='audio'): a transcript's times cut "
+                "the recording into segments (as in training), its text is not used. Without a transcript the "
+                "recording is cut into equal windows."
+            )
+        if transcript is None:  # audio alone: the processor cuts the recording into windows (an audio-only document)
+            return {"audio": audio, "sampling_rate": document.get("sampling_rate")}
+        if audio is None:  # a transcript alone: a text-only document
+            loaded = {"audio": None, "segments": self._segments(transcript)}
+        else:
+            loaded = self._read(audio, transcript, document)
         if not loaded["segments"]:  # an empty transcript: there is nothing to classify
             raise ValueError(
                 f"{_describe(document)}: the transcript has no segments; give a transcript with at least "
@@ -355,14 +494,7 @@ class HilbertDocumentClassificationPipeline(Pipeline):
                         f"drop one."
                     )
                 return {**loaded, "segments": [dict(s) for s in loaded["segments"]]}
-            segments = self._load_transcript(transcript)
-        elif isinstance(transcript, Sequence) and all(isinstance(s, Mapping) for s in transcript):
-            segments = [dict(s) for s in transcript]
-        else:
-            raise ValueError(
-                f"transcript must be a .srt/.vtt/.json path or a list of {{start, end, text, speaker?}} dicts, got "
-                f"{type(transcript).__name__}."
-            )
+        segments = self._segments(transcript)
         if isinstance(audio, (str, os.PathLike)):
             loaded = self.processor.load_document(audio, segments)
             if document.get("sampling_rate") not in (None, loaded["sampling_rate"]):
@@ -373,6 +505,17 @@ class HilbertDocumentClassificationPipeline(Pipeline):
             return loaded
         return {"audio": audio, "sampling_rate": document.get("sampling_rate"), "segments": segments}
 
+    def _segments(self, transcript) -> list[dict]:
+        """A transcript file or a list of segments -> the list of segment dicts."""
+        if isinstance(transcript, (str, os.PathLike)):
+            return self._load_transcript(transcript)
+        if isinstance(transcript, Sequence) and all(isinstance(s, Mapping) for s in transcript):
+            return [dict(s) for s in transcript]
+        raise ValueError(
+            f"transcript must be a transcript file ({_FORMATS}) or a list of {{start, end, text, speaker?}} dicts, "
+            f"got {type(transcript).__name__}."
+        )
+
     def _load_transcript(self, path) -> list[dict]:
         """Parse a transcript file with the reader the processor ships with (transcripts_hilbert.load_transcript)."""
         module = importlib.import_module(type(self.processor).__module__)
@@ -382,6 +525,11 @@ class HilbertDocumentClassificationPipeline(Pipeline):
                 f"{type(self.processor).__name__} cannot read transcript files; pass the segments as a list."
             )
         return [dict(s) for s in load_transcript(path)]
+
+
+def _check_batch_size(batch_size) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer (documents per model forward).")
 
 
 def _describe(document: Mapping) -> str:

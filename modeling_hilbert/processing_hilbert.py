@@ -50,6 +50,14 @@ Exact mode is computed the same way and the silent rest of each 30-s window is f
 value (the floor), which the tests check against the extractor's own 30-s output; with `dither` > 0 the silence is
 not constant, and exact mode then transforms the full 30 s per segment.
 
+One modality. A document may have one modality only; both are normal input (the model masks the missing one):
+- audio alone (no `"segments"` / `text`, and no `asr_model`): an audio-only document. The recording is cut into
+  n = ceil(duration / max_segment_seconds) equal windows, which are its segments (without text; `speakers` and
+  `missing_text` do not apply); the report says `no_transcript` and lists the `windows`. With `asr_model` the
+  audio is transcribed instead.
+- a transcript alone (`"audio"` absent or None, timestamped segments): a text-only document. Every audio mask is
+  False, the audio policies and checks do not apply, and the report says `no_audio`.
+
 Audio sources: a document's `"audio"` is anything `audio_hilbert.decode_audio` takes -- a waveform (1-D, or
 `(channels, samples)`, with `sampling_rate`), a `{"array", "sampling_rate"}` dict, a `{"bytes"}` / `{"path"}` dict
 (`datasets.Audio(decode=False)`), the decoder object `datasets.Audio()` columns return (torchcodec
@@ -265,10 +273,12 @@ class HilbertProcessor(ProcessorMixin):
                 `{"array", "sampling_rate"}` dict, an undecoded `{"bytes"}` / `{"path"}` dict
                 (`datasets.Audio(decode=False)`), the decoded value of a `datasets.Audio()` column (torchcodec
                 `AudioDecoder`), or a file path / bytes (see the module docstring). A source that carries its
-                rate takes `sampling_rate` only if it agrees.
+                rate takes `sampling_rate` only if it agrees. Either may be left out (one-modality documents, see
+                the module docstring): without `segments` (and `asr_model`) the recording is cut into windows
+                without text; without `audio` every audio segment is masked.
             audio, segments, sampling_rate: keyword form (instead of `documents`), as transformers processors take
                 it: one document, or a batch when `audio` is a list of recordings and `segments` / `text` a list
-                of as many transcripts.
+                of as many transcripts (or either alone: a list of recordings, or of transcripts).
             text: the transcript in the keyword form, instead of `segments`: a list of segments, a transcript file
                 (a path, or a string naming an existing file or ending in one of `TRANSCRIPT_EXTENSIONS`), or a
                 bare string without times. A bare string becomes ONE segment spanning the whole recording (then
@@ -293,7 +303,10 @@ class HilbertProcessor(ProcessorMixin):
             audio_seconds_covered,
             resampled_from, segment_sources` (the input segment index of each output segment),
             `overlapping_segments, unordered_segments` (input segments that overlap an earlier one / start before
-            the previous one; both are processed as given).
+            the previous one; both are processed as given), `no_audio` (given without audio: a text-only
+            document), `no_transcript` (given without transcript: an audio-only document) and `windows` (for
+            the latter, the `[start, end]` of the windows its recording was cut into, which are its segments:
+            `segment_sources` index them; None otherwise).
         """
         if return_tensors not in ("pt", "np", None):
             raise ValueError(f"return_tensors={return_tensors!r} must be 'pt' (torch) or 'np' (numpy).")
@@ -371,7 +384,30 @@ class HilbertProcessor(ProcessorMixin):
         """One document's mono waveform at the extractor's rate, its planned pieces and its report (policies
         applied; the per-document steps of `__call__`, in the same order, so that the reports are identical)."""
         target_rate = self.feature_extractor.sampling_rate
+        if doc.get("audio") is None:  # a transcript alone: no samples; every piece has_audio False
+            if doc.get("sampling_rate") is not None:
+                raise ValueError(f"{_where(index)}: sampling_rate is given but there is no 'audio'.")
+            report = _new_report(len(doc["segments"]), 0.0)
+            report["no_audio"] = True
+            waveform = torch.zeros(0, dtype=torch.float32)
+            return waveform, self._plan(index, doc["segments"], None, target_rate, report), report
         waveform, rate = decode_audio(doc["audio"], doc.get("sampling_rate"), where=_where(index))
+        if doc.get("segments") is None and doc.get("text") is None:  # audio alone: equal windows, no text
+            duration = waveform.shape[-1] / rate
+            count = max(1, math.ceil(duration / self.max_segment_seconds - 1e-9))
+            windows = [(duration * k / count, duration * (k + 1) / count) for k in range(count)]
+            logger.info(
+                f"HilbertProcessor, {_where(index)}: no transcript; the recording ({duration:.1f} s) is cut into "
+                f"{count} window(s) of {duration / count:.1f} s without text (an audio-only document). Give its "
+                "transcript or asr_model=... for text."
+            )
+            report = _new_report(count, duration)
+            report["no_transcript"], report["windows"] = True, [list(w) for w in windows]
+            if rate != target_rate:
+                waveform = resample(waveform, rate, target_rate)
+                report["resampled_from"] = rate
+            segments = [{"start": start, "end": end, "text": ""} for start, end in windows]
+            return waveform, self._plan(index, segments, waveform.shape[-1], target_rate, report, windows=True), report
         if doc.get("segments") is None:  # a bare transcript without times (`text=`): one segment over the recording
             logger.warning(
                 f"HilbertProcessor, {_where(index)}: the text has no timestamps; it is taken as one segment spanning "
@@ -427,15 +463,20 @@ class HilbertProcessor(ProcessorMixin):
                 "Give either `documents` or the keyword form (audio=..., segments=..., sampling_rate=...), not both."
             )
         if documents is None:
-            if audio is None:
+            if audio is None and segments is None and text is None:
                 raise ValueError(
-                    "No input: pass a document dict, a list of them, or audio=..., segments=..., sampling_rate=...."
+                    "No input: pass a document dict, a list of them, or audio=..., segments=..., sampling_rate=... "
+                    "(audio alone or a transcript alone is a one-modality document)."
                 )
             if segments is not None and text is not None:
                 raise ValueError("Give the transcript once: segments=... or text=..., not both.")
             transcripts = segments if segments is not None else text
             if _is_batch(audio, transcripts):
                 documents = [_keyword_document(a, t, sampling_rate) for a, t in zip(audio, transcripts)]
+            elif transcripts is None and _is_recording_list(audio):  # a batch of recordings alone
+                documents = [_keyword_document(a, None, sampling_rate) for a in audio]
+            elif audio is None and _is_transcript_list(transcripts):  # a batch of transcripts alone
+                documents = [_keyword_document(None, t, sampling_rate) for t in transcripts]
             else:
                 documents = _keyword_document(audio, transcripts, sampling_rate)
         if isinstance(documents, Mapping):
@@ -458,12 +499,23 @@ class HilbertProcessor(ProcessorMixin):
                 raise ValueError(
                     f"{_where(i)} is a {type(doc).__name__}, not a dict with keys audio, sampling_rate, segments."
                 )
-            if "audio" not in doc or doc["audio"] is None:
-                raise ValueError(f"{_where(i)} has no 'audio': give its waveform.")
             segs = doc.get("segments")
-            if segs is None and isinstance(doc.get("text"), str):  # a bare transcript: one segment, made once decoded
+            if doc.get("audio") is None:  # a transcript alone: a text-only document (every audio mask False)
+                if segs is None and isinstance(doc.get("text"), str):
+                    raise ValueError(
+                        f"{_where(i)}: a text without timestamps is spread over the recording, and there is no "
+                        "'audio': give timestamped segments (or a transcript file) for a text-only document."
+                    )
+                if segs is None:
+                    raise ValueError(
+                        f"{_where(i)} has neither 'audio' nor 'segments': give its recording, its timestamped "
+                        "transcript, or both."
+                    )
+            elif segs is None and isinstance(doc.get("text"), str):  # a bare transcript: one segment, once decoded
                 continue
-            if segs is None:  # audio alone: a speech recogniser's segments, or an error saying what to pass
+            elif segs is None:
+                if asr_model is None:  # audio alone: an audio-only document, cut into windows once decoded
+                    continue
                 documents[i] = doc = self._transcribed(doc, i, asr_model)
                 segs = doc.get("segments")
             if not isinstance(segs, (list, tuple)) or not all(isinstance(s, Mapping) for s in segs):
@@ -488,8 +540,16 @@ class HilbertProcessor(ProcessorMixin):
         segments = load_transcriber(asr_model)(doc["audio"], doc.get("sampling_rate"), where=_where(index))
         return {**doc, "segments": segments}
 
-    def _plan(self, doc: int, segments, num_samples: int, rate: int, report: dict) -> list[dict]:
-        """Apply the policies to one document's segments -> the output segments (pieces) with their sample ranges."""
+    def _plan(
+        self, doc: int, segments, num_samples: int | None, rate: int, report: dict, windows: bool = False
+    ) -> list[dict]:
+        """Apply the policies to one document's segments -> the output segments (pieces) with their sample ranges.
+
+        `num_samples` None: a document without audio (every piece has_audio False; the audio policies and checks do
+        not apply). `windows`: the segments are the windows of a recording without transcript (the text and speaker
+        policies do not apply: there is no text and no speaker to select)."""
+        no_audio = num_samples is None
+        num_samples = 0 if no_audio else num_samples
         pieces = []
         if not segments:  # a batch would hold one fully masked slot: the model would "classify" nothing
             raise ValueError(
@@ -504,13 +564,13 @@ class HilbertProcessor(ProcessorMixin):
         after_the_end = []  # input segments that start at or after the last sample: they can have no audio
         for index, seg in enumerate(segments):
             start, end = _segment_times(seg, doc, index)
-            if round(start * rate) >= num_samples:
+            if not no_audio and round(start * rate) >= num_samples:
                 after_the_end.append(start)
             report["unordered_segments"] += start < prev_start
             report["overlapping_segments"] += start >= prev_start and start < latest_end
             prev_start, latest_end = start, max(latest_end, end)
             # the matching rule of `select_speakers`: case-insensitive, either part of "Name (ID)" (CHAT, ELAN)
-            if self.speakers is not None and not speaker_names(seg.get("speaker")) & wanted_speakers:
+            if self.speakers is not None and not windows and not speaker_names(seg.get("speaker")) & wanted_speakers:
                 _drop(report, "speaker", end - start)
                 continue
             text = seg.get("text")
@@ -527,7 +587,7 @@ class HilbertProcessor(ProcessorMixin):
                 if self._whisper:  # rounding may add a sample to a full-window piece
                     last = min(last, first + self.feature_extractor.n_samples)
                 has_audio = last > first
-                if not has_audio:
+                if not has_audio and not no_audio:
                     if self.missing_audio == "error":
                         raise ValueError(
                             f"{where} has no audio: {p_start:.3f}-{p_end:.3f} s, the recording lasts "
@@ -537,7 +597,7 @@ class HilbertProcessor(ProcessorMixin):
                         _drop(report, "missing_audio", p_end - p_start)
                         continue
                 has_text = bool(p_text.strip())
-                if not has_text and self.missing_text == "drop":
+                if not has_text and self.missing_text == "drop" and not windows:
                     _drop(report, "missing_text", p_end - p_start)
                     continue
                 pieces.append(
@@ -551,10 +611,10 @@ class HilbertProcessor(ProcessorMixin):
                         audio_start=first if has_audio else 0,
                         audio_end=last if has_audio else 0,
                         clipped=max(0, wanted - num_samples) / rate if has_audio else 0.0,
-                        beyond=first >= num_samples,
+                        beyond=not no_audio and first >= num_samples,
                     )
                 )
-        if len(after_the_end) == len(segments):
+        if not no_audio and len(after_the_end) == len(segments):
             # Every segment lies past the recording: the transcript is not this audio's. Kept, they would make a
             # text-only prediction that looks like an audio-text one.
             raise ValueError(
@@ -753,11 +813,10 @@ def _is_transcript_file(text) -> bool:
 
 
 def _keyword_document(audio, transcript, sampling_rate) -> dict:
-    """The keyword form's document: `transcript` a list of segments, a transcript file, or a bare string."""
+    """The keyword form's document: `transcript` a list of segments, a transcript file, a bare string, or None
+    (audio alone: an audio-only document)."""
     if transcript is None:
-        raise ValueError(
-            "No transcript: pass segments=[{start, end, text}, ...] or text=... (a transcript file or a string)."
-        )
+        return {"audio": audio, "sampling_rate": sampling_rate}
     if _is_transcript_file(transcript):
         return {
             "audio": audio,
@@ -777,6 +836,20 @@ def _is_batch(audio, transcripts) -> bool:
     if not isinstance(transcripts, (list, tuple)) or len(transcripts) != len(audio):
         return False
     return all(isinstance(t, (str, Path, list, tuple)) for t in transcripts)
+
+
+def _is_recording_list(audio) -> bool:
+    """A list of recordings (paths, arrays, dicts), not one waveform given as a list of numbers."""
+    return isinstance(audio, (list, tuple)) and bool(audio) and not isinstance(audio[0], numbers.Number)
+
+
+def _is_transcript_list(transcripts) -> bool:
+    """A list of transcripts (each a path or a list of segments), not one transcript given as a list of segments."""
+    return (
+        isinstance(transcripts, (list, tuple))
+        and bool(transcripts)
+        and all(isinstance(t, (str, Path, list, tuple)) for t in transcripts)
+    )
 
 
 def _new_report(segments_in: int, audio_seconds: float) -> dict[str, Any]:
@@ -799,6 +872,9 @@ def _new_report(segments_in: int, audio_seconds: float) -> dict[str, Any]:
         "audio_seconds_covered": 0.0,
         "resampled_from": None,
         "segment_sources": [],
+        "no_audio": False,
+        "no_transcript": False,
+        "windows": None,
     }
 
 

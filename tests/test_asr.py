@@ -221,11 +221,12 @@ def test_processor_and_pipeline_take_audio_alone_with_an_asr_model(tiny_pipeline
     assert pipe({"audio": wave, "sampling_rate": 16000}, asr_model=asr) == reference
     assert pipe(audio=wave, sampling_rate=16000, asr_model=asr) == reference
 
-    with pytest.raises(ValueError, match=r"no 'segments' \(no transcript\).*\.cha.*asr_model=") as err:
-        processor({"audio": wave, "sampling_rate": 16000})
-    assert ".TextGrid" in str(err.value) and ".eaf" in str(err.value)
-    with pytest.raises(ValueError, match=r"no 'transcript'.*CHAT \.cha.*asr_model="):
-        pipe({"audio": wave, "sampling_rate": 16000})
+    # Without asr_model, audio alone is an audio-only document (tests/test_one_modality.py): the processor reports
+    # it, and the two-modality pipeline warns and says what to pass to use the text.
+    calls = asr.calls
+    _, reports = processor({"audio": wave, "sampling_rate": 16000}, return_report=True)
+    assert reports[0]["no_transcript"] and asr.calls == calls  # nothing transcribed
+    assert pipe({"audio": wave, "sampling_rate": 16000})["missing_modalities"] == ["text"]
 
 
 @needs_librivox

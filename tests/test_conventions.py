@@ -403,3 +403,14 @@ def test_readme_python_usage_runs(encoders, tmp_path, monkeypatch):
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
     assert 0 not in scope["nearest"] and len(scope["nearest"]) == 2
     torch.testing.assert_close(scope["text_only"].norm(dim=-1), torch.ones(1))
+    # the pipeline from the saved folder, batched, and one-modality documents
+    results = scope["results"]
+    assert len(results) == 4 and all(r["missing_modalities"] == [] for r in results)
+    assert scope["audio_alone"]["missing_modalities"] == ["text"]
+    assert scope["transcript_alone"]["missing_modalities"] == ["audio"]
+    assert scope["audio_embedding"].shape == (1, model.config.hidden_size)
+    one_at_a_time = [scope["pipe"](d) for d in scope["documents"]]
+    for got, expected in zip(results, one_at_a_time):
+        got, expected = got["predictions"]["label"], expected["predictions"]["label"]
+        assert [e["label"] for e in got] == [e["label"] for e in expected]
+        assert [e["score"] for e in got] == pytest.approx([e["score"] for e in expected], abs=1e-6)

@@ -372,8 +372,10 @@ def test_pipeline_options_and_errors(encoders):
         pipe(document, top_k_segments=-1)
     with pytest.raises(TypeError, match="unknown options"):
         pipe(document, top_k_segment=2)
-    with pytest.raises(ValueError, match="no 'transcript'"):
-        pipe({"audio": waveform(), "sampling_rate": 16000})
+    # audio alone is an audio-only document (tests/test_one_modality.py); nothing at all is an error
+    assert pipe({"audio": waveform(), "sampling_rate": 16000})["missing_modalities"] == ["text"]
+    with pytest.raises(ValueError, match="neither 'audio' nor 'transcript'"):
+        pipe({"sampling_rate": 16000})
     with pytest.raises(ValueError, match="either a document"):
         pipe(document, transcript=SEGMENTS)
     head_only = HilbertForSequenceClassification(hilbert_config(with_encoders=False))
