@@ -48,7 +48,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--public", action="store_true", help="make the pushed dataset public (default: private)")
     p.add_argument("--license", default="unknown", help="license id for the dataset card (default: unknown)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_transcribe_options(p)
     return p
+
+
+def _add_transcribe_options(p: argparse.ArgumentParser) -> None:
+    """Recordings without a transcript (an empty transcript cell): transcribed by Whisper with --transcribe."""
+    g = p.add_argument_group("recordings without a transcript")
+    g.add_argument(
+        "--transcribe",
+        metavar="MODEL",
+        help="transcribe rows with an empty transcript cell with this Whisper model (Hub id, folder, or "
+        "offline:whisper-tiny.en / offline:whisper-base); listed with the model and its revision in the report and "
+        "card. Without it such rows are problems",
+    )
+    g.add_argument(
+        "--language",
+        help="language of --transcribe (code or English name, e.g. de, german) for a multilingual Whisper "
+        "(default: detected per 30-s window)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 overlap=args.overlap,
                 command=command,
                 progress=not args.no_progress,
+                transcribe=args.transcribe,
+                language=args.language,
             )
         except UserError as err:  # a DatasetBuildError (problems with file and line), a FoldError, ...
             if args.report:

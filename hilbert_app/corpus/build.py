@@ -2,12 +2,14 @@
 
     python dataset_scripts/build_dataset.py --input DIR --output DIR [--folds K] [--seed N]
         [--skip-invalid] [--overlap {error,allow}] [--report PATH] [--push-to-hub REPO [--public] [--license ID]]
+        [--transcribe MODEL [--language LANG]]
 
 The input folder follows the AudioFolder convention: ``metadata.csv`` (or ``metadata.jsonl``) with
 one row per recording and the columns
 
 * ``file_name``  -- audio file, relative to the folder, in any format soundfile reads;
-* ``transcript`` -- .srt, .vtt or .json transcript, relative to the folder;
+* ``transcript`` -- the transcript file, relative to the folder (.srt, .vtt, .json, DAIC-WOZ / E-DAIC .csv/.tsv,
+  CHAT .cha, Praat .TextGrid, ELAN .eaf); empty for a recording without one (see below);
 * ``label``      -- the class (also the stratification target); ``label_<task>`` adds a task;
 * ``group``      -- optional cross-validation group (speaker, session); default: the recording;
 * ``id``         -- optional; default: the audio file's stem.
@@ -42,6 +44,16 @@ Overlapping segments (``--overlap``): by default a segment that starts before an
 problem, as a sign of misaligned timestamps. Diarised transcripts with crosstalk overlap legitimately:
 ``--overlap allow`` keeps them (the processor encodes each segment's own audio, so overlapping speech is
 in both), and the report and dataset card say so and count them per recording.
+
+Recordings without a transcript (an empty ``transcript`` cell, a JSON line without the key, or no ``transcript``
+column at all): with ``--transcribe MODEL`` (a Whisper Hub id, folder or ``offline:`` name; ``--language`` for a
+multilingual one) they are transcribed into timestamped segments (`hilbert_app.corpus.transcribe`), which then get
+the same checks as a parsed transcript; the report (``transcription``) and the dataset card list every transcribed
+row with the model, its revision and weights' hash. Only rows that pass every other check are transcribed, each
+audio file once, with a progress bar; segments are cached across builds. Without ``--transcribe`` such a row is a
+problem (``transcript_missing``) that says to pass ``--transcribe MODEL`` or to give a transcript: a HILBERT document
+is its transcript's timed segments (an audio-only model uses their times too), so a recording is never built as a
+document without segments. With ``--skip-invalid`` these rows are left out and listed like any other.
 """
 
 from __future__ import annotations
@@ -64,6 +76,7 @@ from pathlib import Path, PurePath
 import datasets
 from tqdm.auto import tqdm
 
+from hilbert_app.corpus.transcribe import CorpusTranscriber
 from hilbert_app.errors import UserError
 from hilbert_app.folds import FoldError, assign_folds
 from hilbert_app.hub import check_push_visibility
@@ -161,6 +174,9 @@ class BuildReport:
     normalised_values: dict[str, list[dict]] = field(default_factory=dict)
     # id -> {"header_s", "decoded_s"}: recordings whose header claims more than decodes (durations are decoded ones)
     decoded_shorter_than_header: dict[str, dict[str, float]] = field(default_factory=dict)
+    # --transcribe: {"model": provenance (name_or_path, revision, sha256, language, ...), "rows": [{"id",
+    # "metadata_line", "file_name", "segments", "cached"}]}; None when no row was transcribed
+    transcription: dict | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -202,6 +218,21 @@ class BuildReport:
             lines.append(
                 f"Kept {sum(self.overlapping_segments.values())} overlapping segments in "
                 f"{len(self.overlapping_segments)} recordings (--overlap allow)."
+            )
+        if self.transcription:
+            model = self.transcription["model"]
+            lines.append(
+                f"Transcribed {len(self.transcription['rows'])} rows without a transcript with "
+                f"{model['name_or_path']} (revision {model['revision'] or 'unknown'}, language "
+                f"{model['language'] or 'detected'}): {', '.join(r['id'] for r in self.transcription['rows'][:10])}"
+                + (" ..." if len(self.transcription["rows"]) > 10 else "")
+                + "."
+            )
+        untranscribed = [row for row in self.skipped if "transcript_missing" in {p.kind for p in row.problems}]
+        if untranscribed:
+            lines.append(
+                f"{len(untranscribed)} rows have no transcript and were left out; pass --transcribe MODEL (e.g. "
+                "offline:whisper-tiny.en) to transcribe them."
             )
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} invalid rows:")
@@ -329,8 +360,10 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[Row]]:
     return list(header), rows
 
 
-def read_metadata(input_dir: str | Path) -> tuple[str, list[str], list[Row]]:
+def read_metadata(input_dir: str | Path, *, transcribe: bool = False) -> tuple[str, list[str], list[Row]]:
     """Read ``metadata.csv`` or ``metadata.jsonl`` -> (file name, columns, rows).
+
+    ``transcribe``: rows without a transcript will be transcribed, so the ``transcript`` column may be absent.
 
     Raises `DatasetBuildError` for problems of the whole file (missing, both present, not UTF-8,
     required columns absent); a malformed row becomes a `Row` with ``error`` set.
@@ -352,7 +385,8 @@ def read_metadata(input_dir: str | Path) -> tuple[str, list[str], list[Row]]:
     duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicates:
         raise _corpus_error(path.name, f"duplicate column(s) {', '.join(duplicates)}; rename them.", line=1)
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    required = [c for c in REQUIRED_COLUMNS if c != "transcript" or not transcribe]
+    missing = [c for c in required if c not in header]
     if missing:
         raise _corpus_error(
             path.name,
@@ -389,6 +423,7 @@ class Recording:
     overlaps: int = 0  # segments overlapping an earlier one, kept under --overlap allow
     header_frames: int | None = None  # what the file's header claims (the duration is the decoded length, `frames`)
     frames: int = 0
+    scan: AudioScan | None = None  # kept for a row still to be transcribed (its segments are checked against it)
 
 
 @dataclass
@@ -400,6 +435,7 @@ class _Checker:
     label_columns: list[str]
     tolerance: float
     overlap: str = "error"
+    transcribe: bool = False  # rows without a transcript are transcribed later (their segments are None until then)
 
     def check(self, row: Row) -> tuple[str | None, Recording | None, list[Problem]]:
         """-> (id, recording or None, problems)."""
@@ -417,8 +453,16 @@ class _Checker:
         scan = self._scan_audio(audio_path, file_name, at_row) if audio_path else None
         duration = scan.duration if scan else None
         transcript = values.get("transcript", "")
-        transcript_path = self._inside(transcript, "transcript", at_row)
+        transcript_path = self._inside(transcript, "transcript", at_row) if transcript else None
         segments, overlaps = None, 0
+        if not transcript and not self.transcribe:
+            at_row(
+                "transcript_missing",
+                f"no transcript (empty 'transcript' cell) for audio {file_name!r}; give the transcript file's path "
+                "relative to the corpus folder, or pass --transcribe MODEL (e.g. --transcribe offline:whisper-tiny.en "
+                "or openai/whisper-base; build_dataset(transcribe=...)) to transcribe the recording with Whisper. "
+                "A recording is not built without timed segments (HILBERT's documents are made of them).",
+            )
         if transcript_path:
             segments, transcript_problems = self._segments(
                 transcript_path, transcript, scan, f"row {self.metadata}:{row.line}, id {rid!r}"
@@ -455,6 +499,7 @@ class _Checker:
                 overlaps=overlaps,
                 header_frames=scan.header_frames,
                 frames=scan.frames,
+                scan=scan if segments is None else None,
             ),
             [],
         )
@@ -539,14 +584,20 @@ class _Checker:
                     f"no segments; a recording needs at least one transcript turn ({row_ref}).",
                 )
             ]
+        return segments, self.validate(segments, lines, name, scan, row_ref)
+
+    def validate(
+        self, segments: list[Segment], lines: list[int] | None, name: str, scan: AudioScan | None, row_ref: str
+    ) -> list[Problem]:
+        """The checks of a parsed or transcribed transcript's segments -> problems, each ending with ``row_ref``."""
         duration = scan.duration if scan else None
         problems = validate_segments(segments, duration, name, lines=lines, tolerance=self.tolerance)
         if scan is not None:
             problems += _segments_without_audio(
-                segments, scan, name, lines, {p.index for p in problems if p.kind == "beyond_audio"}
+                segments, scan, name, lines or [], {p.index for p in problems if p.kind == "beyond_audio"}
             )
             problems.sort(key=lambda p: (p.index is None, p.index or 0))
-        return segments, [replace(p, message=f"{p.message} ({row_ref})") for p in problems]
+        return [replace(p, message=f"{p.message} ({row_ref})") for p in problems]
 
 
 def _segments_without_audio(
@@ -842,6 +893,67 @@ def _check_rows(rows: list[Row], checker: _Checker, progress: bool):
     return valid, skipped
 
 
+def _transcribe_rows(
+    recordings: list[Recording], checker: _Checker, asr: CorpusTranscriber, progress: bool
+) -> tuple[list[Recording], list[SkippedRow], list[dict]]:
+    """Transcribe the valid rows that have no transcript -> (recordings, newly skipped rows, transcribed rows).
+
+    The segments get the checks of a parsed transcript (order, overlaps under the overlap policy, within the audio,
+    non-empty text); a recording in which Whisper hears nothing is a problem, not an empty document.
+    """
+    pending = [rec for rec in recordings if rec.segments is None]
+    if not pending:
+        return recordings, [], []
+    asr.transcriber()  # load once, before the progress bar
+    skipped, transcribed = [], []
+    for rec in tqdm(pending, desc=f"Transcribing ({asr.name})", unit="recording", disable=not progress):
+        segments, cached = asr(rec.audio_path)
+        name = f"{rec.file_name} (transcribed by {asr.name})"
+        row_ref = f"row {checker.metadata}:{rec.line}, id {rec.id!r}"
+        if not segments:
+            problems = [
+                Problem(
+                    name,
+                    None,
+                    "transcript_empty",
+                    f"Whisper heard no speech in it (no segments); give a transcript, or leave the row out "
+                    f"({row_ref}).",
+                )
+            ]
+        else:
+            problems = checker.validate(segments, None, name, rec.scan, row_ref)
+        if checker.overlap == "allow":
+            rec.overlaps = sum(p.kind == "overlap" for p in problems)
+            problems = [p for p in problems if p.kind != "overlap"]
+        if problems:
+            skipped.append(SkippedRow(rec.id, rec.line, problems))
+            continue
+        rec.segments, rec.scan = segments, None
+        transcribed.append(
+            {
+                "id": rec.id,
+                "metadata_line": rec.line,
+                "file_name": rec.file_name,
+                "segments": len(segments),
+                "duration_s": round(rec.duration, 3),
+                "cached": cached,
+            }
+        )
+    return [rec for rec in recordings if rec.segments is not None], skipped, transcribed
+
+
+def _refuse_invalid(skipped: list[SkippedRow], valid: int, rows: int, input_dir: Path, metadata: str) -> None:
+    problems = [p for row in skipped for p in row.problems]
+    raise DatasetBuildError(
+        f"{len(problems)} problem(s) in {len(skipped)} of {rows} rows of {input_dir / metadata} "
+        f"(paths relative to {input_dir}); nothing was written:",
+        problems,
+        f"Fix them, or re-run with --skip-invalid (skip_invalid=True) to build from the {valid} valid "
+        f"rows; the skipped rows and why are then listed in {REPORT_NAME}.",
+        skipped,
+    )
+
+
 def build_dataset(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -853,6 +965,9 @@ def build_dataset(
     overlap: str = "error",
     command: str | None = None,
     progress: bool = True,
+    transcribe=None,
+    language: str | None = None,
+    transcript_cache: str | Path | None | bool = None,
 ) -> tuple[datasets.DatasetDict, BuildReport]:
     """Check every row of ``input_dir``, then write the DatasetDict and ``build_report.json`` to ``output_dir``.
 
@@ -863,27 +978,36 @@ def build_dataset(
     report. Raises `DatasetBuildError` listing every problem (nothing written) unless
     ``skip_invalid``, in which case invalid rows are left out and listed in ``report.skipped``;
     `FoldError` when the valid rows cannot be split into ``folds`` grouped, stratified folds.
+
+    ``transcribe``: rows without a transcript are transcribed by this Whisper model (a Hub id, a folder, an
+    ``offline:`` name, or an `asr_hilbert.WhisperTranscriber`), ``language`` its language (None: detected);
+    ``transcript_cache``: folder of the cross-build cache of transcriptions (None: ``$HILBERT_CACHE/transcripts``,
+    False: none). Without ``transcribe`` such rows are problems (``transcript_missing``). Rows that fail other checks
+    are reported (or skipped) before anything is transcribed.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if overlap not in OVERLAP_POLICIES:
         raise ValueError(f"overlap={overlap!r} must be one of {OVERLAP_POLICIES} (--overlap).")
+    if language is not None and transcribe is None:
+        raise UserError(f"--language {language} is the language of --transcribe MODEL; pass --transcribe too.")
+    asr = None if transcribe is None else CorpusTranscriber(transcribe, language, transcript_cache)
+    if asr is not None:
+        asr.check()  # a wrong model name fails here, not after the rows were checked
     _check_output_dir(output_dir, input_dir)
-    metadata, header, rows = read_metadata(input_dir)
+    metadata, header, rows = read_metadata(input_dir, transcribe=asr is not None)
     label_columns = ["label"] + [c for c in header if c.startswith("label_")]
     ignored = [c for c in header if c not in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *label_columns)]
-    checker = _Checker(input_dir, metadata, label_columns, tolerance, overlap)
+    checker = _Checker(input_dir, metadata, label_columns, tolerance, overlap, transcribe=asr is not None)
     recordings, skipped = _check_rows(rows, checker, progress)
-
+    if skipped and not skip_invalid:  # before transcribing: a bad label should not cost an hour of Whisper first
+        _refuse_invalid(skipped, len(recordings), len(rows), input_dir, metadata)
+    transcribed = []
+    if asr is not None:
+        recordings, more, transcribed = _transcribe_rows(recordings, checker, asr, progress)
+        if more and not skip_invalid:
+            _refuse_invalid(more, len(recordings), len(rows), input_dir, metadata)
+        skipped = sorted(skipped + more, key=lambda row: row.line)
     problems = [p for row in skipped for p in row.problems]
-    if skipped and not skip_invalid:
-        raise DatasetBuildError(
-            f"{len(problems)} problem(s) in {len(skipped)} of {len(rows)} rows of {input_dir / metadata} "
-            f"(paths relative to {input_dir}); nothing was written:",
-            problems,
-            f"Fix them, or re-run with --skip-invalid (skip_invalid=True) to build from the {len(recordings)} valid "
-            f"rows; the skipped rows and why are then listed in {REPORT_NAME}.",
-            skipped,
-        )
     if not recordings:
         raise DatasetBuildError(
             f"All {len(rows)} rows of {input_dir / metadata} are invalid; nothing to build:", problems, skipped=skipped
@@ -909,7 +1033,8 @@ def build_dataset(
             metadata=metadata,
             command=command
             or f"build_dataset({str(input_dir)!r}, {str(output_dir)!r}, folds={folds}, seed={seed}, "
-            f"skip_invalid={skip_invalid}, overlap={overlap!r})",
+            f"skip_invalid={skip_invalid}, overlap={overlap!r}"
+            + (f", transcribe={asr.name!r}, language={language!r})" if asr is not None else ")"),
             folds=folds,
             seed=seed,
             rows_read=len(rows),
@@ -927,6 +1052,7 @@ def build_dataset(
             overlapping_segments={r.id: r.overlaps for r in recordings if r.overlaps},
             normalised_values=normalised,
             decoded_shorter_than_header=_shorter_than_header(recordings),
+            transcription={"model": asr.provenance, "rows": transcribed} if transcribed else None,
         )
         _save(datasets.DatasetDict({"train": train}), output_dir, report)
     return datasets.load_from_disk(str(output_dir)), report
@@ -961,6 +1087,25 @@ def _label_tables(report: BuildReport) -> str:
     return "\n\n".join(parts)
 
 
+def _transcripts_section(report: BuildReport) -> str:
+    """The card's account of where the transcripts came from: which rows a speech recogniser transcribed, with what."""
+    given = report.rows_built - len((report.transcription or {}).get("rows", []))
+    if not report.transcription:
+        return f"All {report.rows_built} transcripts came with the source corpus (none was transcribed automatically)."
+    model, rows = report.transcription["model"], report.transcription["rows"]
+    sha = f", weights sha256 `{model['sha256'][:16]}…`" if model.get("sha256") else ""
+    listed = "\n".join(
+        f"- `{_md(row['id'])}` (metadata line {row['metadata_line']}, {row['segments']} segments)" for row in rows
+    )
+    return (
+        f"{given} transcripts came with the source corpus; {len(rows)} recordings had none and were transcribed "
+        f"automatically by the Whisper speech recogniser `{_md(model['name_or_path'])}` (revision "
+        f"`{_md(model['revision'] or 'unknown')}`{sha}; language {_md(model['language'] or 'detected')}, task "
+        f"{model['task']}). Their segments carry Whisper's timestamps, no speaker, and its recognition errors:\n\n"
+        + listed
+    )
+
+
 def render_dataset_card(report: BuildReport, repo_id: str, license: str = "unknown") -> str:
     """The dataset card (README.md) for ``report``'s build, from ``model_cards/dataset_card_template.md``."""
     label_rows = "".join(
@@ -982,6 +1127,7 @@ def render_dataset_card(report: BuildReport, repo_id: str, license: str = "unkno
             "recordings start before an earlier segment ends."
         )
     values = {
+        "transcripts": _transcripts_section(report),
         "license": license,
         "pretty_name": repo_id.split("/")[-1],
         "size_category": _size_category(report.rows_built),
