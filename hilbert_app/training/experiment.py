@@ -298,7 +298,7 @@ def check_variant_reusable(
 
 # -------------------------------------------------------------------------------------- provenance of a run
 PROVENANCE_NAME = "provenance.json"  # written before a run trains: its checkpoints are then checked too
-PROVENANCE_VERSION = 1
+PROVENANCE_VERSION = 2  # 2: selection on every inner fold; feature standardisation
 # Trainer settings that cannot change a result (where logs go, progress bars): left out of the provenance.
 NOT_PROVENANCE = ("report_to", "disable_tqdm")
 
