@@ -27,7 +27,8 @@ Policies, applied in this order to each document (`return_report=True` says what
 4. Text: an empty or whitespace-only text follows `missing_text`: "keep" (text mask False) or "drop".
 5. `max_segments`: keep the first N remaining segments (None: no cap); the rest are dropped and reported.
 6. `max_text_tokens`: texts are truncated by the tokenizer to this many tokens (special tokens included); the
-   report counts the tokens cut.
+   report counts the tokens cut. Default: 256, or the tokenizer's `model_max_length` where that is smaller (a
+   text encoder with 128 or 64 positions works without the option).
 
 `segment_times` are the transcript's times (a split piece's own times), clipped segments included. Segments are
 kept in the given order, overlaps included: each segment's audio is cut on its own times, so overlapping speech
@@ -96,6 +97,7 @@ MISSING_TEXT_POLICIES = ("keep", "drop")
 MISSING_AUDIO_POLICIES = ("keep", "drop", "error")
 DROP_REASONS = ("speaker", "missing_text", "missing_audio", "max_segments")
 DEFAULT_MAX_SEGMENT_SECONDS = 30.0  # encoders without a fixed window (wav2vec2, HuBERT)
+DEFAULT_MAX_TEXT_TOKENS = 256  # tokens per segment text unless the tokenizer allows fewer
 FEATURE_CHUNK = 64  # segments per feature-extractor call: bounds the STFT's memory (~7 MB per 30-s segment)
 
 
@@ -120,6 +122,8 @@ class HilbertProcessor(ProcessorMixin):
         missing_text: "keep" (segment kept, text mask False) or "drop", for empty/whitespace text.
         missing_audio: "keep" (audio mask False), "drop" or "error", for segments with no samples.
         max_text_tokens: tokens per segment text, special tokens included (truncated beyond, and counted).
+            None (default): `DEFAULT_MAX_TEXT_TOKENS` (256), capped at the tokenizer's `model_max_length`. The
+            resolved number is what `processor_config.json` saves.
         audio_mode: Whisper only. "exact": each segment padded to the 30-s window, T = 3000 frames, as Whisper was
             trained. "fast": T = the longest real segment of the batch; the model then runs a reduced context.
     """
@@ -133,7 +137,7 @@ class HilbertProcessor(ProcessorMixin):
         speakers: list[str] | None = None,
         missing_text: str = "keep",
         missing_audio: str = "keep",
-        max_text_tokens: int = 256,
+        max_text_tokens: int | None = None,
         audio_mode: str = "exact",
     ):
         super().__init__(feature_extractor, tokenizer)
@@ -184,12 +188,18 @@ class HilbertProcessor(ProcessorMixin):
                 raise ValueError(f"speakers={speakers!r} must be None (keep all) or a list of speaker names (str).")
             speakers = list(speakers)
         specials = tokenizer.num_special_tokens_to_add(pair=False)
+        model_max = getattr(tokenizer, "model_max_length", None)
+        if max_text_tokens is None:
+            # A fixed 256 refused every text encoder with fewer positions (e.g. 128) unless the user found the
+            # option, which train.py --end-to-end and extract_features.py do not even offer: cap the default instead.
+            max_text_tokens = DEFAULT_MAX_TEXT_TOKENS
+            if isinstance(model_max, int) and not isinstance(model_max, bool) and model_max > specials:
+                max_text_tokens = min(max_text_tokens, model_max)
         if isinstance(max_text_tokens, bool) or not isinstance(max_text_tokens, int) or max_text_tokens <= specials:
             raise ValueError(
                 f"max_text_tokens={max_text_tokens!r} must be an integer above the tokenizer's {specials} special "
                 f"tokens."
             )
-        model_max = getattr(tokenizer, "model_max_length", None)
         if isinstance(model_max, int) and max_text_tokens > model_max:
             raise ValueError(
                 f"max_text_tokens={max_text_tokens} exceeds the tokenizer's model_max_length ({model_max})."

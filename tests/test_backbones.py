@@ -588,3 +588,328 @@ def test_a_checkpoint_without_a_pooler_has_one_fingerprint(tmp_path):
     assert weights_sha256(first) == weights_sha256(second)
     assert not any("pooler" in name for name in first.state_dict())
     assert set(build_encoder(first.config).state_dict()) == set(first.state_dict())  # what a saved model rebuilds
+
+
+def test_the_default_text_length_fits_a_tokenizer_with_fewer_positions(checkpoints, tmp_path):
+    """Regression: the default max_text_tokens=256 refused every text encoder whose tokenizer allows fewer tokens
+    (the tiny BERT/RoBERTa: 60; real ones with 128 positions), and train.py --end-to-end / extract_features.py offer
+    no option to lower it: the default is now capped at the tokenizer's model_max_length."""
+    from transformers import AutoTokenizer
+
+    for text, expected in (("bert", 60), ("roberta", 60), ("t5", 256)):
+        assert AutoTokenizer.from_pretrained(checkpoints[text]).model_max_length == {"t5": 512}.get(text, 60)
+        processor = HilbertProcessor.from_encoders_pretrained(checkpoints["whisper"], checkpoints[text])
+        assert processor.max_text_tokens == expected, text
+        processor.save_pretrained(tmp_path / text)
+        assert HilbertProcessor.from_pretrained(tmp_path / text).max_text_tokens == expected  # saved resolved
+        # a long text is cut at exactly that many tokens, special tokens included
+        inputs = processor(
+            {
+                "audio": noise(1.0, 0),
+                "sampling_rate": SR,
+                "segments": [{"start": 0.0, "end": 0.9, "text": " ".join(["hello there"] * 200)}],
+            }
+        )
+        assert inputs["attention_mask"].shape[-1] == expected and inputs["attention_mask"].all()
+    with pytest.raises(ValueError, match="exceeds the tokenizer's model_max_length"):  # an explicit value still checked
+        HilbertProcessor.from_encoders_pretrained(checkpoints["whisper"], checkpoints["bert"], max_text_tokens=61)
+
+
+# ------------------------------------------------------ train.py --end-to-end, then the pipeline, every pairing
+# What a user does with each pairing: a raw corpus recorded at 22.05 kHz (odd lengths) -> build_dataset ->
+# `train.py --end-to-end` with the two saved checkpoints (2 folds, 2 epochs, a tiny head, the final model saved) ->
+# `pipeline("hilbert-document-classification", model=OUTPUT_DIR, trust_remote_code=True)` on a WAV file at 22.05 kHz
+# and an SRT transcript, in a process without this package. All pairings train in ONE child process that calls
+# train.py's `main` once per pairing (train.py itself is `sys.exit(main())`): 15 interpreters importing transformers
+# and accelerate would cost ~8 s each on 2 cores, the training itself ~5 s.
+TRAINED = [(a, t) for a in AUDIO for t in TEXT]
+RAW_RATE = 22050
+TRAIN_ARGS = [  # current option names (train.py); the tiny head of HEAD, 2 folds, 2 epochs, 1 seed
+    "--num-threads", "1", "--cv", "2", "--seeds", "0", "--num-train-epochs", "2",
+    "--per-device-train-batch-size", "4", "--learning-rate", "3e-3", "--report-to", "none",
+    "--hidden-size", "16", "--num-attention-heads", "2", "--num-cross-attention-layers", "1",
+    "--intermediate-size", "32", "--pooling-heads", "2", "--pooling-hidden-size", "8", "--projection-dim", "8",
+    "--num-experts", "2", "--expert-hidden-size", "16",
+    "--initializer-range", "0.3",  # a head far from uniform outputs: the pipeline's scores and weights then tell apart
+]  # fmt: skip
+TRAIN_DRIVER = textwrap.dedent(
+    """
+    import contextlib, io, json, sys, traceback
+    from hilbert_app.cli.train import main
+    root = sys.argv[1]
+    results = {}
+    for name, argv in json.load(open(f"{root}/runs.json")).items():
+        log = io.StringIO()
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            try:
+                rc = main(argv)
+            except SystemExit as exit:  # argparse refusing the options
+                rc = exit.code
+            except Exception:  # a bug: keep its traceback, and train the other pairings
+                traceback.print_exc()
+                rc = -1
+        results[name] = {"rc": rc, "log": log.getvalue()[-6000:]}
+    json.dump({"results": results, "attempts": ATTEMPTS}, open(f"{root}/trained.json", "w"))
+    """
+)
+PIPELINE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, traceback
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoProcessor, pipeline
+    root, wav, srt = sys.argv[1:4]
+    results = {}
+    for name, folder in json.load(open(f"{root}/folders.json")).items():
+        try:
+            pipe = pipeline("hilbert-document-classification", model=folder, trust_remote_code=True, device=-1)
+            classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+            base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+            processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+            document = {"audio": wav, "transcript": srt}
+            inputs, reports = processor([processor.load_document(wav, srt)], return_report=True)
+            with torch.no_grad():
+                out = classifier(**inputs)
+                base_joint = base(**inputs).joint_embeds
+            results[name] = {
+                "streamed": pipe(document, top_k_segments=10),
+                "at_once": pipe(document, top_k_segments=10, streaming=False),
+                "logits": out.task_logits["label"], "weights": out.joint_pooling_weights, "joint": out.joint_embeds,
+                "base_joint": base_joint, "sources": reports[0]["segment_sources"], "inputs": dict(inputs),
+                "modules": [type(x).__module__ for x in (pipe, classifier, base, processor)],
+            }
+        except Exception:
+            results[name] = {"error": traceback.format_exc()[-6000:]}
+    assert "modeling_hilbert" not in sys.modules
+    torch.save({"results": results, "attempts": ATTEMPTS}, f"{root}/piped.pt")
+    """
+)
+# The pipeline's recording: 49.9 s at 22.05 kHz of an odd length (1_100_001 samples: not a whole number of
+# resampling frames, and longer than one resampling block, RESAMPLE_BLOCK = 2^20 input samples = 47.55 s), 16-bit
+# PCM as recorders write it. Cue 2 is longer than the tiny Whisper's 1-s window (Whisper: two pieces), cue 3 spans
+# the resampling block boundary, cue 4 runs past the end of the audio (clipped).
+RECORDING_SAMPLES = 1_100_001
+SRT = """1
+00:00:00,100 --> 00:00:00,800
+hello there
+
+2
+00:00:20,000 --> 00:00:21,200
+a much longer sentence with many words
+
+3
+00:00:47,200 --> 00:00:48,100
+thanks and bye
+
+4
+00:00:49,700 --> 00:00:50,300
+only one segment here
+"""
+CUES = [(0.1, 0.8), (20.0, 21.2), (47.2, 48.1), (49.7, 50.3)]
+# Scores and weights of float32 models run with other encoder batches or thread counts (the pipeline streams 4
+# segments a call, the child and this process use different thread counts): logits of ~5 differed by ~2e-6.
+PIPELINE_TOL = 1e-5
+
+
+def raw_corpus(root: Path, documents: int = 8) -> Path:
+    """Recordings at 22.05 kHz of odd lengths whose loudness and words depend on the label, two documents per
+    group (4 groups: 2 grouped folds of 4), three turns of 0.7 s each; built with build_dataset. Returns the dataset."""
+    import soundfile
+
+    from hilbert_app.corpus.build import build_dataset
+
+    rng = np.random.default_rng(0)
+    corpus = root / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    lines = ["file_name,transcript,label,group"]
+    for i in range(documents):
+        label = ["quiet", "loud"][i % 2]
+        samples = int(2.6 * RAW_RATE) + 2 * i + 1
+        wave = (0.05 if label == "quiet" else 0.5) * rng.standard_normal(samples)
+        soundfile.write(corpus / "audio" / f"r{i}.wav", wave.clip(-1, 1).astype(np.float32), RAW_RATE)
+        words = "calm steady" if label == "quiet" else "urgent loud"
+        turns = [{"start": 0.85 * k, "end": 0.85 * k + 0.7, "text": f"{words} {k}", "speaker": "p"} for k in range(3)]
+        (corpus / f"r{i}.json").write_text(json.dumps(turns))
+        lines.append(f"audio/r{i}.wav,r{i}.json,{label},g{i // 2}")
+    (corpus / "metadata.csv").write_text("\n".join(lines) + "\n")
+    build_dataset(corpus, root / "dataset", folds=2, seed=0, progress=False)
+    return root / "dataset"
+
+
+@pytest.fixture(scope="module")
+def trained(checkpoints, tmp_path_factory) -> dict:
+    """Every pairing of TRAINED trained with train.py --end-to-end on one raw 22.05-kHz dataset:
+    {name: {"rc", "log", "output_dir"}} (plus "attempts": network connections tried, none expected)."""
+    root = tmp_path_factory.mktemp("end_to_end")
+    dataset = raw_corpus(root)
+    runs = {}
+    for audio, text in TRAINED:
+        output_dir = root / f"{audio}-{text}"
+        runs[f"{audio}-{text}"] = [
+            "--end-to-end", "--dataset", str(dataset), "--audio-encoder", checkpoints[audio],
+            "--text-encoder", checkpoints[text], "--output-dir", str(output_dir), *TRAIN_ARGS,
+        ]  # fmt: skip
+    (root / "runs.json").write_text(json.dumps(runs))
+    child = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK + TRAIN_DRIVER, str(root)],
+        cwd=root,
+        env=child_env(root),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert child.returncode == 0, child.stderr[-4000:]
+    record = json.loads((root / "trained.json").read_text())
+    for name in runs:
+        record["results"][name]["output_dir"] = str(root / name)
+    return {**record["results"], "attempts": record["attempts"]}
+
+
+@pytest.fixture(scope="module")
+def piped(trained, tmp_path_factory) -> dict:
+    """The pipeline and the Auto classes on the 22.05-kHz recording, for every trained pairing's output folder, in
+    one fresh process without this package (remote code only, no network): {name: results} + "attempts"."""
+    import soundfile
+
+    root = tmp_path_factory.mktemp("pipeline")
+    wave = 0.3 * np.random.default_rng(5).standard_normal(RECORDING_SAMPLES)
+    soundfile.write(root / "recording.wav", wave.clip(-1, 1), RAW_RATE, subtype="PCM_16")
+    (root / "recording.srt").write_text(SRT)
+    folders = {name: run["output_dir"] for name, run in trained.items() if name != "attempts" and run["rc"] == 0}
+    (root / "folders.json").write_text(json.dumps(folders))
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_NETWORK + BLOCK_PACKAGE + PIPELINE_SCRIPT,
+            str(root),
+            str(root / "recording.wav"),
+            str(root / "recording.srt"),
+        ],
+        cwd=root,
+        env=child_env(root),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert child.returncode == 0, child.stderr[-4000:]
+    record = torch.load(root / "piped.pt", weights_only=True)
+    return {
+        **record["results"],
+        "attempts": record["attempts"],
+        "wav": root / "recording.wav",
+        "srt": root / "recording.srt",
+    }
+
+
+def e2e_id(pairing) -> str:
+    return "-".join(pairing)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pairing", TRAINED, ids=e2e_id)
+def test_train_py_end_to_end_trains_every_pairing(pairing, trained, checkpoints):
+    """train.py --end-to-end from the raw 22.05-kHz dataset through the frozen saved checkpoints: both folds
+    evaluated, and the saved final model holds the checkpoints' encoder weights unchanged (frozen), named in its
+    config with their fingerprints, beside a processor built from the same checkpoints."""
+    from transformers import AutoTokenizer
+
+    from modeling_hilbert.modeling_hilbert import weights_sha256
+
+    audio, text = pairing
+    name = e2e_id(pairing)
+    run = trained[name]
+    assert run["rc"] == 0, run["log"]
+    assert trained["attempts"] == []  # local folders only: no hub was asked for anything
+    out = Path(run["output_dir"])
+    metrics = json.loads((out / "metrics.json").read_text())["label"]
+    assert metrics["num_examples"]["folds"] == [4, 4]  # 2 grouped folds of 4 documents, each tested once
+    aucs = metrics["macro_auc"]["folds"]
+    assert len(aucs) == 2 and all(0.0 <= auc <= 1.0 for auc in aucs)
+    assert metrics["macro_auc"]["mean"] == pytest.approx(np.mean(aucs))
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["with_encoders"] is True
+    assert config["audio_config"]["model_type"] == audio.split("_")[0]  # the checkpoint names are the model types
+    assert config["text_config"]["model_type"] == text
+    if audio != "whisper":  # the group-norm variants stay group-norm (their padding-free batching depends on it)
+        assert config["audio_config"]["feat_extract_norm"] == audio.split("_")[1]
+    assert config["tasks"][0]["id2label"] == {"0": "loud", "1": "quiet"}
+    saved = HilbertForSequenceClassification.from_pretrained(out)
+    for key, checkpoint, encoder in (
+        ("audio", checkpoints[audio], saved.hilbert.audio_encoder),
+        ("text", checkpoints[text], saved.hilbert.text_encoder),
+    ):
+        expected = weights_sha256(load_pretrained_encoder(checkpoint))
+        assert config["encoder_sources"][key]["sha256"] == expected, key
+        assert weights_sha256(encoder) == expected, f"{key} encoder changed by training (not frozen?)"
+    processor = HilbertProcessor.from_pretrained(out)
+    model_max = AutoTokenizer.from_pretrained(checkpoints[text]).model_max_length
+    assert processor.max_text_tokens == min(256, model_max)  # the capped default (60 for the tiny BERT/RoBERTa)
+    assert type(processor.tokenizer).__name__ == type(AutoTokenizer.from_pretrained(checkpoints[text])).__name__
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pairing", TRAINED, ids=e2e_id)
+def test_pipeline_on_a_22khz_recording_is_the_trained_models_forward(pairing, trained, piped):
+    """The final model of train.py, loaded from its folder with the pipeline and the Auto classes in a process
+    without this package, on a 22.05-kHz WAV of odd length + an SRT: the pipeline's scores are the softmax of the
+    model's logits on the processor's output for that document (streamed or not), its top segments the pooling
+    weights summed per cue; the remote code gives what this package gives; and the processor's inputs equal those
+    of the recording resampled to 16 kHz in one torchaudio call."""
+    audio, _ = pairing
+    name = e2e_id(pairing)
+    assert trained[name]["rc"] == 0, "training failed: see test_train_py_end_to_end_trains_every_pairing"
+    got = piped[name]
+    assert "error" not in got, got.get("error")
+    assert piped["attempts"] == []
+    assert all(module.startswith("transformers_modules.") for module in got["modules"]), got["modules"]
+
+    # 1. the pipeline = the model's forward on the processor's output (streaming=False: the all-at-once path)
+    probabilities = torch.softmax(got["logits"][0].double(), dim=-1).tolist()
+    expected = sorted(zip(["loud", "quiet"], probabilities), key=lambda item: -item[1])
+    for result in (got["streamed"], got["at_once"]):
+        predictions = result["predictions"]["label"]
+        assert [p["label"] for p in predictions] == [label for label, _ in expected]
+        assert [p["score"] for p in predictions] == pytest.approx([p for _, p in expected], abs=PIPELINE_TOL)
+    # cue 2 (1.2 s) is split into two pieces by the tiny Whisper's 1-s window; the waveform encoders take it whole
+    assert got["sources"] == ([0, 1, 1, 2, 3] if audio == "whisper" else [0, 1, 2, 3])
+    per_cue = [0.0] * len(CUES)
+    for piece, source in enumerate(got["sources"]):
+        per_cue[source] += float(got["weights"][0, :, piece].mean())
+    for result in (got["streamed"], got["at_once"]):
+        top = result["top_segments"]
+        assert sorted(t["segment_index"] for t in top) == list(range(len(CUES)))
+        assert {t["segment_index"]: t["weight"] for t in top} == pytest.approx(
+            dict(enumerate(per_cue)), abs=PIPELINE_TOL
+        )
+        assert [t["weight"] for t in top] == sorted((t["weight"] for t in top), reverse=True)
+        assert [(t["start"], t["end"]) for t in sorted(top, key=lambda t: t["segment_index"])] == CUES
+    assert sum(per_cue) == pytest.approx(1.0, abs=1e-5)
+    torch.testing.assert_close(got["base_joint"], got["joint"], rtol=REL_TOL, atol=1e-6)  # AutoModel: the same
+
+    # 2. the remote code = this package's classes on the same folder
+    folder = trained[name]["output_dir"]
+    processor = HilbertProcessor.from_pretrained(folder)
+    document = processor.load_document(piped["wav"], piped["srt"])
+    assert document["sampling_rate"] == RAW_RATE and document["audio"].shape[-1] % 2 == 1
+    inputs = processor([document])
+    assert inputs.keys() == got["inputs"].keys()
+    for key, value in inputs.items():
+        torch.testing.assert_close(value, got["inputs"][key], rtol=0, atol=0, msg=key)
+    model = HilbertForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        logits = model(**inputs).task_logits["label"]
+    torch.testing.assert_close(logits, got["logits"], rtol=REL_TOL, atol=1e-6)  # threads differ: ~2e-6 of ~5
+
+    # 3. the odd rate: block-wise resampling inside the processor = torchaudio on the whole recording, one call
+    from modeling_hilbert.audio_hilbert import RESAMPLE_BLOCK
+
+    assert CUES[2][0] < RESAMPLE_BLOCK / RAW_RATE < CUES[2][1] < RECORDING_SAMPLES / RAW_RATE  # cue 3 spans 2 blocks
+    from torchaudio.functional import resample
+
+    reference = processor([{**document, "audio": resample(document["audio"], RAW_RATE, SR), "sampling_rate": SR}])
+    key = "input_features" if audio == "whisper" else "input_values"
+    torch.testing.assert_close(reference["audio_attention_mask"], inputs["audio_attention_mask"], rtol=0, atol=0)
+    mask = inputs["audio_attention_mask"].bool()
+    real = mask[:, :, None, :].expand_as(inputs[key]) if audio == "whisper" else mask
+    assert_rel_close(inputs[key][real], reference[key][real], tol=1e-5, what="resampled audio")
