@@ -523,7 +523,7 @@ def test_extract_features_script_gives_the_models_features(checkpoints, tmp_path
         str(REPO / "dataset_scripts" / "extract_features.py"),
         "--dataset",
         str(tmp_path / "dataset"),
-        "--output",
+        "--output-dir",
         str(tmp_path / "features"),
         "--audio-encoder",
         audio,

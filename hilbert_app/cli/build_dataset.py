@@ -30,10 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", required=True, type=Path, help="corpus folder with metadata.csv or metadata.jsonl")
     p.add_argument(
-        "--output", required=True, type=Path, help="folder for save_to_disk (new, empty or a previous build)"
+        "--output-dir", required=True, type=Path, help="folder for save_to_disk (new, empty or a previous build)"
     )
     p.add_argument("--folds", type=int, default=5, help="number of cross-validation folds (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
+    p.add_argument("--fold-seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--skip-invalid", action="store_true", help="leave invalid rows out (listed in the report)")
     p.add_argument("--tolerance", type=float, default=0.5, help="seconds a segment may run past its audio (0.5)")
     p.add_argument(
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             dataset, report = build_dataset(
                 args.input,
-                args.output,
+                args.output_dir,
                 args.folds,
-                args.seed,
+                args.fold_seed,
                 args.skip_invalid,
                 tolerance=args.tolerance,
                 overlap=args.overlap,
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Pushed to {hub_url(args.push_to_hub, 'dataset')} ({'public' if args.public else 'private'}).")
         return 0
 
-    return run_cli(body, output=args.output, resume_hint="the build starts again; nothing half-written is kept")
+    return run_cli(body, output=args.output_dir, resume_hint="the build starts again; nothing half-written is kept")
 
 
 def write_failure_report(path: Path, command: str, err: UserError) -> None:

@@ -18,7 +18,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=DEMO_DOC.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--output", required=True, type=Path, help="folder to build (or resume) in")
+    parser.add_argument("--output-dir", required=True, type=Path, help="folder to build (or resume) in")
     parser.add_argument(
         "--size",
         default="small",
@@ -27,7 +27,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     parser.add_argument("--num-documents", type=int, default=None, help="override the size's count")
-    parser.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+    parser.add_argument("--num-workers", type=int, default=2, help="rendering processes (default 2)")
     parser.add_argument(
         "--duration",
         type=float,
@@ -44,11 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         path = build_demo_corpus(
-            args.output,
+            args.output_dir,
             size=args.size,
             seed=args.seed,
             num_documents=args.num_documents,
-            workers=args.workers,
+            workers=args.num_workers,
             duration_range=tuple(args.duration) if args.duration else None,
             progress=not args.no_progress,
         )

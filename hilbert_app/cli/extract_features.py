@@ -37,9 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=EXTRACT_DOC.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--dataset", required=True, help="dataset folder (build_dataset.py --output) or Hub dataset repo")
+    p.add_argument("--dataset", required=True, help="dataset folder (build_dataset.py --output-dir) or Hub dataset id")
     p.add_argument(
-        "--output", required=True, type=Path, help="folder for the features (new, empty, or unfinished: resumed)"
+        "--output-dir", required=True, type=Path, help="folder for the features (new, empty, or unfinished: resumed)"
     )
     p.add_argument("--audio-encoder", help="audio encoder: Hub id, folder or offline: name")
     p.add_argument("--text-encoder", help="text encoder: Hub id, folder or offline: name")
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         help="dtype of the frozen encoders (default auto: float16 on CUDA, float32 on CPU, where "
         "half precision is slower); recorded in the fingerprint",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace a finished features dataset in --output")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished features dataset in --output-dir")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the features, fingerprint and card to this dataset repo")
     p.add_argument("--public", action="store_true", help="make the pushed dataset public (default: private)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -110,7 +110,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             )
     if looks_like_local_path(args.dataset) and not Path(args.dataset).expanduser().is_dir():
         raise UserError(
-            f"--dataset {args.dataset}: no such folder. Give the --output folder of build_dataset.py or a "
+            f"--dataset {args.dataset}: no such folder. Give the --output-dir folder of build_dataset.py or a "
             "Hub dataset id (org/name)."
         )
     if args.model is not None and not Path(args.model).is_dir():
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             check_push_visibility(args.push_to_hub, "dataset", args.public)
         dataset, metadata = extract_features(
             args.dataset,
-            args.output,
+            args.output_dir,
             args.audio_encoder,
             args.text_encoder,
             model=args.model,
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.distributed.destroy_process_group()
         return 0
 
-    return run_cli(body, output=args.output, resume_hint="the shards finished so far are kept")
+    return run_cli(body, output=args.output_dir, resume_hint="the shards finished so far are kept")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 pushed) model.
 
     accelerate launch train.py --config configs/demo.yaml [--any-field value ...]
-    python train.py --features DIR_OR_REPO --output-dir DIR [--cv 5] [--seeds 0,1,2] [--baselines] [--push-to-hub REPO]
+    python train.py --features DIR_OR_REPO --output-dir DIR [--folds 5] [--seeds 0,1,2] [--baselines]
+        [--push-to-hub REPO]
 
 Every field of the three argument groups below can be set in the YAML file (flat `field: value` pairs) and
 overridden on the command line (`--field value` or `--field-name value`).

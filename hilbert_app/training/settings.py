@@ -40,7 +40,7 @@ class DataArguments:
             "help": "With --end-to-end: Whisper 'exact' or 'fast' (with features: taken from their fingerprint)."
         },
     )
-    cv: int = field(
+    folds: int = field(
         default=5,
         metadata={
             "help": "K of grouped, stratified K-fold cross-validation (the dataset's fold column when it has K folds)."
@@ -155,9 +155,9 @@ def check_settings(data: DataArguments, head, experiment: ExperimentArguments) -
     """
     data.seed_list()
     data.task_type_map()
-    check_positive(data.cv, "--cv")
-    if data.cv < 2:
-        raise UserError(f"--cv must be at least 2 (grouped K-fold cross-validation), got {data.cv}.")
+    check_positive(data.folds, "--folds")
+    if data.folds < 2:
+        raise UserError(f"--folds must be at least 2 (grouped K-fold cross-validation), got {data.folds}.")
     check_positive(experiment.learning_rate, "--learning-rate", integer=False)
     check_positive(experiment.num_train_epochs, "--num-train-epochs", integer=False)
     check_positive(experiment.weight_decay, "--weight-decay", integer=False, allow_zero=True)
