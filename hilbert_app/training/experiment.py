@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from transformers import PrinterCallback, TrainingArguments, set_seed
 
+from hilbert_app.console import show_progress
 from hilbert_app.errors import UserError
 from hilbert_app.safe_write import atomic_write_text
 from hilbert_app.training.data import FeaturesCollator, class_weights, label_columns
@@ -53,25 +54,79 @@ VARIANTS: dict[str, dict] = {
     "HILBERT": {},
 }
 MAIN_VARIANT = "HILBERT"
+# `--lr-scheduler-type`: the transformers schedulers that take no extra arguments (cosine_with_min_lr needs a minimum,
+# reduce_lr_on_plateau an evaluation metric; neither is passed). tests/test_cli_options.py checks they exist.
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
 
 
 @dataclass
 class RunSettings:
     """What every run of an experiment shares (the Trainer's knobs that matter here)."""
 
-    num_train_epochs: float = 30.0
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: float = 0.05
-    lr_scheduler_type: str = "linear"
-    per_device_train_batch_size: int = 8
-    per_device_eval_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    logging_steps: int = 5
-    class_weighting: bool = True
-    balanced_sampling: bool = False
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    disable_tqdm: bool = True
+    num_train_epochs: float = field(
+        default=30.0, metadata={"help": "Epochs of every run (a fraction trains part of the last one)."}
+    )
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate of AdamW."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (decoupled; 0 = none)."})
+    warmup_steps: float = field(
+        default=0.05,
+        metadata={
+            "help": "Learning-rate warm-up: a number of optimizer steps, or below 1 a fraction of the run's steps "
+            "(transformers' convention). E.g. 0.05: 5%% of the steps."
+        },
+    )
+    lr_scheduler_type: str = field(
+        default="linear",
+        metadata={
+            "help": "Learning-rate schedule after the warm-up (transformers' schedulers that need no extra "
+            "arguments). linear: decay to 0.",
+            "choices": LR_SCHEDULERS,
+        },
+    )
+    per_device_train_batch_size: int = field(
+        default=8, metadata={"help": "Documents per training batch on each process."}
+    )
+    per_device_eval_batch_size: int = field(
+        default=16, metadata={"help": "Documents per prediction batch on each process."}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={"help": "Batches whose gradients are summed before each optimizer step (larger effective batch)."},
+    )
+    logging_steps: int = field(
+        default=5,
+        metadata={"help": "Log the loss terms every N optimizer steps (TensorBoard, loss curves)."},
+    )
+    class_weighting: bool = field(
+        default=True,
+        metadata={
+            "help": "Weight each class's loss by its inverse frequency in the run's training split (pos_weight for "
+            "binary and multilabel tasks). Default on; --class-weighting false for plain losses."
+        },
+    )
+    balanced_sampling: bool = field(
+        default=False,
+        metadata={"help": "Draw training batches with probabilities that balance the classes of the first task."},
+    )
+    report_to: list[str] = field(
+        default_factory=lambda: ["tensorboard"],
+        metadata={
+            "help": "Where training logs go, as in transformers: tensorboard (default, under runs/), none, or any "
+            "integration transformers supports (wandb, mlflow, ...); several separated by spaces."
+        },
+    )
+    no_progress: bool = field(
+        default=False,
+        metadata={"help": "No progress bars (default: shown when stderr is a terminal, never in pipes or CI logs)."},
+    )
     select: bool = field(
         default=False,
         metadata={
@@ -104,7 +159,7 @@ class RunSettings:
             average_tokens_across_devices=False,  # no token counts here; with it the logged loss doubled on 2 processes
             use_cpu=not torch.cuda.is_available(),  # also what makes `--multi_gpu` form a gloo group without a GPU
             dataloader_num_workers=0,
-            disable_tqdm=self.disable_tqdm,
+            disable_tqdm=not show_progress(self.no_progress),
         )
 
 
@@ -300,7 +355,7 @@ def check_variant_reusable(
 PROVENANCE_NAME = "provenance.json"  # written before a run trains: its checkpoints are then checked too
 PROVENANCE_VERSION = 1
 # Trainer settings that cannot change a result (where logs go, progress bars): left out of the provenance.
-NOT_PROVENANCE = ("report_to", "disable_tqdm")
+NOT_PROVENANCE = ("report_to", "no_progress")
 
 
 def _sha256(value) -> str:

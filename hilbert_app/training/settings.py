@@ -37,7 +37,8 @@ class DataArguments:
     audio_mode: str = field(
         default="exact",
         metadata={
-            "help": "With --end-to-end: Whisper 'exact' or 'fast' (with features: taken from their fingerprint)."
+            "help": "With --end-to-end: Whisper 'exact' or 'fast' (with features: taken from their fingerprint).",
+            "choices": ["exact", "fast"],
         },
     )
     folds: int = field(
@@ -115,6 +116,10 @@ class ExperimentArguments(RunSettings):
             "help": "Discard the earlier runs in --output-dir (results, checkpoints) and train them again; without it, "
             "earlier runs are reused only if made from the same data, splits and settings."
         },
+    )
+    verbose: bool = field(
+        default=False,
+        metadata={"help": "INFO logs of every library too (default: their warnings only, and our own progress lines)."},
     )
     num_threads: int = field(
         default=None,
