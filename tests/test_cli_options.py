@@ -47,10 +47,11 @@ def test_every_option_has_a_help_text(name):
 
 
 def test_closed_value_sets_are_choices():
+    from transformers.trainer_utils import SchedulerType
+
     from hilbert_app.corpus.build import OVERLAP_POLICIES
     from hilbert_app.training.experiment import LR_SCHEDULERS
     from modeling_hilbert.configuration_hilbert import FIELD_CHOICES
-    from transformers.trainer_utils import SchedulerType
 
     every = {name: options(p) for name, p in parsers().items()}
     assert tuple(every["build_dataset"]["--overlap"].choices) == OVERLAP_POLICIES  # the CLI's copy agrees
