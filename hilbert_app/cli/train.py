@@ -37,7 +37,6 @@ from hilbert_app.cli.common import run_cli
 from hilbert_app.console import setup_logging
 from hilbert_app.errors import UserError
 from hilbert_app.hub import check_push_visibility
-from hilbert_app.training.run import run
 from hilbert_app.training.settings import DataArguments, ExperimentArguments, HeadArguments, check_settings
 
 
@@ -112,6 +111,14 @@ def read_config(path: str) -> dict:
             "`python train.py --help` (with underscores)."
         )
     return values
+
+
+def run(data_args, head_args, args) -> int:
+    """`hilbert_app.training.run.run`, imported only once the arguments are parsed (it pulls in datasets, the
+    reports and plots), so that `--help` and a mistyped option answer sooner."""
+    from hilbert_app.training.run import run as run_experiment
+
+    return run_experiment(data_args, head_args, args)
 
 
 def main(argv=None) -> int:
