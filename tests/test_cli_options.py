@@ -200,3 +200,45 @@ def test_help_does_not_import_torch_transformers_or_datasets(script):
     assert "usage:" in child.stdout, child.stderr
     line = next(x for x in child.stdout.splitlines() if x.startswith("HEAVY="))
     assert json.loads(line.removeprefix("HEAVY=")) == []
+
+
+def test_train_help_does_not_import_the_model_or_datasets():
+    """train.py's options come from `HilbertConfig.head_settings()`: the config module needs torch (through
+    transformers.configuration_utils), but neither the model code (transformers.modeling_utils) nor datasets."""
+    child = subprocess.run(
+        [sys.executable, "-c", HELP_CHILD, "train.py"], capture_output=True, text=True, cwd=REPO, timeout=180
+    )
+    assert "--num_train_epochs" in child.stdout, child.stderr
+    line = next(x for x in child.stdout.splitlines() if x.startswith("HEAVY="))
+    assert json.loads(line.removeprefix("HEAVY=")) == ["torch"]
+
+
+IMPORT_CHILD = """
+import json, sys
+import modeling_hilbert
+before = [m for m in ("transformers.modeling_utils", "transformers.processing_utils", "transformers.pipelines")
+          if m in sys.modules]
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoProcessor
+from transformers.pipelines import PIPELINE_REGISTRY
+config = modeling_hilbert.HilbertConfig()  # the first config registers the model, processor and pipeline
+print(json.dumps({
+    "before": before,
+    "model": AutoModel._model_mapping[type(config)].__name__,
+    "classifier": AutoModelForSequenceClassification._model_mapping[type(config)].__name__,
+    "processor": modeling_hilbert.HilbertProcessor.__name__,
+    "pipeline": "hilbert-document-classification" in PIPELINE_REGISTRY.get_supported_tasks(),
+}))
+"""
+
+
+def test_import_modeling_hilbert_is_lazy_and_the_first_config_registers_everything():
+    child = subprocess.run([sys.executable, "-c", IMPORT_CHILD], capture_output=True, text=True, cwd=REPO, timeout=180)
+    assert child.returncode == 0, child.stderr
+    seen = json.loads(child.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "before": [],
+        "model": "HilbertModel",
+        "classifier": "HilbertForSequenceClassification",
+        "processor": "HilbertProcessor",
+        "pipeline": True,
+    }

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass
 
 from hilbert_app.errors import UserError, check_positive, parse_int_list
-from hilbert_app.training.experiment import MAIN_VARIANT, VARIANTS, RunSettings
-from hilbert_app.training.linear_baseline import LINEAR_VARIANTS
+from hilbert_app.training.run_settings import RunSettings
 from modeling_hilbert import HilbertConfig
 from modeling_hilbert.configuration_hilbert import TASK_TYPES
 
@@ -133,6 +132,10 @@ class ExperimentArguments(RunSettings):
     def variant_names(self) -> list[str]:
         """The variants to run, in table order: `--variants a,b`, every one with `--baselines` (the linear baselines
         of `linear_baseline.LINEAR_VARIANTS` first), else HILBERT alone."""
+        # Imported here, not at the top: these modules need torch, datasets and scikit-learn, `--help` does not.
+        from hilbert_app.training.experiment import MAIN_VARIANT, VARIANTS
+        from hilbert_app.training.linear_baseline import LINEAR_VARIANTS
+
         known = [*LINEAR_VARIANTS, *VARIANTS]
         if self.variants:
             chosen = [v.strip() for v in str(self.variants).split(",") if v.strip()]
