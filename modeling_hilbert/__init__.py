@@ -11,7 +11,10 @@ Start-up cost: the model, processor and pipeline modules need `transformers.mode
 `import torch, transformers`; benchmarks/bench_import.py). So only the config is imported here; the other classes
 are imported, and registered with the Auto classes, on first use: when a `HilbertConfig` is created (every Auto
 class and `pipeline` build the config before they look the model up) or when one of them is read from this package
-(`modeling_hilbert.HilbertModel`, `from modeling_hilbert import HilbertProcessor`).
+(`modeling_hilbert.HilbertModel`, `from modeling_hilbert import HilbertProcessor`). One path makes no config first:
+`AutoProcessor.from_pretrained(folder)` without `trust_remote_code=True` looks the processor up by its class name,
+so import `HilbertProcessor` (or call `modeling_hilbert.register_auto_classes()`) before it; otherwise transformers
+asks for `trust_remote_code=True`, which loads the folder's own copy of the code.
 """
 
 from __future__ import annotations
