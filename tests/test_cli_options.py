@@ -154,6 +154,39 @@ def test_logs_are_quiet_by_default_and_verbose_restores_info(built_corpus, tmp_p
     assert "\r" not in child.stderr  # not a terminal: no progress bar redraws in the log
 
 
+# extract_features.py printed ~20 `INFO httpx` lines per run (it set the root logger to INFO): the extraction itself
+# is replaced by one that logs as a Hub download does.
+EXTRACT_CHILD = """
+import logging, sys
+import hilbert_app.features.extract as extract
+def noisy(*args, **kwargs):
+    logging.getLogger("httpx").info("HTTP Request: GET http://hub/ 200 OK")
+    logging.getLogger("hilbert_app.features.extract").info("our own progress line")
+    return None, None
+extract.extract_features = noisy
+from hilbert_app.cli import extract_features as cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_extraction_logs_no_http_lines_unless_verbose(tmp_path, verbose):
+    (tmp_path / "dataset").mkdir()
+    argv = ["--dataset", str(tmp_path / "dataset"), "--output-dir", str(tmp_path / "out")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    child = subprocess.run(
+        [sys.executable, "-c", EXTRACT_CHILD, *argv, *(["--verbose"] if verbose else [])],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=180,
+    )
+    assert child.returncode == 0, child.stderr
+    assert "INFO hilbert_app.features.extract: our own progress line" in child.stderr
+    assert ("INFO httpx: HTTP Request" in child.stderr) is verbose
+
+
 def test_setup_logging_levels():
     console.setup_logging(False)
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
