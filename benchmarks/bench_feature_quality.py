@@ -205,7 +205,7 @@ def main(argv=None) -> int:
                 "--text-encoder",
                 TEXT,
                 "--fast",
-                "--output",
+                "--output-dir",
                 paths["fast"],
                 "--no-progress",
             ],

@@ -22,6 +22,7 @@ for name in $ONLY; do
         feature_quality) $PY benchmarks/bench_feature_quality.py --output benchmarks/results/feature_quality.json ${QUALITY_ARGS:-} ;;
         training)        $PY benchmarks/bench_training.py --output benchmarks/results/training.json ${TRAINING_ARGS:-} ;;
         scaling)         $PY benchmarks/bench_scaling.py ${SCALING_ARGS:-} ;;
+        import)          $PY benchmarks/bench_import.py --output benchmarks/results/import.json ${IMPORT_ARGS:-} ;;
         long_recording)  $PY benchmarks/bench_long_recording.py --output benchmarks/results/long_recording.json ${LONG_ARGS:-} ;;
         *) echo "unknown benchmark $name" >&2; exit 2 ;;
     esac

@@ -7,7 +7,7 @@
                            experiment behind train.py (`run`, `settings`)
     hilbert_app.cli        the command lines: argument parsing only, then a call into the packages above
     hilbert_app.model_cards  card templates (package data)
-    hilbert_app.encoders, .hub, .safe_write, .errors, .whisper_ct2   shared leaves
+    hilbert_app.encoders, .hub, .safe_write, .errors, .console, .whisper_ct2   shared leaves
 
 Imports run downward only: cli -> training -> features -> corpus -> shared leaves -> modeling_hilbert (the library,
 which imports nothing of this package). docs/architecture.md has the picture; tests/test_architecture.py checks it.

@@ -80,7 +80,7 @@ def check_no_group_leakage(groups: np.ndarray, folds: np.ndarray) -> None:
         sample = dict(list(leaked.items())[:5])
         raise FoldError(
             f"{len(leaked)} group(s) appear in several folds (e.g. {sample}): test folds would leak participants. "
-            "Rebuild the folds with build_dataset.py (grouped) or pass --cv with a fold count that the dataset does "
+            "Rebuild the folds with build_dataset.py (grouped) or pass --folds with a fold count that the dataset does "
             "not have."
         )
 
@@ -110,7 +110,7 @@ def fold_label_problems(
         if len(train_classes) == 1:
             fatal.append(
                 f"{column!r}, fold {k}: every training document has class {name(next(iter(train_classes)))}. Use fewer "
-                "folds (--cv), add documents of the other classes, or rebuild the folds with build_dataset.py "
+                "folds (--folds), add documents of the other classes, or rebuild the folds with build_dataset.py "
                 "(stratified)."
             )
         unseen = sorted(test_classes - train_classes)

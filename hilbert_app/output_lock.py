@@ -85,7 +85,7 @@ def lock_output(folder: str | os.PathLike, option: str) -> OutputLock:
 
     Args:
         folder: the output folder.
-        option: the option that chose it (`--output`, `--output-dir`), named in the message.
+        option: the option that chose it (`--output-dir` in every command), named in the message.
 
     A lock file left by a run that has ended (killed, crashed) is taken over, with a warning naming that run.
     """

@@ -66,6 +66,12 @@ _BASE_KWARGS = {
 }
 
 
+# Set by this package's `__init__` to its `register_auto_classes`: the model, processor and pipeline modules (costly
+# to import: transformers.modeling_utils) are registered with the Auto classes when the first config is made, which
+# every Auto class and `pipeline` do before looking the model up. None for a config loaded as remote code.
+_on_first_config = None
+
+
 _AUTO_MAP = {
     "AutoConfig": "configuration_hilbert.HilbertConfig",
     "AutoModel": "modeling_hilbert.HilbertModel",
@@ -307,6 +313,10 @@ class HilbertConfig(PreTrainedConfig):
     encoder_sources: dict | None = None
 
     def __post_init__(self, **kwargs):
+        global _on_first_config
+        if _on_first_config is not None:
+            hook, _on_first_config = _on_first_config, None
+            hook()
         unknown = sorted(k for k in kwargs if k not in _BASE_KWARGS)
         if unknown:
             known = sorted(HilbertConfig.__annotations__)

@@ -19,18 +19,18 @@ mkdir -p "$OUT"
 start=$(date +%s)
 
 echo "== 1/5 demo corpus ($SIZE) -> $OUT/corpus"
-$PY dataset_scripts/build_demo_corpus.py --output "$OUT/corpus" --size "$SIZE"
+$PY dataset_scripts/build_demo_corpus.py --output-dir "$OUT/corpus" --size "$SIZE"
 
 echo "== 2/5 dataset with grouped, stratified folds -> $OUT/dataset"
 if [ ! -f "$OUT/dataset/build_report.json" ]; then
-    $PY dataset_scripts/build_dataset.py --input "$OUT/corpus" --output "$OUT/dataset" --folds 5
+    $PY dataset_scripts/build_dataset.py --input "$OUT/corpus" --output-dir "$OUT/dataset" --folds 5
 else
     echo "   (already built)"
 fi
 
 echo "== 3/5 segment features with the frozen encoders -> $OUT/features"
 if [ ! -f "$OUT/features/hilbert_features.json" ]; then
-    $PY dataset_scripts/extract_features.py --dataset "$OUT/dataset" --audio-encoder "$AUDIO" --text-encoder "$TEXT" --output "$OUT/features"
+    $PY dataset_scripts/extract_features.py --dataset "$OUT/dataset" --audio-encoder "$AUDIO" --text-encoder "$TEXT" --output-dir "$OUT/features"
 else
     echo "   (already extracted)"
 fi

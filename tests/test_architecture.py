@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LEAVES = ("encoders", "folds", "hub", "safe_write", "errors", "output_lock", "whisper_ct2", "model_cards")
+LEAVES = ("console", "encoders", "folds", "hub", "safe_write", "errors", "output_lock", "whisper_ct2", "model_cards")
 # Lower number = lower layer. A module may import from its own layer or below, never above.
 RANKS = {
     "modeling_hilbert": 0,

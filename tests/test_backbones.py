@@ -523,7 +523,7 @@ def test_extract_features_script_gives_the_models_features(checkpoints, tmp_path
         str(REPO / "dataset_scripts" / "extract_features.py"),
         "--dataset",
         str(tmp_path / "dataset"),
-        "--output",
+        "--output-dir",
         str(tmp_path / "features"),
         "--audio-encoder",
         audio,
@@ -625,7 +625,7 @@ def test_the_default_text_length_fits_a_tokenizer_with_fewer_positions(checkpoin
 TRAINED = [(a, t) for a in AUDIO for t in TEXT]
 RAW_RATE = 22050
 TRAIN_ARGS = [  # current option names (train.py); the tiny head of HEAD, 2 folds, 2 epochs, 1 seed
-    "--num-threads", "1", "--cv", "2", "--seeds", "0", "--num-train-epochs", "2",
+    "--num-threads", "1", "--folds", "2", "--seeds", "0", "--num-train-epochs", "2",
     "--per-device-train-batch-size", "4", "--learning-rate", "3e-3", "--report-to", "none",
     "--hidden-size", "16", "--num-attention-heads", "2", "--num-cross-attention-layers", "1",
     "--intermediate-size", "32", "--pooling-heads", "2", "--pooling-hidden-size", "8", "--projection-dim", "8",

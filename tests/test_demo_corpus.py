@@ -161,7 +161,7 @@ def test_resume_rebuilds_only_missing_documents(corpus, tmp_path):
     assert (
         demo_cli.main(
             [
-                "--output",
+                "--output-dir",
                 str(partial),
                 "--seed",
                 "3",
@@ -170,7 +170,7 @@ def test_resume_rebuilds_only_missing_documents(corpus, tmp_path):
                 "--duration",
                 "1",
                 "2",
-                "--workers",
+                "--num-workers",
                 "1",
                 "--no-progress",
             ]
@@ -188,7 +188,7 @@ def test_resume_refuses_another_configuration(corpus, tmp_path, capsys):
     shutil.copytree(corpus, other)
     assert (
         demo_cli.main(
-            ["--output", str(other), "--seed", "4", "--num-documents", "6", "--duration", "1", "2", "--no-progress"]
+            ["--output-dir", str(other), "--seed", "4", "--num-documents", "6", "--duration", "1", "2", "--no-progress"]
         )
         == 1
     )

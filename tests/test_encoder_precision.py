@@ -236,7 +236,7 @@ def test_model_encoder_batch_size_defaults_by_device_and_counts_the_encoder_call
 
 
 def test_cli_options():
-    base = ["--dataset", "d", "--output", "o"]
+    base = ["--dataset", "d", "--output-dir", "o"]
     args = _parser().parse_args(base)
     assert args.dtype == "auto" and args.encoder_batch_size == "auto"
     args = _parser().parse_args(base + ["--encoder-dtype", "bfloat16", "--encoder-batch-size", "8"])
@@ -343,8 +343,8 @@ def test_extract_features_records_the_encoder_dtype_and_refuses_mixing(corpus, c
         "2",
         "--fast",
     ]  # fast Whisper mode: the same dtype handling, quicker
-    assert main(common + ["--output", str(root / "f32")]) == 0
-    assert main(common + ["--output", str(root / "bf16"), "--encoder-dtype", "bfloat16"]) == 0
+    assert main(common + ["--output-dir", str(root / "f32")]) == 0
+    assert main(common + ["--output-dir", str(root / "bf16"), "--encoder-dtype", "bfloat16"]) == 0
     f32, f32_meta = load_features(root / "f32")
     bf16, bf16_meta = load_features(root / "bf16")
 

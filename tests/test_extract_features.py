@@ -398,7 +398,7 @@ def test_accelerate_launch_two_processes_gives_the_single_process_output(exact, 
         str(Path(__file__).resolve().parents[1] / "dataset_scripts" / "extract_features.py"),
         "--dataset",
         str(dataset_dir),
-        "--output",
+        "--output-dir",
         str(out),
         "--audio-encoder",
         encoders["audio"],
@@ -475,15 +475,15 @@ def test_cli_and_output_folder_errors(exact, encoders, dataset_dir, tmp_path, ca
         "--shard-size",
         "4",
     ]
-    assert main([*base, "--output", str(exact[0])]) == 2  # a finished extraction is not replaced silently
+    assert main([*base, "--output-dir", str(exact[0])]) == 2  # a finished extraction is not replaced silently
     assert "--overwrite" in capsys.readouterr().err
-    assert main([*base, "--output", str(dataset_dir)]) == 2  # the source dataset folder: something else
+    assert main([*base, "--output-dir", str(dataset_dir)]) == 2  # the source dataset folder: something else
     assert "not empty" in capsys.readouterr().err
     out = tmp_path / "cli"
-    assert main([*base, "--output", str(out), "--max-segments", "2"]) == 0
+    assert main([*base, "--output-dir", str(out), "--max-segments", "2"]) == 0
     printed = capsys.readouterr().out
     assert "Extracted 7 documents" in printed and "segments/s" in printed
-    assert main([*base, "--output", str(out), "--max-segments", "2", "--overwrite"]) == 0
+    assert main([*base, "--output-dir", str(out), "--max-segments", "2", "--overwrite"]) == 0
 
 
 def test_missing_columns_and_unreadable_audio_are_named(encoders, dataset_dir, tmp_path):
@@ -531,7 +531,7 @@ def test_push_to_hub_then_load_features_from_the_repo(encoders, dataset_dir, tmp
         from hilbert_app.cli.extract_features import main
         from hilbert_app.features.store import load_features, FeatureFingerprintError
         from huggingface_hub import HfApi
-        assert main(["--dataset", {str(dataset_dir)!r}, "--output", {str(tmp_path / "out")!r}, "--audio-encoder",
+        assert main(["--dataset", {str(dataset_dir)!r}, "--output-dir", {str(tmp_path / "out")!r}, "--audio-encoder",
                      {encoders["audio"]!r}, "--text-encoder", {encoders["text"]!r}, "--no-progress",
                      "--push-to-hub", "tester/features"]) == 0
         info = HfApi().dataset_info("tester/features")

@@ -140,7 +140,7 @@ def extract_args(raw_dataset, encoders, out: Path, *extra) -> list[str]:
         encoders[0],
         "--text-encoder",
         encoders[1],
-        "--output",
+        "--output-dir",
         str(out),
         "--batch-documents",
         "2",
@@ -181,7 +181,7 @@ def assert_same_features(reference: Path, out: Path) -> None:
 
 
 TRAIN_ARGS = [
-    "--cv",
+    "--folds",
     "3",
     "--seeds",
     "0",

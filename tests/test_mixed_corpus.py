@@ -76,7 +76,7 @@ def test_mixed_corpus_builds_extracts_trains_and_predicts(tmp_path, monkeypatch)
     audio_encoder, text_encoder = save_tiny_encoders(tmp_path / "encoders")
 
     # 1. build: the parsed formats and the transcribed rows
-    argv = ["--input", str(corpus), "--output", str(built), "--folds", "2", "--no-progress"]
+    argv = ["--input", str(corpus), "--output-dir", str(built), "--folds", "2", "--no-progress"]
     assert build_main([*argv, "--transcribe", "offline:whisper-tiny.en"]) == 0
     report = json.loads((built / "build_report.json").read_text())
     assert report["rows_built"] == len(rows) and report["skipped"] == []
@@ -98,9 +98,9 @@ def test_mixed_corpus_builds_extracts_trains_and_predicts(tmp_path, monkeypatch)
 
     # 2. extract (tiny encoders), 3. train (tiny head, 2 folds, 2 epochs), in a child process as users run it
     common = ["--audio-encoder", str(audio_encoder), "--text-encoder", str(text_encoder), "--no-progress"]
-    assert extract_main(["--dataset", str(built), "--output", str(features), *common]) == 0
+    assert extract_main(["--dataset", str(built), "--output-dir", str(features), *common]) == 0
     run = run_train(
-        ["--features", str(features), "--output-dir", str(model_dir), "--cv", "2", "--seeds", "0"]
+        ["--features", str(features), "--output-dir", str(model_dir), "--folds", "2", "--seeds", "0"]
         + ["--num-train-epochs", "2", "--per-device-train-batch-size", "4", "--num-threads", "1", *HEAD]
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]

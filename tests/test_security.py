@@ -590,7 +590,7 @@ def canary_run(encoders, hub_env, tmp_path_factory):
                 str(REPO / "dataset_scripts" / "build_dataset.py"),
                 "--input",
                 str(corpus),
-                "--output",
+                "--output-dir",
                 str(out["dataset"]),
                 "--folds",
                 "2",
@@ -606,7 +606,7 @@ def canary_run(encoders, hub_env, tmp_path_factory):
                 str(REPO / "dataset_scripts" / "extract_features.py"),
                 "--dataset",
                 str(out["dataset"]),
-                "--output",
+                "--output-dir",
                 str(out["features"]),
                 "--audio-encoder",
                 str(encoders[0]),
@@ -626,7 +626,7 @@ def canary_run(encoders, hub_env, tmp_path_factory):
                 str(out["features"]),
                 "--output-dir",
                 str(out["model"]),
-                "--cv",
+                "--folds",
                 "2",
                 "--seeds",
                 "0",
@@ -773,18 +773,18 @@ def public_run(canary_run, encoders, hub_env):
         def run_all(*extra):
             tag = "public" if extra else "again"
             codes = {{
-                "dataset": build_dataset.main(["--input", {str(root / "corpus")!r}, "--output",
+                "dataset": build_dataset.main(["--input", {str(root / "corpus")!r}, "--output-dir",
                     {str(root)!r} + "/ds_" + tag,
                                                "--folds", "2", "--no-progress", "--push-to-hub",
                                                    "tester/public-dataset", *extra]),
-                "features": extract_features.main(["--dataset", {str(out["dataset"])!r}, "--output",
+                "features": extract_features.main(["--dataset", {str(out["dataset"])!r}, "--output-dir",
                     {str(root)!r} + "/ft_" + tag,
                                                    "--audio-encoder", {str(encoders[0])!r}, "--text-encoder",
                                                        {str(encoders[1])!r},
                                                    "--no-progress", "--push-to-hub", "tester/public-features", *extra]),
                 "model": train.main(["--features", {str(out["features"])!r}, "--output-dir",
                     {str(root)!r} + "/md_" + tag,
-                                     "--cv", "2", "--seeds", "0", "--num-train-epochs", "1", "--report-to", "none",
+                                     "--folds", "2", "--seeds", "0", "--num-train-epochs", "1", "--report-to", "none",
                                      *{TINY_HEAD!r}, "--push-to-hub", "tester/public-model", *extra]),
             }}
             return {{"codes": codes, "private": visibility(), "commits": commits()}}

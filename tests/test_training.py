@@ -348,7 +348,7 @@ def run_train(args, env=None, launcher=None, timeout=900):
 
 
 TRAIN_ARGS = [
-    "--cv",
+    "--folds",
     "3",
     "--seeds",
     "0",
@@ -383,7 +383,7 @@ TRAIN_ARGS = [
 def test_train_py_end_to_end_with_baselines_report_and_loadable_model(features, tmp_path):
     out = tmp_path / "out"
     config = tmp_path / "config.yaml"
-    config.write_text(f"features: {features}\noutput_dir: {out}\ncv: 3\n")
+    config.write_text(f"features: {features}\noutput_dir: {out}\nfolds: 3\n")
     run = run_train(
         ["--config", str(config), *TRAIN_ARGS, "--variants", "mean-pooled audio+text + LR,audio-only,text-only,HILBERT"]
     )
@@ -418,7 +418,7 @@ def test_two_processes_give_the_same_metrics_as_one(features, tmp_path):
     every epoch on one process; those repeats must count nowhere (issue 11, items 9 and 10)."""
     args = [a for a in TRAIN_ARGS]
     args[args.index("--dropout") + 1] = "0.2"
-    args[args.index("--cv") + 1] = "2"
+    args[args.index("--folds") + 1] = "2"
     common = ["--features", str(features), *args, "--no-final-model"]
     one = run_train(common + ["--output-dir", str(tmp_path / "one"), "--per-device-train-batch-size", "8"])
     assert one.returncode == 0, one.stderr[-4000:]
@@ -465,7 +465,7 @@ def test_train_py_end_to_end_from_raw_audio_and_transcripts(encoders, tmp_path):
             str(out),
             "--num-threads",
             "1",
-            "--cv",
+            "--folds",
             "2",
             "--seeds",
             "0",
@@ -518,7 +518,7 @@ def test_train_py_pushes_model_processor_and_card_privately(features, tmp_path, 
             "--output-dir",
             str(out),
             *TRAIN_ARGS,
-            "--cv",
+            "--folds",
             "3",
             "--num-train-epochs",
             "1",

@@ -12,28 +12,27 @@ import shlex
 import sys
 from pathlib import Path
 
-from hilbert_app.cli.common import run_cli
-from hilbert_app.corpus.build import (
-    OVERLAP_POLICIES,
-    build_dataset,
-    push_dataset_to_hub,
-)
-from hilbert_app.corpus.build import __doc__ as BUILD_DOC
+from hilbert_app.cli.common import add_output_options, module_summary, run_cli
+from hilbert_app.console import setup_logging, show_progress
 from hilbert_app.errors import UserError, check_positive
 from hilbert_app.hub import check_push_visibility, hub_url
 from hilbert_app.safe_write import atomic_write_text
 
+# `hilbert_app.corpus.build.OVERLAP_POLICIES` (tests/test_cli_options.py checks they agree): not imported from there,
+# because that module imports `datasets` and `--help` should not wait for it.
+OVERLAP_POLICIES = ("error", "allow")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=BUILD_DOC.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=module_summary("hilbert_app.corpus.build"), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--input", required=True, type=Path, help="corpus folder with metadata.csv or metadata.jsonl")
     p.add_argument(
-        "--output", required=True, type=Path, help="folder for save_to_disk (new, empty or a previous build)"
+        "--output-dir", required=True, type=Path, help="folder for save_to_disk (new, empty or a previous build)"
     )
     p.add_argument("--folds", type=int, default=5, help="number of cross-validation folds (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
+    p.add_argument("--fold-seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--skip-invalid", action="store_true", help="leave invalid rows out (listed in the report)")
     p.add_argument("--tolerance", type=float, default=0.5, help="seconds a segment may run past its audio (0.5)")
     p.add_argument(
@@ -46,8 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="also write the report here (on failure: the problems)")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the dataset and its card to this Hub dataset repo")
     p.add_argument("--public", action="store_true", help="make the pushed dataset public (default: private)")
-    p.add_argument("--license", default="unknown", help="license id for the dataset card (default: unknown)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--license", default="unknown", help="license id for the dataset card, e.g. cc-by-4.0 (default: unknown)"
+    )
+    add_output_options(p)
     _add_transcribe_options(p)
     return p
 
@@ -74,22 +75,25 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     command = shlex.join(["python", "dataset_scripts/build_dataset.py", *argv])
+    setup_logging(args.verbose)
 
     def body() -> int:
+        from hilbert_app.corpus.build import build_dataset, push_dataset_to_hub  # datasets: not for --help
+
         check_positive(args.tolerance, "--tolerance", integer=False, allow_zero=True)
         if args.push_to_hub:  # before the build: a refused push should not cost the whole build first
             check_push_visibility(args.push_to_hub, "dataset", args.public)
         try:
             dataset, report = build_dataset(
                 args.input,
-                args.output,
+                args.output_dir,
                 args.folds,
-                args.seed,
+                args.fold_seed,
                 args.skip_invalid,
                 tolerance=args.tolerance,
                 overlap=args.overlap,
                 command=command,
-                progress=not args.no_progress,
+                progress=show_progress(args.no_progress),
                 transcribe=args.transcribe,
                 language=args.language,
             )
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Pushed to {hub_url(args.push_to_hub, 'dataset')} ({'public' if args.public else 'private'}).")
         return 0
 
-    return run_cli(body, output=args.output, resume_hint="the build starts again; nothing half-written is kept")
+    return run_cli(body, output=args.output_dir, resume_hint="the build starts again; nothing half-written is kept")
 
 
 def write_failure_report(path: Path, command: str, err: UserError) -> None:

@@ -13,12 +13,37 @@ seconds, not an extraction.
 
 from __future__ import annotations
 
+import argparse
+import ast
+import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from hilbert_app.errors import EXIT_USER_ERROR, UserError
 from hilbert_app.safe_write import describe_write_error
+
+
+def module_summary(module: str) -> str:
+    """The first paragraph of a module's docstring, read from its source without importing it: a parser's
+    description, so that `--help` does not pay for the module's imports (datasets, torch)."""
+    spec = importlib.util.find_spec(module)
+    source = open(spec.origin, encoding="utf-8").read()
+    return (ast.get_docstring(ast.parse(source)) or "").split("\n\n")[0]
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """The options every command shares for what it shows: --no-progress and --verbose (`hilbert_app.console`)."""
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (default: shown when stderr is a terminal, never in pipes or CI logs)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="INFO logs of every library too (default: their warnings only, and our own progress lines)",
+    )
 
 
 def say_error(message: str) -> None:

@@ -7,17 +7,16 @@ writes is described).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-import torch
-
-from hilbert_app.cli.common import run_cli
+from hilbert_app.cli.common import add_output_options, module_summary, run_cli
+from hilbert_app.console import setup_logging, show_progress
 from hilbert_app.errors import UserError, check_positive, looks_like_local_path
-from hilbert_app.features.extract import __doc__ as EXTRACT_DOC
-from hilbert_app.features.extract import extract_features, push_features_to_hub
 from hilbert_app.hub import check_push_visibility, hub_url
+
+# torch and hilbert_app.features.extract (datasets, transformers) are imported once the arguments are parsed, so
+# that `--help` and a mistyped option answer at once.
 
 
 def _batch_size_arg(text: str) -> int | str:
@@ -35,11 +34,11 @@ def _batch_size_arg(text: str) -> int | str:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=EXTRACT_DOC.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=module_summary("hilbert_app.features.extract"), formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--dataset", required=True, help="dataset folder (build_dataset.py --output) or Hub dataset repo")
+    p.add_argument("--dataset", required=True, help="dataset folder (build_dataset.py --output-dir) or Hub dataset id")
     p.add_argument(
-        "--output", required=True, type=Path, help="folder for the features (new, empty, or unfinished: resumed)"
+        "--output-dir", required=True, type=Path, help="folder for the features (new, empty, or unfinished: resumed)"
     )
     p.add_argument("--audio-encoder", help="audio encoder: Hub id, folder or offline: name")
     p.add_argument("--text-encoder", help="text encoder: Hub id, folder or offline: name")
@@ -83,10 +82,10 @@ def _parser() -> argparse.ArgumentParser:
         help="dtype of the frozen encoders (default auto: float16 on CUDA, float32 on CPU, where "
         "half precision is slower); recorded in the fingerprint",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace a finished features dataset in --output")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished features dataset in --output-dir")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the features, fingerprint and card to this dataset repo")
     p.add_argument("--public", action="store_true", help="make the pushed dataset public (default: private)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_options(p)
     return p
 
 
@@ -98,6 +97,8 @@ def check_arguments(args: argparse.Namespace) -> None:
             check_positive(value, "--" + option.replace("_", "-"))
     check_positive(args.num_workers, "--num-workers", allow_zero=True)
     if args.device is not None:
+        import torch
+
         try:
             torch.device(args.device)
         except (RuntimeError, ValueError):
@@ -110,7 +111,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             )
     if looks_like_local_path(args.dataset) and not Path(args.dataset).expanduser().is_dir():
         raise UserError(
-            f"--dataset {args.dataset}: no such folder. Give the --output folder of build_dataset.py or a "
+            f"--dataset {args.dataset}: no such folder. Give the --output-dir folder of build_dataset.py or a "
             "Hub dataset id (org/name)."
         )
     if args.model is not None and not Path(args.model).is_dir():
@@ -121,16 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit code (0 done, 2 refused: see `hilbert_app.cli.common`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
 
     def body() -> int:
         check_arguments(args)
+        import torch
+
+        from hilbert_app.features.extract import extract_features, push_features_to_hub
+
         speakers = [s.strip() for s in args.speakers.split(",") if s.strip()] if args.speakers else None
         if args.push_to_hub:  # before encoding: a refused push should not cost the whole extraction first
             check_push_visibility(args.push_to_hub, "dataset", args.public)
         dataset, metadata = extract_features(
             args.dataset,
-            args.output,
+            args.output_dir,
             args.audio_encoder,
             args.text_encoder,
             model=args.model,
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             dtype=args.dtype,
             overwrite=args.overwrite,
-            progress=not args.no_progress,
+            progress=show_progress(args.no_progress),
         )
         if dataset is not None and args.push_to_hub:
             push_features_to_hub(dataset, metadata, args.push_to_hub, public=args.public)
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.distributed.destroy_process_group()
         return 0
 
-    return run_cli(body, output=args.output, resume_hint="the shards finished so far are kept")
+    return run_cli(body, output=args.output_dir, resume_hint="the shards finished so far are kept")
 
 
 if __name__ == "__main__":

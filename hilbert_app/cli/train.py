@@ -2,7 +2,8 @@
 pushed) model.
 
     accelerate launch train.py --config configs/demo.yaml [--any-field value ...]
-    python train.py --features DIR_OR_REPO --output-dir DIR [--cv 5] [--seeds 0,1,2] [--baselines] [--push-to-hub REPO]
+    python train.py --features DIR_OR_REPO --output-dir DIR [--folds 5] [--seeds 0,1,2] [--baselines]
+        [--push-to-hub REPO]
 
 Every field of the three argument groups below can be set in the YAML file (flat `field: value` pairs) and
 overridden on the command line (`--field value` or `--field-name value`).
@@ -33,10 +34,21 @@ import yaml
 from transformers import HfArgumentParser
 
 from hilbert_app.cli.common import run_cli
+from hilbert_app.console import setup_logging
 from hilbert_app.errors import UserError
 from hilbert_app.hub import check_push_visibility
-from hilbert_app.training.run import run
 from hilbert_app.training.settings import DataArguments, ExperimentArguments, HeadArguments, check_settings
+
+
+def build_parser() -> HfArgumentParser:
+    """Every option of train.py, from the three dataclasses (`--config` is read before, by `parse_arguments`)."""
+    parser = HfArgumentParser((DataArguments, HeadArguments, ExperimentArguments), description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="YAML file of flat `option: value` lines (underscores) giving the defaults; the command line overrides.",
+    )
+    return parser
 
 
 def parse_arguments(argv=None) -> tuple[DataArguments, HeadArguments, ExperimentArguments]:
@@ -48,10 +60,11 @@ def parse_arguments(argv=None) -> tuple[DataArguments, HeadArguments, Experiment
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser((DataArguments, HeadArguments, ExperimentArguments), description=__doc__.split("\n\n")[0])
+    parser = build_parser()
     if known.config:
         parser.set_defaults(**read_config(known.config))
-    data, head, experiment = parser.parse_args_into_dataclasses(args=rest)
+    data, head, experiment, *_ = parser.parse_args_into_dataclasses(args=rest)  # *_: the --config namespace
+    setup_logging(experiment.verbose)
     if experiment.end_to_end:
         required = (
             ("--dataset", data.dataset),
@@ -98,6 +111,14 @@ def read_config(path: str) -> dict:
             "`python train.py --help` (with underscores)."
         )
     return values
+
+
+def run(data_args, head_args, args) -> int:
+    """`hilbert_app.training.run.run`, imported only once the arguments are parsed (it pulls in datasets, the
+    reports and plots), so that `--help` and a mistyped option answer sooner."""
+    from hilbert_app.training.run import run as run_experiment
+
+    return run_experiment(data_args, head_args, args)
 
 
 def main(argv=None) -> int:

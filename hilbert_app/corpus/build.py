@@ -1,6 +1,6 @@
 """Build HILBERT's corpus (a `datasets.DatasetDict`) from a folder of recordings and transcripts.
 
-    python dataset_scripts/build_dataset.py --input DIR --output DIR [--folds K] [--seed N]
+    python dataset_scripts/build_dataset.py --input DIR --output-dir DIR [--folds K] [--fold-seed N]
         [--skip-invalid] [--overlap {error,allow}] [--report PATH] [--push-to-hub REPO [--public] [--license ID]]
         [--transcribe MODEL [--language LANG]]
 

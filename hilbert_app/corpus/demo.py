@@ -32,12 +32,12 @@ Output (the project's raw-corpus convention, AudioFolder style)::
 
 Usage::
 
-    python dataset_scripts/build_demo_corpus.py --output DIR [--size small|medium|large]
-        [--seed N] [--num-documents N] [--workers N] [--duration MIN_S MAX_S]
+    python dataset_scripts/build_demo_corpus.py --output-dir DIR [--size small|medium|large]
+        [--seed N] [--num-documents N] [--num-workers N] [--duration MIN_S MAX_S]
 
 or from Python: ``build_demo_corpus(output_dir, size="small", seed=0)``.
 
-The build is deterministic for a given configuration (same bytes whatever ``--workers``)
+The build is deterministic for a given configuration (same bytes whatever ``--num-workers``)
 and resumable: finished documents are written atomically and skipped on restart. It is
 integer arithmetic end to end on espeak-ng's own 16-bit samples at its own rate: an
 earlier version resampled every turn to 16 kHz in float32 with torchaudio, whose result
@@ -551,12 +551,12 @@ def prepare_output_dir(output_dir: Path, config: dict) -> None:
     config_path = output_dir / ".build_config.json"
     if output_dir.exists() and any(output_dir.iterdir()):
         if not config_path.is_file():
-            raise ValueError(f"{output_dir} is not empty and was not made by this script; choose another --output")
+            raise ValueError(f"{output_dir} is not empty and was not made by this script; choose another --output-dir")
         previous = json.loads(config_path.read_text())
         if previous != config:
             raise ValueError(
                 f"{output_dir} was built with {previous}, not {config}; "
-                "choose another --output or delete the folder to rebuild"
+                "choose another --output-dir or delete the folder to rebuild"
             )
     for sub in ("audio", "transcripts"):
         (output_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -702,7 +702,7 @@ vocabulary or the very same address across train and test instead of learning th
 - `factors.csv`: per document `{"`, `".join(FACTOR_COLUMNS)}`. Every label
   equals `era + "_" + register`; `participant_pitch` is the document's pitch before jitter.
 
-Rebuild: `python dataset_scripts/build_demo_corpus.py --output DIR --seed {config["seed"]} --num-documents {n}
+Rebuild: `python dataset_scripts/build_demo_corpus.py --output-dir DIR --seed {config["seed"]} --num-documents {n}
 --duration {lo:g} {hi:g}`.
 
 ## License

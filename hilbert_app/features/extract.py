@@ -1,6 +1,6 @@
 """Run HILBERT's frozen encoders once over every segment of a corpus and save the segment features.
 
-    python dataset_scripts/extract_features.py --dataset DIR_OR_REPO --output DIR
+    python dataset_scripts/extract_features.py --dataset DIR_OR_REPO --output-dir DIR
         (--audio-encoder NAME_OR_PATH --text-encoder NAME_OR_PATH | --model CHECKPOINT_DIR)
         [--fast | --exact] [--speakers A,B] [--max-segments N] [--batch-documents 8] [--shard-size 64]
         [--encoder-batch-size N] [--num-workers N] [--overwrite] [--push-to-hub REPO [--public]]
@@ -430,7 +430,7 @@ def extract_features(
     output_dir = Path(output_dir)
     procs = processes(rank, world_size)
     # One run at a time per folder: the main process holds the lock until the end; the other ranks work under it.
-    lock = lock_output(output_dir, "--output") if procs.is_main else None
+    lock = lock_output(output_dir, "--output-dir") if procs.is_main else None
     try:
         return _extract(
             dataset,

@@ -64,7 +64,7 @@ def check_saved_arguments(shards_dir: Path, args: dict, output_dir: Path) -> Non
             f"{output_dir} holds an unfinished extraction made with other arguments:\n  - "
             + "\n  - ".join(differences)
             + f"\nRe-run with the saved arguments to finish it, or start over: delete {shards_dir} or choose another "
-            "--output."
+            "--output-dir."
         )
 
 
@@ -77,7 +77,7 @@ def prepare_output(output_dir: Path, overwrite: bool) -> None:
     swaps them. Temporary entries (`.tmp-*`) that a killed run left at the top of the folder are removed.
     """
     if output_dir.exists() and not output_dir.is_dir():
-        raise ExtractionError(f"--output {output_dir} is a file; choose a folder.")
+        raise ExtractionError(f"--output-dir {output_dir} is a file; choose a folder.")
     if not output_dir.is_dir():
         return
     remove_stale_temporaries(output_dir)  # only the main process writes at this level, and it holds the lock
@@ -87,13 +87,13 @@ def prepare_output(output_dir: Path, overwrite: bool) -> None:
     if (output_dir / METADATA_NAME).is_file():
         if not overwrite:
             raise ExtractionError(
-                f"--output {output_dir} already holds a finished features dataset; pass --overwrite "
+                f"--output-dir {output_dir} already holds a finished features dataset; pass --overwrite "
                 "(overwrite=True) to replace it, or choose another folder."
             )
         return
     names = ", ".join(sorted(p.name for p in entries)[:5])
     raise ExtractionError(
-        f"--output {output_dir} is not empty and holds no features extraction ({names}...); choose a "
+        f"--output-dir {output_dir} is not empty and holds no features extraction ({names}...); choose a "
         "new or empty folder."
     )
 

@@ -136,7 +136,7 @@ def check_fingerprint(metadata: Mapping, encoder_sources: Any) -> None:
                 f"{want['dtype']} features (re-extract with --encoder-dtype {want['dtype']})"
             )
     if problems:
-        command = "python dataset_scripts/extract_features.py --dataset DATASET --output NEW_DIR --model CHECKPOINT"
+        command = "python dataset_scripts/extract_features.py --dataset DATASET --output-dir NEW_DIR --model CHECKPOINT"
         audio, text = (expected.get(k, {}).get("name_or_path") for k in ("audio", "text"))
         if audio and text:
             command += f"   (or --audio-encoder {audio} --text-encoder {text})"
@@ -154,14 +154,15 @@ def read_metadata(path: str | os.PathLike) -> dict:
     file = folder / METADATA_NAME
     if not folder.is_dir():
         raise NotFeaturesError(
-            f"{path}: no such folder. Give the --output folder of extract_features.py, or the Hub "
+            f"{path}: no such folder. Give the --output-dir folder of extract_features.py, or the Hub "
             "dataset id it was pushed to."
         )
     if not file.is_file():
         if (folder / "build_report.json").is_file():
             raise NotFeaturesError(
                 f"{path} is a corpus dataset made by build_dataset.py, not cached features: run "
-                f"`python dataset_scripts/extract_features.py --dataset {path} --output FEATURES_DIR ...` first and "
+                f"`python dataset_scripts/extract_features.py --dataset {path} --output-dir FEATURES_DIR ...` "
+                "first and "
                 "pass FEATURES_DIR, or train on it directly with --end-to-end --dataset (slow)."
             )
         if (folder / "_shards").is_dir():
@@ -200,7 +201,7 @@ def load_features(
     """Load a features dataset and its fingerprint from a folder (`save_to_disk`) or a Hub dataset repo.
 
     Args:
-        path_or_repo_id: the `--output` folder of `extract_features.py`, or the repo it was pushed to.
+        path_or_repo_id: the `--output-dir` folder of `extract_features.py`, or the repo it was pushed to.
         expected_encoders: a model, its config, or `config.encoder_sources`: checked with `check_fingerprint`
             (raises `FeatureFingerprintError` if the features come from other encoders). None: no check.
         revision, token: for a Hub repo.
@@ -226,7 +227,7 @@ def load_features(
         except Exception as error:  # offline, no such repository, no access: all end here
             raise NotFeaturesError(
                 f"{repo_id}: no such folder here, and it could not be loaded as a Hub dataset "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). Give the --output folder of "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). Give the --output-dir folder of "
                 "extract_features.py, or a Hub dataset id (org/name) you can read."
             ) from None
         try:

@@ -145,13 +145,13 @@ def fold_splits(
     absent class gets class weight 1; metrics leave classes without positives/negatives out of the macro averages
     and list them).
     """
-    check_fold_count(num_folds, "--cv")
+    check_fold_count(num_folds, "--folds")
     groups = np.asarray(dataset["group"])
     if fold_column in dataset.column_names and len(set(dataset[fold_column])) == num_folds:
         folds = np.asarray(dataset[fold_column])
     else:
         primary = next(iter(label_columns(dataset)))
-        folds = np.asarray(assign_folds(dataset[primary], groups.tolist(), num_folds, seed, option="--cv"))
+        folds = np.asarray(assign_folds(dataset[primary], groups.tolist(), num_folds, seed, option="--folds"))
     check_no_group_leakage(groups, folds)
     splits = [(np.where(folds != k)[0], np.where(folds == k)[0]) for k in sorted(set(folds.tolist()))]
     for column in label_columns(dataset):

@@ -15,18 +15,18 @@ import hashlib
 import json
 import math
 import shutil
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
-from transformers import PrinterCallback, TrainingArguments, set_seed
+from transformers import PrinterCallback, set_seed
 
 from hilbert_app.errors import UserError
 from hilbert_app.safe_write import atomic_write_text
 from hilbert_app.training.data import FeaturesCollator, class_weights, label_columns
 from hilbert_app.training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
+from hilbert_app.training.run_settings import LR_SCHEDULERS, RunSettings  # noqa: F401  (LR_SCHEDULERS: re-exported)
 from hilbert_app.training.trainer import HilbertTrainer, last_complete_checkpoint
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
 
@@ -53,59 +53,6 @@ VARIANTS: dict[str, dict] = {
     "HILBERT": {},
 }
 MAIN_VARIANT = "HILBERT"
-
-
-@dataclass
-class RunSettings:
-    """What every run of an experiment shares (the Trainer's knobs that matter here)."""
-
-    num_train_epochs: float = 30.0
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: float = 0.05
-    lr_scheduler_type: str = "linear"
-    per_device_train_batch_size: int = 8
-    per_device_eval_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    logging_steps: int = 5
-    class_weighting: bool = True
-    balanced_sampling: bool = False
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    disable_tqdm: bool = True
-    select: bool = field(
-        default=False,
-        metadata={
-            "help": "Choose epochs (early stopping), dropout and weight decay inside each "
-            "training split on a grouped inner validation split "
-            "(hilbert_app/training/selection.py), then retrain on the split."
-        },
-    )
-
-    def training_arguments(self, output_dir: Path, seed: int, evaluate: bool) -> TrainingArguments:
-        return TrainingArguments(
-            output_dir=str(output_dir),
-            num_train_epochs=self.num_train_epochs,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-            lr_scheduler_type=self.lr_scheduler_type,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            per_device_eval_batch_size=self.per_device_eval_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            logging_steps=self.logging_steps,
-            eval_strategy="epoch" if evaluate else "no",
-            save_strategy="epoch",
-            save_total_limit=1,
-            save_only_model=False,  # optimizer, scheduler and RNG states too: resuming continues exactly
-            seed=seed,
-            data_seed=seed,
-            report_to=self.report_to,
-            remove_unused_columns=False,  # custom inputs: the collator picks the columns
-            average_tokens_across_devices=False,  # no token counts here; with it the logged loss doubled on 2 processes
-            use_cpu=not torch.cuda.is_available(),  # also what makes `--multi_gpu` form a gloo group without a GPU
-            dataloader_num_workers=0,
-            disable_tqdm=self.disable_tqdm,
-        )
 
 
 @dataclass
@@ -300,7 +247,7 @@ def check_variant_reusable(
 PROVENANCE_NAME = "provenance.json"  # written before a run trains: its checkpoints are then checked too
 PROVENANCE_VERSION = 2  # 2: selection on every inner fold; feature standardisation
 # Trainer settings that cannot change a result (where logs go, progress bars): left out of the provenance.
-NOT_PROVENANCE = ("report_to", "disable_tqdm")
+NOT_PROVENANCE = ("report_to", "no_progress")
 
 
 def _sha256(value) -> str:

@@ -181,7 +181,7 @@ def _run(
     data_key = data_identity(data, metadata, args.end_to_end)
     split, sources = data.dataset, data.encoder_sources
     seeds = data_args.seed_list()
-    splits = fold_splits(split, data_args.cv, seed=seeds[0])
+    splits = fold_splits(split, data_args.folds, seed=seeds[0])
     head = {f.name: getattr(head_args, f.name) for f in fields(head_args)}
     names = args.variant_names()
     if args.end_to_end and any(name in LINEAR_VARIANTS for name in names):

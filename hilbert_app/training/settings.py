@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass
 
 from hilbert_app.errors import UserError, check_positive, parse_int_list
-from hilbert_app.training.experiment import MAIN_VARIANT, VARIANTS, RunSettings
-from hilbert_app.training.linear_baseline import LINEAR_VARIANTS
+from hilbert_app.training.run_settings import RunSettings
 from modeling_hilbert import HilbertConfig
 from modeling_hilbert.configuration_hilbert import TASK_TYPES
 
@@ -37,10 +36,11 @@ class DataArguments:
     audio_mode: str = field(
         default="exact",
         metadata={
-            "help": "With --end-to-end: Whisper 'exact' or 'fast' (with features: taken from their fingerprint)."
+            "help": "With --end-to-end: Whisper 'exact' or 'fast' (with features: taken from their fingerprint).",
+            "choices": ["exact", "fast"],
         },
     )
-    cv: int = field(
+    folds: int = field(
         default=5,
         metadata={
             "help": "K of grouped, stratified K-fold cross-validation (the dataset's fold column when it has K folds)."
@@ -116,6 +116,10 @@ class ExperimentArguments(RunSettings):
             "earlier runs are reused only if made from the same data, splits and settings."
         },
     )
+    verbose: bool = field(
+        default=False,
+        metadata={"help": "INFO logs of every library too (default: their warnings only, and our own progress lines)."},
+    )
     num_threads: int = field(
         default=None,
         metadata={
@@ -128,6 +132,10 @@ class ExperimentArguments(RunSettings):
     def variant_names(self) -> list[str]:
         """The variants to run, in table order: `--variants a,b`, every one with `--baselines` (the linear baselines
         of `linear_baseline.LINEAR_VARIANTS` first), else HILBERT alone."""
+        # Imported here, not at the top: these modules need torch, datasets and scikit-learn, `--help` does not.
+        from hilbert_app.training.experiment import MAIN_VARIANT, VARIANTS
+        from hilbert_app.training.linear_baseline import LINEAR_VARIANTS
+
         known = [*LINEAR_VARIANTS, *VARIANTS]
         if self.variants:
             chosen = [v.strip() for v in str(self.variants).split(",") if v.strip()]
@@ -155,9 +163,9 @@ def check_settings(data: DataArguments, head, experiment: ExperimentArguments) -
     """
     data.seed_list()
     data.task_type_map()
-    check_positive(data.cv, "--cv")
-    if data.cv < 2:
-        raise UserError(f"--cv must be at least 2 (grouped K-fold cross-validation), got {data.cv}.")
+    check_positive(data.folds, "--folds")
+    if data.folds < 2:
+        raise UserError(f"--folds must be at least 2 (grouped K-fold cross-validation), got {data.folds}.")
     check_positive(experiment.learning_rate, "--learning-rate", integer=False)
     check_positive(experiment.num_train_epochs, "--num-train-epochs", integer=False)
     check_positive(experiment.weight_decay, "--weight-decay", integer=False, allow_zero=True)
