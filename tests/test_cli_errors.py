@@ -740,7 +740,7 @@ CASES += [
             str(w["ckpt_headless"]),
         ],
         2,
-        "4 head tensor(s) are missing (audio_projection.linear.bias, audio_projection.linear.weight",
+        "6 head tensor(s) are missing (audio_projection.linear.bias, audio_projection.linear.weight",
     ),
     (
         "extract: --output-dir is a file",

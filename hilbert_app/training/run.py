@@ -234,7 +234,7 @@ def _run(
         )
     protocol = f"{len(splits)}-fold grouped stratified CV x {len(seeds)} seed(s)"
     selection = (
-        "epochs, dropout and weight decay chosen per training split on a grouped inner validation split (--select)"
+        "dropout and epochs chosen per training split on the mean curve of grouped inner folds (--select)"
         if args.select
         else f"fixed settings ({args.num_train_epochs:g} epochs, weight decay "
         f"{args.weight_decay:g}, dropout {head['dropout']:g})"

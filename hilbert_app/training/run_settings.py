@@ -87,9 +87,8 @@ class RunSettings:
     select: bool = field(
         default=False,
         metadata={
-            "help": "Choose epochs (early stopping), dropout and weight decay inside each "
-            "training split on a grouped inner validation split "
-            "(hilbert_app/training/selection.py), then retrain on the split."
+            "help": "Choose the dropout and the number of epochs (early stopping on the mean curve of 4 grouped "
+            "inner folds of each training split; hilbert_app/training/selection.py), then retrain on the split."
         },
     )
 
