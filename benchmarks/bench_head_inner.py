@@ -45,6 +45,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", required=True, help="features dataset folder (extract_features.py output)")
     parser.add_argument("--candidate", action="append", required=True, help="JSON: name + switches / run settings")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="training YAML (e.g. configs/demo.yaml): its head settings and run settings are every candidate's "
+        "starting point, as train.py would use them (default: HilbertConfig's and RunSettings' defaults)",
+    )
     parser.add_argument("--epochs", type=float, default=15)
     parser.add_argument("--folds", type=int, default=5, help="outer folds (the dataset's fold column)")
     parser.add_argument("--inner-folds", type=int, default=4)
@@ -62,6 +68,16 @@ def main(argv=None) -> int:
     groups = np.asarray(data.dataset["group"])
     head_defaults = {name: spec["default"] for name, spec in HilbertConfig.head_settings().items()}
     run_fields = {f.name for f in dataclasses.fields(experiment.RunSettings)}
+    base_run = {}
+    if args.config is not None:
+        import yaml
+
+        from hilbert_app.training.settings import head_settings
+
+        yaml_settings = yaml.safe_load(args.config.read_text()) or {}
+        head_defaults.update(head_settings(yaml_settings))
+        skip = ("num_train_epochs", "select")  # --epochs sets the first; one run never selects
+        base_run = {k: v for k, v in yaml_settings.items() if k in run_fields and k not in skip}
 
     # The inner folds of every outer training split, fixed for all candidates: (outer k, inner j, seed) -> indices.
     inner = {}
@@ -87,9 +103,8 @@ def main(argv=None) -> int:
     for text in args.candidate:
         spec = json.loads(text)
         name = spec.pop("name", text)
-        settings = experiment.RunSettings(
-            num_train_epochs=args.epochs, report_to=[], **{k: v for k, v in spec.items() if k in run_fields}
-        )
+        run = {**base_run, **{k: v for k, v in spec.items() if k in run_fields}}
+        settings = experiment.RunSettings(num_train_epochs=args.epochs, **{**run, "report_to": []})
         switches = {k: v for k, v in spec.items() if k not in run_fields}
         curves, started = [], time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:

@@ -96,12 +96,32 @@ class MaskedMultiHeadAttention(nn.Module):
 
 
 class CrossAttentionBlock(nn.Module):
-    """Pre-LayerNorm residual block: x <- x + Attn(LN(x), LN(context)); x <- x + FFN(LN(x))."""
+    """Pre-LayerNorm residual block: x <- x + Attn(LN(x), LN(context)); x <- x + FFN(LN(x)).
+
+    With `gated=True` each residual branch is scaled by a learnt scalar gate tanh(g), g = 0 at initialisation
+    (as Flamingo's gated cross-attention, Alayrac et al. 2022):
+
+        x <- x + tanh(g_attn) * Attn(LN(x), LN(context));   x <- x + tanh(g_ffn) * FFN(LN(x))
+
+    so the block starts as the identity and the model starts from the two unimodal streams (the late-fusion head
+    that is hard to beat on small data), moving the gates away from 0 only as far as the cross-modal path helps the
+    loss. With ~50 documents an ungated block mixes the streams from the first step and costs accuracy.
+    """
 
     def __init__(
-        self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, attention_dropout: float
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        dropout: float,
+        attention_dropout: float,
+        gated: bool = False,
     ):
         super().__init__()
+        self.gated = gated
+        if gated:  # zeros here and in HilbertPreTrainedModel._init_weights (a reload on the meta device re-inits)
+            self.attention_gate = nn.Parameter(torch.zeros(()))
+            self.ffn_gate = nn.Parameter(torch.zeros(()))
         self.query_norm = nn.LayerNorm(hidden_size)
         self.context_norm = nn.LayerNorm(hidden_size)
         self.attention = MaskedMultiHeadAttention(hidden_size, num_heads, attention_dropout)
@@ -123,8 +143,12 @@ class CrossAttentionBlock(nn.Module):
             self.query_norm(x), self.context_norm(context), context_mask, return_weights=return_weights
         )
         attended, weights = attended if return_weights else (attended, None)
-        x = x + self.dropout(attended)
-        x = x + self.dropout(self.ffn(self.ffn_norm(x)))
+        if self.gated:
+            x = x + torch.tanh(self.attention_gate) * self.dropout(attended)
+            x = x + torch.tanh(self.ffn_gate) * self.dropout(self.ffn(self.ffn_norm(x)))
+        else:
+            x = x + self.dropout(attended)
+            x = x + self.dropout(self.ffn(self.ffn_norm(x)))
         return (x, weights) if return_weights else x
 
 
@@ -139,14 +163,20 @@ class CrossModalAttentionLayer(nn.Module):
     """
 
     def __init__(
-        self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, attention_dropout: float
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        dropout: float,
+        attention_dropout: float,
+        gated: bool = False,
     ):
         super().__init__()
         self.audio_from_text = CrossAttentionBlock(
-            hidden_size, num_heads, intermediate_size, dropout, attention_dropout
+            hidden_size, num_heads, intermediate_size, dropout, attention_dropout, gated
         )
         self.text_from_audio = CrossAttentionBlock(
-            hidden_size, num_heads, intermediate_size, dropout, attention_dropout
+            hidden_size, num_heads, intermediate_size, dropout, attention_dropout, gated
         )
 
     def forward(

@@ -166,6 +166,11 @@ def _field_docs(docstring: str) -> dict[str, str]:
     return docs
 
 
+# Head fields whose default changed after checkpoints were saved without them: the value such a checkpoint was
+# trained with. A config.json that lacks the key loads with it (`HilbertConfig.from_dict`).
+LEGACY_DEFAULTS: dict[str, Any] = {"cross_attention_gate": False}
+
+
 class HilbertConfig(PreTrainedConfig):
     r"""Configuration of a HILBERT model.
 
@@ -180,6 +185,10 @@ class HilbertConfig(PreTrainedConfig):
         hidden_size (`int`): width d of the head (segment projections, cross-attention, pooled embeddings).
         num_attention_heads (`int`): heads of the cross-modal attention.
         num_cross_attention_layers (`int`): L, layers of bidirectional cross-modal attention.
+        cross_attention_gate (`bool`): scale each cross-attention block's residual branches by a learnt gate
+            tanh(g), g = 0 at initialisation (Flamingo's gated cross-attention): the head starts from the two
+            unimodal streams and mixes them only as far as that helps the loss (on the demo's inner folds, without
+            alignment terms: macro-AUC 0.963 ungated, 0.982 gated; docs/results.md). False: the plain residual.
         intermediate_size (`int`): width of the feed-forward block after each cross-attention.
         dropout (`float`): dropout of projections, feed-forward blocks and classifier.
         attention_dropout (`float`): dropout on attention probabilities.
@@ -278,6 +287,7 @@ class HilbertConfig(PreTrainedConfig):
     hidden_size: int = 128
     num_attention_heads: int = 4
     num_cross_attention_layers: int = 1
+    cross_attention_gate: bool = True
     intermediate_size: int = 256
     dropout: float = 0.1
     attention_dropout: float = 0.0
@@ -335,6 +345,13 @@ class HilbertConfig(PreTrainedConfig):
         self.custom_pipelines = custom_pipelines
         self._normalize_tasks()
         self._validate()
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs):
+        """A saved config; head fields added after it was saved take the value that reproduces its model
+        (`LEGACY_DEFAULTS`), not today's default (e.g. a checkpoint from before the cross-attention gate)."""
+        legacy = {key: value for key, value in LEGACY_DEFAULTS.items() if key not in config_dict}
+        return super().from_dict({**legacy, **config_dict}, **kwargs)
 
     # -------------------------------------------------------- training settings
     @classmethod

@@ -33,7 +33,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 from transformers.utils import logging as hf_logging
 
-from .attention_hilbert import CrossModalAttentionLayer
+from .attention_hilbert import CrossAttentionBlock, CrossModalAttentionLayer
 from .configuration_hilbert import HilbertConfig
 from .dropout_hilbert import DocumentDropout, document_dropout
 from .encoders_hilbert import (
@@ -334,6 +334,9 @@ class HilbertPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, CrossAttentionBlock) and module.gated:  # starts as the identity (see its docstring)
+            init.zeros_(module.attention_gate)
+            init.zeros_(module.ffn_gate)
         elif isinstance(module, HilbertModel) and hasattr(module, "logit_scale"):
             init.constant_(module.logit_scale, math.log(1.0 / self.config.temperature_init))
 
@@ -740,7 +743,12 @@ class HilbertModel(HilbertPreTrainedModel):
             num_layers = config.num_cross_attention_layers if config.fusion == "cross_attention" else 0
             self.cross_attention = nn.ModuleList(
                 CrossModalAttentionLayer(
-                    d, config.num_attention_heads, config.intermediate_size, config.dropout, config.attention_dropout
+                    d,
+                    config.num_attention_heads,
+                    config.intermediate_size,
+                    config.dropout,
+                    config.attention_dropout,
+                    gated=config.cross_attention_gate,
                 )
                 for _ in range(num_layers)
             )

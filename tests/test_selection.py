@@ -11,6 +11,7 @@ from test_training import HEAD, experiment_data, settings
 
 from hilbert_app.training import experiment, selection
 from hilbert_app.training.data import fold_splits
+from modeling_hilbert import HilbertConfig
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,8 @@ def test_mean_curve_averages_the_inner_folds_per_epoch_where_defined():
 
 
 def test_selection_never_touches_the_outer_held_out_fold_and_is_deterministic(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(selection, "SEARCH_SPACE", {"dropout": (0.0, 0.3), "weight_decay": (None,)})
+    space = {"dropout": (0.0, 0.3), "weight_decay": (None,), "alignment": ("on", "off")}
+    monkeypatch.setattr(selection, "SEARCH_SPACE", space)
     calls = []
     original = experiment.train_run
 
@@ -68,6 +70,7 @@ def test_selection_never_touches_the_outer_held_out_fold_and_is_deterministic(da
                 np.asarray(train_indices).copy(),
                 None if test_indices is None else np.asarray(test_indices).copy(),
                 head["dropout"],
+                {k: {**head, **switches}.get(k, getattr(HilbertConfig, k)) for k in selection.ALIGNMENT_TERMS},
             )
         )
         return original(data_, head, switches, train_indices, test_indices, *args, **kwargs)
@@ -81,10 +84,17 @@ def test_selection_never_touches_the_outer_held_out_fold_and_is_deterministic(da
     *inner, final = calls
     record = first["selection"]
     folds = record["inner_folds"]
-    assert folds >= 2 and len(inner) == 2 * folds  # every point on every inner fold
-    for p in range(2):
+    points = selection.candidates(space, weight_decay=0.01)
+    assert [(p["dropout"], p["alignment"]) for p in points] == [(0.0, "on"), (0.0, "off"), (0.3, "on"), (0.3, "off")]
+    assert folds >= 2 and len(inner) == 4 * folds  # every point on every inner fold
+    for p, point in enumerate(points):
         validated = []
-        for inner_train, inner_val, _ in inner[p * folds : (p + 1) * folds]:
+        for inner_train, inner_val, dropout, weights in inner[p * folds : (p + 1) * folds]:
+            assert dropout == point["dropout"]
+            if point["alignment"] == "off":  # every alignment term off for that run, the head's weights otherwise
+                assert weights == dict.fromkeys(selection.ALIGNMENT_TERMS, 0.0)
+            else:
+                assert weights == {k: getattr(HilbertConfig, k) for k in weights} and any(weights.values())
             seen = set(inner_train) | set(inner_val)
             assert seen <= set(train) and not seen & set(test), "selection saw an outer held-out document"
             assert not set(groups[inner_train]) & set(groups[inner_val]), "inner split is not grouped"
@@ -96,12 +106,10 @@ def test_selection_never_touches_the_outer_held_out_fold_and_is_deterministic(da
 
     # recompute the choice from the candidates' own inner-validation logs: per epoch, the mean over the inner folds
     best = []
-    for point in selection.candidates(weight_decay=run.weight_decay):
+    for point in selection.candidates(space, weight_decay=run.weight_decay):
         per_epoch = {}
         for k in range(folds):
-            folder = (
-                tmp_path / "a" / "select" / f"dropout{point['dropout']:g}-wd{point['weight_decay']:g}" / f"inner{k}"
-            )
+            folder = tmp_path / "a" / "select" / selection.point_name(point) / f"inner{k}"
             for e in json.loads((folder / "run_result.json").read_text())["log_history"]:
                 if "eval_label/macro_auc" in e:
                     per_epoch.setdefault(round(e["epoch"]), []).append(
@@ -116,9 +124,11 @@ def test_selection_never_touches_the_outer_held_out_fold_and_is_deterministic(da
     assert record["chosen"] == {
         "dropout": point["dropout"],
         "weight_decay": run.weight_decay,
+        "alignment": point["alignment"],
         "num_train_epochs": -neg_epoch,
     }
     assert final[2] == point["dropout"]
+    assert (final[3] == dict.fromkeys(selection.ALIGNMENT_TERMS, 0.0)) == (point["alignment"] == "off")
     saved = json.loads((tmp_path / "a" / "run_result.json").read_text())
     assert saved["selection"] == json.loads(json.dumps(record))
 
@@ -127,3 +137,23 @@ def test_selection_never_touches_the_outer_held_out_fold_and_is_deterministic(da
     np.testing.assert_allclose(
         second["predictions"]["label"]["probabilities"], first["predictions"]["label"]["probabilities"]
     )
+
+
+def test_the_alignment_choice_is_offered_only_where_there_are_terms_to_turn_off():
+    """A unimodal head, concat + MLP (every weight 0) and a variant that pins the terms on train the "on" points
+    only; turning them off zeroes the three weights and a two-stage warm-up, and strips the selection-only key."""
+    head = {"dual_contrastive_weight": 1.0, "cka_weight": 0.5, "mi_weight": 0.1}
+    assert selection.has_alignment_terms(head, {}) and selection.has_alignment_terms({}, {})  # config defaults
+    assert not selection.has_alignment_terms(head, {"modalities": "audio"})
+    assert not selection.has_alignment_terms(head, experiment.VARIANTS["concat + MLP"])
+    assert selection.has_alignment_terms(head, {"cka_weight": 0.0})
+    assert [p["alignment"] for p in selection.candidates(alignment_choice=False)] == ["on", "on"]
+    assert [p["alignment"] for p in selection.candidates()] == ["on", "off", "on", "off"]
+    pinned = experiment.VARIANTS["HILBERT (alignment always on)"]
+    assert pinned == {selection.ALIGNMENT_SEARCH: False}
+    assert selection.point_switches(pinned, {"alignment": "on"}) == {}
+    off = selection.point_switches({"alignment_warmup_epochs": 3.0, "cka_weight": 0.2}, {"alignment": "off"})
+    assert off == {**dict.fromkeys(selection.ALIGNMENT_TERMS, 0.0), "alignment_warmup_epochs": 0.0}
+    assert selection.point_name({"dropout": 0.1, "weight_decay": 0.05, "alignment": "on"}) == "dropout0.1-wd0.05"
+    off_point = {"dropout": 0.1, "weight_decay": 0.05, "alignment": "off"}
+    assert selection.point_name(off_point) == "dropout0.1-wd0.05-noalign"

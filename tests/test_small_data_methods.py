@@ -1,4 +1,5 @@
-"""The small-data switches of HilbertConfig: mean-initialised attentive pooling and segment dropout."""
+"""The small-data switches of HilbertConfig: mean-initialised attentive pooling, segment dropout and gated
+cross-attention."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from tiny_models import feature_inputs, hilbert_config
 
 from modeling_hilbert import HilbertForSequenceClassification, HilbertModel
+from modeling_hilbert.attention_hilbert import CrossAttentionBlock
 from modeling_hilbert.modeling_hilbert import segment_dropout_mask
 
 
@@ -149,3 +151,84 @@ def test_two_stage_schedule_trains_only_the_alignment_terms_first(features_data,
     logs = trainer.state.log_history
     assert not any("classification_loss" in e for e in logs if e.get("epoch", 0) <= 1.0 and "loss" in e)
     assert any("classification_loss" in e for e in logs if e.get("epoch", 0) > 1.0 and "loss" in e)
+
+
+# ------------------------------------------------------------------------------ gated cross-attention
+def numpy_gated_block(block: CrossAttentionBlock, x: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """x + tanh(g_attn) Attn(LN(x), LN(c)), then + tanh(g_ffn) FFN(LN(.)), in numpy (one document, real keys)."""
+    from test_modules import lin, np_gelu, np_layer_norm, np_mha
+
+    attended = np_mha(block.attention, np_layer_norm(x, block.query_norm), np_layer_norm(context, block.context_norm))
+    x = x + np.tanh(float(block.attention_gate.detach())) * attended
+    hidden = np_gelu(lin(np_layer_norm(x, block.ffn_norm), block.ffn[0]))
+    return x + np.tanh(float(block.ffn_gate.detach())) * lin(hidden, block.ffn[3])
+
+
+def test_gated_cross_attention_block_is_the_identity_at_init_then_the_gated_formula():
+    torch.manual_seed(3)
+    block = CrossAttentionBlock(8, 2, 12, dropout=0.0, attention_dropout=0.0, gated=True).double().eval()
+    x, context = torch.randn(2, 3, 8, dtype=torch.float64), torch.randn(2, 5, 8, dtype=torch.float64)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    torch.testing.assert_close(block(x, context, mask), x, rtol=0, atol=0)  # gates 0: the unimodal stream
+    with torch.no_grad():
+        block.attention_gate.fill_(0.7)
+        block.ffn_gate.fill_(-0.4)
+    out = block(x, context, mask).detach().numpy()
+    np.testing.assert_allclose(out[0], numpy_gated_block(block, x[0].numpy(), context[0].numpy()), atol=1e-12)
+    np.testing.assert_allclose(out[1], numpy_gated_block(block, x[1].numpy(), context[1, :2].numpy()), atol=1e-12)
+
+
+def test_gated_model_starts_from_the_unimodal_streams_and_its_gates_learn(tmp_path):
+    """With cross_attention_gate, HILBERT's pooled audio/text embeddings at init are those of the same weights
+    without any cross-attention layer (the late-fusion head); the gates get a gradient from the task loss at the
+    first step (the attention weights do not yet: they are multiplied by tanh(0) = 0); a saved model reloads its
+    learnt gates, and a new one starts them at 0."""
+    torch.manual_seed(0)
+    config = hilbert_config(with_encoders=False, cross_attention_gate=True)
+    model = HilbertForSequenceClassification(config).eval()
+    gates = [p for n, p in model.named_parameters() if n.endswith("_gate")]
+    assert len(gates) == 2 * 2 * config.num_cross_attention_layers and all(float(g) == 0.0 for g in gates)
+    inputs = feature_inputs(config)
+    out = model(**inputs)
+    without = HilbertForSequenceClassification(hilbert_config(with_encoders=False, num_cross_attention_layers=0))
+    without.load_state_dict(model.state_dict(), strict=False)  # the same projections, poolings and classifier
+    reference = without.eval()(**inputs)
+    for name in ("audio_embeds", "text_embeds", "joint_embeds"):
+        torch.testing.assert_close(getattr(out, name), getattr(reference, name), rtol=0, atol=0, msg=name)
+    model.train()
+    model(**inputs, labels=torch.tensor([0, 1, 2, 1])).loss.backward()
+    assert all(g.grad is not None and float(g.grad.abs()) > 0 for g in gates)
+    block = model.hilbert.cross_attention[0].audio_from_text
+    assert float(block.attention.query.weight.grad.abs().max()) == 0.0
+    with torch.no_grad():
+        for i, gate in enumerate(gates):
+            gate.fill_(0.1 * (i + 1))
+    model.save_pretrained(tmp_path / "m")
+    loaded = HilbertForSequenceClassification.from_pretrained(tmp_path / "m")
+    loaded_gates = [p for n, p in loaded.named_parameters() if n.endswith("_gate")]
+    assert [round(float(g), 6) for g in loaded_gates] == [round(0.1 * (i + 1), 6) for i in range(len(gates))]
+    # ungated: no gate parameters, the block adds its branches in full
+    ungated = HilbertModel(hilbert_config(with_encoders=False, cross_attention_gate=False))
+    assert not [n for n, _ in ungated.named_parameters() if "gate" in n]
+
+
+def test_a_checkpoint_saved_before_the_gate_loads_ungated_with_its_outputs(tmp_path):
+    """Regression: `cross_attention_gate` defaults to True now; a config.json saved without the key (an earlier
+    version's checkpoint, plain residual blocks) must load ungated, with every weight used and the same outputs,
+    instead of gaining zero gates that would switch its cross-attention off."""
+    import json
+
+    torch.manual_seed(1)
+    old = HilbertForSequenceClassification(hilbert_config(with_encoders=False, cross_attention_gate=False)).eval()
+    old.save_pretrained(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["cross_attention_gate"]
+    path.write_text(json.dumps(saved))
+    loaded, info = HilbertForSequenceClassification.from_pretrained(tmp_path / "old", output_loading_info=True)
+    assert loaded.config.cross_attention_gate is False
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    inputs = feature_inputs(old.config)
+    torch.testing.assert_close(loaded.eval()(**inputs).logits, old(**inputs).logits, rtol=0, atol=0)
+    # a new config (not a saved one) gets today's default
+    assert HilbertForSequenceClassification(hilbert_config(with_encoders=False)).config.cross_attention_gate is True

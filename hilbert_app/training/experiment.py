@@ -30,6 +30,8 @@ from hilbert_app.training.run_settings import LR_SCHEDULERS, RunSettings  # noqa
 from hilbert_app.training.trainer import HilbertTrainer, last_complete_checkpoint
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
 
+# Variant switches that are not HilbertConfig fields but tell `--select` what to search (selection.py).
+SELECTION_ONLY_SWITCHES = ("alignment_search",)
 # The baseline and ablation table: each variant is a set of HilbertConfig switches over the user's head settings.
 VARIANTS: dict[str, dict] = {
     "audio-only": {"modalities": "audio"},
@@ -41,15 +43,19 @@ VARIANTS: dict[str, dict] = {
         "cka_weight": 0.0,
         "mi_weight": 0.0,
     },
-    "direct audio-text contrast": {"contrastive_target": "audio_text"},
-    "HILBERT w/o CKA": {"cka_weight": 0.0},
-    "HILBERT w/o MI": {"mi_weight": 0.0},
+    # Ablations of the alignment terms keep them on (selection could otherwise turn them all off).
+    "direct audio-text contrast": {"contrastive_target": "audio_text", "alignment_search": False},
+    "HILBERT w/o CKA": {"cka_weight": 0.0, "alignment_search": False},
+    "HILBERT w/o MI": {"mi_weight": 0.0, "alignment_search": False},
     "HILBERT w/o MoE": {"classifier": "mlp"},
     # Small-data methods (issue 16), each its own row; a default changes only where its row helps.
     "HILBERT + mean-init pooling": {"pooling_mean_init": True},
     "HILBERT + segment dropout": {"segment_dropout": 0.2},
     "HILBERT + mean-init + segment dropout": {"pooling_mean_init": True, "segment_dropout": 0.2},
-    "HILBERT + two-stage (3 alignment epochs)": {"alignment_warmup_epochs": 3.0},
+    "HILBERT + two-stage (3 alignment epochs)": {"alignment_warmup_epochs": 3.0, "alignment_search": False},
+    # The cost of the alignment terms, which --select may otherwise turn off, and of the gate on cross-attention.
+    "HILBERT (alignment always on)": {"alignment_search": False},
+    "HILBERT w/o cross-attention gate": {"cross_attention_gate": False},
     "HILBERT": {},
 }
 MAIN_VARIANT = "HILBERT"
@@ -98,7 +104,7 @@ def build_head_config(
         with_encoders=data.encoders is not None,
         audio_mode=data.audio_mode,
         tasks=tasks,
-        **{**head, **switches},
+        **{**head, **{k: v for k, v in switches.items() if k not in SELECTION_ONLY_SWITCHES}},
     )
 
 
@@ -245,7 +251,7 @@ def check_variant_reusable(
 
 # -------------------------------------------------------------------------------------- provenance of a run
 PROVENANCE_NAME = "provenance.json"  # written before a run trains: its checkpoints are then checked too
-PROVENANCE_VERSION = 2  # 2: selection on every inner fold; feature standardisation
+PROVENANCE_VERSION = 3  # 2: selection on every inner fold; feature standardisation. 3: alignment on/off searched, gate
 # Trainer settings that cannot change a result (where logs go, progress bars): left out of the provenance.
 NOT_PROVENANCE = ("report_to", "no_progress")
 

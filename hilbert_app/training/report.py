@@ -38,9 +38,12 @@ def fmt(stat: dict | None) -> str:
 
 
 def _counts(values) -> str:
-    """`[0.1, 0.3, 0.1]` -> `0.1 (2), 0.3 (1)`: every value chosen and how often."""
+    """`[0.1, 0.3, 0.1]` -> `0.1 (2), 0.3 (1)`: every value chosen and how often (strings as they are)."""
     counts = Counter(values)
-    return ", ".join(f"{value:g} ({count})" for value, count in sorted(counts.items()))
+    return ", ".join(
+        f"{value:g} ({count})" if isinstance(value, (int, float)) else f"{value} ({count})"
+        for value, count in sorted(counts.items(), key=lambda item: str(item[0]))
+    )
 
 
 def selection_lines(results: dict[str, dict]) -> list[str]:
@@ -52,10 +55,15 @@ def selection_lines(results: dict[str, dict]) -> list[str]:
             continue
         if "chosen" in picks[0]:  # a neural variant with --select
             epochs = [p["chosen"]["num_train_epochs"] for p in picks]
+            # the alignment terms were a choice only where some candidate turned them off
+            offered = any(c.get("alignment") == "off" for p in picks for c in p.get("candidates", []))
+            alignment = (
+                f"; alignment terms {_counts([p['chosen'].get('alignment', 'on') for p in picks])}" if offered else ""
+            )
             rows.append(
                 f"| {variant} | dropout {_counts([p['chosen']['dropout'] for p in picks])}; weight decay "
-                f"{_counts([p['chosen']['weight_decay'] for p in picks])}; epochs median {np.median(epochs):g} "
-                f"(range {min(epochs)}-{max(epochs)}) |"
+                f"{_counts([p['chosen']['weight_decay'] for p in picks])}{alignment}; epochs median "
+                f"{np.median(epochs):g} (range {min(epochs)}-{max(epochs)}) |"
             )
         else:  # a linear baseline: C per task
             tasks = picks[0].keys()

@@ -234,7 +234,8 @@ def _run(
         )
     protocol = f"{len(splits)}-fold grouped stratified CV x {len(seeds)} seed(s)"
     selection = (
-        "dropout and epochs chosen per training split on the mean curve of grouped inner folds (--select)"
+        "dropout, alignment terms on/off and epochs chosen per training split on the mean curve of grouped inner "
+        "folds (--select)"
         if args.select
         else f"fixed settings ({args.num_train_epochs:g} epochs, weight decay "
         f"{args.weight_decay:g}, dropout {head['dropout']:g})"

@@ -4,22 +4,30 @@ For one outer training split (the documents a run may learn from):
 
 1. grouped, stratified **inner folds** of those documents (`linear_baseline.inner_splits` with `INNER_FOLDS` folds,
    shuffled with the run's seed), no group on both sides of any of them;
-2. every point of `SEARCH_SPACE` (dropout x weight decay) is trained on the training part of **every** inner fold
-   for up to `num_train_epochs` epochs and evaluated on that fold's validation part after every epoch. Its curve
-   is the per-epoch inner macro ROC-AUC (mean over tasks) averaged over the inner folds; its score is the curve's
-   best epoch (ties go to the lower mean inner classification loss, then to fewer epochs), which is its
-   early-stopping point. Why every fold and not one split: with ~45 training documents one inner validation set
-   holds ~11 documents, whose macro-AUC moves by +-0.1 from one epoch to the next; early stopping on it stopped
-   the alignment-heavy heads at epoch 1 in 3 of 5 folds. The mean over 4 folds sees every training document once
-   as validation (the linear baseline's C is chosen by inner folds too);
-3. the best point's dropout and weight decay and its early-stopping epoch count are used to **retrain on the whole
-   outer training split**, and only that model predicts the outer held-out fold, once.
+2. every point of `SEARCH_SPACE` (dropout x weight decay x alignment terms on/off) is trained on the training part of
+   **every** inner fold for up to `num_train_epochs` epochs and evaluated on that fold's validation part after every
+   epoch. Its curve is the per-epoch inner macro ROC-AUC (mean over tasks) averaged over the inner folds; its score
+   is the curve's best epoch (ties go to the lower mean inner classification loss, then to fewer epochs), which is
+   its early-stopping point. Why every fold and not one split: with ~45 training documents one inner validation set
+   holds ~11 documents, whose macro-AUC moves by +-0.1 from one epoch to the next; early stopping on it stopped the
+   alignment-heavy heads at epoch 1 in 3 of 5 folds. The mean over 4 folds sees every training document once as
+   validation (the linear baseline's C is chosen by inner folds too);
+3. the best point's dropout, weight decay and alignment choice and its early-stopping epoch count are used to
+   **retrain on the whole outer training split**, and only that model predicts the outer held-out fold, once.
 
 Nothing here sees the outer held-out documents: they are not passed to any selection run (tests/test_selection.py
 checks it with a spy on the training calls). The retrain's learning-rate schedule spans its own (chosen) number of
 epochs. The same protocol runs for every neural variant, baselines and ablations alike; the chosen settings are
 stored with each run (`run_result.json` -> `selection`) and listed in the report. Cost: points x inner folds
-trainings + 1 per run (2 x 4 + 1 = 9 with the defaults).
+trainings + 1 per run (2 x 2 x 4 + 1 = 17 with the defaults for a head with alignment terms; 2 x 4 + 1 = 9 for one
+without any: a unimodal head, concat + MLP).
+
+Why the alignment terms (contrastive, CKA, MI) are a choice and not a given: they need no labels and shape the
+document embeddings, but whether they help a classifier trained on a few dozen labelled documents depends on the
+corpus. On the demo's inner folds (docs/results.md) they cost 2-4 points of macro-AUC at every weight tried (x1,
+x0.1), so the data decide per training split, on inner folds, like the other settings; "off" sets their three
+weights (and a two-stage warm-up) to 0 for that run and is recorded with the choice. A variant pins them on with the
+switch `alignment_search: False` (the "alignment always on" ablation).
 """
 
 from __future__ import annotations
@@ -38,18 +46,57 @@ from hilbert_app.training.linear_baseline import inner_splits
 # The documented search space: 2 points, epochs by early stopping on the mean inner-fold curve. Weight decay is not
 # searched: 0.01 vs 0.1 changed no inner score by more than noise on the demo (docs/results.md), and each point
 # costs INNER_FOLDS trainings. None = the run's own weight decay (`--weight-decay`).
-SEARCH_SPACE: dict[str, tuple] = {"dropout": (0.1, 0.3), "weight_decay": (None,)}
+SEARCH_SPACE: dict[str, tuple] = {"dropout": (0.1, 0.3), "weight_decay": (None,), "alignment": ("on", "off")}
 INNER_FOLDS = 4
+ALIGNMENT_TERMS = ("dual_contrastive_weight", "cka_weight", "mi_weight")
+ALIGNMENT_SEARCH = "alignment_search"  # a variant switch (not a HilbertConfig field): False pins the terms on
 
 
-def candidates(space: dict[str, tuple] | None = None, weight_decay: float | None = None) -> list[dict[str, float]]:
-    """Every point of the grid, in a fixed order (dropout-major); a weight decay of None is `weight_decay`."""
+def has_alignment_terms(head: dict, switches: dict) -> bool:
+    """Whether a run's head has an alignment term to turn off: multimodal, and one of the three weights > 0."""
+    from modeling_hilbert import HilbertConfig
+
+    merged = {**head, **switches}  # what the head does not set is HilbertConfig's default
+    multimodal = merged.get("modalities", HilbertConfig.modalities) == "both"
+    return multimodal and any(float(merged.get(k, getattr(HilbertConfig, k)) or 0) > 0 for k in ALIGNMENT_TERMS)
+
+
+def config_switches(switches: dict) -> dict:
+    """A variant's switches without the selection-only keys (what HilbertConfig receives)."""
+    return {k: v for k, v in switches.items() if k not in experiment.SELECTION_ONLY_SWITCHES}
+
+
+def alignment_off(switches: dict) -> dict:
+    """`switches` with every alignment term (and a two-stage warm-up, which would train nothing) set to 0."""
+    return {**switches, **dict.fromkeys(ALIGNMENT_TERMS, 0.0), "alignment_warmup_epochs": 0.0}
+
+
+def candidates(
+    space: dict[str, tuple] | None = None, weight_decay: float | None = None, alignment_choice: bool = True
+) -> list[dict]:
+    """Every point of the grid, in a fixed order (dropout-major); a weight decay of None is `weight_decay`. Without
+    `alignment_choice` (a head without alignment terms, or a variant that pins them on) only "on" is tried: "off"
+    would train the same model again."""
     space = SEARCH_SPACE if space is None else space
+    alignments = space.get("alignment", ("on",)) if alignment_choice else ("on",)
     return [
-        {"dropout": d, "weight_decay": weight_decay if w is None else w}
+        {"dropout": d, "weight_decay": weight_decay if w is None else w, "alignment": a}
         for d in space["dropout"]
         for w in space["weight_decay"]
+        for a in alignments
     ]
+
+
+def point_name(point: dict) -> str:
+    """The folder of a search point's inner runs (alignment "on" keeps the name of the earlier two-axis grid)."""
+    name = f"dropout{point['dropout']:g}-wd{point['weight_decay']:g}"
+    return name if point.get("alignment", "on") == "on" else f"{name}-noalign"
+
+
+def point_switches(switches: dict, point: dict) -> dict:
+    """The HilbertConfig switches of a run at `point`."""
+    own = config_switches(switches)
+    return alignment_off(own) if point.get("alignment", "on") == "off" else own
 
 
 def mean_curve(curves: list[list[dict]]) -> list[dict]:
@@ -111,9 +158,10 @@ def select_settings(
     settings,
     is_main_process: Callable[[], bool] = lambda: True,
 ) -> dict:
-    """Choose dropout, weight decay and epochs for one training split (see the module docstring).
+    """Choose dropout, weight decay, alignment terms and epochs for one training split (see the module docstring).
 
-    Returns `{"chosen": {"dropout", "weight_decay", "num_train_epochs"}, "candidates": [...] (each with its mean
+    Returns `{"chosen": {"dropout", "weight_decay", "alignment", "num_train_epochs"}, "candidates": [...] (each
+    with its mean
     inner curve), "inner_folds": k, "inner_validation": [documents per fold]}`. Each candidate's run on inner fold k
     lives in `run_dir/select/<name>/inner<k>` (a finished one is reused on restart).
     """
@@ -123,10 +171,12 @@ def select_settings(
     folds = [(train_indices[a], train_indices[b]) for a, b in inner_splits(primary, groups, INNER_FOLDS, seed)]
     task_names = [t["name"] for t in data.tasks]
     # In a two-stage schedule the classifier is untrained during the alignment stage: stop only after it.
-    warmup = float({**head, **switches}.get("alignment_warmup_epochs", 0.0) or 0.0)
+    choice = has_alignment_terms(head, switches) and switches.get(ALIGNMENT_SEARCH, True)
     records = []
-    for point in candidates(weight_decay=settings.weight_decay):
-        name = f"dropout{point['dropout']:g}-wd{point['weight_decay']:g}"
+    for point in candidates(weight_decay=settings.weight_decay, alignment_choice=choice):
+        name = point_name(point)
+        run_switches = point_switches(switches, point)
+        warmup = float({**head, **run_switches}.get("alignment_warmup_epochs", 0.0) or 0.0)
         curves = []
         for k, (inner_train, inner_val) in enumerate(folds):
             folder = run_dir / "select" / name / f"inner{k}"
@@ -138,7 +188,7 @@ def select_settings(
                 _, result = experiment.train_run(
                     data,
                     {**head, "dropout": point["dropout"]},
-                    switches,
+                    run_switches,
                     inner_train,
                     inner_val,
                     seed,
@@ -169,6 +219,7 @@ def select_settings(
         "chosen": {
             "dropout": chosen["dropout"],
             "weight_decay": chosen["weight_decay"],
+            "alignment": chosen["alignment"],
             "num_train_epochs": chosen["best_epoch"],
         },
         "candidates": records,
@@ -202,7 +253,7 @@ def train_selected_run(
     trainer, result = experiment.train_run(
         data,
         {**head, "dropout": chosen["dropout"]},
-        switches,
+        point_switches(switches, chosen),
         train_indices,
         test_indices,
         seed,
