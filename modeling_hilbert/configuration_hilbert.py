@@ -209,6 +209,11 @@ class HilbertConfig(PreTrainedConfig):
         projection_dim (`int`): width of the contrastive space p(.).
         temperature_init (`float`): initial InfoNCE temperature tau (learnable, stored as a log logit-scale).
         temperature_min (`float`): lower clamp of tau (an upper clamp of the logit scale).
+        contrastive_memory_size (`int`): in training only, keep the latest contrastive-space vectors of up to this
+            many documents (keyed by document id, detached) as extra negatives of the contrastive terms: more
+            negatives than a small batch holds (memory_hilbert.py). 0 = in-batch negatives only. The MI estimates
+            stay in-batch (their bound log B - InfoNCE holds for B live candidates). Needs `document_ids` in the
+            batch (HILBERT's collators give them); evaluation always uses in-batch negatives.
         dual_contrastive_weight, cka_weight, mi_weight, moe_balance_weight (`float`): lambda of each loss term.
         alignment_warmup_epochs (`float`): a two-stage schedule: for this many training epochs only the alignment
             terms (contrastive, CKA, MI) and the MoE balance are trained, the labels are kept out of the loss; then
@@ -301,6 +306,7 @@ class HilbertConfig(PreTrainedConfig):
     projection_dim: int = 64
     temperature_init: float = 0.07
     temperature_min: float = 0.01
+    contrastive_memory_size: int = 0
     dual_contrastive_weight: float = 1.0
     cka_weight: float = 0.5
     mi_weight: float = 0.1
@@ -458,6 +464,12 @@ class HilbertConfig(PreTrainedConfig):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"HilbertConfig.{key} must be a finite number, got {value!r}.")
+        memory = self.contrastive_memory_size
+        if not isinstance(memory, int) or isinstance(memory, bool) or not 0 <= memory <= MAX_SIZE:
+            raise ValueError(
+                f"HilbertConfig.contrastive_memory_size must be an integer in [0, {MAX_SIZE}] (0 = off), "
+                f"got {memory!r}."
+            )
         if self.moe_top_k is not None and (not isinstance(self.moe_top_k, int) or isinstance(self.moe_top_k, bool)):
             raise ValueError(f"HilbertConfig.moe_top_k must be None or an integer, got {self.moe_top_k!r}.")
         if self.hidden_size % self.num_attention_heads:

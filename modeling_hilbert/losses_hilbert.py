@@ -47,6 +47,15 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     padding is cut off again, so the result has sum_r B_r rows in rank order. Without distributed training this is
     the identity.
     """
+    return _gather(x, differentiable=True)
+
+
+def gather_without_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` `(B_r, ...)` from every process along dim 0, without gradient (ids, flags of any dtype)."""
+    return _gather(x, differentiable=False)
+
+
+def _gather(x: torch.Tensor, differentiable: bool) -> torch.Tensor:
     world = distributed_world_size()
     if world == 1:
         return x
@@ -57,7 +66,11 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     longest = max(sizes)
     if x.shape[0] < longest:
         x = torch.cat([x, x.new_zeros((longest - x.shape[0], *x.shape[1:]))])
-    parts = torch.distributed.nn.functional.all_gather(x)
+    if differentiable:
+        parts = torch.distributed.nn.functional.all_gather(x)
+    else:
+        parts = [torch.empty_like(x) for _ in range(world)]
+        torch.distributed.all_gather(parts, x.contiguous())
     return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
 
@@ -71,23 +84,40 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------- contrastive
-def info_nce(query: torch.Tensor, key: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    r"""One-directional InfoNCE (van den Oord et al. 2018) with in-batch negatives.
+def info_nce(
+    query: torch.Tensor, key: torch.Tensor, logit_scale: torch.Tensor, extra_keys: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""One-directional InfoNCE (van den Oord et al. 2018) with in-batch negatives, and optionally extra ones.
 
         InfoNCE(q, k) = -1/B sum_i log( exp(s q_i.k_i) / sum_j exp(s q_i.k_j) ) = CE(s q k^T, I)
+
+    With `extra_keys` m `(M, P)` (negatives from outside the batch, e.g. a memory of earlier batches), the
+    denominator also sums over them: -1/B sum_i log( exp(s q_i.k_i) / (sum_j exp(s q_i.k_j) + sum_l exp(s q_i.m_l)) ).
 
     Args:
         query, key: `(B, P)` L2-normalised rows; row i of each is a positive pair.
         logit_scale: scalar s = 1/tau.
+        extra_keys: `(M, P)` L2-normalised negatives for every query (None or M = 0: none).
     """
-    logits = logit_scale * query @ key.T  # (B, B)
+    if extra_keys is not None and extra_keys.shape[0] > 0:
+        key = torch.cat([key, extra_keys.to(key.dtype)])
+    logits = logit_scale * query @ key.T  # (B, B + M)
     targets = torch.arange(query.shape[0], device=query.device)
     return F.cross_entropy(logits, targets)
 
 
-def symmetric_info_nce(x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    r"""InfoNCE_sym(x, y) = 1/2 [ CE(s x y^T, I) + CE(s y x^T, I) ] (CLIP's loss)."""
-    return 0.5 * (info_nce(x, y, logit_scale) + info_nce(y, x, logit_scale))
+def symmetric_info_nce(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    logit_scale: torch.Tensor,
+    extra_x: torch.Tensor | None = None,
+    extra_y: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""InfoNCE_sym(x, y) = 1/2 [ CE(s x y^T, I) + CE(s y x^T, I) ] (CLIP's loss).
+
+    `extra_x`, `extra_y` `(M, P)`: extra negatives of each side (x's queries also compete with `extra_y`, y's with
+    `extra_x`), e.g. the same M memory documents' vectors in each space."""
+    return 0.5 * (info_nce(x, y, logit_scale, extra_y) + info_nce(y, x, logit_scale, extra_x))
 
 
 def skipped_term(*tensors: torch.Tensor) -> torch.Tensor:
@@ -105,15 +135,24 @@ def select_documents(present: torch.Tensor | None, *embeddings: torch.Tensor) ->
 
 
 def symmetric_info_nce_on(
-    x: torch.Tensor, y: torch.Tensor, logit_scale: torch.Tensor, present: torch.Tensor | None = None
+    x: torch.Tensor,
+    y: torch.Tensor,
+    logit_scale: torch.Tensor,
+    present: torch.Tensor | None = None,
+    extra: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, int]:
     r"""InfoNCE_sym(x, y) on the documents where `present` `(B,)` is True (None = all), and their number B_m.
 
-    With B_m < 2 there is no negative to contrast with: the term is 0 (`skipped_term`)."""
+    `extra`: `(extra_x, extra_y)`, each `(M, P)`, negatives from outside the batch (`symmetric_info_nce`). With
+    fewer than 2 candidates in all (B_m + M < 2), or no document (B_m = 0), there is nothing to contrast: the term
+    is 0 (`skipped_term`)."""
     (x_m, y_m), count = select_documents(present, x, y)
-    if count < 2:
+    extra_count = 0 if extra is None else extra[0].shape[0]
+    if count < 1 or count + extra_count < 2:
         return skipped_term(x, y, logit_scale), count
-    return symmetric_info_nce(x_m, y_m, logit_scale), count
+    if extra_count == 0:
+        return symmetric_info_nce(x_m, y_m, logit_scale), count
+    return symmetric_info_nce(x_m, y_m, logit_scale, *extra), count
 
 
 def reciprocal_dual_contrastive_loss(
@@ -123,6 +162,8 @@ def reciprocal_dual_contrastive_loss(
     logit_scale: torch.Tensor,
     audio_present: torch.Tensor | None = None,
     text_present: torch.Tensor | None = None,
+    audio_extra: tuple[torch.Tensor, torch.Tensor] | None = None,
+    text_extra: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""HILBERT's joint-centric contrastive loss: each modality is aligned to the joint embedding, not to the other.
 
@@ -133,12 +174,15 @@ def reciprocal_dual_contrastive_loss(
         logit_scale: scalar s = 1/tau.
         audio_present, text_present: `(B,)` bool, the documents that have each modality (None = all). A term over
             fewer than 2 documents is 0.
+        audio_extra, text_extra: extra negatives of each term (e.g. `ContrastiveMemory`): `(audio, joint)` vectors
+            `(M_a, P)` of M_a other documents that have audio, and `(text, joint)` `(M_t, P)` of those that have text.
+            With them, a term needs one document of the batch and two candidates in all.
 
     Returns:
         (L_dual, InfoNCE_sym(audio, joint), InfoNCE_sym(text, joint)); the two terms feed the MI estimates.
     """
-    audio_joint, _ = symmetric_info_nce_on(audio, joint, logit_scale, audio_present)
-    text_joint, _ = symmetric_info_nce_on(text, joint, logit_scale, text_present)
+    audio_joint, _ = symmetric_info_nce_on(audio, joint, logit_scale, audio_present, audio_extra)
+    text_joint, _ = symmetric_info_nce_on(text, joint, logit_scale, text_present, text_extra)
     return 0.5 * (audio_joint + text_joint), audio_joint, text_joint
 
 

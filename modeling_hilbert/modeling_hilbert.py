@@ -54,10 +54,12 @@ from .losses_hilbert import (
     direct_contrastive_loss,
     distributed_world_size,
     gather_with_grad,
+    gather_without_grad,
     mi_balance_loss,
     moe_load_balance_loss,
     reciprocal_dual_contrastive_loss,
 )
+from .memory_hilbert import ContrastiveMemory
 from .moe_hilbert import MixtureOfExpertsClassifier, MLPClassifier
 from .pipeline_hilbert import HilbertDocumentClassificationPipeline  # noqa: F401  (ships the pipeline with the model)
 from .pooling_hilbert import SelfAttentivePooling
@@ -89,6 +91,8 @@ class HilbertModelOutput(ModelOutput):
         audio_cross_attentions, text_cross_attentions (`output_attentions=True`): tuples of L `(B, h, S, S)`:
             audio segments (queries) over text segments, and text over audio, per layer. The pooling weights (above)
             are the other attention maps.
+        memory_documents (`contrastive_memory_size` > 0, in training): `()` int, the documents held in the
+            contrastive memory that served as extra negatives in this step.
     """
 
     loss: torch.FloatTensor | None = None
@@ -112,6 +116,7 @@ class HilbertModelOutput(ModelOutput):
     text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     text_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    memory_documents: torch.LongTensor | None = None
 
 
 @dataclass
@@ -131,7 +136,7 @@ class HilbertSequenceClassifierOutput(ModelOutput):
         audio_embeds, text_embeds, joint_embeds: `(B, d)`.
         gate_weights: `{task: (B, E)}` routing weights of the experts (MoE classifier only).
         audio_pooling_weights, text_pooling_weights, joint_pooling_weights, audio_hidden_states, text_hidden_states,
-            audio_cross_attentions, text_cross_attentions: see `HilbertModelOutput`.
+            audio_cross_attentions, text_cross_attentions, memory_documents: see `HilbertModelOutput`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -159,6 +164,7 @@ class HilbertSequenceClassifierOutput(ModelOutput):
     text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     text_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    memory_documents: torch.LongTensor | None = None
 
 
 # ----------------------------------------------------------------------------------------- small blocks
@@ -339,6 +345,10 @@ class HilbertPreTrainedModel(PreTrainedModel):
             init.zeros_(module.ffn_gate)
         elif isinstance(module, HilbertModel) and hasattr(module, "logit_scale"):
             init.constant_(module.logit_scale, math.log(1.0 / self.config.temperature_init))
+        elif isinstance(module, ContrastiveMemory):  # not saved (persistent=False): a loaded model starts empty
+            init.constant_(module.ids, -1)
+            for name in ("filled", "last_update", "step", "audio", "text", "joint", "has_audio", "has_text"):
+                init.zeros_(getattr(module, name))
 
     # -- learnable temperature -------------------------------------------------------------------------
     @torch.no_grad()
@@ -764,6 +774,9 @@ class HilbertModel(HilbertPreTrainedModel):
             self.text_contrastive_projection = nn.Linear(d, config.projection_dim, bias=False)
             self.joint_contrastive_projection = nn.Linear(d, config.projection_dim, bias=False)
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.temperature_init)))
+            # Extra negatives from earlier batches (training only); not saved with the model.
+            memory = config.contrastive_memory_size
+            self.contrastive_memory = ContrastiveMemory(memory, config.projection_dim) if memory > 0 else None
         self.post_init()
         self.freeze_encoders()
         self._restore_encoder_attention()
@@ -1093,7 +1106,7 @@ class HilbertModel(HilbertPreTrainedModel):
                 out.text_hidden_states = tuple(text_states)
 
             if return_loss and config.is_multimodal:
-                self._representation_losses(out, document_mask)
+                self._representation_losses(out, document_mask, document_ids)
             if return_dict is False:
                 return out.to_tuple()
             return out
@@ -1143,7 +1156,12 @@ class HilbertModel(HilbertPreTrainedModel):
         joint = torch.cat([audio + self.modality_embedding.weight[0], text + self.modality_embedding.weight[1]], dim=1)
         return joint, torch.cat([audio_mask, text_mask], dim=1)  # (B, 2S, d), (B, 2S)
 
-    def _representation_losses(self, out: HilbertModelOutput, document_mask: torch.Tensor | None = None) -> None:
+    def _representation_losses(
+        self,
+        out: HilbertModelOutput,
+        document_mask: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
+    ) -> None:
         """Fill the contrastive, CKA and MI terms of `out` (and their weighted sum in `out.loss`).
 
         Every term is computed on the global batch: embeddings are gathered from all processes with gradients,
@@ -1174,6 +1192,25 @@ class HilbertModel(HilbertPreTrainedModel):
         )
         if config.contrastive_target == "joint":
             out.contrastive_loss = dual
+            memory = self.contrastive_memory
+            if memory is not None and self.training and document_ids is not None:
+                # More negatives: every other document held in the memory (its latest vectors, detached). The
+                # in-batch terms above still feed the MI estimates, whose bound needs live candidates.
+                ids = gather_without_grad(document_ids.to(audio.device))
+                held = memory.negatives(ids)
+                out.contrastive_loss = reciprocal_dual_contrastive_loss(
+                    p_audio,
+                    p_text,
+                    p_joint,
+                    scale,
+                    has_audio,
+                    has_text,
+                    audio_extra=(held.audio[held.has_audio], held.joint[held.has_audio]),
+                    text_extra=(held.text[held.has_text], held.joint[held.has_text]),
+                )[0]
+                out.memory_documents = torch.tensor(len(held.joint), device=audio.device)
+                counts = has_audio | has_text
+                memory.update(ids, p_audio, p_text, p_joint, has_audio, has_text, counts)
         else:
             out.contrastive_loss = direct_contrastive_loss(p_audio, p_text, scale, has_audio & has_text)
         out.cka_loss = cka_loss(audio, text, joint, has_audio, has_text)
@@ -1299,6 +1336,7 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
                 text_hidden_states=base.text_hidden_states,
                 audio_cross_attentions=base.audio_cross_attentions,
                 text_cross_attentions=base.text_cross_attentions,
+                memory_documents=base.memory_documents,
             )
             if return_loss:
                 total = base.loss if base.loss is not None else logits[config.tasks[0]["name"]].new_zeros(())

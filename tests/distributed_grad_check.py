@@ -19,6 +19,11 @@ parser.add_argument("--model", required=True)
 parser.add_argument("--inputs", required=True)
 parser.add_argument("--splits", required=True, help="comma-separated sizes of rank 0's share, one run each")
 parser.add_argument("--out", required=True)
+parser.add_argument(
+    "--memory-warmup",
+    action="store_true",
+    help="first run one forward of the same documents under other ids (+100), filling a contrastive memory",
+)
 args = parser.parse_args()
 
 # Without a GPU, `--multi_gpu` only forms a gloo process group when the Accelerator is told it runs on the CPU.
@@ -30,6 +35,12 @@ model.train()
 batch = torch.load(args.inputs, weights_only=True)
 total = batch["labels"].shape[0]
 results = {}
+if args.memory_warmup:
+    share = [(0, total // 2), (total // 2, total)][accelerator.process_index]
+    warm = {k: v[share[0] : share[1]] for k, v in batch.items()}
+    warm["document_ids"] = warm["document_ids"] + 100
+    with torch.no_grad():
+        model(**warm)
 for split in (int(s) for s in args.splits.split(",")):
     bounds = [(0, split), (split, total)][accelerator.process_index]
     shard = {k: v[bounds[0] : bounds[1]] for k, v in batch.items()}

@@ -15,9 +15,14 @@ HERE = Path(__file__).parent
 
 
 @pytest.mark.slow
-def test_two_process_gradients_equal_single_process_on_the_global_batch(tmp_path):
+@pytest.mark.parametrize("memory", [0, 16], ids=["in-batch", "contrastive-memory"])
+def test_two_process_gradients_equal_single_process_on_the_global_batch(tmp_path, memory):
+    """With a contrastive memory, a warm-up forward first stores the documents under other ids on both ranks (ids
+    gathered without gradient): every rank must hold the same memory as one process does."""
     tasks = [{"name": "label", "type": "multiclass", "labels": ["a", "b", "c"], "class_weights": [1.0, 3.0, 0.5]}]
-    config = hilbert_config(tasks=tasks, dropout=0.0, moe_top_k=2, moe_balance_weight=0.1)
+    config = hilbert_config(
+        tasks=tasks, dropout=0.0, moe_top_k=2, moe_balance_weight=0.1, contrastive_memory_size=memory
+    )
     torch.manual_seed(0)
     model = HilbertForSequenceClassification(config).to(torch.float64)
     model.save_pretrained(tmp_path / "model")
@@ -26,11 +31,17 @@ def test_two_process_gradients_equal_single_process_on_the_global_batch(tmp_path
     # documents missing a modality (on different ranks): each modality's terms select their documents globally
     batch["audio_segment_mask"][1] = False
     batch["text_segment_mask"][4] = False
+    batch["document_ids"] = torch.arange(6)
     torch.save(batch, tmp_path / "inputs.pt")
 
     # Reference: one process, the whole batch.
     reference = HilbertForSequenceClassification.from_pretrained(tmp_path / "model", dtype=torch.float64).train()
+    if memory:
+        with torch.no_grad():
+            reference(**{**batch, "document_ids": batch["document_ids"] + 100})
     out = reference(**batch)
+    if memory:
+        assert out.memory_documents.item() == 6
     out.loss.backward()
     expected = {n: p.grad for n, p in reference.named_parameters() if p.requires_grad}
     assert all(g is not None for g in expected.values())
@@ -60,6 +71,7 @@ def test_two_process_gradients_equal_single_process_on_the_global_batch(tmp_path
         "3,4",
         "--out",
         str(tmp_path / "grads.pt"),
+        *(["--memory-warmup"] if memory else []),
     ]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]

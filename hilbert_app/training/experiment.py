@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict] = {
     "HILBERT + segment dropout": {"segment_dropout": 0.2},
     "HILBERT + mean-init + segment dropout": {"pooling_mean_init": True, "segment_dropout": 0.2},
     "HILBERT + two-stage (3 alignment epochs)": {"alignment_warmup_epochs": 3.0, "alignment_search": False},
+    # More negatives than a batch of 8: every other training document held (memory_hilbert.py); alignment kept on.
+    "HILBERT + contrastive memory": {"contrastive_memory_size": 1024, "alignment_search": False},
     # The cost of the alignment terms, which --select may otherwise turn off, and of the gate on cross-attention.
     "HILBERT (alignment always on)": {"alignment_search": False},
     "HILBERT w/o cross-attention gate": {"cross_attention_gate": False},

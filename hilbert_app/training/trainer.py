@@ -32,7 +32,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from hilbert_app.safe_write import atomic_write_text
 
 # Output fields of HilbertSequenceClassifierOutput that are logged as loss terms (audio_documents / text_documents:
-# how many documents of a batch entered each modality's representation terms; logged as means per batch).
+# how many documents of a batch entered each modality's representation terms, memory_documents: how many held
+# documents were extra negatives; logged as means per batch).
 LOSS_TERMS = (
     "classification_loss",
     "contrastive_loss",
@@ -44,6 +45,7 @@ LOSS_TERMS = (
     "mi_text_joint",
     "audio_documents",
     "text_documents",
+    "memory_documents",
 )
 
 # Written last into a checkpoint folder: the checkpoint is whole. transformers writes checkpoint-N file by file and
