@@ -32,7 +32,9 @@ def check_fold_count(k, option: str = "--folds") -> None:
 def assign_folds(labels: Sequence, groups: Sequence, k: int, seed: int, *, option: str = "--folds") -> list[int]:
     """Grouped, stratified K-fold: each row's held-out fold (0..k-1); no group spans two folds.
 
-    Uses `StratifiedGroupKFold(k, shuffle=True, random_state=seed)` on `labels` (the stratification target).
+    Uses `StratifiedGroupKFold(k, shuffle=True, random_state=seed)` on `labels` (the stratification target). A label
+    None is an unlabelled document: the unlabelled ones are spread over the folds as one more stratum, which is not
+    held to the per-class minimum below (they are never scored).
     Raises `FoldError` when the split cannot give every fold every class: k < 2, fewer groups than folds, or a class
     with fewer groups than folds (with imbalanced classes, the usual failure: the message names the classes).
     `option` names the command-line option that sets k, for the message.
@@ -40,7 +42,8 @@ def assign_folds(labels: Sequence, groups: Sequence, k: int, seed: int, *, optio
     from sklearn.model_selection import StratifiedGroupKFold
 
     check_fold_count(k, option)
-    labels, groups = [str(x) for x in labels], [str(g) for g in groups]
+    unlabelled = "\x00unlabelled"  # cannot clash with a class name read from a file
+    labels, groups = [unlabelled if x is None else str(x) for x in labels], [str(g) for g in groups]
     distinct = sorted(set(groups))
     if len(distinct) < k:
         sample = f"{distinct[:5]}{' ...' if len(distinct) > 5 else ''}"
@@ -52,7 +55,7 @@ def assign_folds(labels: Sequence, groups: Sequence, k: int, seed: int, *, optio
     groups_per_class: dict[str, set[str]] = defaultdict(set)
     for label, group in zip(labels, groups):
         groups_per_class[label].add(group)
-    rare = sorted((len(g), c) for c, g in groups_per_class.items() if len(g) < k)
+    rare = sorted((len(g), c) for c, g in groups_per_class.items() if len(g) < k and c != unlabelled)
     if rare:
         classes = "; ".join(f"class {c!r} has only {n} group(s), fewer than the {k} folds" for n, c in rare)
         raise FoldError(

@@ -38,9 +38,12 @@ def make_features_dataset(
     groups: int = 12,
     seed: int = 0,
     extra_task: bool = False,
+    unlabelled: int = 0,
 ) -> Path:
     """A features dataset whose labels are learnable: class c shifts audio features along one direction and
-    text features along another, so both modalities carry signal. Three imbalanced classes, grouped folds."""
+    text features along another, so both modalities carry signal. Three imbalanced classes, grouped folds.
+    `unlabelled`: the last that many documents have no label (`ClassLabel`'s -1; their features still carry
+    their class's shift, as a clinic's unlabelled recordings would)."""
     import datasets
 
     from modeling_hilbert.encoders_hilbert import load_pretrained_encoder
@@ -81,10 +84,10 @@ def make_features_dataset(
         rows["text_segment_mask"].append(text_mask)
         starts = np.cumsum(rng.uniform(1, 5, segments)).astype(np.float32)
         rows["segment_times"].append(np.stack([starts, starts + 1.0], -1))
-        rows["label"].append(int(labels[i]))
+        rows["label"].append(int(labels[i]) if i < documents - unlabelled else -1)
         rows["group"].append(f"g{group_of[i]}")
         if extra_task:
-            rows["label_flag"].append(int(labels[i] == 2))
+            rows["label_flag"].append(int(labels[i] == 2) if i < documents - unlabelled else -1)
     features = datasets.Features(
         {
             "id": datasets.Value("string"),

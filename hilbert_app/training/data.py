@@ -53,6 +53,16 @@ def tasks_from_dataset(dataset, task_types: dict[str, str] | None = None) -> lis
     return tasks
 
 
+def labelled_documents(dataset) -> np.ndarray:
+    """`(N,)` bool: the documents with a label in at least one label column (a `ClassLabel` stores a missing label
+    as -1, the `datasets` convention). The others are *unlabelled*: they take part in the label-free alignment terms
+    (contrastive, CKA, MI) of training splits, never in a held-out fold, a class weight or a metric."""
+    columns = list(label_columns(dataset))
+    if not columns:
+        return np.ones(len(dataset), dtype=bool)
+    return np.any([np.asarray(dataset[column]) >= 0 for column in columns], axis=0)
+
+
 def class_weights(labels: np.ndarray, num_classes: int, task_type: str = "multiclass") -> list[float]:
     """Class weights from the TRAINING split only.
 
@@ -91,9 +101,18 @@ class FeaturesCollator:
             batch = collate_features(rows, labels=next(iter(self.label_columns)))
         else:
             batch = collate_features(rows, labels={task: column for column, task in self.label_columns.items()})
+        batch["labels"] = unlabelled_as_ignore(batch["labels"])
         if all("id" in row for row in rows):  # a plain Trainer drops the `id` column (no forward argument names it)
             batch["document_ids"] = document_ids(rows)
         return batch
+
+
+def unlabelled_as_ignore(labels):
+    """Missing labels (`ClassLabel`'s -1) as -100, the value every classification loss leaves out (`(B,)` tensors,
+    or a `{task: (B,)}` dict)."""
+    if isinstance(labels, dict):
+        return {task: unlabelled_as_ignore(value) for task, value in labels.items()}
+    return torch.where(labels < 0, torch.full_like(labels, -100), labels)
 
 
 def document_ids(rows: list[dict]) -> torch.Tensor:
@@ -125,7 +144,7 @@ class RawDocumentsCollator:
             documents.append({"audio": waveform, "sampling_rate": rate, "segments": row["segments"]})
         batch = dict(self.processor(documents, return_tensors="pt"))
         labels = {task: torch.tensor([int(row[column]) for row in rows]) for column, task in self.label_columns.items()}
-        batch["labels"] = next(iter(labels.values())) if len(labels) == 1 else labels
+        batch["labels"] = unlabelled_as_ignore(next(iter(labels.values())) if len(labels) == 1 else labels)
         batch["document_ids"] = document_ids(rows)
         return batch
 
@@ -134,6 +153,9 @@ def fold_splits(
     dataset, num_folds: int, seed: int = 0, fold_column: str = "fold"
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """`[(train_indices, test_indices)]` for grouped, stratified K-fold cross-validation.
+
+    Unlabelled documents (no label in any column, `labelled_documents`) are in the training indices of every split
+    whose held-out fold is not theirs, and in no test indices (nothing to score); their folds keep groups apart.
 
     Uses the dataset's own `fold` column when it has exactly `num_folds` folds (so every tool sees the same
     splits); otherwise assigns folds with `StratifiedGroupKFold` on the `label` column and the `group` column.
@@ -151,9 +173,11 @@ def fold_splits(
         folds = np.asarray(dataset[fold_column])
     else:
         primary = next(iter(label_columns(dataset)))
-        folds = np.asarray(assign_folds(dataset[primary], groups.tolist(), num_folds, seed, option="--folds"))
+        labels = [None if value < 0 else value for value in dataset[primary]]
+        folds = np.asarray(assign_folds(labels, groups.tolist(), num_folds, seed, option="--folds"))
     check_no_group_leakage(groups, folds)
-    splits = [(np.where(folds != k)[0], np.where(folds == k)[0]) for k in sorted(set(folds.tolist()))]
+    labelled = labelled_documents(dataset)
+    splits = [(np.where(folds != k)[0], np.where((folds == k) & labelled)[0]) for k in sorted(set(folds.tolist()))]
     for column in label_columns(dataset):
         names = getattr(dataset.features[column], "names", None)
         fatal, warnings = fold_label_problems(np.asarray(dataset[column]), splits, names, column)
@@ -165,8 +189,15 @@ def fold_splits(
 
 
 def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
-    """Per-item sampling weights 1 / n_class, so every class is drawn equally often in expectation."""
+    """Per-item sampling weights: every class is drawn equally often in expectation (weight ∝ 1 / n_class), and the
+    unlabelled items (< 0) as often as without balancing, so that they keep their share of the batches (they
+    serve the alignment terms): labelled items share the mass n_labelled / N, each unlabelled item weighs 1 / N."""
     labels = np.asarray(labels)
-    counts = np.bincount(labels[labels >= 0])
-    weights = np.where(labels >= 0, 1.0 / counts[np.clip(labels, 0, None)], 0.0)
+    labelled = labels >= 0
+    if not labelled.any():
+        return np.full(len(labels), 1.0 / len(labels))
+    counts = np.bincount(labels[labelled])
+    per_class = np.where(labelled, 1.0 / counts[np.clip(labels, 0, None)], 0.0)
+    weights = per_class / per_class.sum() * (labelled.sum() / len(labels))
+    weights[~labelled] = 1.0 / len(labels)
     return weights / weights.sum()

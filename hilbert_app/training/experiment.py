@@ -24,7 +24,7 @@ from transformers import PrinterCallback, set_seed
 
 from hilbert_app.errors import UserError
 from hilbert_app.safe_write import atomic_write_text
-from hilbert_app.training.data import FeaturesCollator, class_weights, label_columns
+from hilbert_app.training.data import FeaturesCollator, class_weights, label_columns, labelled_documents
 from hilbert_app.training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
 from hilbert_app.training.run_settings import LR_SCHEDULERS, RunSettings  # noqa: F401  (LR_SCHEDULERS: re-exported)
 from hilbert_app.training.trainer import HilbertTrainer, last_complete_checkpoint
@@ -82,9 +82,20 @@ class ExperimentData:
     def label_columns(self) -> dict[str, str]:
         return label_columns(self.dataset)
 
+    @property
+    def labelled(self) -> np.ndarray:
+        """`(N,)` bool, the documents with a label in some column (`data.labelled_documents`)."""
+        return labelled_documents(self.dataset)
+
     def labels(self, task: str) -> np.ndarray:
         column = next(c for c, t in self.label_columns.items() if t == task)
         return np.asarray(self.dataset[column])
+
+
+def learns_from_unlabelled(config: HilbertConfig) -> bool:
+    """Whether a head's loss has a label-free term (contrastive, CKA, MI), which unlabelled documents can feed."""
+    weights = (config.dual_contrastive_weight, config.cka_weight, config.mi_weight)
+    return config.is_multimodal and any(w > 0 for w in weights)
 
 
 def build_head_config(
@@ -129,6 +140,8 @@ def train_run(
     same features, splits and settings."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = build_head_config(data, head, switches, train_indices, settings)
+    if not learns_from_unlabelled(config):  # they would only dilute its batches: nothing in its loss uses them
+        train_indices = np.asarray(train_indices)[data.labelled[np.asarray(train_indices)]]
     set_seed(seed)
     encoders = data.encoders or {}
     model = HilbertForSequenceClassification(

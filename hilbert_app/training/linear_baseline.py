@@ -184,12 +184,15 @@ def linear_run(
     `{task: {"C", "scores"}}`.
     """
     result = {"tasks": {}, "predictions": {}, "seed": seed, "log_history": [], "selection": {}}
-    x_train, x_test = features[train_indices], features[test_indices]
+    x_test = features[test_indices]
     for task in tasks:
         name = task["name"]
         y = np.asarray(labels[name])
-        chosen = select_c(x_train, y[train_indices], groups[train_indices], task, seed)
-        probs = predict_task(x_train, y[train_indices], x_test, task, chosen["C"], seed)
+        # a logistic regression learns from labelled documents only (unlabelled ones: -1, or a negative entry)
+        known = y[train_indices] >= 0 if y.ndim == 1 else (y[train_indices] >= 0).all(axis=1)
+        fit = np.asarray(train_indices)[known]
+        chosen = select_c(features[fit], y[fit], groups[fit], task, seed)
+        probs = predict_task(features[fit], y[fit], x_test, task, chosen["C"], seed)
         result["selection"][name] = chosen
         result["tasks"][name] = task_metrics(y[test_indices], probs, task, train_labels=y[train_indices])
         result["predictions"][name] = {

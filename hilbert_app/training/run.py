@@ -193,6 +193,13 @@ def _run(
         f"{len(split)} documents, tasks {[t['name'] for t in data.tasks]}, {len(splits)} folds x {len(seeds)} seeds, "
         f"{len(linear) + len(variants)} variant(s); output in {output_dir}"
     )
+    unlabelled = int((~data.labelled).sum())
+    if unlabelled:
+        say(
+            f"{unlabelled} of them unlabelled: they join the training splits of the heads with alignment terms "
+            "(contrastive, CKA, MI need no labels), never a held-out fold, a class weight, a metric or a "
+            "logistic regression"
+        )
 
     # Earlier runs in the folder must be this experiment's (the final model's checkpoints too): checked before any work.
     for variant, switches in variants.items():

@@ -168,7 +168,12 @@ def select_settings(
     train_indices = np.asarray(train_indices)
     primary = data.labels(data.tasks[0]["name"])[train_indices]
     groups = np.asarray(data.dataset["group"])[train_indices]
-    folds = [(train_indices[a], train_indices[b]) for a, b in inner_splits(primary, groups, INNER_FOLDS, seed)]
+    # Unlabelled documents cannot be scored: an inner validation part keeps only its labelled ones (the others sit
+    # that inner fold out, as the outer held-out fold's do, so that no group is on both sides).
+    labelled = data.labelled[train_indices]
+    folds = [
+        (train_indices[a], train_indices[b][labelled[b]]) for a, b in inner_splits(primary, groups, INNER_FOLDS, seed)
+    ]
     task_names = [t["name"] for t in data.tasks]
     # In a two-stage schedule the classifier is untrained during the alignment stage: stop only after it.
     choice = has_alignment_terms(head, switches) and switches.get(ALIGNMENT_SEARCH, True)
