@@ -407,3 +407,43 @@ def test_push_to_hub_is_private_with_a_card_and_loads_back(corpus, tmp_path, hub
     assert result["ids"] == sorted(r[0] for r in RECORDINGS if r[0] != "rec1")
     assert "skipped" in result["card"].lower() and "audio/text.wav" in result["card"]  # ...and the card says which
     assert result["labels"] == ["angry", "calm"]
+
+
+def test_allow_unlabelled_keeps_empty_label_cells_as_minus_one_counted_in_report_and_card(corpus, tmp_path):
+    """Without the flag an empty label is a problem that names the flag; with it, the row is built with -1 (the
+    `datasets` convention for a missing ClassLabel), spread over the folds, and counted where users look."""
+    rows = make_corpus(corpus)
+    for rid in ("extra0", "extra1"):
+        write_wav(corpus / "audio" / f"{rid}.wav", 1.5, 16000)
+    rows += [
+        ["audio/extra0.wav", "transcripts/rec1.srt", "", "news", "spk9", ""],
+        ["audio/extra1.wav", "transcripts/rec2.vtt", "", "", "spk8", ""],
+    ]
+    write_metadata(corpus, rows)
+    with pytest.raises(DatasetBuildError) as refused:
+        build_dataset(corpus, tmp_path / "refused", folds=2, progress=False)
+    assert "--allow-unlabelled" in str(refused.value)
+    assert {p.kind for p in refused.value.problems} == {"label_empty"}
+    dd, report = build_dataset(corpus, tmp_path / "out", folds=2, progress=False, allow_unlabelled=True)
+    train = dd["train"]
+    by_id = {row["id"]: row for row in train}
+    assert by_id["extra0"]["label"] == -1 and by_id["extra1"]["label"] == -1
+    assert by_id["extra0"]["label_topic"] == train.features["label_topic"].names.index("news")
+    assert by_id["extra1"]["label_topic"] == -1
+    assert train.features["label"].names == ["angry", "calm"]  # no class for the empty cell
+    assert by_id["extra0"]["fold"] != by_id["extra1"]["fold"]  # spread over the folds like a class
+    assert report.unlabelled_rows == {"label": 2, "label_topic": 1}
+    assert report.label_distribution["label"]["total"]["(unlabelled)"] == 2
+    assert "2 rows have no 'label'" in report.summary()
+    card = render_dataset_card(report, "org/c")
+    assert "2 rows unlabelled" in card and "| (unlabelled) |" in card
+    from hilbert_app.training.data import labelled_documents
+
+    assert int((~labelled_documents(train)).sum()) == 1  # extra0 still has a topic label
+
+
+def test_a_label_column_without_any_value_is_refused_even_with_allow_unlabelled(corpus, tmp_path):
+    rows = [r[:3] + [""] + r[4:] for r in make_corpus(corpus)]
+    write_metadata(corpus, rows)
+    with pytest.raises(DatasetBuildError, match="no row has a value in 'label_topic'"):
+        build_dataset(corpus, tmp_path / "out", folds=2, progress=False, allow_unlabelled=True)

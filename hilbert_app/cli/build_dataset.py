@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         help="overlapping segments: 'error' (a problem, default) or 'allow' (kept and counted in the report, "
         "e.g. crosstalk in diarised transcripts)",
     )
+    p.add_argument(
+        "--allow-unlabelled",
+        action="store_true",
+        help="keep rows with an empty label cell as unlabelled documents (counted in the report and card): training "
+        "uses them for the label-free alignment terms only (default: an empty label is a problem)",
+    )
     p.add_argument("--report", type=Path, help="also write the report here (on failure: the problems)")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the dataset and its card to this Hub dataset repo")
     p.add_argument("--public", action="store_true", help="make the pushed dataset public (default: private)")
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress=show_progress(args.no_progress),
                 transcribe=args.transcribe,
                 language=args.language,
+                allow_unlabelled=args.allow_unlabelled,
             )
         except UserError as err:  # a DatasetBuildError (problems with file and line), a FoldError, ...
             if args.report:

@@ -146,6 +146,10 @@ class SkippedRow:
         }
 
 
+# How an empty label cell is shown in the report's tables (it is stored as ClassLabel's -1, not as a class).
+UNLABELLED_NAME = "(unlabelled)"
+
+
 @dataclass
 class BuildReport:
     """What a build read, wrote and left out (written to ``build_report.json`` and the dataset card)."""
@@ -177,6 +181,8 @@ class BuildReport:
     # --transcribe: {"model": provenance (name_or_path, revision, sha256, language, ...), "rows": [{"id",
     # "metadata_line", "file_name", "segments", "cached"}]}; None when no row was transcribed
     transcription: dict | None = None
+    # --allow-unlabelled: column -> rows with an empty cell (stored as ClassLabel's -1: alignment-only documents)
+    unlabelled_rows: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -197,6 +203,11 @@ class BuildReport:
             f"Built {self.rows_built} of {self.rows_read} rows into {self.output_dir} "
             f"({self.total_duration_s / 3600:.2f} h, {self.segments} segments, {self.folds} folds; {labels}).",
         ]
+        for column, n in self.unlabelled_rows.items():
+            lines.append(
+                f"{n} rows have no {column!r} (kept unlabelled, --allow-unlabelled): training uses them for the "
+                "label-free alignment terms only."
+            )
         if self.ignored_columns:
             lines.append(f"Ignored metadata columns (not part of the schema): {', '.join(self.ignored_columns)}.")
         for column, changes in self.normalised_values.items():
@@ -436,6 +447,7 @@ class _Checker:
     tolerance: float
     overlap: str = "error"
     transcribe: bool = False  # rows without a transcript are transcribed later (their segments are None until then)
+    allow_unlabelled: bool = False  # an empty label cell is a document without that label, not a problem
 
     def check(self, row: Row) -> tuple[str | None, Recording | None, list[Problem]]:
         """-> (id, recording or None, problems)."""
@@ -474,7 +486,12 @@ class _Checker:
         labels = {column: values.get(column, "") for column in self.label_columns}
         for column, value in labels.items():
             if not value:
-                at_row("label_empty", f"empty {column!r}; every recording needs a value in each label column.")
+                if not self.allow_unlabelled:
+                    at_row(
+                        "label_empty",
+                        f"empty {column!r}; every recording needs a value in each label column (or pass "
+                        "--allow-unlabelled to keep unlabelled recordings for the label-free alignment terms).",
+                    )
             elif _value_kind(value)[0] == "not_finite":
                 at_row(
                     "label_invalid",
@@ -665,6 +682,8 @@ def _normalise_values(
         spellings: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))  # kind -> value -> lines
         for rec in recordings:
             raw = rec.group if column == "group" else rec.labels[column]
+            if column != "group" and not raw:  # unlabelled (--allow-unlabelled): not a spelling of anything
+                continue
             kind, canonical = _value_kind(raw)
             if column == "group" and kind != "number":  # group names are names: only number spellings are unified
                 kind, canonical = "text", raw
@@ -783,7 +802,7 @@ def _examples(recordings: list[Recording], folds: list[int], label_names: dict[s
             "sampling_rate": rec.sampling_rate,
             "duration": rec.duration,
             "segments": rec.segments,
-            **{column: index[column][value] for column, value in rec.labels.items()},
+            **{column: index[column][value] if value else -1 for column, value in rec.labels.items()},
             "group": rec.group,
             "fold": fold,
         }
@@ -864,11 +883,13 @@ def _shorter_than_header(recordings: list[Recording]) -> dict[str, dict[str, flo
 def _label_distribution(recordings: list[Recording], folds: list[int], label_names) -> dict:
     out = {}
     for column, names in label_names.items():
-        table = {str(f): dict.fromkeys(names, 0) for f in sorted(set(folds))}
-        table["total"] = dict.fromkeys(names, 0)
+        shown = names + ([UNLABELLED_NAME] if any(not rec.labels[column] for rec in recordings) else [])
+        table = {str(f): dict.fromkeys(shown, 0) for f in sorted(set(folds))}
+        table["total"] = dict.fromkeys(shown, 0)
         for rec, fold in zip(recordings, folds):
-            table[str(fold)][rec.labels[column]] += 1
-            table["total"][rec.labels[column]] += 1
+            name = rec.labels[column] or UNLABELLED_NAME
+            table[str(fold)][name] += 1
+            table["total"][name] += 1
         out[column] = table
     return out
 
@@ -968,6 +989,7 @@ def build_dataset(
     transcribe=None,
     language: str | None = None,
     transcript_cache: str | Path | None | bool = None,
+    allow_unlabelled: bool = False,
 ) -> tuple[datasets.DatasetDict, BuildReport]:
     """Check every row of ``input_dir``, then write the DatasetDict and ``build_report.json`` to ``output_dir``.
 
@@ -984,6 +1006,10 @@ def build_dataset(
     ``transcript_cache``: folder of the cross-build cache of transcriptions (None: ``$HILBERT_CACHE/transcripts``,
     False: none). Without ``transcribe`` such rows are problems (``transcript_missing``). Rows that fail other checks
     are reported (or skipped) before anything is transcribed.
+
+    ``allow_unlabelled``: a row with an empty label cell is kept as a document without that label (ClassLabel's
+    -1; counted in ``report.unlabelled_rows`` and the card) instead of being a problem (``label_empty``). Training
+    uses such documents for the label-free alignment terms only; they are spread over the folds like a class.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if overlap not in OVERLAP_POLICIES:
@@ -997,7 +1023,15 @@ def build_dataset(
     metadata, header, rows = read_metadata(input_dir, transcribe=asr is not None)
     label_columns = ["label"] + [c for c in header if c.startswith("label_")]
     ignored = [c for c in header if c not in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *label_columns)]
-    checker = _Checker(input_dir, metadata, label_columns, tolerance, overlap, transcribe=asr is not None)
+    checker = _Checker(
+        input_dir,
+        metadata,
+        label_columns,
+        tolerance,
+        overlap,
+        transcribe=asr is not None,
+        allow_unlabelled=allow_unlabelled,
+    )
     recordings, skipped = _check_rows(rows, checker, progress)
     if skipped and not skip_invalid:  # before transcribing: a bad label should not cost an hour of Whisper first
         _refuse_invalid(skipped, len(recordings), len(rows), input_dir, metadata)
@@ -1016,8 +1050,16 @@ def build_dataset(
         logger.warning("Skipping %d invalid rows of %s (listed in %s).", len(skipped), metadata, REPORT_NAME)
 
     normalised = _normalise_values(recordings, label_columns, metadata, groups_given="group" in header)
-    fold_of = assign_folds([r.labels["label"] for r in recordings], [r.group for r in recordings], folds, seed)
-    label_names = {c: sorted({r.labels[c] for r in recordings}) for c in label_columns}
+    label_names = {c: sorted({r.labels[c] for r in recordings} - {""}) for c in label_columns}
+    without_class = [c for c, names in label_names.items() if not names]
+    if without_class:
+        raise _corpus_error(
+            metadata,
+            f"no row has a value in {', '.join(map(repr, without_class))}; a label column needs labelled rows "
+            "(remove the column, or fill in some labels).",
+            kind="label_empty",
+        )
+    fold_of = assign_folds([r.labels["label"] or None for r in recordings], [r.group for r in recordings], folds, seed)
     with tempfile.TemporaryDirectory(prefix="hilbert-build-") as cache_dir:
         train = datasets.Dataset.from_generator(
             _examples,
@@ -1053,6 +1095,7 @@ def build_dataset(
             normalised_values=normalised,
             decoded_shorter_than_header=_shorter_than_header(recordings),
             transcription={"model": asr.provenance, "rows": transcribed} if transcribed else None,
+            unlabelled_rows={c: n for c in label_columns if (n := sum(not r.labels[c] for r in recordings))},
         )
         _save(datasets.DatasetDict({"train": train}), output_dir, report)
     return datasets.load_from_disk(str(output_dir)), report
@@ -1081,7 +1124,7 @@ def _label_tables(report: BuildReport) -> str:
         rule = "|---" * (len(folds) + 2) + "|"
         body = [
             f"| {_md(name)} | " + " | ".join(str(table[f][name]) for f in folds) + f" | {table['total'][name]} |"
-            for name in report.label_names[column]
+            for name in report.label_names[column] + ([UNLABELLED_NAME] if UNLABELLED_NAME in table["total"] else [])
         ]
         parts.append("\n".join([head, rule, *body]))
     return "\n\n".join(parts)
@@ -1110,7 +1153,13 @@ def render_dataset_card(report: BuildReport, repo_id: str, license: str = "unkno
     """The dataset card (README.md) for ``report``'s build, from ``model_cards/dataset_card_template.md``."""
     label_rows = "".join(
         f"| `{column}` | ClassLabel | {'the class' if column == 'label' else f'task {column[6:]!r}'}: "
-        f"{_md(', '.join(names))} |\n"
+        f"{_md(', '.join(names))}"
+        + (
+            f"; {report.unlabelled_rows[column]} rows unlabelled (-1: used for label-free alignment only)"
+            if report.unlabelled_rows.get(column)
+            else ""
+        )
+        + " |\n"
         for column, names in report.label_names.items()
     )
     if report.skipped:
