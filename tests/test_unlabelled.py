@@ -166,3 +166,37 @@ def test_train_py_with_unlabelled_documents_reports_them_and_scores_the_labelled
     runs = sorted((out / "runs" / "HILBERT").glob("fold*-seed0/run_result.json"))
     scored = sum(len(json.loads(p.read_text())["predictions"]["label"]["index"]) for p in runs)
     assert scored == labelled
+
+
+def test_rows_without_alignment_terms_give_the_results_of_a_dataset_without_the_unlabelled(data, tmp_path, monkeypatch):
+    """concat + MLP and the LR use no label-free term: with --select, on the same labelled documents and folds,
+    their predictions must be exactly those of the dataset with the unlabelled documents removed (their inner
+    folds too), so that a comparison of HILBERT with and without unlabelled documents changes HILBERT alone."""
+    import dataclasses
+
+    monkeypatch.setattr(
+        selection, "SEARCH_SPACE", {"dropout": (0.0, 0.3), "weight_decay": (None,), "alignment": ("on",)}
+    )
+    labelled = labelled_documents(data.dataset)
+    only = dataclasses.replace(data, dataset=data.dataset.select(np.where(labelled)[0]))
+    concat = experiment.VARIANTS["concat + MLP"]
+    seen = []
+    original = experiment.train_run
+
+    def spy(data_, head, switches, train_indices, *args, **kwargs):
+        seen.append(labelled_documents(data_.dataset)[np.asarray(train_indices)].all())
+        return original(data_, head, switches, train_indices, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_run", spy)
+    predictions = []
+    for which, d in (("all", data), ("labelled", only)):
+        train, test = fold_splits(d.dataset, 3)[0]
+        _, result = selection.train_selected_run(
+            d, HEAD, concat, train, test, 0, tmp_path / which, settings(num_train_epochs=2)
+        )
+        ids = np.asarray(d.dataset["id"])
+        p = result["predictions"]["label"]
+        predictions.append(dict(zip(ids[p["index"]].tolist(), p["probabilities"])))
+    assert predictions[0] == predictions[1]
+    inner_runs = [ok for ok in seen[: len(seen) // 2 - 1]]  # the first dataset's inner runs (its final run last)
+    assert inner_runs and all(inner_runs), "inner folds of a head without alignment terms held unlabelled documents"

@@ -166,6 +166,8 @@ def select_settings(
     lives in `run_dir/select/<name>/inner<k>` (a finished one is reused on restart).
     """
     train_indices = np.asarray(train_indices)
+    if not has_alignment_terms(head, switches):  # unlabelled documents serve no term: select exactly as without them
+        train_indices = train_indices[data.labelled[train_indices]]
     primary = data.labels(data.tasks[0]["name"])[train_indices]
     groups = np.asarray(data.dataset["group"])[train_indices]
     # Unlabelled documents cannot be scored: an inner validation part keeps only its labelled ones (the others sit
