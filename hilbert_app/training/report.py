@@ -86,10 +86,11 @@ def selection_lines(results: dict[str, dict]) -> list[str]:
 
 
 def paired_differences(results: dict[str, dict], main: str, task: str, metric: str = "macro_auc") -> dict[str, dict]:
-    """`main` minus every other row on the same (fold, seed) runs: `{variant: {"mean", "std", "n", "wins"}}`.
+    """`main` minus every other row on the same (fold, seed) runs: `{variant: {"mean", "std", "n", "wins", "ties"}}`.
 
     Pairs are matched by `(fold, seed)`; runs where either value is undefined (NaN) are left out. `std` is the
-    population std over the pairs (as in `summarize_runs`); `wins` counts pairs where `main` is strictly ahead.
+    population std over the pairs (as in `summarize_runs`); `wins` counts pairs where `main` is strictly ahead, `ties` those where both are equal (at a ceiling of 1.0,
+    ties are most pairs: a 0/5 without them would read as five losses).
     """
 
     def values(variant):
@@ -112,6 +113,7 @@ def paired_differences(results: dict[str, dict], main: str, task: str, metric: s
             "std": float(np.std(diffs)) if diffs else float("nan"),
             "n": len(diffs),
             "wins": int(sum(d > 0 for d in diffs)),
+            "ties": int(sum(d == 0 for d in diffs)),
         }
     return out
 
@@ -168,12 +170,15 @@ def write_report(output_dir: Path, results: dict[str, dict], tasks: list[dict], 
             lines += [
                 "",
                 f"Paired difference of {main} to every other row (macro ROC-AUC, same fold and seed; mean ± std "
-                f"over the pairs; wins = pairs where {main} is ahead). Best other row by mean: **{best}**.",
+                f"over the pairs; wins / ties = pairs where {main} is ahead / level). Best other row by mean: **{best}**.",
                 "",
-                "| row | difference | wins |",
+                "| row | difference | wins / ties |",
                 "|---|---|---|",
             ]
-            lines += [f"| {v} | {d['mean']:+.3f} ± {d['std']:.3f} | {d['wins']}/{d['n']} |" for v, d in paired.items()]
+            lines += [
+                f"| {v} | {d['mean']:+.3f} ± {d['std']:.3f} | {d['wins']} / {d['ties']} of {d['n']} |"
+                for v, d in paired.items()
+            ]
         labels, probs = out_of_fold(runs, name, first_seed)
         oof = task_metrics(labels, probs, task)
         lines += [
