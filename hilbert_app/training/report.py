@@ -89,8 +89,9 @@ def paired_differences(results: dict[str, dict], main: str, task: str, metric: s
     """`main` minus every other row on the same (fold, seed) runs: `{variant: {"mean", "std", "n", "wins", "ties"}}`.
 
     Pairs are matched by `(fold, seed)`; runs where either value is undefined (NaN) are left out. `std` is the
-    population std over the pairs (as in `summarize_runs`); `wins` counts pairs where `main` is strictly ahead, `ties` those where both are equal (at a ceiling of 1.0,
-    ties are most pairs: a 0/5 without them would read as five losses).
+    population std over the pairs (as in `summarize_runs`); `wins` counts pairs where `main` is strictly ahead,
+    `ties` those where both are equal (at a ceiling of 1.0, ties are most pairs: a 0/5 without them would read as
+    five losses).
     """
 
     def values(variant):
@@ -170,7 +171,8 @@ def write_report(output_dir: Path, results: dict[str, dict], tasks: list[dict], 
             lines += [
                 "",
                 f"Paired difference of {main} to every other row (macro ROC-AUC, same fold and seed; mean ± std "
-                f"over the pairs; wins / ties = pairs where {main} is ahead / level). Best other row by mean: **{best}**.",
+                f"over the pairs; wins / ties = pairs where {main} is ahead / level). Best other row by mean: "
+                f"**{best}**.",
                 "",
                 "| row | difference | wins / ties |",
                 "|---|---|---|",
