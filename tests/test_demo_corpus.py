@@ -199,3 +199,72 @@ def test_missing_espeak_gives_install_hint(monkeypatch, tmp_path):
     monkeypatch.setattr(bdc.shutil, "which", lambda name: None)
     with pytest.raises(bdc.EspeakNotFoundError, match="apt-get install espeak-ng"):
         bdc.build_demo_corpus(tmp_path, **TINY)
+
+
+# --- difficulty "hard": closer registers, background noise -------------------------------------------------------
+HARD = dict(TINY, difficulty="hard")
+
+
+@pytest.fixture(scope="module")
+def hard_corpus(tmp_path_factory) -> Path:
+    return bdc.build_demo_corpus(tmp_path_factory.mktemp("hard"), workers=1, **HARD)
+
+
+def test_add_noise_gives_the_asked_snr_over_the_speech():
+    """Independent check: the SNR is speech power / added-noise power, speech taken over the turns only."""
+    sr = bdc.SAMPLE_RATE
+    t = np.arange(2 * sr) / sr
+    wave = np.zeros(3 * sr, dtype=np.int16)
+    wave[sr // 2 : sr // 2 + 2 * sr] = np.rint(8000 * np.sin(2 * np.pi * 110 * t)).astype(np.int16)
+    segments = [{"start": 0.5, "end": 2.5, "text": "x", "speaker": "participant"}]
+    for snr_db in (0.0, 6.0, 12.0):
+        noisy = bdc.add_noise(wave, snr_db, segments, seed=7)
+        noise = noisy.astype(np.float64) - wave
+        speech = wave[sr // 2 : sr // 2 + 2 * sr].astype(np.float64)
+        measured = 10 * np.log10(np.mean(speech**2) / np.mean(noise**2))
+        assert abs(measured - snr_db) < 0.1, (snr_db, measured)
+        assert np.std(noise[: sr // 2]) > 0, "the pauses are noisy too"
+    assert np.array_equal(bdc.add_noise(wave, 6.0, segments, 7), bdc.add_noise(wave, 6.0, segments, 7))
+
+
+def test_hard_corpus_is_noisy_closer_and_deterministic(hard_corpus, corpus, tmp_path):
+    factors = read_csv(hard_corpus / "factors.csv")
+    setting = bdc.DIFFICULTIES["hard"]
+    f0 = {"low": [], "high": []}
+    for row in factors:
+        snr = float(row["snr_db"])
+        assert setting.snr_db_range[0] <= snr <= setting.snr_db_range[1]
+        assert row["register"] == bdc.register_of_pitch(float(row["participant_pitch"]), setting.registers)
+        segments = json.loads((hard_corpus / "transcripts" / f"{row['doc_id']}.json").read_text())
+        wave, sr = sf.read(str(hard_corpus / row["file_name"]), dtype="float32")
+        pause = wave[: round(segments[0]["start"] * sr)]
+        assert np.std(pause) > 1e-4, "the lead silence carries the noise"
+        turns = [s for s in segments if s["speaker"] == "participant"]
+        spoken = [wave[round(s["start"] * sr) : round(s["end"] * sr)] for s in turns]
+        f0[row["register"]].append(median_f0(np.concatenate(spoken)))
+    assert f0["low"] and f0["high"]
+    # Audible, but closer than the standard corpus's 100 Hz split with its 70-95 / 105-150 Hz ranges.
+    assert max(f0["low"]) < min(f0["high"]) < max(f0["low"]) + 25, f0
+    # Same texts and labels as the standard corpus of the same seed; only the sound differs.
+    assert [r["label"] for r in read_csv(hard_corpus / "metadata.csv")] == [
+        r["label"] for r in read_csv(corpus / "metadata.csv")
+    ]
+    again = bdc.build_demo_corpus(tmp_path / "again", workers=2, **HARD)
+    for row in read_csv(hard_corpus / "metadata.csv"):
+        assert (again / row["file_name"]).read_bytes() == (hard_corpus / row["file_name"]).read_bytes()
+    assert "--difficulty hard" in (hard_corpus / "README.md").read_text()
+
+
+def test_standard_build_config_has_no_difficulty_key(corpus):
+    """Standard folders built before difficulties existed must still resume: their config is unchanged."""
+    config = json.loads((corpus / ".build_config.json").read_text())
+    assert "difficulty" not in config
+    assert "snr_db" not in read_csv(corpus / "factors.csv")[0]
+
+
+def test_unknown_difficulty_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        demo_cli.main(["--output-dir", str(tmp_path / "x"), "--difficulty", "extreme"])
+    assert "invalid choice: 'extreme'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        bdc.build_demo_corpus(tmp_path / "y", difficulty="extreme", **TINY)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hilbert_app.cli.common import add_output_options
 from hilbert_app.console import setup_logging, show_progress
-from hilbert_app.corpus.demo import SIZES, EspeakNotFoundError, build_demo_corpus
+from hilbert_app.corpus.demo import DIFFICULTIES, SIZES, EspeakNotFoundError, build_demo_corpus
 from hilbert_app.corpus.demo import __doc__ as DEMO_DOC
 
 
@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
         default="small",
         choices=sorted(SIZES),
         help="small: 56 docs of 1-2 min; medium: 200 of 1-4 min; large: 600 of 1-5 min",
+    )
+    parser.add_argument(
+        "--difficulty",
+        default="standard",
+        choices=sorted(DIFFICULTIES),
+        help="standard: pitch registers far apart, clean audio; hard: registers close, white noise at 0-12 dB SNR "
+        "(for when every method that hears the audio sits at the ceiling)",
     )
     parser.add_argument(
         "--seed",
@@ -63,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.num_workers,
             duration_range=tuple(args.duration) if args.duration else None,
             progress=show_progress(args.no_progress),
+            difficulty=args.difficulty,
         )
     except (EspeakNotFoundError, ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

