@@ -143,10 +143,15 @@ def test_the_alignment_choice_is_offered_only_where_there_are_terms_to_turn_off(
     """A unimodal head, concat + MLP (every weight 0) and a variant that pins the terms on train the "on" points
     only; turning them off zeroes the three weights and a two-stage warm-up, and strips the selection-only key."""
     head = {"dual_contrastive_weight": 1.0, "cka_weight": 0.5, "mi_weight": 0.1}
-    assert selection.has_alignment_terms(head, {}) and selection.has_alignment_terms({}, {})  # config defaults
-    assert not selection.has_alignment_terms(head, {"modalities": "audio"})
-    assert not selection.has_alignment_terms(head, experiment.VARIANTS["concat + MLP"])
-    assert selection.has_alignment_terms(head, {"cka_weight": 0.0})
+    assert experiment.has_alignment_terms(head) and experiment.has_alignment_terms({})  # config defaults
+    assert not experiment.has_alignment_terms({**head, "modalities": "audio"})
+    assert not experiment.has_alignment_terms({**head, **experiment.VARIANTS["concat + MLP"]})
+    assert experiment.has_alignment_terms({**head, "cka_weight": 0.0})
+    # A config and the dict of its fields give the same answer (one function for selection and training).
+    for switches in ({}, {"modalities": "text"}, experiment.VARIANTS["concat + MLP"], {"mi_weight": 0.0}):
+        merged = {**head, **switches}
+        config = HilbertConfig(**{k: v for k, v in merged.items() if k not in experiment.SELECTION_ONLY_SWITCHES})
+        assert experiment.has_alignment_terms(config) == experiment.has_alignment_terms(merged), switches
     assert [p["alignment"] for p in selection.candidates(alignment_choice=False)] == ["on", "on"]
     assert [p["alignment"] for p in selection.candidates()] == ["on", "off", "on", "off"]
     pinned = experiment.VARIANTS["HILBERT (alignment always on)"]

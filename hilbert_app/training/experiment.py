@@ -15,7 +15,9 @@ import hashlib
 import json
 import math
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -82,9 +84,10 @@ class ExperimentData:
     def label_columns(self) -> dict[str, str]:
         return label_columns(self.dataset)
 
-    @property
+    @cached_property
     def labelled(self) -> np.ndarray:
-        """`(N,)` bool, the documents with a label in some column (`data.labelled_documents`)."""
+        """`(N,)` bool, the documents with a label in some column (`data.labelled_documents`). Computed once: every
+        run of an experiment asks, and it reads every label column of the dataset."""
         return labelled_documents(self.dataset)
 
     def labels(self, task: str) -> np.ndarray:
@@ -92,10 +95,23 @@ class ExperimentData:
         return np.asarray(self.dataset[column])
 
 
-def learns_from_unlabelled(config: HilbertConfig) -> bool:
-    """Whether a head's loss has a label-free term (contrastive, CKA, MI), which unlabelled documents can feed."""
-    weights = (config.dual_contrastive_weight, config.cka_weight, config.mi_weight)
-    return config.is_multimodal and any(w > 0 for w in weights)
+ALIGNMENT_TERMS = ("dual_contrastive_weight", "cka_weight", "mi_weight")
+
+
+def has_alignment_terms(settings: HilbertConfig | Mapping) -> bool:
+    """Whether a head's loss has a label-free term (contrastive, CKA, MI): multimodal, and one of their weights > 0.
+
+    Such a head is the only one that unlabelled documents can feed, and the only one whose terms selection can turn
+    off. `settings`: a HilbertConfig, or a dict of its fields (a head's settings merged with a variant's switches),
+    where what is not set takes HilbertConfig's default.
+    """
+
+    def value(name: str):
+        if isinstance(settings, Mapping):
+            return settings.get(name, getattr(HilbertConfig, name))
+        return getattr(settings, name)
+
+    return value("modalities") == "both" and any(float(value(k) or 0) > 0 for k in ALIGNMENT_TERMS)
 
 
 def build_head_config(
@@ -140,7 +156,7 @@ def train_run(
     same features, splits and settings."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = build_head_config(data, head, switches, train_indices, settings)
-    if not learns_from_unlabelled(config):  # they would only dilute its batches: nothing in its loss uses them
+    if not has_alignment_terms(config):  # they would only dilute its batches: nothing in its loss uses them
         train_indices = np.asarray(train_indices)[data.labelled[np.asarray(train_indices)]]
     set_seed(seed)
     encoders = data.encoders or {}

@@ -48,17 +48,8 @@ from hilbert_app.training.linear_baseline import inner_splits
 # costs INNER_FOLDS trainings. None = the run's own weight decay (`--weight-decay`).
 SEARCH_SPACE: dict[str, tuple] = {"dropout": (0.1, 0.3), "weight_decay": (None,), "alignment": ("on", "off")}
 INNER_FOLDS = 4
-ALIGNMENT_TERMS = ("dual_contrastive_weight", "cka_weight", "mi_weight")
+ALIGNMENT_TERMS = experiment.ALIGNMENT_TERMS
 ALIGNMENT_SEARCH = "alignment_search"  # a variant switch (not a HilbertConfig field): False pins the terms on
-
-
-def has_alignment_terms(head: dict, switches: dict) -> bool:
-    """Whether a run's head has an alignment term to turn off: multimodal, and one of the three weights > 0."""
-    from modeling_hilbert import HilbertConfig
-
-    merged = {**head, **switches}  # what the head does not set is HilbertConfig's default
-    multimodal = merged.get("modalities", HilbertConfig.modalities) == "both"
-    return multimodal and any(float(merged.get(k, getattr(HilbertConfig, k)) or 0) > 0 for k in ALIGNMENT_TERMS)
 
 
 def config_switches(switches: dict) -> dict:
@@ -166,7 +157,8 @@ def select_settings(
     lives in `run_dir/select/<name>/inner<k>` (a finished one is reused on restart).
     """
     train_indices = np.asarray(train_indices)
-    if not has_alignment_terms(head, switches):  # unlabelled documents serve no term: select exactly as without them
+    # Without an alignment term, unlabelled documents serve no term: select exactly as without them.
+    if not experiment.has_alignment_terms({**head, **switches}):
         train_indices = train_indices[data.labelled[train_indices]]
     primary = data.labels(data.tasks[0]["name"])[train_indices]
     groups = np.asarray(data.dataset["group"])[train_indices]
@@ -178,7 +170,7 @@ def select_settings(
     ]
     task_names = [t["name"] for t in data.tasks]
     # In a two-stage schedule the classifier is untrained during the alignment stage: stop only after it.
-    choice = has_alignment_terms(head, switches) and switches.get(ALIGNMENT_SEARCH, True)
+    choice = experiment.has_alignment_terms({**head, **switches}) and switches.get(ALIGNMENT_SEARCH, True)
     records = []
     for point in candidates(weight_decay=settings.weight_decay, alignment_choice=choice):
         name = point_name(point)
