@@ -447,3 +447,23 @@ def test_a_label_column_without_any_value_is_refused_even_with_allow_unlabelled(
     write_metadata(corpus, rows)
     with pytest.raises(DatasetBuildError, match="no row has a value in 'label_topic'"):
         build_dataset(corpus, tmp_path / "out", folds=2, progress=False, allow_unlabelled=True)
+
+
+def test_allow_unlabelled_through_the_command_line(corpus, tmp_path, capsys):
+    """The flag as users pass it: refused without it (exit 2, one message naming the row and the flag, no traceback,
+    no output folder), built with it (exit 0, the summary counts the unlabelled rows)."""
+    rows = make_corpus(corpus)
+    write_wav(corpus / "audio" / "extra0.wav", 1.5, 16000)
+    rows.append(["audio/extra0.wav", "transcripts/rec1.srt", "", "news", "spk9", ""])
+    write_metadata(corpus, rows)
+    argv = ["--input", str(corpus), "--output-dir", str(tmp_path / "out"), "--folds", "2", "--no-progress"]
+    assert main(argv) == 2
+    said = capsys.readouterr()
+    assert "--allow-unlabelled" in said.err and "Traceback" not in said.err + said.out, said.err
+    assert not (tmp_path / "out").exists()
+    assert main([*argv, "--allow-unlabelled"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 rows have no 'label'" in printed, printed
+    from datasets import load_from_disk
+
+    assert sorted(load_from_disk(str(tmp_path / "out"))["train"]["label"])[0] == -1
