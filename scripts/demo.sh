@@ -5,6 +5,7 @@
 #   full model -> reloaded through AutoModel/AutoProcessor (trust_remote_code) to classify raw recordings.
 # Every step resumes: re-running after an interruption continues where it stopped.
 # Environment: HILBERT_DEMO_DIR (default outputs/demo), HILBERT_DEMO_SIZE (small|medium|large, default small),
+#              HILBERT_DEMO_DIFFICULTY (standard|hard, default standard: see docs/results.md),
 #              extra arguments are passed to train.py (e.g. `bash scripts/demo.sh --seeds 0`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,14 +13,15 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 OUT="${HILBERT_DEMO_DIR:-outputs/demo}"
 SIZE="${HILBERT_DEMO_SIZE:-small}"
+DIFFICULTY="${HILBERT_DEMO_DIFFICULTY:-standard}"
 PY=.venv/bin/python
 AUDIO=offline:whisper-tiny.en
 TEXT=offline:all-MiniLM-L6-v2
 mkdir -p "$OUT"
 start=$(date +%s)
 
-echo "== 1/5 demo corpus ($SIZE) -> $OUT/corpus"
-$PY dataset_scripts/build_demo_corpus.py --output-dir "$OUT/corpus" --size "$SIZE"
+echo "== 1/5 demo corpus ($SIZE, $DIFFICULTY) -> $OUT/corpus"
+$PY dataset_scripts/build_demo_corpus.py --output-dir "$OUT/corpus" --size "$SIZE" --difficulty "$DIFFICULTY"
 
 echo "== 2/5 dataset with grouped, stratified folds -> $OUT/dataset"
 if [ ! -f "$OUT/dataset/build_report.json" ]; then
