@@ -262,9 +262,16 @@ def test_standard_build_config_has_no_difficulty_key(corpus):
     assert "snr_db" not in read_csv(corpus / "factors.csv")[0]
 
 
-def test_unknown_difficulty_is_refused(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        demo_cli.main(["--output-dir", str(tmp_path / "x"), "--difficulty", "extreme"])
-    assert "invalid choice: 'extreme'" in capsys.readouterr().err
+def test_unknown_difficulty_is_refused(tmp_path):
+    """As users run it: a subprocess, exit 2 with argparse's list of choices, nothing built."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "dataset_scripts" / "build_demo_corpus.py"
+    argv = [sys.executable, str(script), "--output-dir", str(tmp_path / "x"), "--difficulty", "extreme"]
+    child = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert child.returncode == 2, child.stderr
+    assert "invalid choice: 'extreme'" in child.stderr and "'hard'" in child.stderr
+    assert "Traceback" not in child.stderr and not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="difficulty must be one of"):
         bdc.build_demo_corpus(tmp_path / "y", difficulty="extreme", **TINY)

@@ -192,7 +192,6 @@ PARTICIPANT_VARIANTS = ("", "+m1", "+m3", "+m4", "+m6")
 NUM_PARTICIPANTS = 12
 PARTICIPANT_RATE_RANGE = (140.0, 190.0)  # words per minute, per identity
 RATE_JITTER = 6.0  # +- words per minute, per turn
-PITCH_JITTER = DIFFICULTIES["standard"].pitch_jitter  # +- pitch units, per turn (clipped to the register's range)
 # espeak-ng speaks slightly slower at low pitch (measured: about -0.017 % duration per
 # pitch unit). The rate is scaled to cancel it, so timestamps carry no register signal.
 PITCH_DURATION_SLOPE = 0.00017
@@ -655,9 +654,10 @@ def document_rows(output_dir: Path, plans: list[DocumentPlan]) -> list[dict]:
     """One row per document with its factors and what was rendered (read back from disk)."""
     rows = []
     for plan in plans:
+        columns = factor_columns(plan.difficulty)
         info = sf.info(str(output_dir / plan.file_name))
         segments = json.loads((output_dir / plan.transcript).read_text())
-        row = {k: v for k, v in asdict(plan).items() if k in factor_columns(plan.difficulty)}
+        row = {k: v for k, v in asdict(plan).items() if k in columns}
         row.update(file_name=plan.file_name, duration_s=f"{info.frames / info.samplerate:.3f}", num_turns=len(segments))
         rows.append(row)
     return rows
@@ -824,8 +824,6 @@ def build_demo_corpus(
     require_espeak()
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-    if difficulty not in DIFFICULTIES:
-        raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
     preset = SIZES[size]
     num_documents = preset.num_documents if num_documents is None else int(num_documents)
     low, high = preset.duration_range if duration_range is None else duration_range
