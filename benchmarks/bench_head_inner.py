@@ -58,6 +58,9 @@ def main(argv=None) -> int:
     parser.add_argument("--outer", default=None, help="comma-separated outer splits to use (default: all)")
     parser.add_argument("--output", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Writing model shards" bar per checkpoint would bury the results
 
     data, _ = features_experiment(DataArguments(features=args.features), None)
     splits = fold_splits(data.dataset, args.folds, seed=0)
@@ -90,15 +93,19 @@ def main(argv=None) -> int:
                 inner[(k, j, seed)] = (train_indices[a], train_indices[b])
 
     results = {"features": args.features, "outer_splits": list(outer), "seeds": seeds, "candidates": {}}
-    # Reference: the linear baseline on the same inner folds (its C by nested CV on the inner training part).
-    x = linear_baseline.mean_pooled_features(data.dataset, ("audio", "text"))
-    aucs = []
-    for (_, _, seed), (tr, va) in inner.items():
-        c = linear_baseline.select_c(x[tr], labels[tr], groups[tr], task, seed)["C"]
-        probs = linear_baseline.predict_task(x[tr], labels[tr], x[va], task, c, seed)
-        aucs.append(linear_baseline._score(labels[va], probs, task))
-    results["linear_audio_text"] = {"mean": float(np.nanmean(aucs)), "std": float(np.nanstd(aucs)), "n": len(aucs)}
-    print(f"mean-pooled audio+text + LR (inner): {np.nanmean(aucs):.3f} ± {np.nanstd(aucs):.3f}", flush=True)
+    # References: the linear baselines on the same inner folds (C by nested CV on the inner training part). Every
+    # modality set, so that a unimodal candidate can be read against the linear model on the same features.
+    results["linear"] = {}
+    for name, modalities in linear_baseline.LINEAR_VARIANTS.items():
+        x = linear_baseline.mean_pooled_features(data.dataset, modalities)
+        aucs = []
+        for (_, _, seed), (tr, va) in inner.items():
+            c = linear_baseline.select_c(x[tr], labels[tr], groups[tr], task, seed)["C"]
+            probs = linear_baseline.predict_task(x[tr], labels[tr], x[va], task, c, seed)
+            aucs.append(linear_baseline._score(labels[va], probs, task))
+        results["linear"][name] = {"mean": float(np.nanmean(aucs)), "std": float(np.nanstd(aucs)), "n": len(aucs)}
+        print(f"{name} (inner): {np.nanmean(aucs):.3f} ± {np.nanstd(aucs):.3f}", flush=True)
+    results["linear_audio_text"] = results["linear"]["mean-pooled audio+text + LR"]
 
     for text in args.candidate:
         spec = json.loads(text)
@@ -125,6 +132,8 @@ def main(argv=None) -> int:
             "best": float(curve[best]),
             "last": float(curve[-1]),
             "seconds": time.perf_counter() - started,
+            # per (outer split, inner fold, seed) run, in the same order for every candidate: for paired differences
+            "runs": [c[:length] for c in curves],
         }
         print(
             f"{name:>40}: best {curve[best]:.3f} at epoch {best + 1}, last {curve[-1]:.3f} "

@@ -237,6 +237,10 @@ class HilbertConfig(PreTrainedConfig):
         joint_sequence (`str`): how the joint sequence is formed: `"per_segment"` (joint_s = W[a_s; t_s], needs
             aligned segments) or `"concat_sequence"` (the two streams concatenated along the segment axis).
         classifier (`str`): `"moe"` (HILBERT) or `"mlp"` (one MLP per task, baseline).
+        linear_shortcut (`bool`): add to every task's logits a linear function of the document's mean-pooled frozen
+            features, standardised over the training documents (shortcut_hilbert.py): the logistic-regression
+            baseline kept inside the model, its weights zero at initialisation, so that the head cannot end below a
+            linear model on the same features for lack of the information.
         audio_mode (`str`): how a Whisper encoder sees a segment: `"exact"` (padded to its 30 s window as trained,
             pooling only the frames of real audio) or `"fast"` (only the real frames, Whisper's reduced audio
             context). It must match the processor's `audio_mode` and the features' fingerprint. Ignored by other
@@ -281,6 +285,7 @@ class HilbertConfig(PreTrainedConfig):
         "text_cross_attentions",
         "audio_segment_mask",
         "text_segment_mask",
+        "mean_pooled_features",
     ]
     sub_configs_defaults = {
         "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper"),
@@ -322,6 +327,7 @@ class HilbertConfig(PreTrainedConfig):
     fusion: str = "cross_attention"
     joint_sequence: str = "per_segment"
     classifier: str = "moe"
+    linear_shortcut: bool = False
     audio_mode: str = "exact"
     encoder_batch_size: int | None = None
     initializer_range: float = 0.02

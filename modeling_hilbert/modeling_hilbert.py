@@ -63,6 +63,7 @@ from .memory_hilbert import ContrastiveMemory
 from .moe_hilbert import MixtureOfExpertsClassifier, MLPClassifier
 from .pipeline_hilbert import HilbertDocumentClassificationPipeline  # noqa: F401  (ships the pipeline with the model)
 from .pooling_hilbert import SelfAttentivePooling
+from .shortcut_hilbert import DocumentStandardizer, LinearShortcut, masked_mean
 
 logger = hf_logging.get_logger(__name__)
 
@@ -93,6 +94,8 @@ class HilbertModelOutput(ModelOutput):
             are the other attention maps.
         memory_documents (`contrastive_memory_size` > 0, in training): `()` int, the documents held in the
             contrastive memory that served as extra negatives in this step.
+        mean_pooled_features (`linear_shortcut`): `(B, D_a + D_t)` u, each document's mean-pooled frozen features,
+            standardised over the training documents (shortcut_hilbert.py), the linear shortcut's input.
     """
 
     loss: torch.FloatTensor | None = None
@@ -117,6 +120,7 @@ class HilbertModelOutput(ModelOutput):
     audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     text_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     memory_documents: torch.LongTensor | None = None
+    mean_pooled_features: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -749,6 +753,8 @@ class HilbertModel(HilbertPreTrainedModel):
                 d, config.pooling_hidden_size, config.pooling_heads, mean_init=config.pooling_mean_init
             )
         self.time_embedding = SegmentTimeEmbedding(d, config.max_time_period) if config.use_time_embedding else None
+        if config.linear_shortcut:  # the standardisation of the shortcut's mean-pooled features (shortcut_hilbert.py)
+            self.mean_feature_standardizer = DocumentStandardizer(self.mean_pooled_width)
         if config.is_multimodal:
             num_layers = config.num_cross_attention_layers if config.fusion == "cross_attention" else 0
             self.cross_attention = nn.ModuleList(
@@ -780,6 +786,13 @@ class HilbertModel(HilbertPreTrainedModel):
         self.post_init()
         self.freeze_encoders()
         self._restore_encoder_attention()
+
+    @property
+    def mean_pooled_width(self) -> int:
+        """D of `mean_pooled_features`: the frozen feature widths of the modalities the model uses, audio first."""
+        config = self.config
+        widths = [encoder_hidden_size(config.audio_config)] if config.uses_audio else []
+        return sum(widths + ([encoder_hidden_size(config.text_config)] if config.uses_text else []))
 
     def _restore_encoder_attention(self) -> None:
         """Give pretrained encoders back an attention implementation.
@@ -909,34 +922,56 @@ class HilbertModel(HilbertPreTrainedModel):
     # -- feature standardisation ---------------------------------------------------------------------
     @torch.no_grad()
     def fit_feature_statistics(self, batches) -> dict[str, int]:
-        """Set each modality's feature standardisation (`SegmentProjection`) from the real segments of `batches`.
+        """Fit the head's feature standardisations on `batches`, the training documents.
+
+        * `config.standardize_features`: each modality's segment standardisation (`SegmentProjection`), from the
+          real segments;
+        * `config.linear_shortcut`: the document-level standardisation of the shortcut's mean-pooled features
+          (`shortcut_hilbert.DocumentStandardizer`), from every document's masked mean (zeros for a document
+          without a real segment of a modality, as the logistic-regression baseline's input).
 
         Args:
             batches: an iterable of model input dicts, as the collators give them (cached features
                 `audio_segment_embeds` / `audio_features` with `audio_segment_mask`, or raw inputs, which run
                 through the frozen encoders once), e.g. a DataLoader over the training documents. Call it on the
-                training documents only, before training (`HilbertTrainer` does when
-                `config.standardize_features` is set).
+                training documents only, before training (`HilbertTrainer` does).
 
         Returns:
-            `{modality: number of real segments counted}`. Mean and variance are accumulated in float64 over all
-            segments, so the result does not depend on how the documents are batched.
+            `{modality: number of real segments counted}`. Means and variances are accumulated in float64, so the
+            result does not depend on how the documents are batched.
         """
-        totals = {}
+
+        def moments(totals, modality, x):  # x (n, D) float64
+            count, total, squares = totals.get(modality, (0, 0.0, 0.0))
+            totals[modality] = (count + x.shape[0], total + x.sum(0), squares + (x * x).sum(0))
+
+        def mean_std(count, total, squares):
+            mean = total / count
+            return mean.float(), (squares / count - mean * mean).clamp(min=0.0).sqrt().float()
+
+        segments, documents = {}, {}
         for batch in batches:
             for modality, embeds, mask in self._segment_features_of(batch):
                 x = embeds.detach().to(torch.float64)
                 keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask.bool()
-                x = x[keep]  # (n, D) real segments only
-                count, total, squares = totals.get(modality, (0, 0.0, 0.0))
-                totals[modality] = (count + x.shape[0], total + x.sum(0), squares + (x * x).sum(0))
-        for modality, (count, total, squares) in totals.items():
-            if count == 0:
-                continue
-            mean = total / count
-            std = (squares / count - mean * mean).clamp(min=0.0).sqrt()
-            getattr(self, f"{modality}_projection").set_statistics(mean.float(), std.float())
-        return {modality: count for modality, (count, _, _) in totals.items()}
+                moments(segments, modality, x[keep])  # real segments only
+                moments(documents, modality, masked_mean(x, keep))
+        if self.config.standardize_features:
+            for modality, (count, total, squares) in segments.items():
+                if count:
+                    getattr(self, f"{modality}_projection").set_statistics(*mean_std(count, total, squares))
+        if self.config.linear_shortcut and documents:
+            order = [m for m in ("audio", "text") if getattr(self.config, f"uses_{m}")]
+            if set(order) - set(documents):
+                raise ValueError(
+                    f"fit_feature_statistics got no {sorted(set(order) - set(documents))} features; the linear "
+                    "shortcut standardises every modality the model uses. Pass batches holding all of them."
+                )
+            stats = [mean_std(*documents[m]) for m in order]
+            self.mean_feature_standardizer.set_statistics(
+                torch.cat([mean for mean, _ in stats]), torch.cat([std for _, std in stats])
+            )
+        return {modality: count for modality, (count, _, _) in segments.items()}
 
     def _segment_features_of(self, batch: dict):
         """`(modality, (B, S, D) segment features, (B, S) mask or None)` for each modality the model uses and the
@@ -1068,6 +1103,10 @@ class HilbertModel(HilbertPreTrainedModel):
                 text_mask = text_mask & keep if text_mask is not None else None
 
             out = HilbertModelOutput(audio_segment_mask=audio_mask, text_segment_mask=text_mask)
+            if config.linear_shortcut:
+                out.mean_pooled_features = self.mean_feature_standardizer(
+                    self._mean_pooled(audio, audio_mask, text, text_mask)
+                )
             if audio is not None:
                 audio = self._project(audio, audio_mask, segment_times, self.audio_projection)  # (B, S, d)
             if text is not None:
@@ -1146,6 +1185,13 @@ class HilbertModel(HilbertPreTrainedModel):
                 f"segments False in {name}_segment_mask."
             )
         return features
+
+    def _mean_pooled(self, audio, audio_mask, text, text_mask) -> torch.Tensor:
+        """x_bar `(B, D_a + D_t)`: the masked mean of each used modality's raw segment features (zeros for a document
+        without a real segment of it), in the head's dtype (shortcut_hilbert.py)."""
+        dtype = next(iter(self.mean_feature_standardizer.buffers())).dtype
+        parts = [masked_mean(x.to(dtype), m) for x, m in ((audio, audio_mask), (text, text_mask)) if x is not None]
+        return torch.cat(parts, dim=-1)
 
     def _fuse(self, audio, text, audio_mask, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """The joint sequence and its mask from the two (cross-attended) streams."""
@@ -1234,7 +1280,8 @@ class HilbertModel(HilbertPreTrainedModel):
 
 # --------------------------------------------------------------------------------------------- classifier
 class HilbertForSequenceClassification(HilbertPreTrainedModel):
-    """HILBERT with a (multi-gate) Mixture-of-Experts classifier over [z_a; z_t; z_j] and the composite loss."""
+    """HILBERT with a (multi-gate) Mixture-of-Experts classifier over [z_a; z_t; z_j] and the composite loss; with
+    `config.linear_shortcut`, plus a linear model on the standardised mean-pooled frozen features."""
 
     def __init__(
         self,
@@ -1252,6 +1299,8 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             )
         else:
             self.classifier = MLPClassifier(input_size, config.expert_hidden_size, outputs, config.dropout)
+        if config.linear_shortcut:
+            self.linear_shortcut = LinearShortcut(self.hilbert.mean_pooled_width, outputs, config.dropout)
         self.post_init()
         self.freeze_encoders()
 
@@ -1314,6 +1363,9 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             )
             embeddings = [e for e in (base.audio_embeds, base.text_embeds, base.joint_embeds) if e is not None]
             logits, gate_probs, gate_weights = self.classifier(torch.cat(embeddings, dim=-1))
+            if config.linear_shortcut:  # the linear model on the mean-pooled features (shortcut_hilbert.py)
+                shortcut = self.linear_shortcut(base.mean_pooled_features)
+                logits = {task: value + shortcut[task].to(value.dtype) for task, value in logits.items()}
             out = HilbertSequenceClassifierOutput(
                 logits=logits[config.tasks[0]["name"]] if len(config.tasks) == 1 else logits,
                 task_logits=logits,

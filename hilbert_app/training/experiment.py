@@ -57,6 +57,8 @@ VARIANTS: dict[str, dict] = {
     "HILBERT + two-stage (3 alignment epochs)": {"alignment_warmup_epochs": 3.0, "alignment_search": False},
     # More negatives than a batch of 8: every other training document held (memory_hilbert.py); alignment kept on.
     "HILBERT + contrastive memory": {"contrastive_memory_size": 1024, "alignment_search": False},
+    # The logistic-regression baseline inside the model: linear logits on the standardised mean-pooled features.
+    "HILBERT + linear shortcut": {"linear_shortcut": True},
     # The cost of the alignment terms, which --select may otherwise turn off, and of the gate on cross-attention.
     "HILBERT (alignment always on)": {"alignment_search": False},
     "HILBERT w/o cross-attention gate": {"cross_attention_gate": False},

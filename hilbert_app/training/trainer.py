@@ -191,7 +191,8 @@ class HilbertTrainer(Trainer):
 
     def fit_feature_statistics(self) -> dict[str, int] | None:
         """Set the model's per-dimension feature standardisation from every training document's real segments
-        (`HilbertModel.fit_feature_statistics`), when `config.standardize_features` is on.
+        (`HilbertModel.fit_feature_statistics`), when `config.standardize_features` or `config.linear_shortcut`
+        (which standardises its mean-pooled features over the training documents) is on.
 
         Every process reads the whole training set in a fixed order (not its shard of it), so all processes set the
         same statistics. A resumed run computes them again (the same values; its checkpoint holds them too). With a
@@ -200,7 +201,9 @@ class HilbertTrainer(Trainer):
         """
         model = self.accelerator.unwrap_model(self.model)
         base = getattr(model, "hilbert", None)
-        if not getattr(model.config, "standardize_features", False) or base is None or self.train_dataset is None:
+        config = model.config
+        fits = getattr(config, "standardize_features", False) or getattr(config, "linear_shortcut", False)
+        if not fits or base is None or self.train_dataset is None:
             return None
         loader = DataLoader(
             self.train_dataset,
