@@ -1123,6 +1123,30 @@ def test_an_interrupted_run_of_another_experiment_is_not_resumed(tmp_path):
         check_reusable(run_dir, provenance())
 
 
+def test_a_run_recorded_before_a_head_setting_existed_is_reused_only_at_the_value_that_reproduces_it(tmp_path):
+    """A head setting added by a later release (here `linear_shortcut`, `contrastive_memory_size`) is in today's
+    provenance but not in a run recorded before it: at the behaviour-preserving value the run is the same run; at
+    another value, or for a changed default (the gate: False then), it is another experiment."""
+    from hilbert_app.errors import UserError
+    from hilbert_app.training.experiment import RunSettings, check_reusable, run_provenance
+
+    data, train, test = _provenance_data(), np.arange(6), np.arange(6, 8)
+
+    def provenance(**head):
+        return run_provenance(data, {"hidden_size": 16, **head}, {}, train, test, 0, RunSettings(), "features-a")
+
+    run_dir = tmp_path / "fold0-seed0"
+    run_dir.mkdir()
+    (run_dir / "run_result.json").write_text(json.dumps({"provenance": provenance()}))  # recorded without them
+    check_reusable(run_dir, provenance(linear_shortcut=False, contrastive_memory_size=0))
+    for changed in ({"linear_shortcut": True}, {"contrastive_memory_size": 64}, {"cross_attention_gate": True}):
+        with pytest.raises(UserError, match="holds the finished run of another experiment"):
+            check_reusable(run_dir, provenance(**{"linear_shortcut": False, **changed}))
+    check_reusable(run_dir, provenance(cross_attention_gate=False))  # the gate's legacy value: the ungated model
+    with pytest.raises(UserError):  # a recorded setting is never dropped, only ones the run did not know
+        check_reusable(run_dir, provenance(hidden_size=32))
+
+
 # ================================================================================================ 10,000 segments
 def test_ten_thousand_segments_transcripts_parse_in_linear_time():
     segments = [

@@ -81,7 +81,8 @@ def test_logits_are_the_heads_plus_a_linear_map_of_the_standardised_means():
         linear.bias.copy_(torch.randn(linear.bias.shape, generator=g))
     x = numpy_mean_pooled(inputs)
     u = (x - x.mean(0)) / np.where(x.std(0) > 1e-6, x.std(0), 1.0)
-    expected = head + u / np.sqrt(u.shape[1]) @ linear.weight.detach().double().numpy().T + linear.bias.detach().double().numpy()
+    weight, bias = linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy()
+    expected = head + (u / np.sqrt(u.shape[1])) @ weight.T + bias
     np.testing.assert_allclose(model(**inputs).logits.detach().double().numpy(), expected, rtol=1e-4, atol=1e-4)
 
 

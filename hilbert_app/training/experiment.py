@@ -31,6 +31,7 @@ from hilbert_app.training.metrics import compute_metrics_fn, probabilities, summ
 from hilbert_app.training.run_settings import LR_SCHEDULERS, RunSettings  # noqa: F401  (LR_SCHEDULERS: re-exported)
 from hilbert_app.training.trainer import HilbertTrainer, last_complete_checkpoint
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
+from modeling_hilbert.configuration_hilbert import LEGACY_DEFAULTS
 
 # Variant switches that are not HilbertConfig fields but tell `--select` what to search (selection.py).
 SELECTION_ONLY_SWITCHES = ("alignment_search",)
@@ -362,6 +363,31 @@ def _differences(saved: dict, now: dict) -> list[str]:
     return out
 
 
+def _same_run(saved: dict, provenance: dict) -> bool:
+    """Whether a recorded provenance is this run's: the same key, or the same once the head settings that HILBERT
+    added after the run was recorded are left out -- but only those set to the value that reproduces the model the
+    run trained (`LEGACY_DEFAULTS`, else the default: e.g. `linear_shortcut` False). A newer release must not make
+    every finished run unusable; a setting whose value changes the model (the gate, once its default changed) still
+    makes it another run."""
+    if saved.get("key") == provenance["key"]:
+        return True
+    recorded = saved.get("head")
+    if not isinstance(recorded, dict) or saved.get("version") != provenance.get("version"):
+        return False
+    settings = HilbertConfig.head_settings()
+    head = provenance.get("head") or {}
+    added = [
+        name
+        for name, value in head.items()
+        if name not in recorded and name in settings and value == LEGACY_DEFAULTS.get(name, settings[name]["default"])
+    ]
+    if not added:
+        return False
+    parts = {k: v for k, v in provenance.items() if k != "key"}
+    parts["head"] = {k: v for k, v in head.items() if k not in added}
+    return _sha256(parts) == saved.get("key")
+
+
 def check_reusable(run_dir: Path, provenance: dict, output_dir: Path | None = None) -> None:
     """Refuse (`UserError`) a run folder whose finished result or checkpoints were made for another run.
 
@@ -377,7 +403,7 @@ def check_reusable(run_dir: Path, provenance: dict, output_dir: Path | None = No
         saved, what = None, "the interrupted run"
     else:
         return
-    if saved is not None and saved.get("key") == provenance["key"]:
+    if saved is not None and _same_run(saved, provenance):
         return
     if saved is None:
         why = "it records no provenance (made by an earlier version of HILBERT), so it cannot be matched to this run"
