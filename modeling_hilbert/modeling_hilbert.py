@@ -961,13 +961,16 @@ class HilbertModel(HilbertPreTrainedModel):
                 if count:
                     getattr(self, f"{modality}_projection").set_statistics(*mean_std(count, total, squares))
         if self.config.linear_shortcut and documents:
-            order = [m for m in ("audio", "text") if getattr(self.config, f"uses_{m}")]
-            if set(order) - set(documents):
-                raise ValueError(
-                    f"fit_feature_statistics got no {sorted(set(order) - set(documents))} features; the linear "
-                    "shortcut standardises every modality the model uses. Pass batches holding all of them."
-                )
-            stats = [mean_std(*documents[m]) for m in order]
+            # A modality no batch held (e.g. a corpus without transcripts, whose collator gives no text inputs): its
+            # mean-pooled features are zeros for every document, which standardise to zeros (shift 0, scale 1).
+            widths = {"audio": self.config.audio_config, "text": self.config.text_config}
+            stats = [
+                mean_std(*documents[m])
+                if m in documents
+                else (torch.zeros(encoder_hidden_size(widths[m])), torch.zeros(encoder_hidden_size(widths[m])))
+                for m in ("audio", "text")
+                if getattr(self.config, f"uses_{m}")
+            ]
             self.mean_feature_standardizer.set_statistics(
                 torch.cat([mean for mean, _ in stats]), torch.cat([std for _, std in stats])
             )
