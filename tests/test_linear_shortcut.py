@@ -196,3 +196,30 @@ def test_the_shortcut_module_alone_is_zero_at_init_and_linear_after():
     with torch.no_grad():
         shortcut.linears["a"].weight.fill_(1.0)
     torch.testing.assert_close(shortcut(u)["a"], (u.sum(-1, keepdim=True) / 2.0).expand(3, 2))  # 1 / sqrt(4)
+
+
+def test_raw_inputs_through_the_encoders_give_the_cached_features_logits():
+    """The full model (encoders attached) fits and applies the shortcut on raw inputs as on cached features."""
+    from tiny_models import raw_inputs
+
+    torch.manual_seed(0)
+    model = HilbertForSequenceClassification(hilbert_config(linear_shortcut=True)).eval()
+    inputs = raw_inputs(model.config)
+    counts = model.hilbert.fit_feature_statistics([inputs])  # the raw inputs run through the frozen encoders
+    assert counts["audio"] > 0 and model.hilbert.mean_feature_standardizer.scale.ne(1).any()
+    with torch.no_grad():
+        model.linear_shortcut.linears["label"].weight.normal_()
+        audio, audio_mask = model.hilbert.get_audio_segment_features(
+            inputs.get("input_features"), inputs.get("input_values"), inputs["audio_attention_mask"]
+        )
+        text, text_mask = model.hilbert.get_text_segment_features(inputs["input_ids"], inputs["attention_mask"])
+        cached = model(
+            audio_segment_embeds=audio,
+            audio_segment_mask=audio_mask,
+            text_segment_embeds=text,
+            text_segment_mask=text_mask,
+            segment_times=inputs["segment_times"],
+        )
+        raw = model(**inputs)
+    torch.testing.assert_close(raw.logits, cached.logits)
+    assert raw.logits.abs().sum() > 0
