@@ -63,7 +63,7 @@ from .memory_hilbert import ContrastiveMemory
 from .moe_hilbert import MixtureOfExpertsClassifier, MLPClassifier
 from .pipeline_hilbert import HilbertDocumentClassificationPipeline  # noqa: F401  (ships the pipeline with the model)
 from .pooling_hilbert import SelfAttentivePooling
-from .shortcut_hilbert import DocumentStandardizer, LinearShortcut, masked_mean
+from .shortcut_hilbert import FeatureStandardizer, LinearShortcut, masked_mean
 
 logger = hf_logging.get_logger(__name__)
 
@@ -172,7 +172,7 @@ class HilbertSequenceClassifierOutput(ModelOutput):
 
 
 # ----------------------------------------------------------------------------------------- small blocks
-class SegmentProjection(nn.Module):
+class SegmentProjection(FeatureStandardizer):
     r"""Per-modality projection of segment features to the head width: standardise -> Linear -> LayerNorm -> Dropout.
 
         x' = (x - shift) / scale        per feature dimension (`shift`, `scale`: `(D_in,)` buffers)
@@ -187,25 +187,14 @@ class SegmentProjection(nn.Module):
     """
 
     def __init__(self, input_size: int, hidden_size: int, dropout: float):
-        super().__init__()
-        self.register_buffer("shift", torch.zeros(input_size))
-        self.register_buffer("scale", torch.ones(input_size))
+        super().__init__(input_size)  # the `shift` / `scale` buffers and `set_statistics`
         self.linear = nn.Linear(input_size, hidden_size)
         self.norm = nn.LayerNorm(hidden_size)
         self.dropout = DocumentDropout(dropout)
 
-    @torch.no_grad()
-    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Standardise with this mean and standard deviation `(D_in,)`; a dimension with (near) zero spread is only
-        centred (scale 1), so that a constant feature cannot blow up."""
-        std = std.to(self.scale)
-        self.shift.copy_(mean.to(self.shift))
-        self.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
-
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """`(B, S, D_in)` -> `(B, S, d)`."""
-        features = (features - self.shift.to(features.dtype)) / self.scale.to(features.dtype)
-        return self.dropout(self.norm(self.linear(features)))
+        return self.dropout(self.norm(self.linear(super().forward(features))))
 
 
 class SegmentTimeEmbedding(nn.Module):
@@ -754,7 +743,7 @@ class HilbertModel(HilbertPreTrainedModel):
             )
         self.time_embedding = SegmentTimeEmbedding(d, config.max_time_period) if config.use_time_embedding else None
         if config.linear_shortcut:  # the standardisation of the shortcut's mean-pooled features (shortcut_hilbert.py)
-            self.mean_feature_standardizer = DocumentStandardizer(self.mean_pooled_width)
+            self.mean_feature_standardizer = FeatureStandardizer(self.mean_pooled_width)
         if config.is_multimodal:
             num_layers = config.num_cross_attention_layers if config.fusion == "cross_attention" else 0
             self.cross_attention = nn.ModuleList(
@@ -927,7 +916,7 @@ class HilbertModel(HilbertPreTrainedModel):
         * `config.standardize_features`: each modality's segment standardisation (`SegmentProjection`), from the
           real segments;
         * `config.linear_shortcut`: the document-level standardisation of the shortcut's mean-pooled features
-          (`shortcut_hilbert.DocumentStandardizer`), from every document's masked mean (zeros for a document
+          (`shortcut_hilbert.FeatureStandardizer`), from every document's masked mean (zeros for a document
           without a real segment of a modality, as the logistic-regression baseline's input).
 
         Args:

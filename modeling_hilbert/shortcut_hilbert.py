@@ -48,9 +48,10 @@ def masked_mean(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / count
 
 
-class DocumentStandardizer(nn.Module):
-    """u = (x - shift) / scale per dimension, `shift`/`scale` `(D,)` buffers (0 and 1 until set; saved with the
-    model). A dimension with (near) zero spread over the training documents is only centred."""
+class FeatureStandardizer(nn.Module):
+    """u = (x - shift) / scale per (last) dimension, `shift`/`scale` `(D,)` buffers (0 and 1 until set; saved with
+    the model). A dimension with (near) zero spread is only centred, so that a constant feature cannot blow up.
+    Used for the shortcut's document means and, as its base class, by `SegmentProjection` for segment features."""
 
     def __init__(self, size: int):
         super().__init__()
@@ -65,7 +66,7 @@ class DocumentStandardizer(nn.Module):
         self.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`(B, D)` -> `(B, D)`."""
+        """`(..., D)` -> `(..., D)`."""
         return (x - self.shift.to(x.dtype)) / self.scale.to(x.dtype)
 
 

@@ -51,7 +51,7 @@ def test_mean_pooled_features_are_sklearns_standard_scaler_over_document_means(b
     model.hilbert.fit_feature_statistics(batches_of(inputs, batch_size))
     expected = StandardScaler().fit_transform(numpy_mean_pooled(inputs))
     got = model.hilbert(**inputs).mean_pooled_features
-    # sklearn leaves a zero-variance column unscaled, as DocumentStandardizer does; float32 inside the model
+    # sklearn leaves a zero-variance column unscaled, as FeatureStandardizer does; float32 inside the model
     np.testing.assert_allclose(got.double().numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
