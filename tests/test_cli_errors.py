@@ -802,6 +802,10 @@ def _child_env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
+def _sigint_at_default():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_is_one_line_not_a_traceback(world):
     """SIGINT while training: exit code 2, a one-paragraph 'interrupted' message saying how to resume."""
     out = world["root"] / "out-interrupt"
@@ -812,7 +816,17 @@ def test_ctrl_c_is_one_line_not_a_traceback(world):
         "--output-dir",
         str(out),
     ]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env())
+    # Ctrl-C as a terminal user sends it: the child starts with SIGINT at its default. A harness that runs the suite
+    # in the background (a non-interactive shell's `cmd &`, as CI does) starts it ignored, which every child inherits
+    # across exec, and Python then installs no KeyboardInterrupt handler: the run would finish with code 0.
+    child = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(),
+        preexec_fn=_sigint_at_default,
+    )
     for line in child.stdout:  # wait until training has started
         if line.startswith("[HILBERT]"):
             break
