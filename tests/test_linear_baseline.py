@@ -88,6 +88,9 @@ def test_linear_run_equals_an_independent_sklearn_computation(dataset):
         assert result["selection"]["label"]["C"] == best
         np.testing.assert_allclose(result["predictions"]["label"]["probabilities"], probs, atol=2e-6)
         assert result["tasks"]["label"]["macro_auc"] == pytest.approx(reference_macro_auc(y[test], probs), abs=1e-4)
+        # the stored probabilities are the ones the metric was computed from: recomputing gives the same number
+        stored = np.asarray(result["predictions"]["label"]["probabilities"])
+        assert reference_macro_auc(y[test], stored) == pytest.approx(result["tasks"]["label"]["macro_auc"], abs=1e-12)
         # binary task: [1 - p, p] with p from its own balanced LR
         flag = np.asarray(result["predictions"]["flag"]["probabilities"])
         best_flag, probs_flag = reference_run(x, labels["flag"], groups, train, test, 2, seed)

@@ -24,7 +24,13 @@ from sklearn.metrics import (
 )
 from transformers import EvalPrediction
 
-from hilbert_app.training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
+from hilbert_app.training.metrics import (
+    compute_metrics_fn,
+    probabilities,
+    stored_probabilities,
+    summarize_runs,
+    task_metrics,
+)
 from hilbert_app.training.plots import (
     plot_confusion_matrix,
     plot_loss_curves,
@@ -401,3 +407,25 @@ def test_plots_write_png_files(tmp_path):
         "no CKA": {"emotion": {"macro_auc": {"mean": 0.75, "std": 0.02}}},  # a task missing: "n/a"
     }
     assert is_png(plot_results_table(results, "macro_auc", tmp_path / "table.png"))
+
+
+def test_stored_probabilities_reproduce_the_run_metrics():
+    """A confident model's small probabilities keep their order when stored: rounding them to 6 decimals (what
+    run_result.json held before) made 1e-7 and 3e-7 both 0.0, and the macro-AUC recomputed from the file differed
+    from the reported one (a hard-demo run: 0.900 reported, 0.856 from its file)."""
+    task = {"name": "label", "type": "multiclass", "id2label": {0: "a", 1: "b", 2: "c"}}
+    labels = np.array([0, 0, 1, 1, 2, 2, 1, 0])
+    # class 2's column: the positives' scores are tiny but above every negative's, so its AUC is 1.0
+    logits = np.array(
+        [[9, 0, -12], [8, 1, -13], [0, 9, -14], [1, 8, -15], [0, 12, -2], [12, 0, -3], [0, 9, -18], [9, 0, -19]],
+        dtype=np.float64,
+    )
+    probs = probabilities(logits, "multiclass")
+    stored = np.asarray(json.loads(json.dumps(stored_probabilities(probs))))
+    np.testing.assert_array_equal(stored, probs)  # float64 round-trips through JSON exactly
+    reported = task_metrics(labels, probs, task)["macro_auc"]
+    assert task_metrics(labels, stored, task)["macro_auc"] == reported
+    expected = np.mean([roc_auc_score(labels == c, probs[:, c]) for c in range(3)])
+    assert reported == pytest.approx(expected, abs=1e-12)
+    # the old storage loses it: the rounded file gives a different macro-AUC
+    assert task_metrics(labels, probs.round(6), task)["macro_auc"] != pytest.approx(reported, abs=1e-3)

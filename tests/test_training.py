@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 from synthetic import make_features_dataset, make_raw_dataset, save_tiny_encoders
 from tiny_models import hilbert_config
 from transformers import TrainerCallback
@@ -297,6 +298,11 @@ def test_resume_from_checkpoint_gives_the_same_final_metrics(features, tmp_path)
         uninterrupted["predictions"]["label"]["probabilities"],
         atol=1e-6,
     )
+    # what run_result.json stores reproduces the reported metric (sklearn, computed here)
+    stored = uninterrupted["predictions"]["label"]
+    y, p = np.asarray(stored["labels"]), np.asarray(stored["probabilities"])
+    expected = np.mean([roc_auc_score(y == k, p[:, k]) for k in range(p.shape[1]) if 0 < (y == k).sum() < len(y)])
+    assert uninterrupted["tasks"]["label"]["macro_auc"] == pytest.approx(expected, abs=1e-12)
 
 
 # ------------------------------------------------------------------------------------------- model card

@@ -27,7 +27,13 @@ from transformers import PrinterCallback, set_seed
 from hilbert_app.errors import UserError
 from hilbert_app.safe_write import atomic_write_text
 from hilbert_app.training.data import FeaturesCollator, class_weights, label_columns, labelled_documents
-from hilbert_app.training.metrics import compute_metrics_fn, probabilities, summarize_runs, task_metrics
+from hilbert_app.training.metrics import (
+    compute_metrics_fn,
+    probabilities,
+    stored_probabilities,
+    summarize_runs,
+    task_metrics,
+)
 from hilbert_app.training.run_settings import LR_SCHEDULERS, RunSettings  # noqa: F401  (LR_SCHEDULERS: re-exported)
 from hilbert_app.training.trainer import HilbertTrainer, last_complete_checkpoint
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
@@ -202,7 +208,7 @@ def train_run(
         result["predictions"][task["name"]] = {
             "index": [int(i) for i in test_indices],
             "labels": np.asarray(labels[task["name"]]).tolist(),
-            "probabilities": np.asarray(probs).round(6).tolist(),
+            "probabilities": stored_probabilities(probs),
         }
     if is_main_process():
         atomic_write_json(run_dir / "run_result.json", result)

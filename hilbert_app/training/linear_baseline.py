@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hilbert_app.training.metrics import task_metrics
+from hilbert_app.training.metrics import stored_probabilities, task_metrics
 
 # Rows of the baseline table: name -> which mean-pooled features the logistic regression sees.
 LINEAR_VARIANTS: dict[str, tuple[str, ...]] = {
@@ -198,7 +198,7 @@ def linear_run(
         result["predictions"][name] = {
             "index": [int(i) for i in test_indices],
             "labels": y[test_indices].tolist(),
-            "probabilities": probs.round(6).tolist(),
+            "probabilities": stored_probabilities(probs),
         }
     return result
 

@@ -117,6 +117,17 @@ def probabilities(logits: Any, task_type: str) -> np.ndarray:
     raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
 
 
+def stored_probabilities(probs: Any) -> list:
+    """Probabilities `(N, C)` as JSON-ready lists, at full float64 precision.
+
+    Not rounded: rounding to a few decimals turns a confident model's small probabilities into ties (1e-7 and
+    3e-7 both become 0.0), and ties change ROC-AUC. The run's metrics, the pooled out-of-fold report and any
+    recomputation a user makes from `run_result.json` must all see the probabilities the metrics were computed from.
+    JSON's float repr round-trips float64 exactly.
+    """
+    return np.asarray(probs, dtype=np.float64).tolist()
+
+
 def labelled_items(labels: Any, probs: Any, task: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
     """Validate `labels`/`probs` for `task` and drop unlabelled items: `(labels, probs (N, C), num_unlabelled)`."""
     name, task_type, names = task_spec(task)
