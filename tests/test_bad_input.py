@@ -9,6 +9,7 @@ cross-validation folds and metrics. Everything is tiny; the only subprocess is t
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import shutil
@@ -1145,6 +1146,31 @@ def test_a_run_recorded_before_a_head_setting_existed_is_reused_only_at_the_valu
     check_reusable(run_dir, provenance(cross_attention_gate=False))  # the gate's legacy value: the ungated model
     with pytest.raises(UserError):  # a recorded setting is never dropped, only ones the run did not know
         check_reusable(run_dir, provenance(hidden_size=32))
+
+
+def test_a_run_recorded_before_a_trainer_setting_existed_is_reused_only_at_its_default(tmp_path):
+    """`ema_decay` (RunSettings) came after these runs: a run recorded without it is today's run at 0 (off), with
+    a head setting added since at its reproducing value too, and another experiment at 0.9."""
+    from hilbert_app.errors import UserError
+    from hilbert_app.training.experiment import RunSettings, check_reusable, run_provenance
+
+    data, train, test = _provenance_data(), np.arange(6), np.arange(6, 8)
+
+    def provenance(settings, **head):
+        return run_provenance(data, {"hidden_size": 16, **head}, {}, train, test, 0, settings, "features-a")
+
+    old = provenance(RunSettings())
+    old["trainer"].pop("ema_decay")  # what a run of the earlier release recorded
+    old["key"] = hashlib.sha256(
+        json.dumps({k: v for k, v in old.items() if k != "key"}, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    run_dir = tmp_path / "fold0-seed0"
+    run_dir.mkdir()
+    (run_dir / "run_result.json").write_text(json.dumps({"provenance": old}))
+    check_reusable(run_dir, provenance(RunSettings()))
+    check_reusable(run_dir, provenance(RunSettings(), linear_shortcut=False))  # both kinds left out at once
+    with pytest.raises(UserError, match="trainer settings ema_decay null then, 0.9 now"):
+        check_reusable(run_dir, provenance(RunSettings(ema_decay=0.9)))
 
 
 # ================================================================================================ 10,000 segments

@@ -362,6 +362,13 @@ CASES = [
         "--num-train-epochs must be a number > 0",
     ),
     (
+        "train: an EMA decay of 1",
+        "train",
+        lambda w: train_args(w, "--ema-decay", "1"),
+        2,
+        "--ema-decay must be at least 0 (off) and below 1",
+    ),
+    (
         "train: --folds larger than the groups",
         "train",
         lambda w: train_args(w, "--folds", "20"),

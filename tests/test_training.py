@@ -271,7 +271,9 @@ class StopAfter(TrainerCallback):
             raise KeyboardInterrupt("simulated kill")
 
 
-def test_resume_from_checkpoint_gives_the_same_final_metrics(features, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_from_checkpoint_gives_the_same_final_metrics(features, tmp_path, ema_decay):
+    """Also with the weight average (--ema-decay): the checkpoint holds it and the resumed run continues it."""
     data = experiment_data(features)
     splits = fold_splits(data.dataset, 3)
     train, test = splits[0]
@@ -282,13 +284,15 @@ def test_resume_from_checkpoint_gives_the_same_final_metrics(features, tmp_path)
         train_indices=train,
         test_indices=test,
         seed=3,
-        settings=settings(num_train_epochs=4),
+        settings=settings(num_train_epochs=4, ema_decay=ema_decay),
     )
     _, uninterrupted = train_run(run_dir=tmp_path / "straight", **run)
     steps_per_epoch = int(np.ceil(len(train) / 4))
     with pytest.raises(KeyboardInterrupt):
         train_run(run_dir=tmp_path / "killed", callbacks=[StopAfter(2 * steps_per_epoch + 1)], **run)
-    assert list((tmp_path / "killed").glob("checkpoint-*")) and not (tmp_path / "killed" / "run_result.json").exists()
+    checkpoints = list((tmp_path / "killed").glob("checkpoint-*"))
+    assert checkpoints and not (tmp_path / "killed" / "run_result.json").exists()
+    assert all((c / "weight_average.safetensors").is_file() == bool(ema_decay) for c in checkpoints)
     _, resumed = train_run(run_dir=tmp_path / "killed", **run)
     assert resumed["tasks"]["label"]["macro_auc"] == pytest.approx(
         uninterrupted["tasks"]["label"]["macro_auc"], abs=1e-9
@@ -607,3 +611,54 @@ def test_train_py_reads_features_straight_from_a_hub_dataset_id(features, tmp_pa
     assert json.loads((tmp_path / "hub" / "metrics.json").read_text()) == json.loads(
         (tmp_path / "local" / "metrics.json").read_text()
     )
+
+
+# ------------------------------------------------------------------------------------------- weight average
+class RecordWeights(TrainerCallback):
+    """The trainable weights at the start and after every optimiser step (on_step_end: after the clamp and EMA)."""
+
+    def __init__(self):
+        self.snapshots = []
+
+    def _record(self, model):
+        self.snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._record(model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self._record(model)
+
+
+def test_ema_decay_trains_then_keeps_the_average_of_the_weights(features, tmp_path):
+    """With --ema-decay the trained model is the EMA of the weights after every step (computed here from recorded
+    weights, with the warm-up min(decay, (1 + t) / (10 + t))), and every evaluation during training saw it: the
+    last epoch's eval loss equals the final model's."""
+    data = experiment_data(features)
+    train, test = fold_splits(data.dataset, 3)[0]
+    spy = RecordWeights()
+    trainer, _ = train_run(
+        data=data,
+        head=HEAD,
+        switches={},
+        train_indices=train,
+        test_indices=test,
+        seed=0,
+        run_dir=tmp_path / "ema",
+        settings=settings(num_train_epochs=3, ema_decay=0.8),
+        callbacks=[spy],
+    )
+    initial, steps = spy.snapshots[0], spy.snapshots[1:]
+    assert len(steps) == trainer.state.global_step > 10  # past the warm-up: the decay 0.8 is reached
+    expected = {n: t.double().numpy() for n, t in initial.items()}
+    for t, weights in enumerate(steps, start=1):
+        d = min(0.8, (1 + t) / (10 + t))
+        expected = {n: d * expected[n] + (1 - d) * weights[n].double().numpy() for n in expected}
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    final = dict(model.named_parameters())
+    for name, value in expected.items():
+        np.testing.assert_allclose(final[name].detach().double().numpy(), value, atol=1e-5, err_msg=name)
+    changed = [n for n in expected if not np.allclose(steps[-1][n].numpy(), expected[n], atol=1e-4)]
+    assert changed, "the average equals the last weights: nothing was averaged"
+    last_eval = [e for e in trainer.state.log_history if "eval_loss" in e][-1]["eval_loss"]
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(last_eval, rel=1e-5)

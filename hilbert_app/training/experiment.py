@@ -16,7 +16,7 @@ import json
 import math
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -180,6 +180,7 @@ def train_run(
         args=settings.training_arguments(run_dir, seed, evaluate=test_set is not None),
         train_dataset=train_set,
         eval_dataset=test_set,
+        ema_decay=settings.ema_decay,
         data_collator=data.collator or FeaturesCollator(data.label_columns),
         compute_metrics=compute_metrics_fn(config.tasks),
         balanced_sampling_labels=primary if settings.balanced_sampling else None,
@@ -370,28 +371,31 @@ def _differences(saved: dict, now: dict) -> list[str]:
 
 
 def _same_run(saved: dict, provenance: dict) -> bool:
-    """Whether a recorded provenance is this run's: the same key, or the same once the head settings that HILBERT
-    added after the run was recorded are left out -- but only those set to the value that reproduces the model the
-    run trained (`LEGACY_DEFAULTS`, else the default: e.g. `linear_shortcut` False). A newer release must not make
-    every finished run unusable; a setting whose value changes the model (the gate, once its default changed) still
-    makes it another run."""
+    """Whether a recorded provenance is this run's: the same key, or the same once the settings that HILBERT added
+    after the run was recorded are left out -- but only those set to the value that reproduces the model the run
+    trained. Head settings: `LEGACY_DEFAULTS`, else the default (e.g. `linear_shortcut` False); trainer settings:
+    the `RunSettings` default (e.g. `ema_decay` 0, off). A newer release must not make every finished run unusable;
+    a setting whose value changes the model (the gate, once its default changed) still makes it another run."""
     if saved.get("key") == provenance["key"]:
         return True
-    recorded = saved.get("head")
-    if not isinstance(recorded, dict) or saved.get("version") != provenance.get("version"):
+    if saved.get("version") != provenance.get("version"):
         return False
-    settings = HilbertConfig.head_settings()
-    head = provenance.get("head") or {}
-    added = [
-        name
-        for name, value in head.items()
-        if name not in recorded and name in settings and value == LEGACY_DEFAULTS.get(name, settings[name]["default"])
-    ]
-    if not added:
-        return False
+    head_settings = HilbertConfig.head_settings()
+    reproducing = {
+        "head": {n: LEGACY_DEFAULTS.get(n, spec["default"]) for n, spec in head_settings.items()},
+        "trainer": {f.name: f.default for f in fields(RunSettings) if f.default is not MISSING},
+    }
     parts = {k: v for k, v in provenance.items() if k != "key"}
-    parts["head"] = {k: v for k, v in head.items() if k not in added}
-    return _sha256(parts) == saved.get("key")
+    left_out = False
+    for part, values in reproducing.items():
+        recorded, now = saved.get(part), provenance.get(part) or {}
+        if not isinstance(recorded, dict):
+            return False
+        added = [n for n, v in now.items() if n not in recorded and n in values and v == values[n]]
+        if added:
+            parts[part] = {k: v for k, v in now.items() if k not in added}
+            left_out = True
+    return left_out and _sha256(parts) == saved.get("key")
 
 
 def check_reusable(run_dir: Path, provenance: dict, output_dir: Path | None = None) -> None:

@@ -255,7 +255,8 @@ def _run(
             "protocol": f"{protocol}; class weights from each training split; no selection on held-out folds",
             "selection": selection + "; linear baselines: C by grouped inner CV on each training split",
             "training": f"{args.num_train_epochs:g} epochs, lr {args.learning_rate:g}, batch "
-            f"{args.per_device_train_batch_size} x {state.num_processes} process(es)",
+            f"{args.per_device_train_batch_size} x {state.num_processes} process(es)"
+            + (f", EMA of the weights (decay {args.ema_decay:g})" if args.ema_decay else ""),
             "package": f"hilbert {__version__}",
         }
         written = write_report(output_dir, results, data.tasks, context)

@@ -73,6 +73,14 @@ class RunSettings:
         default=False,
         metadata={"help": "Draw training batches with probabilities that balance the classes of the first task."},
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "Keep an exponential moving average of the head's weights with this decay (0 = off; e.g. 0.9 "
+            "over ~10 steps, 0.98 over ~50). Every evaluation, the inner-fold curves --select reads and the saved "
+            "model use the average (hilbert_app/training/weight_average.py)."
+        },
+    )
     report_to: list[str] = field(
         default_factory=lambda: ["tensorboard"],
         metadata={

@@ -170,6 +170,11 @@ def check_settings(data: DataArguments, head, experiment: ExperimentArguments) -
     check_positive(experiment.num_train_epochs, "--num-train-epochs", integer=False)
     check_positive(experiment.weight_decay, "--weight-decay", integer=False, allow_zero=True)
     check_positive(experiment.warmup_steps, "--warmup-steps", integer=False, allow_zero=True)
+    if not 0.0 <= experiment.ema_decay < 1.0:
+        raise UserError(
+            f"--ema-decay must be at least 0 (off) and below 1 (an average that never moves), got "
+            f"{experiment.ema_decay:g}. Try 0.9 or 0.98."
+        )
     for option in (
         "per_device_train_batch_size",
         "per_device_eval_batch_size",

@@ -7,6 +7,7 @@ The model computes the loss (`HilbertForSequenceClassification.forward` with lab
 * returns the per-task logits dictionary from `prediction_step`, so that `compute_metrics` sees the whole
   evaluation set (`{task: (N, C)}`) gathered across processes;
 * draws class-balanced batches when asked;
+* keeps an exponential moving average of the weights when asked (`ema_decay`; `weight_average.py`);
 * marks each checkpoint complete (`CHECKPOINT_DONE`, written last) and deletes older checkpoints only after that,
   so that resuming after a kill never starts from a half-written checkpoint (`last_complete_checkpoint`).
 
@@ -27,9 +28,10 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import find_batch_size
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
 from hilbert_app.safe_write import atomic_write_text
+from hilbert_app.training.weight_average import WeightAverage
 
 # Output fields of HilbertSequenceClassifierOutput that are logged as loss terms (audio_documents / text_documents:
 # how many documents of a batch entered each modality's representation terms, memory_documents: how many held
@@ -131,17 +133,34 @@ class _EpochStart(TrainerCallback):
         self.seen.clear()
 
 
+class _UpdateWeightAverage(TrainerCallback):
+    """After every optimiser step (and the logit-scale clamp, added before it), update the trainer's EMA."""
+
+    def __init__(self, trainer: "HilbertTrainer"):
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        if self.trainer.weight_average is not None:
+            self.trainer.weight_average.update(self.trainer.accelerator.unwrap_model(self.trainer.model))
+
+
 class HilbertTrainer(Trainer):
     """Trainer for `HilbertForSequenceClassification` on cached features or raw inputs.
 
     Args (beyond `Trainer`'s):
         balanced_sampling_labels: per-item labels of the training set; when given, training batches are drawn
             with replacement so that every class is equally likely (a seeded `WeightedRandomSampler`).
+        ema_decay: when > 0, an exponential moving average of the trainable weights (`weight_average.py`) is kept;
+            evaluation during training uses it, and the trained model is the average when `train` returns (what
+            `predict` and `save_pretrained` then see). Checkpoints hold it, so a resumed run continues it.
     """
 
-    def __init__(self, *args, balanced_sampling_labels=None, **kwargs):
+    def __init__(self, *args, balanced_sampling_labels=None, ema_decay: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(LogitScaleClampCallback())
+        self.ema_decay = float(ema_decay)
+        self.weight_average: WeightAverage | None = None  # made in `train`, after the feature statistics
+        self.add_callback(_UpdateWeightAverage(self))
         self.balanced_sampling_labels = balanced_sampling_labels
         self._train_terms = TermAccumulator()
         self._eval_terms = TermAccumulator()
@@ -182,12 +201,24 @@ class HilbertTrainer(Trainer):
         """`Trainer.train`, after fitting the feature standardisation on the training set
         (`fit_feature_statistics`)."""
         self.fit_feature_statistics()
-        return super().train(
+        model = self.accelerator.unwrap_model(self.model)
+        self.weight_average = WeightAverage(model, self.ema_decay) if self.ema_decay > 0 else None
+        if self.weight_average is not None and resume_from_checkpoint:
+            folder = resume_from_checkpoint
+            if folder is True:
+                folder = get_last_checkpoint(self.args.output_dir)
+            if folder:
+                self.weight_average.load(folder)
+        output = super().train(
             resume_from_checkpoint=resume_from_checkpoint,
             trial=trial,
             ignore_keys_for_eval=ignore_keys_for_eval,
             **kwargs,
         )
+        if self.weight_average is not None:
+            self.weight_average.copy_to(model)  # the trained model is the average from here on
+            self.weight_average = None
+        return output
 
     def fit_feature_statistics(self) -> dict[str, int] | None:
         """Set the model's per-dimension feature standardisation from every training document's real segments
@@ -270,6 +301,8 @@ class HilbertTrainer(Trainer):
         if self.args.should_save:
             run_dir = Path(self._get_output_dir(trial=trial))
             folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            if self.weight_average is not None:  # before the mark: a checkpoint without it is not complete
+                self.weight_average.save(folder)
             atomic_write_text(folder / CHECKPOINT_DONE, json.dumps({"global_step": self.state.global_step}) + "\n")
             rotate_checkpoints(
                 output_dir=str(run_dir),
@@ -279,6 +312,13 @@ class HilbertTrainer(Trainer):
             )
 
     # -- evaluation -------------------------------------------------------------------------------------
+    def evaluate(self, *args, **kwargs):
+        """`Trainer.evaluate`; during training with `ema_decay`, on the averaged weights (the trained ones after)."""
+        if self.weight_average is None:
+            return super().evaluate(*args, **kwargs)
+        with self.weight_average.applied(self.accelerator.unwrap_model(self.model)):
+            return super().evaluate(*args, **kwargs)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._mark_repeats(self._prepare_inputs(inputs), self._seen_in_evaluation)
         labels = inputs.get("labels")
