@@ -1169,7 +1169,9 @@ def test_a_run_recorded_before_a_trainer_setting_existed_is_reused_only_at_its_d
     (run_dir / "run_result.json").write_text(json.dumps({"provenance": old}))
     check_reusable(run_dir, provenance(RunSettings()))
     check_reusable(run_dir, provenance(RunSettings(), linear_shortcut=False))  # both kinds left out at once
-    with pytest.raises(UserError, match="trainer settings ema_decay null then, 0.9 now"):
+    with pytest.raises(
+        UserError, match=r"trainer settings ema_decay not recorded \(the run predates the setting: as 0.0\) then, 0.9"
+    ):
         check_reusable(run_dir, provenance(RunSettings(ema_decay=0.9)))
 
 

@@ -34,7 +34,12 @@ from hilbert_app.training.metrics import (
     summarize_runs,
     task_metrics,
 )
-from hilbert_app.training.run_settings import LR_SCHEDULERS, RunSettings  # noqa: F401  (LR_SCHEDULERS: re-exported)
+from hilbert_app.training.run_settings import (  # noqa: F401  (LR_SCHEDULERS: re-exported)
+    LR_SCHEDULERS,
+    SELECTION_ONLY,
+    TRAINER_LEGACY_DEFAULTS,
+    RunSettings,
+)
 from hilbert_app.training.trainer import HilbertTrainer, last_complete_checkpoint
 from modeling_hilbert import HilbertConfig, HilbertForSequenceClassification
 from modeling_hilbert.configuration_hilbert import LEGACY_DEFAULTS
@@ -158,11 +163,13 @@ def train_run(
     is_main_process: Callable[[], bool] = lambda: True,
     callbacks: list | None = None,
     provenance: dict | None = None,
+    schedule_epochs: float | None = None,
 ) -> tuple[HilbertTrainer, dict | None]:
     """Train one model; predict the held-out documents once at the end. Returns the trainer and the result.
 
     `provenance` (from `run_provenance`) is stored in `run_result.json`, so that the result is reused only for the
-    same features, splits and settings."""
+    same features, splits and settings. `schedule_epochs`: lay the learning-rate schedule out over that many epochs
+    and stop after `settings.num_train_epochs` (`HilbertTrainer`; --select's retraining)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = build_head_config(data, head, switches, train_indices, settings)
     if not has_alignment_terms(config):  # they would only dilute its batches: nothing in its loss uses them
@@ -181,6 +188,7 @@ def train_run(
         train_dataset=train_set,
         eval_dataset=test_set,
         ema_decay=settings.ema_decay,
+        schedule_epochs=schedule_epochs,
         data_collator=data.collator or FeaturesCollator(data.label_columns),
         compute_metrics=compute_metrics_fn(config.tasks),
         balanced_sampling_labels=primary if settings.balanced_sampling else None,
@@ -335,7 +343,11 @@ def run_provenance(
         "test_documents": _documents_key(data, test_indices),
         "tasks": data.tasks,
         "head": {**head, **switches},
-        "trainer": {f.name: getattr(settings, f.name) for f in fields(RunSettings) if f.name not in NOT_PROVENANCE},
+        "trainer": {
+            f.name: getattr(settings, f.name)
+            for f in fields(RunSettings)
+            if f.name not in NOT_PROVENANCE and (getattr(settings, "select", False) or f.name not in SELECTION_ONLY)
+        },
         "seed": int(seed),
     }
     parts = json.loads(json.dumps(parts, default=_json_default))  # numpy values and tuples as plain JSON
@@ -359,10 +371,12 @@ def _differences(saved: dict, now: dict) -> list[str]:
             out.append(_PART_NAMES[part])
         elif isinstance(now.get(part), dict) and isinstance(saved.get(part), dict):
             keys = sorted(k for k in set(saved[part]) | set(now[part]) if saved[part].get(k) != now[part].get(k))
+            reproducing = _reproducing_values().get(part, {})
             out.append(
                 f"{part} settings "
                 + ", ".join(
-                    f"{k} {json.dumps(saved[part].get(k))} then, {json.dumps(now[part].get(k))} now" for k in keys[:6]
+                    f"{k} {_recorded(saved[part], k, reproducing)} then, {json.dumps(now[part].get(k))} now"
+                    for k in keys[:6]
                 )
             )
         else:
@@ -370,21 +384,37 @@ def _differences(saved: dict, now: dict) -> list[str]:
     return out
 
 
+def _recorded(saved: dict, key: str, reproducing: dict) -> str:
+    """How a difference's recorded side reads: its value, or for a setting the run predates, what it ran as."""
+    if key in saved or key not in reproducing:
+        return json.dumps(saved.get(key))
+    return f"not recorded (the run predates the setting: as {json.dumps(reproducing[key])})"
+
+
+def _reproducing_values() -> dict[str, dict]:
+    """Per provenance part, the value of each setting that reproduces a run recorded before the setting existed."""
+    return {
+        "head": {n: LEGACY_DEFAULTS.get(n, spec["default"]) for n, spec in HilbertConfig.head_settings().items()},
+        "trainer": {
+            f.name: TRAINER_LEGACY_DEFAULTS.get(f.name, f.default)
+            for f in fields(RunSettings)
+            if f.default is not MISSING
+        },
+    }
+
+
 def _same_run(saved: dict, provenance: dict) -> bool:
     """Whether a recorded provenance is this run's: the same key, or the same once the settings that HILBERT added
     after the run was recorded are left out -- but only those set to the value that reproduces the model the run
     trained. Head settings: `LEGACY_DEFAULTS`, else the default (e.g. `linear_shortcut` False); trainer settings:
-    the `RunSettings` default (e.g. `ema_decay` 0, off). A newer release must not make every finished run unusable;
+    `TRAINER_LEGACY_DEFAULTS` (a selected run retrained before `refit_schedule` existed: "rescaled"), else the
+    `RunSettings` default (e.g. `ema_decay` 0, off). A newer release must not make every finished run unusable;
     a setting whose value changes the model (the gate, once its default changed) still makes it another run."""
     if saved.get("key") == provenance["key"]:
         return True
     if saved.get("version") != provenance.get("version"):
         return False
-    head_settings = HilbertConfig.head_settings()
-    reproducing = {
-        "head": {n: LEGACY_DEFAULTS.get(n, spec["default"]) for n, spec in head_settings.items()},
-        "trainer": {f.name: f.default for f in fields(RunSettings) if f.default is not MISSING},
-    }
+    reproducing = _reproducing_values()
     parts = {k: v for k, v in provenance.items() if k != "key"}
     left_out = False
     for part, values in reproducing.items():

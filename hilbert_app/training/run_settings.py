@@ -23,6 +23,15 @@ LR_SCHEDULERS = (
     "inverse_sqrt",
 )
 
+# `--refit-schedule` (used with --select only; hilbert_app/training/selection.py).
+REFIT_SCHEDULES = ("selection", "rescaled")
+# The value of a trainer setting that reproduces a run recorded before the setting existed, where that is not its
+# default (experiment._same_run): runs retrained before `refit_schedule` existed used a rescaled schedule.
+TRAINER_LEGACY_DEFAULTS = {"refit_schedule": "rescaled"}
+# Trainer settings that matter only with --select: left out of a run's provenance without it, where they change
+# nothing (a finished run without selection stays reusable whatever their value).
+SELECTION_ONLY = ("refit_schedule",)
+
 
 @dataclass
 class RunSettings:
@@ -79,6 +88,17 @@ class RunSettings:
             "help": "Keep an exponential moving average of the head's weights with this decay (0 = off; e.g. 0.9 "
             "over ~10 steps, 0.98 over ~50). Every evaluation, the inner-fold curves --select reads and the saved "
             "model use the average (hilbert_app/training/weight_average.py)."
+        },
+    )
+    refit_schedule: str = field(
+        default="selection",
+        metadata={
+            "help": "With --select, the learning-rate schedule of the model retrained on the whole training split. "
+            "selection (default): that of the inner runs whose curves chose its epochs (warm-up and decay over "
+            "--num_train_epochs), stopped at the chosen epoch, so the retrained model is trained as the selected "
+            "point was. rescaled: a schedule of its own over the chosen epochs (decaying to 0 there), as before "
+            "round 5 of docs/results.md.",
+            "choices": REFIT_SCHEDULES,
         },
     )
     report_to: list[str] = field(

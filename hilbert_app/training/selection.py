@@ -16,11 +16,12 @@ For one outer training split (the documents a run may learn from):
    **retrain on the whole outer training split**, and only that model predicts the outer held-out fold, once.
 
 Nothing here sees the outer held-out documents: they are not passed to any selection run (tests/test_selection.py
-checks it with a spy on the training calls). The retrain's learning-rate schedule spans its own (chosen) number of
-epochs. The same protocol runs for every neural variant, baselines and ablations alike; the chosen settings are
-stored with each run (`run_result.json` -> `selection`) and listed in the report. Cost: points x inner folds
-trainings + 1 per run (2 x 2 x 4 + 1 = 17 with the defaults for a head with alignment terms; 2 x 4 + 1 = 9 for one
-without any: a unimodal head, concat + MLP).
+checks it with a spy on the training calls). The retrain follows the inner runs' learning-rate schedule (laid out
+over `num_train_epochs`) and stops at the chosen epoch, so it is trained as the point the curves scored was
+(`--refit-schedule`, `train_selected_run`). The same protocol runs for every neural variant, baselines and
+ablations alike; the chosen settings are stored with each run (`run_result.json` -> `selection`) and listed in
+the report. Cost: points x inner folds trainings + 1 per run (2 x 2 x 4 + 1 = 17 with the defaults for a head with
+alignment terms; 2 x 4 + 1 = 9 for one without any: a unimodal head, concat + MLP).
 
 Why the alignment terms (contrastive, CKA, MI) are a choice and not a given: they need no labels and shape the
 document embeddings, but whether they help a classifier trained on a few dozen labelled documents depends on the
@@ -242,6 +243,13 @@ def train_selected_run(
 ):
     """`experiment.train_run` with the settings chosen by `select_settings` on `train_indices` alone.
 
+    The retrained model trains for the chosen number of epochs. With `settings.refit_schedule` "selection" (the
+    default) its learning rate follows the schedule of the inner runs, laid out over `settings.num_train_epochs`,
+    and stops at the chosen epoch: the inner curves scored the model at that epoch *of that schedule*, so that is
+    the procedure the selection validated. "rescaled" lays a schedule of its own over the chosen epochs (its
+    learning rate decays to 0 by their end, where the inner runs' was still at (1 - E/N) of its peak; the warm-up
+    shrinks with it).
+
     Returns `(trainer, result)` as `train_run` does; `result["selection"]` holds the choice and every candidate.
     """
     record = select_settings(data, head, switches, train_indices, seed, run_dir, settings, is_main_process)
@@ -249,6 +257,7 @@ def train_selected_run(
     final = dataclasses.replace(
         settings, weight_decay=chosen["weight_decay"], num_train_epochs=chosen["num_train_epochs"]
     )
+    schedule_epochs = settings.num_train_epochs if settings.refit_schedule == "selection" else None
     trainer, result = experiment.train_run(
         data,
         {**head, "dropout": chosen["dropout"]},
@@ -261,6 +270,7 @@ def train_selected_run(
         is_main_process,
         callbacks,
         provenance=provenance,
+        schedule_epochs=schedule_epochs,
     )
     if result is not None:
         result["selection"] = record

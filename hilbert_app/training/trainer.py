@@ -8,6 +8,7 @@ The model computes the loss (`HilbertForSequenceClassification.forward` with lab
   evaluation set (`{task: (N, C)}`) gathered across processes;
 * draws class-balanced batches when asked;
 * keeps an exponential moving average of the weights when asked (`ema_decay`; `weight_average.py`);
+* lays the learning-rate schedule out over a longer run than it trains when asked (`schedule_epochs`);
 * marks each checkpoint complete (`CHECKPOINT_DONE`, written last) and deletes older checkpoints only after that,
   so that resuming after a kill never starts from a half-written checkpoint (`last_complete_checkpoint`).
 
@@ -20,6 +21,7 @@ the gathered global batch inside the model.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -153,10 +155,28 @@ class HilbertTrainer(Trainer):
         ema_decay: when > 0, an exponential moving average of the trainable weights (`weight_average.py`) is kept;
             evaluation during training uses it, and the trained model is the average when `train` returns (what
             `predict` and `save_pretrained` then see). Checkpoints hold it, so a resumed run continues it.
+        schedule_epochs: when given, the learning-rate schedule (warm-up and decay) is laid out over this many
+            epochs although training stops after `args.num_train_epochs`: the learning rate at every epoch is then
+            that of a run of `schedule_epochs` epochs, stopped early. `--select`'s retraining uses it so that the
+            retrained model follows the schedule of the inner runs whose curves chose its epochs (see
+            `selection.train_selected_run`). None: the schedule spans the run, as in transformers.
     """
 
-    def __init__(self, *args, balanced_sampling_labels=None, ema_decay: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        *args,
+        balanced_sampling_labels=None,
+        ema_decay: float = 0.0,
+        schedule_epochs: float | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        if schedule_epochs is not None and schedule_epochs < self.args.num_train_epochs:
+            raise ValueError(
+                f"schedule_epochs={schedule_epochs} is shorter than the run ({self.args.num_train_epochs} epochs): "
+                "the learning rate would reach its end before training does."
+            )
+        self.schedule_epochs = schedule_epochs
         self.add_callback(LogitScaleClampCallback())
         self.ema_decay = float(ema_decay)
         self.weight_average: WeightAverage | None = None  # made in `train`, after the feature statistics
@@ -219,6 +239,18 @@ class HilbertTrainer(Trainer):
             self.weight_average.copy_to(model)  # the trained model is the average from here on
             self.weight_average = None
         return output
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """transformers' scheduler; with `schedule_epochs`, over the steps of that many epochs (see the class).
+
+        `num_training_steps` is `ceil(num_train_epochs x steps per epoch)`; scaled by schedule_epochs /
+        num_train_epochs it is the step count of the longer run on this training set, and the warm-up (a fraction
+        of the steps) scales with it. A resumed run builds the same scheduler and then loads its state."""
+        if self.schedule_epochs is not None and self.lr_scheduler is None:
+            # rounded first: 15 x 6 x 20 / 15 is 120.00000000000001 in floating point, and ceil would add a step
+            scale = self.schedule_epochs / self.args.num_train_epochs
+            num_training_steps = math.ceil(round(num_training_steps * scale, 6))
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def fit_feature_statistics(self) -> dict[str, int] | None:
         """Set the model's per-dimension feature standardisation from every training document's real segments
