@@ -242,7 +242,12 @@ def _run(
     protocol = f"{len(splits)}-fold grouped stratified CV x {len(seeds)} seed(s)"
     selection = (
         "dropout, alignment terms on/off and epochs chosen per training split on the mean curve of grouped inner "
-        "folds (--select)"
+        "folds (--select), then retrained on the split with "
+        + (
+            "the inner runs' learning-rate schedule, stopped at the chosen epoch"
+            if args.refit_schedule == "selection"
+            else "a learning-rate schedule rescaled to the chosen epochs"
+        )
         if args.select
         else f"fixed settings ({args.num_train_epochs:g} epochs, weight decay "
         f"{args.weight_decay:g}, dropout {head['dropout']:g})"
