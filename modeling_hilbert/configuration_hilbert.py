@@ -215,6 +215,12 @@ class HilbertConfig(PreTrainedConfig):
             stay in-batch (their bound log B - InfoNCE holds for B live candidates). Needs `document_ids` in the
             batch (HILBERT's collators give them); evaluation always uses in-batch negatives.
         dual_contrastive_weight, cka_weight, mi_weight, moe_balance_weight (`float`): lambda of each loss term.
+        unimodal_loss_weight (`float`): lambda_uni of the unimodal classification losses (0 = off, the default): a
+            linear classifier on z_a and one on z_t, trained on the labels beside the fused classifier, L += lambda_uni
+            * (L_cls(W_a z_a) + L_cls(W_t z_t)) / 2 (gradient blending's unimodal heads, Wang et al. 2020). They make
+            each stream's embedding carry the label information of its own modality, where the fused classifier
+            would learn the faster modality first and leave the other underused. They never change a prediction:
+            only the fused classifier's logits are returned.
         alignment_warmup_epochs (`float`): a two-stage schedule: for this many training epochs only the alignment
             terms (contrastive, CKA, MI) and the MoE balance are trained, the labels are kept out of the loss; then
             classification joins them (HilbertTrainer applies it; 0 = one stage). Only for multimodal heads with an
@@ -316,6 +322,7 @@ class HilbertConfig(PreTrainedConfig):
     cka_weight: float = 0.5
     mi_weight: float = 0.1
     moe_balance_weight: float = 0.01
+    unimodal_loss_weight: float = 0.0
     alignment_warmup_epochs: float = 0.0
     num_experts: int = 4
     expert_hidden_size: int = 128
@@ -462,6 +469,7 @@ class HilbertConfig(PreTrainedConfig):
             "cka_weight",
             "mi_weight",
             "moe_balance_weight",
+            "unimodal_loss_weight",
             "focal_gamma",
             "initializer_range",
             "alignment_warmup_epochs",
@@ -493,6 +501,7 @@ class HilbertConfig(PreTrainedConfig):
             "cka_weight",
             "mi_weight",
             "moe_balance_weight",
+            "unimodal_loss_weight",
             "focal_gamma",
             "alignment_warmup_epochs",
         ):

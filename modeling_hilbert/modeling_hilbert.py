@@ -137,6 +137,7 @@ class HilbertSequenceClassifierOutput(ModelOutput):
         contrastive_loss, cka_loss, mi_loss, mi_audio_joint, mi_text_joint, temperature, audio_documents,
             text_documents: see `HilbertModelOutput`.
         moe_balance_loss: `()` L_moe, averaged over the task gates.
+        unimodal_loss: `()` L_uni (`config.unimodal_loss_weight` > 0 only; `unimodal_losses`).
         audio_embeds, text_embeds, joint_embeds: `(B, d)`.
         gate_weights: `{task: (B, E)}` routing weights of the experts (MoE classifier only).
         audio_pooling_weights, text_pooling_weights, joint_pooling_weights, audio_hidden_states, text_hidden_states,
@@ -151,6 +152,7 @@ class HilbertSequenceClassifierOutput(ModelOutput):
     cka_loss: torch.FloatTensor | None = None
     mi_loss: torch.FloatTensor | None = None
     moe_balance_loss: torch.FloatTensor | None = None
+    unimodal_loss: torch.FloatTensor | None = None
     mi_audio_joint: torch.FloatTensor | None = None
     mi_text_joint: torch.FloatTensor | None = None
     temperature: torch.FloatTensor | None = None
@@ -1293,6 +1295,14 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
             self.classifier = MLPClassifier(input_size, config.expert_hidden_size, outputs, config.dropout)
         if config.linear_shortcut:
             self.linear_shortcut = LinearShortcut(self.hilbert.mean_pooled_width, outputs, config.dropout)
+        if config.unimodal_loss_weight > 0 and config.is_multimodal:
+            # one linear classifier per stream and task, for the unimodal losses only (`unimodal_losses`)
+            self.unimodal_classifiers = nn.ModuleDict(
+                {
+                    modality: nn.ModuleDict({task: nn.Linear(config.hidden_size, n) for task, n in outputs.items()})
+                    for modality in ("audio", "text")
+                }
+            )
         self.post_init()
         self.freeze_encoders()
 
@@ -1403,10 +1413,26 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
                     out.task_losses = self._classification_losses(logits, labels)
                     out.classification_loss = torch.stack(list(out.task_losses.values())).sum()
                     total = total + out.classification_loss
+                    if hasattr(self, "unimodal_classifiers"):
+                        out.unimodal_loss = self.unimodal_losses(base, labels)
+                        total = total + config.unimodal_loss_weight * out.unimodal_loss
                 out.loss = total
             if return_dict is False:
                 return out.to_tuple()
             return out
+
+    def unimodal_losses(self, base: HilbertModelOutput, labels) -> torch.Tensor:
+        """L_uni = (L_cls(W_a z_a) + L_cls(W_t z_t)) / 2, each summed over tasks like the fused loss, with the same
+        class weights and normalisation (`_classification_losses`). A document without a real segment of a modality
+        has no embedding of it (only the pooling's bias) and counts as unlabelled in that modality's loss."""
+        losses = []
+        for modality, classifiers in self.unimodal_classifiers.items():
+            embeds = getattr(base, f"{modality}_embeds")
+            present = getattr(base, f"{modality}_segment_mask").any(dim=-1)
+            logits = {task: head(embeds) for task, head in classifiers.items()}
+            per_task = self._classification_losses(logits, _without_documents(labels, ~present))
+            losses.append(torch.stack(list(per_task.values())).sum())
+        return torch.stack(losses).mean()
 
     def _classification_losses(self, logits: dict[str, torch.Tensor], labels) -> dict[str, torch.Tensor]:
         """Per-task classification losses, normalised by the global number (or weight) of labelled items.

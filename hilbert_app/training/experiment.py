@@ -71,6 +71,9 @@ VARIANTS: dict[str, dict] = {
     "HILBERT + contrastive memory": {"contrastive_memory_size": 1024, "alignment_search": False},
     # The logistic-regression baseline inside the model: linear logits on the standardised mean-pooled features.
     "HILBERT + linear shortcut": {"linear_shortcut": True},
+    # A linear classifier on each stream's embedding, trained beside the fused one (gradient blending's unimodal
+    # heads): the audio stream must carry the voice factor itself, where the fused classifier may leave it underused.
+    "HILBERT + unimodal losses": {"unimodal_loss_weight": 1.0},
     # The cost of the alignment terms, which --select may otherwise turn off, and of the gate on cross-attention.
     "HILBERT (alignment always on)": {"alignment_search": False},
     "HILBERT w/o cross-attention gate": {"cross_attention_gate": False},

@@ -44,6 +44,7 @@ LOSS_TERMS = (
     "cka_loss",
     "mi_loss",
     "moe_balance_loss",
+    "unimodal_loss",
     "temperature",
     "mi_audio_joint",
     "mi_text_joint",
