@@ -25,6 +25,7 @@ MODALITIES = ("both", "audio", "text")
 FUSIONS = ("cross_attention", "concat")
 CLASSIFIERS = ("moe", "mlp")
 JOINT_SEQUENCES = ("per_segment", "concat_sequence")
+MODALITY_EMBEDDINGS = ("cross_attended", "own_stream")
 AUDIO_MODES = ("exact", "fast")
 # The fields whose value is one of a fixed set (checked in `_validate`, offered as choices by the command line).
 FIELD_CHOICES = {
@@ -33,6 +34,7 @@ FIELD_CHOICES = {
     "fusion": FUSIONS,
     "classifier": CLASSIFIERS,
     "joint_sequence": JOINT_SEQUENCES,
+    "modality_embeddings": MODALITY_EMBEDDINGS,
     "audio_mode": AUDIO_MODES,
 }
 # Fields that describe the data and the encoders rather than the head a user trains: the data path sets them (from
@@ -243,6 +245,13 @@ class HilbertConfig(PreTrainedConfig):
         joint_sequence (`str`): how the joint sequence is formed: `"per_segment"` (joint_s = W[a_s; t_s], needs
             aligned segments) or `"concat_sequence"` (the two streams concatenated along the segment axis).
         classifier (`str`): `"moe"` (HILBERT) or `"mlp"` (one MLP per task, baseline).
+        modality_embeddings (`str`): what z_a and z_t pool (multimodal models with cross-attention):
+            `"cross_attended"` (default: each stream after the cross-modal attention, so z_a holds text read
+            through the audio's queries) or `"own_stream"` (each modality's projected segments before it: z_a and
+            z_t hold one modality each, the cross-attended streams form only the joint sequence and z_j). With
+            "own_stream" the CKA term compares each modality's own structure with the joint space and the MI term
+            weighs two single-modality embeddings, as their purposes say; the classifier sees each modality's own
+            evidence beside the fused one, as concat + MLP does. With `fusion="concat"` both are the same.
         linear_shortcut (`bool`): add to every task's logits a linear function of the document's mean-pooled frozen
             features, standardised over the training documents (shortcut_hilbert.py): the logistic-regression
             baseline kept inside the model, its weights zero at initialisation, so that the head cannot end below a
@@ -333,6 +342,7 @@ class HilbertConfig(PreTrainedConfig):
     modalities: str = "both"
     fusion: str = "cross_attention"
     joint_sequence: str = "per_segment"
+    modality_embeddings: str = "cross_attended"
     classifier: str = "moe"
     linear_shortcut: bool = False
     audio_mode: str = "exact"

@@ -7,10 +7,12 @@ Data flow for a batch of B documents of S segments (shapes in comments use these
              --L x bidirectional cross-modal attention--> audio', text' (B, S, d)
              --joint fusion--> joint (B, S, d)             [or (B, 2S, d) with joint_sequence="concat_sequence"]
              --self-attentive pooling--> z_a, z_t, z_j (B, d), plus the pooling weights (B, r, S)
+               [z_a, z_t from the streams before the cross-modal attention with modality_embeddings="own_stream"]
              --MoE over [z_a; z_t; z_j]--> logits per task
 
-Losses (see losses_hilbert.py): L = L_cls + l_dual L_dual + l_cka L_cka + l_mi L_mi + l_moe L_moe, the
-batch-level terms on the global batch gathered across processes.
+Losses (see losses_hilbert.py): L = L_cls + l_dual L_dual + l_cka L_cka + l_mi L_mi + l_moe L_moe
+(+ l_uni L_uni, the unimodal heads' losses, when on), the batch-level terms on the global batch gathered across
+processes.
 
 Ships to the Hub with the model: imports only `torch`, `transformers` and sibling files.
 """
@@ -1108,6 +1110,7 @@ class HilbertModel(HilbertPreTrainedModel):
 
             audio_states = [audio] if output_hidden_states and audio is not None else None
             text_states = [text] if output_hidden_states and text is not None else None
+            own_audio, own_text = audio, text  # each modality alone (`config.modality_embeddings="own_stream"`)
             if config.is_multimodal:
                 audio_attentions, text_attentions = [], []
                 for layer in self.cross_attention:
@@ -1129,6 +1132,8 @@ class HilbertModel(HilbertPreTrainedModel):
                     )
                 joint, joint_mask = self._fuse(audio, text, audio_mask, text_mask)
                 out.joint_embeds, out.joint_pooling_weights = self.joint_pooling(joint, joint_mask)
+            if config.modality_embeddings == "own_stream":
+                audio, text = own_audio, own_text
             if audio is not None:
                 out.audio_embeds, out.audio_pooling_weights = self.audio_pooling(audio, audio_mask)
             if text is not None:

@@ -74,6 +74,8 @@ VARIANTS: dict[str, dict] = {
     # A linear classifier on each stream's embedding, trained beside the fused one (gradient blending's unimodal
     # heads): the audio stream must carry the voice factor itself, where the fused classifier may leave it underused.
     "HILBERT + unimodal losses": {"unimodal_loss_weight": 1.0},
+    # z_a and z_t pooled from each modality's own stream, the cross-attended streams forming only the joint.
+    "HILBERT + own-stream embeddings": {"modality_embeddings": "own_stream"},
     # The cost of the alignment terms, which --select may otherwise turn off, and of the gate on cross-attention.
     "HILBERT (alignment always on)": {"alignment_search": False},
     "HILBERT w/o cross-attention gate": {"cross_attention_gate": False},
