@@ -229,6 +229,9 @@ class HilbertConfig(PreTrainedConfig):
             alignment weight > 0; ignored otherwise.
         num_experts (`int`): E, experts of the MoE classifier.
         expert_hidden_size (`int`): width of each expert MLP's output.
+        moe_shared_expert (`bool`): add an always-on expert outside the gates (DeepSeekMoE's shared expert): what
+            every document needs is learnt from all of them, not again inside each routed expert from the documents
+            routed to it. Off by default.
         moe_top_k (`int`, *optional*): experts each document is routed to; None = dense gate (every expert, weighted
             by the gate's softmax). 1: the selected expert weighted by its raw gate probability, not renormalised
             (Switch Transformer), so that the gate learns from the task loss. 1 < k < num_experts: the k largest gate
@@ -336,6 +339,7 @@ class HilbertConfig(PreTrainedConfig):
     num_experts: int = 4
     expert_hidden_size: int = 128
     moe_top_k: int | None = None
+    moe_shared_expert: bool = False
     tasks: list | None = None
     focal_gamma: float = 0.0
     contrastive_target: str = "joint"

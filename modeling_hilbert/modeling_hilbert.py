@@ -1294,7 +1294,13 @@ class HilbertForSequenceClassification(HilbertPreTrainedModel):
         outputs = {task["name"]: config.task_num_outputs(task) for task in config.tasks}
         if config.classifier == "moe":
             self.classifier = MixtureOfExpertsClassifier(
-                input_size, config.expert_hidden_size, config.num_experts, outputs, config.moe_top_k, config.dropout
+                input_size,
+                config.expert_hidden_size,
+                config.num_experts,
+                outputs,
+                config.moe_top_k,
+                config.dropout,
+                shared_expert=config.moe_shared_expert,
             )
         else:
             self.classifier = MLPClassifier(input_size, config.expert_hidden_size, outputs, config.dropout)

@@ -57,9 +57,13 @@ class MixtureOfExpertsClassifier(nn.Module):
         p_t = softmax(W_t h)                          (E,)
         g_t = top_k_gate(p_t, k)                      (E,)   see `top_k_gate`: raw p for k = 1, renormalised for k > 1
         y_t = Tower_t( sum_e g_t[e] * Expert_e(h) )   (C_t,)
+        with `shared_expert`: y_t = Tower_t( Shared(h) + sum_e g_t[e] * Expert_e(h) )
 
     One gate per task lets tasks with different label regimes (multiclass, binary, multilabel) weight the shared
-    experts differently.
+    experts differently. The shared expert (DeepSeekMoE's shared-expert isolation, Dai et al. 2024) is always on
+    with weight 1: what every document needs is learnt from all of them in one place, where routed experts would
+    each learn it again from the documents routed to them (on ~50 documents, from a fraction of an already small
+    set).
 
     Args:
         input_size: width of h.
@@ -69,6 +73,7 @@ class MixtureOfExpertsClassifier(nn.Module):
         top_k: experts per item (None = dense): k = 1 keeps the selected expert's raw gate probability
             (Switch Transformer), k > 1 renormalises the k largest to sum to 1 (see `top_k_gate`).
         dropout: dropout inside experts and before each tower's output layer.
+        shared_expert: add one always-on expert, outside the gates (see above).
     """
 
     def __init__(
@@ -79,10 +84,12 @@ class MixtureOfExpertsClassifier(nn.Module):
         task_output_sizes: dict[str, int],
         top_k: int | None = None,
         dropout: float = 0.0,
+        shared_expert: bool = False,
     ):
         super().__init__()
         self.top_k = top_k
         self.experts = nn.ModuleList(expert_mlp(input_size, expert_hidden_size, dropout) for _ in range(num_experts))
+        self.shared_expert = expert_mlp(input_size, expert_hidden_size, dropout) if shared_expert else None
         self.gates = nn.ModuleDict({task: nn.Linear(input_size, num_experts) for task in task_output_sizes})
         self.towers = nn.ModuleDict(
             {
@@ -103,11 +110,14 @@ class MixtureOfExpertsClassifier(nn.Module):
             loss) and routing weights after top-k `{task: (B, E)}` (what the experts were mixed with).
         """
         expert_outputs = torch.stack([expert(features) for expert in self.experts], dim=1)  # (B, E, H)
+        shared = self.shared_expert(features) if self.shared_expert is not None else None  # (B, H)
         logits, gate_probs, gate_weights = {}, {}, {}
         for task, gate in self.gates.items():
             probs = torch.softmax(gate(features), dim=-1)  # (B, E)
             weights = top_k_gate(probs, self.top_k)
             mixed = torch.einsum("be,beh->bh", weights, expert_outputs)  # (B, H)
+            if shared is not None:
+                mixed = mixed + shared
             logits[task] = self.towers[task](mixed)
             gate_probs[task], gate_weights[task] = probs, weights
         return logits, gate_probs, gate_weights

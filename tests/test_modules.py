@@ -401,15 +401,18 @@ def np_expert(seq: torch.nn.Sequential, h: np.ndarray) -> np.ndarray:
 TASKS = {"genre": 5, "flag": 1, "tags": 3}
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["routed", "shared-expert"])
 @pytest.mark.parametrize("top_k", [None, 1, 2])
-def test_moe_classifier_matches_manual(top_k):
+def test_moe_classifier_matches_manual(top_k, shared):
     torch.manual_seed(0)
-    moe = seeded(MixtureOfExpertsClassifier(7, 6, num_experts=4, task_output_sizes=TASKS, top_k=top_k, dropout=0.4), 16)
+    moe = MixtureOfExpertsClassifier(7, 6, 4, TASKS, top_k=top_k, dropout=0.4, shared_expert=shared)
+    moe = seeded(moe, 16)
     rng = np.random.default_rng(17)
     h = rng.standard_normal((5, 7))
     logits, gate_probs, gate_weights = moe(torch.as_tensor(h))
     assert set(logits) == set(gate_probs) == set(gate_weights) == set(TASKS)
     experts = np.stack([np_expert(e, h) for e in moe.experts], axis=1)  # (B, E, H)
+    always = np_expert(moe.shared_expert, h) if shared else 0.0  # outside the gates, weight 1
     for task, width in TASKS.items():
         probs = np_softmax(lin(h, moe.gates[task]))
         weights = probs.copy()
@@ -418,7 +421,7 @@ def test_moe_classifier_matches_manual(top_k):
             for i, row in enumerate(probs):
                 idx = np.argsort(-row)[:top_k]
                 weights[i, idx] = row[idx] if top_k == 1 else row[idx] / row[idx].sum()
-        mixed = np.einsum("be,beh->bh", weights, experts)
+        mixed = np.einsum("be,beh->bh", weights, experts) + always
         expected = lin(mixed, moe.towers[task][1])
         assert logits[task].shape == (5, width)
         assert np.abs(logits[task].detach().numpy() - expected).max() < TIGHT

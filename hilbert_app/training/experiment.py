@@ -76,6 +76,8 @@ VARIANTS: dict[str, dict] = {
     "HILBERT + unimodal losses": {"unimodal_loss_weight": 1.0},
     # z_a and z_t pooled from each modality's own stream, the cross-attended streams forming only the joint.
     "HILBERT + own-stream embeddings": {"modality_embeddings": "own_stream"},
+    # An always-on expert beside the routed ones: the voice factor learnt from every document, not per expert.
+    "HILBERT + shared expert": {"moe_shared_expert": True},
     # The cost of the alignment terms, which --select may otherwise turn off, and of the gate on cross-attention.
     "HILBERT (alignment always on)": {"alignment_search": False},
     "HILBERT w/o cross-attention gate": {"cross_attention_gate": False},
