@@ -71,12 +71,13 @@ VARIANTS: dict[str, dict] = {
     "HILBERT + contrastive memory": {"contrastive_memory_size": 1024, "alignment_search": False},
     # The logistic-regression baseline inside the model: linear logits on the standardised mean-pooled features.
     "HILBERT + linear shortcut": {"linear_shortcut": True},
+    # Three remedies for a fused head that leaves one modality underused (docs/results.md, round 5), off by default.
     # A linear classifier on each stream's embedding, trained beside the fused one (gradient blending's unimodal
-    # heads): the audio stream must carry the voice factor itself, where the fused classifier may leave it underused.
+    # heads): each stream must carry its own modality's evidence.
     "HILBERT + unimodal losses": {"unimodal_loss_weight": 1.0},
     # z_a and z_t pooled from each modality's own stream, the cross-attended streams forming only the joint.
     "HILBERT + own-stream embeddings": {"modality_embeddings": "own_stream"},
-    # An always-on expert beside the routed ones: the voice factor learnt from every document, not per expert.
+    # An always-on expert beside the routed ones: what every document needs is learnt from all, not per expert.
     "HILBERT + shared expert": {"moe_shared_expert": True},
     # The cost of the alignment terms, which --select may otherwise turn off, and of the gate on cross-attention.
     "HILBERT (alignment always on)": {"alignment_search": False},
