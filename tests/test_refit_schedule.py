@@ -7,7 +7,6 @@ step is the one an N-epoch run would have had there, not a schedule squeezed int
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from synthetic import make_features_dataset, save_tiny_encoders
+from test_bad_input import _provenance_data
 from test_training import HEAD, StopAfter, experiment_data, settings
 from transformers import TrainerCallback
 
@@ -109,27 +109,14 @@ def test_the_retrained_model_gets_the_inner_runs_schedule_unless_rescaled(data, 
 
 
 def _provenance(run: RunSettings) -> dict:
-    import datasets
-
-    ds = datasets.Dataset.from_dict(
-        {"id": [f"d{i}" for i in range(8)], "label": [0, 1] * 4},
-        features=datasets.Features({"id": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b"])}),
-    )
-    toy = experiment.ExperimentData(
-        dataset=ds,
-        tasks=[{"name": "label", "type": "multiclass", "labels": ["a", "b"]}],
-        audio_config=None,
-        text_config=None,
-    )
-    return run_provenance(toy, {"hidden_size": 16}, {}, np.arange(6), np.arange(6, 8), 0, run, "features-a")
+    return run_provenance(_provenance_data(), {"hidden_size": 16}, {}, np.arange(6), np.arange(6, 8), 0, run, "x")
 
 
 def _recorded_before_the_setting(provenance: dict) -> dict:
+    """What a run of the earlier release recorded: the same provenance without the setting, and its key."""
     old = json.loads(json.dumps(provenance))
     old["trainer"].pop("refit_schedule")
-    old["key"] = hashlib.sha256(
-        json.dumps({k: v for k, v in old.items() if k != "key"}, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    old["key"] = experiment._sha256({k: v for k, v in old.items() if k != "key"})
     return old
 
 

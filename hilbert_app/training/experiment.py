@@ -354,7 +354,7 @@ def run_provenance(
         "trainer": {
             f.name: getattr(settings, f.name)
             for f in fields(RunSettings)
-            if f.name not in NOT_PROVENANCE and (getattr(settings, "select", False) or f.name not in SELECTION_ONLY)
+            if f.name not in NOT_PROVENANCE and (settings.select or f.name not in SELECTION_ONLY)
         },
         "seed": int(seed),
     }
